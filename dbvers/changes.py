@@ -1,0 +1,441 @@
+"""Row-level changes between two states of a database, through SQLite's session extension.
+
+This is the only module that uses apsw sessions. It works on a private
+connection whose ``main`` is the newer state and whose ``base`` (attached) is the
+older one, and produces a patchset that turns ``base`` into ``main``, with
+per-table counts. Everything here runs on dbvers's private files only.
+
+Three things the session extension alone would get wrong are handled here:
+
+* ``Session.diff`` compares with SQL equality, so integer 7 and real 7.0 in a
+  column without affinity look equal. Such type-only changes are found with
+  ``typeof()`` and put into the patchset by giving the old row a sentinel value
+  inside a savepoint that is rolled back (a patchset carries only new values, so
+  the sentinel never reaches it).
+* Rows whose primary key contains NULL are invisible to sessions; a table that
+  has them is compared in SQL and, if it changed, forces a keyframe.
+* Virtual tables' shadow tables and ``sqlite_stat*`` are not replayed through
+  patchsets; a change to them forces a keyframe so they are kept exactly.
+  ``sqlite_sequence`` is carried in the commit itself.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import apsw
+
+from .errors import CorruptObjectError
+from .objects import Schema, SchemaEntry, TableCounts
+
+ROWID_NAMES = ("rowid", "_rowid_", "oid")
+INTERNAL_TABLES = ("sqlite_sequence",)
+
+
+def quote(name: str) -> str:
+    """Quote an SQL identifier (every identifier that reaches SQL goes through this)."""
+    return '"' + name.replace('"', '""') + '"'
+
+
+def open_private(path: Path | str) -> apsw.Connection:
+    """Open one of dbvers's own files with apsw, triggers and foreign keys off.
+
+    Replaying a patchset must not fire triggers: their effects are already in
+    the patchset, and firing them again would duplicate rows.
+    """
+    conn = apsw.Connection(str(path))
+    conn.config(apsw.SQLITE_DBCONFIG_ENABLE_TRIGGER, 0)
+    conn.execute("PRAGMA foreign_keys = OFF")
+    conn.set_busy_timeout(10_000)
+    return conn
+
+
+def attach(conn: apsw.Connection, path: Path | str, name: str = "base") -> None:
+    conn.execute(f"ATTACH ? AS {quote(name)}", (str(path),))
+
+
+def detach(conn: apsw.Connection, name: str = "base") -> None:
+    conn.execute(f"DETACH {quote(name)}")
+
+
+# -- reading a state --------------------------------------------------------
+
+
+def read_schema(conn: apsw.Connection, db: str = "main") -> Schema:
+    rows = conn.execute(
+        f"SELECT type, name, tbl_name, sql FROM {quote(db)}.sqlite_schema ORDER BY rowid"
+    ).fetchall()
+    # Sorted, so that two states with the same objects have the same schema id
+    # whatever order their sqlite_schema rows happen to be in.
+    return Schema(tuple(sorted((SchemaEntry(*r) for r in rows), key=lambda e: (e.type, e.name))))
+
+
+def read_pragmas(conn: apsw.Connection, db: str = "main") -> dict[str, int]:
+    q = quote(db)
+    return {
+        "user_version": conn.execute(f"PRAGMA {q}.user_version").fetchone()[0],
+        "application_id": conn.execute(f"PRAGMA {q}.application_id").fetchone()[0],
+    }
+
+
+def read_sequences(conn: apsw.Connection, db: str = "main") -> tuple[tuple[int, str, int], ...]:
+    q = quote(db)
+    exists = conn.execute(
+        f"SELECT 1 FROM {q}.sqlite_schema WHERE name = 'sqlite_sequence'"
+    ).fetchone()
+    if not exists:
+        return ()
+    rows = conn.execute(f"SELECT rowid, name, seq FROM {q}.sqlite_sequence ORDER BY rowid")
+    return tuple((r[0], r[1], r[2]) for r in rows)
+
+
+def affinity(decl_type: str) -> str:
+    """SQLite's column affinity rules (https://sqlite.org/datatype3.html §3.1)."""
+    t = decl_type.upper()
+    if "INT" in t:
+        return "INTEGER"
+    if "CHAR" in t or "CLOB" in t or "TEXT" in t:
+        return "TEXT"
+    if "BLOB" in t or not t:
+        return "BLOB"
+    if "REAL" in t or "FLOA" in t or "DOUB" in t:
+        return "REAL"
+    return "NUMERIC"
+
+
+@dataclass(frozen=True)
+class TableInfo:
+    name: str
+    columns: tuple[str, ...]
+    types: tuple[str, ...]
+    pk: tuple[str, ...]  # in primary-key order; empty for rowid tables without one
+    without_rowid: bool
+    generated: tuple[str, ...] = ()
+
+    @property
+    def shape(self) -> tuple[object, ...]:
+        return (self.columns, self.pk, self.without_rowid)
+
+    @property
+    def rowid_name(self) -> str:
+        for n in ROWID_NAMES:
+            if n not in self.columns:
+                return n
+        return "rowid"  # all three shadowed: such a table has no reachable rowid
+
+    @property
+    def key(self) -> tuple[str, ...]:
+        """Expressions that identify a row: the primary key, or the rowid."""
+        return tuple(quote(c) for c in self.pk) if self.pk else (self.rowid_name,)
+
+    @property
+    def has_nullable_pk(self) -> bool:
+        # Ordinary tables with a non-INTEGER PRIMARY KEY accept NULL key values
+        # (a SQLite legacy); WITHOUT ROWID tables and rowid aliases cannot hold them.
+        if not self.pk or self.without_rowid:
+            return False
+        if len(self.pk) == 1:
+            i = self.columns.index(self.pk[0])
+            if self.types[i].upper() == "INTEGER":
+                return False
+        return True
+
+    def untyped_columns(self) -> list[str]:
+        """Non-key columns where int 7 and real 7.0 can both be stored (BLOB affinity)."""
+        return [
+            c
+            for c, t in zip(self.columns, self.types, strict=True)
+            if affinity(t) == "BLOB" and c not in self.pk and c not in self.generated
+        ]
+
+
+@dataclass
+class TableSet:
+    tracked: dict[str, TableInfo]
+    virtual: list[str]  # virtual tables: their data lives in shadow tables
+    opaque: dict[str, TableInfo]  # shadow and sqlite_stat tables: kept through keyframes
+
+
+def classify_tables(conn: apsw.Connection, db: str = "main") -> TableSet:
+    q = quote(db)
+    tracked: dict[str, TableInfo] = {}
+    opaque: dict[str, TableInfo] = {}
+    virtual: list[str] = []
+    for _schema, name, kind, _ncol, wr, _strict in conn.execute(f"PRAGMA {q}.table_list"):
+        if _schema != db or name in INTERNAL_TABLES or name.startswith("sqlite_temp"):
+            continue
+        if name == "sqlite_schema" or name == "sqlite_master":
+            continue
+        if kind == "virtual":
+            virtual.append(name)
+            continue
+        if kind == "view":
+            continue
+        info = table_info(conn, name, db, bool(wr))
+        if kind == "shadow" or name.startswith("sqlite_stat"):
+            opaque[name] = info
+        elif kind == "table":
+            tracked[name] = info
+    return TableSet(tracked, sorted(virtual), opaque)
+
+
+def table_info(conn: apsw.Connection, table: str, db: str, without_rowid: bool) -> TableInfo:
+    cols: list[str] = []
+    types: list[str] = []
+    pk: list[tuple[int, str]] = []
+    generated: list[str] = []
+    for _cid, name, ctype, _notnull, _dflt, pkidx, hidden in conn.execute(
+        f"PRAGMA {quote(db)}.table_xinfo({quote(table)})"
+    ):
+        if hidden == 1:  # hidden columns of virtual tables
+            continue
+        cols.append(name)
+        types.append(ctype or "")
+        if pkidx:
+            pk.append((pkidx, name))
+        if hidden in (2, 3):
+            generated.append(name)
+    return TableInfo(
+        table,
+        tuple(cols),
+        tuple(types),
+        tuple(n for _, n in sorted(pk)),
+        without_rowid,
+        tuple(generated),
+    )
+
+
+# -- comparing two states ---------------------------------------------------
+
+
+@dataclass
+class Changes:
+    """What turns ``base`` into ``main``."""
+
+    patchset: bytes | None
+    counts: dict[str, TableCounts]
+    schema_changed: bool
+    needs_keyframe: list[str] = field(default_factory=list)  # why a patchset can't carry it
+    untracked: list[str] = field(default_factory=list)  # virtual tables, named in status
+    key_changed: list[str] = field(default_factory=list)  # tables whose key changed
+
+    @property
+    def changed_tables(self) -> list[str]:
+        return sorted(t for t, c in self.counts.items() if c.total)
+
+    @property
+    def empty(self) -> bool:
+        return not self.patchset and not self.changed_tables and not self.schema_changed and not self.needs_keyframe
+
+
+def _count(conn: apsw.Connection, sql: str) -> int:
+    return int(conn.execute(sql).fetchone()[0])
+
+
+def _key_match(key: Iterable[str], a: str, b: str) -> str:
+    return " AND ".join(f"{a}.{k} IS {b}.{k}" for k in key)
+
+
+def _differs(cols: Iterable[str], a: str, b: str) -> str:
+    parts = [
+        f"({a}.{quote(c)} IS NOT {b}.{quote(c)} OR typeof({a}.{quote(c)}) <> typeof({b}.{quote(c)}))"
+        for c in cols
+    ]
+    return " OR ".join(parts) if parts else "0"
+
+
+def count_by_key(
+    conn: apsw.Connection, table: str, key: tuple[str, ...], shared: list[str]
+) -> TableCounts:
+    """Count inserts/updates/deletes between base.table and main.table matching rows on *key*.
+
+    Used where the session extension can't be (the table's columns changed);
+    values are compared on the columns both sides share, types included.
+    """
+    t = quote(table)
+    inserts = _count(
+        conn,
+        f"SELECT count(*) FROM main.{t} AS n WHERE NOT EXISTS "
+        f"(SELECT 1 FROM base.{t} AS o WHERE {_key_match(key, 'o', 'n')})",
+    )
+    deletes = _count(
+        conn,
+        f"SELECT count(*) FROM base.{t} AS o WHERE NOT EXISTS "
+        f"(SELECT 1 FROM main.{t} AS n WHERE {_key_match(key, 'o', 'n')})",
+    )
+    updates = _count(
+        conn,
+        f"SELECT count(*) FROM main.{t} AS n JOIN base.{t} AS o ON {_key_match(key, 'o', 'n')} "
+        f"WHERE {_differs(shared, 'n', 'o')}",
+    )
+    return TableCounts(inserts, updates, deletes)
+
+
+def _null_pk_rows_differ(conn: apsw.Connection, info: TableInfo) -> bool:
+    """Rows with a NULL in the primary key are invisible to sessions: compare them in SQL."""
+    t = quote(info.name)
+    nullpk = " OR ".join(f"{quote(c)} IS NULL" for c in info.pk)
+    cols = ", ".join(f"{quote(c)}, typeof({quote(c)})" for c in info.columns)
+    rid = info.rowid_name
+    has_new = conn.execute(f"SELECT 1 FROM main.{t} WHERE {nullpk} LIMIT 1").fetchone()
+    has_old = conn.execute(f"SELECT 1 FROM base.{t} WHERE {nullpk} LIMIT 1").fetchone()
+    if not has_new and not has_old:
+        return False
+    diff = (
+        f"SELECT 1 FROM (SELECT {rid}, {cols} FROM main.{t} WHERE {nullpk} "
+        f"EXCEPT SELECT {rid}, {cols} FROM base.{t} WHERE {nullpk}) "
+        f"UNION ALL SELECT 1 FROM (SELECT {rid}, {cols} FROM base.{t} WHERE {nullpk} "
+        f"EXCEPT SELECT {rid}, {cols} FROM main.{t} WHERE {nullpk}) LIMIT 1"
+    )
+    return conn.execute(diff).fetchone() is not None
+
+
+def _mark_type_only_changes(conn: apsw.Connection, info: TableInfo) -> None:
+    """Give base rows whose value differs from main only in type a sentinel, so diff sees them.
+
+    Runs inside a savepoint the caller rolls back. The sentinel is random (so
+    UNIQUE indexes hold) and of a type the new value doesn't have.
+    """
+    t = quote(info.name)
+    key = info.key
+    key_list = ", ".join(f"o.{k}" for k in key)
+    target = f"({', '.join(key)})" if len(key) > 1 else key[0]
+    for c in info.untyped_columns():
+        qc = quote(c)
+        conn.execute(
+            f"UPDATE base.{t} AS u SET {qc} = (SELECT CASE typeof(n.{qc}) WHEN 'blob' "
+            f"THEN 'dbvers-' || hex(randomblob(16)) ELSE randomblob(16) END "
+            f"FROM main.{t} AS n WHERE {_key_match(key, 'n', 'u')}) "
+            f"WHERE {target} IN (SELECT {key_list} FROM main.{t} AS n JOIN base.{t} AS o "
+            f"ON {_key_match(key, 'o', 'n')} WHERE n.{qc} IS o.{qc} "
+            f"AND typeof(n.{qc}) <> typeof(o.{qc}))"
+        )
+
+
+def count_patchset(patchset: bytes) -> dict[str, TableCounts]:
+    tallies: dict[str, list[int]] = {}
+    slot = {"INSERT": 0, "UPDATE": 1, "DELETE": 2}
+    for change in apsw.Changeset.iter(patchset):
+        tallies.setdefault(change.name, [0, 0, 0])[slot[change.op]] += 1
+    return {t: TableCounts(*v) for t, v in tallies.items()}
+
+
+def compute_changes(conn: apsw.Connection) -> Changes:
+    """Compare ``main`` (new) against the attached ``base`` (old)."""
+    new_schema, old_schema = read_schema(conn, "main"), read_schema(conn, "base")
+    new, old = classify_tables(conn, "main"), classify_tables(conn, "base")
+    counts: dict[str, TableCounts] = {}
+    needs_keyframe: list[str] = []
+    key_changed: list[str] = []
+    same_shape: list[TableInfo] = []
+
+    for name, info in new.tracked.items():
+        before = old.tracked.get(name)
+        if before is None:
+            counts[name] = TableCounts(inserts=_count(conn, f"SELECT count(*) FROM main.{quote(name)}"))
+        elif before.shape == info.shape:
+            same_shape.append(info)
+        elif before.pk == info.pk and before.without_rowid == info.without_rowid:
+            shared = [c for c in info.columns if c in before.columns and c not in info.pk]
+            counts[name] = count_by_key(conn, name, info.key, shared)
+        else:
+            key_changed.append(name)
+            counts[name] = TableCounts(
+                inserts=_count(conn, f"SELECT count(*) FROM main.{quote(name)}"),
+                deletes=_count(conn, f"SELECT count(*) FROM base.{quote(name)}"),
+            )
+    for name in old.tracked.keys() - new.tracked.keys():
+        counts[name] = TableCounts(deletes=_count(conn, f"SELECT count(*) FROM base.{quote(name)}"))
+
+    patchset: bytes | None = None
+    if same_shape:
+        session = apsw.Session(conn, "main")
+        session.config(apsw.SQLITE_SESSION_OBJCONFIG_ROWID, 1)
+        conn.execute("SAVEPOINT dbvers_typefix")
+        try:
+            for info in same_shape:
+                if info.untyped_columns():
+                    _mark_type_only_changes(conn, info)
+                session.attach(info.name)
+                session.diff("base", info.name)
+                if info.has_nullable_pk and _null_pk_rows_differ(conn, info):
+                    needs_keyframe.append(f"rows with a NULL primary key changed in {info.name}")
+            patchset = session.patchset() or None
+        finally:
+            conn.execute("ROLLBACK TO dbvers_typefix")
+            conn.execute("RELEASE dbvers_typefix")
+            session.close()
+        if patchset:
+            counts.update(count_patchset(patchset))
+
+    # Shadow tables (FTS5 and friends) and sqlite_stat*: a change means a keyframe.
+    opaque_same = [
+        i for n, i in new.opaque.items() if n in old.opaque and old.opaque[n].shape == i.shape
+    ]
+    if opaque_same:
+        probe = apsw.Session(conn, "main")
+        probe.config(apsw.SQLITE_SESSION_OBJCONFIG_ROWID, 1)
+        try:
+            for info in opaque_same:
+                probe.attach(info.name)
+                probe.diff("base", info.name)
+            if not probe.is_empty:
+                owners = ", ".join(new.virtual) or "sqlite_stat tables"
+                needs_keyframe.append(f"contents of {owners} changed")
+        finally:
+            probe.close()
+
+    return Changes(
+        patchset=patchset,
+        counts={t: c for t, c in counts.items() if c.total},
+        schema_changed=new_schema.id != old_schema.id,
+        needs_keyframe=needs_keyframe,
+        untracked=new.virtual,
+        key_changed=key_changed,
+    )
+
+
+# -- replaying --------------------------------------------------------------
+
+
+def apply_patchsets(conn: apsw.Connection, patchsets: Iterable[tuple[str, bytes]]) -> None:
+    """Apply (id, patchset) pairs in order, in one transaction.
+
+    Any conflict means the store is inconsistent (a patch that doesn't fit its
+    parent state), so it is reported as a corrupt object, never skipped.
+    """
+    conflicts: list[str] = []
+
+    def on_conflict(reason: int, change: apsw.TableChange) -> int:
+        conflicts.append(f"{change.op} on {change.name}")
+        return apsw.SQLITE_CHANGESET_ABORT
+
+    conn.execute("BEGIN")
+    oid = ""
+    try:
+        for oid, ps in patchsets:  # noqa: B007 - oid names the failing patch below
+            apsw.Changeset.apply(
+                ps, conn, conflict=on_conflict, flags=apsw.SQLITE_CHANGESETAPPLY_NOSAVEPOINT
+            )
+    except apsw.Error as e:
+        conn.execute("ROLLBACK")
+        what = conflicts[0] if conflicts else str(e)
+        raise CorruptObjectError(oid, f"patch does not apply to its parent state: {what}") from None
+    conn.execute("COMMIT")
+
+
+def restore_extras(
+    conn: apsw.Connection, pragmas: dict[str, int], sequences: tuple[tuple[int, str, int], ...]
+) -> None:
+    """Set what patchsets don't carry: the header pragmas and sqlite_sequence."""
+    with conn:
+        if conn.execute("SELECT 1 FROM sqlite_schema WHERE name = 'sqlite_sequence'").fetchone():
+            conn.execute("DELETE FROM sqlite_sequence")
+            conn.executemany(
+                "INSERT INTO sqlite_sequence(rowid, name, seq) VALUES (?, ?, ?)", sequences
+            )
+        for name in ("user_version", "application_id"):
+            if name in pragmas:
+                conn.execute(f"PRAGMA {name} = {int(pragmas[name])}")

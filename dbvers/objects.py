@@ -1,0 +1,169 @@
+"""The object model: commits and schemas, their canonical encoding and ids.
+
+An object's id is the SHA-256 of its canonical bytes, which are
+``b"<type> <length>\\0" + body`` (git's framing, so the type is bound into the id
+and a patch can never be mistaken for a snapshot). JSON bodies are canonical:
+sorted keys, no whitespace, UTF-8.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+FORMAT_VERSION = 1
+OBJECT_TYPES = ("commit", "schema", "patch", "snapshot")
+SHORT_ID_LEN = 10
+
+
+def header(obj_type: str, size: int) -> bytes:
+    if obj_type not in OBJECT_TYPES:
+        raise ValueError(f"unknown object type {obj_type!r}")
+    return f"{obj_type} {size}".encode() + b"\0"
+
+
+def object_id(obj_type: str, body: bytes) -> str:
+    h = hashlib.sha256(header(obj_type, len(body)))
+    h.update(body)
+    return h.hexdigest()
+
+
+def canonical_json(value: Any) -> bytes:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+@dataclass(frozen=True)
+class TableCounts:
+    inserts: int = 0
+    updates: int = 0
+    deletes: int = 0
+
+    def to_json(self) -> dict[str, int]:
+        return {"inserts": self.inserts, "updates": self.updates, "deletes": self.deletes}
+
+    @property
+    def total(self) -> int:
+        return self.inserts + self.updates + self.deletes
+
+
+@dataclass(frozen=True)
+class SchemaEntry:
+    """One row of ``sqlite_schema`` (rootpage left out: it is layout, not content)."""
+
+    type: str
+    name: str
+    tbl_name: str
+    sql: str | None
+
+
+@dataclass(frozen=True)
+class Schema:
+    entries: tuple[SchemaEntry, ...]
+
+    def to_bytes(self) -> bytes:
+        return canonical_json(
+            {"entries": [[e.type, e.name, e.tbl_name, e.sql] for e in self.entries]}
+        )
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> Schema:
+        raw = json.loads(data)
+        return cls(tuple(SchemaEntry(*row) for row in raw["entries"]))
+
+    @property
+    def id(self) -> str:
+        return object_id("schema", self.to_bytes())
+
+    def by_name(self) -> dict[str, SchemaEntry]:
+        return {e.name: e for e in self.entries}
+
+    def tables(self) -> list[str]:
+        return [e.name for e in self.entries if e.type == "table"]
+
+
+@dataclass(frozen=True)
+class Commit:
+    parents: tuple[str, ...]
+    schema: str
+    patch: str | None
+    snapshot: str | None
+    message: str
+    author: str
+    timestamp: str
+    counts: dict[str, TableCounts] = field(default_factory=dict)
+    # State that lives outside ordinary tables and so outside patchsets.
+    pragmas: dict[str, int] = field(default_factory=dict)
+    sequences: tuple[tuple[int, str, int], ...] = ()
+    meta: dict[str, Any] = field(default_factory=dict)
+    format: int = FORMAT_VERSION
+
+    def to_bytes(self) -> bytes:
+        return canonical_json(
+            {
+                "format": self.format,
+                "parents": list(self.parents),
+                "schema": self.schema,
+                "patch": self.patch,
+                "snapshot": self.snapshot,
+                "message": self.message,
+                "author": self.author,
+                "timestamp": self.timestamp,
+                "counts": {t: c.to_json() for t, c in sorted(self.counts.items())},
+                "pragmas": self.pragmas,
+                "sequences": [list(s) for s in self.sequences],
+                "meta": self.meta,
+            }
+        )
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> Commit:
+        raw = json.loads(data)
+        return cls(
+            parents=tuple(raw["parents"]),
+            schema=raw["schema"],
+            patch=raw["patch"],
+            snapshot=raw["snapshot"],
+            message=raw["message"],
+            author=raw["author"],
+            timestamp=raw["timestamp"],
+            counts={t: TableCounts(**c) for t, c in raw.get("counts", {}).items()},
+            pragmas=raw.get("pragmas", {}),
+            sequences=tuple(tuple(s) for s in raw.get("sequences", [])),  # type: ignore[misc]
+            meta=raw.get("meta", {}),
+            format=raw.get("format", FORMAT_VERSION),
+        )
+
+    @property
+    def id(self) -> str:
+        return object_id("commit", self.to_bytes())
+
+    @property
+    def short_id(self) -> str:
+        return self.id[:SHORT_ID_LEN]
+
+    @property
+    def summary(self) -> str:
+        return self.message.splitlines()[0] if self.message else ""
+
+    def referenced_objects(self) -> list[str]:
+        ids = [self.schema]
+        if self.patch:
+            ids.append(self.patch)
+        if self.snapshot:
+            ids.append(self.snapshot)
+        return ids
+
+
+@dataclass(frozen=True)
+class SchemaChange:
+    """One schema difference between two states: a table, index, view or trigger."""
+
+    type: str
+    name: str
+    change: str  # created, dropped, altered
+    detail: str = ""
+
+    def __str__(self) -> str:
+        return f"{self.type} {self.name} {self.change}" + (f" ({self.detail})" if self.detail else "")

@@ -1,0 +1,1 @@
+"""Presentation: rich text for the terminal (console), later HTML and widgets."""

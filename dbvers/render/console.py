@@ -1,0 +1,140 @@
+"""Rich text for the terminal: what the CLI prints for humans.
+
+Colour only when the output is a terminal (rich decides); piped output stays
+plain and readable.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from rich.console import Console
+from rich.markup import escape
+
+from ..objects import Commit, SchemaChange, TableCounts
+from ..repo import FsckReport, GcReport, Status
+
+
+def counts_text(c: TableCounts) -> str:
+    return f"[green]+{c.inserts}[/] [yellow]~{c.updates}[/] [red]-{c.deletes}[/]"
+
+
+def print_counts(console: Console, counts: dict[str, TableCounts], indent: str = "  ") -> None:
+    if not counts:
+        return
+    width = max(len(t) for t in counts)
+    for table, c in sorted(counts.items()):
+        console.print(f"{indent}{escape(table).ljust(width)}  {counts_text(c)}")
+
+
+def print_schema_changes(console: Console, changes: list[SchemaChange], indent: str = "  ") -> None:
+    for s in changes:
+        colour = {"created": "green", "dropped": "red"}.get(s.change, "yellow")
+        console.print(f"{indent}[{colour}]{escape(str(s))}[/]")
+
+
+def head_label(branch: str | None, commit: str | None) -> str:
+    if branch:
+        return f"On branch [bold]{escape(branch)}[/]"
+    return f"HEAD detached at [bold]{(commit or '')[:10]}[/]"
+
+
+def print_commit_result(
+    console: Console, branch: str | None, commit: Commit, schema: list[SchemaChange]
+) -> None:
+    where = branch or "detached HEAD"
+    console.print(f"[{escape(where)} [bold]{commit.short_id}[/]] {escape(commit.summary)}")
+    print_counts(console, commit.counts)
+    print_schema_changes(console, schema)
+    if reason := commit.meta.get("keyframe"):
+        console.print(f"  [dim]snapshot stored ({escape(reason)})[/]")
+
+
+def print_status(console: Console, st: Status) -> None:
+    console.print(head_label(st.branch, st.head))
+    if st.clean:
+        console.print("nothing to commit, working database matches HEAD")
+    else:
+        console.print("Changes not committed:")
+        print_counts(console, st.changes.counts)
+        print_schema_changes(console, st.schema_changes)
+        for name, (old, new) in st.pragmas_changed.items():
+            console.print(f"  [yellow]PRAGMA {name}: {old} → {new}[/]")
+        for t in st.changes.key_changed:
+            console.print(f"  [yellow]{escape(t)}: primary key changed, compared as whole rows[/]")
+        for why in st.changes.needs_keyframe:
+            console.print(f"  [dim]{escape(why)} (the next commit stores a snapshot)[/]")
+    if st.changes.untracked:
+        names = ", ".join(st.changes.untracked)
+        console.print(
+            f"Virtual tables, versioned through snapshots (no row counts): {escape(names)}"
+        )
+
+
+def _date(ts: str) -> str:
+    try:
+        dt = datetime.strptime(ts, "%Y-%m-%dT%H:%M:%S.%fZ")
+    except ValueError:
+        return ts
+    return dt.strftime("%a %b %d %H:%M:%S %Y UTC")
+
+
+def print_log(
+    console: Console, commits: list[Commit], decorations: dict[str, list[str]], oneline: bool
+) -> None:
+    for c in commits:
+        deco = decorations.get(c.id, [])
+        if oneline:
+            # Exactly "<short id> <message>": scripts rely on it.
+            console.print(f"{c.short_id} {escape(c.summary)}", highlight=False)
+            continue
+        label = f" [bold cyan]({escape(', '.join(deco))})[/]" if deco else ""
+        console.print(f"[yellow]commit {c.id}[/]{label}")
+        if len(c.parents) > 1:
+            console.print("Merge:  " + " ".join(p[:10] for p in c.parents))
+        console.print(f"Author: {escape(c.author)}")
+        console.print(f"Date:   {_date(c.timestamp)}")
+        console.print()
+        for line in c.message.splitlines() or [""]:
+            console.print(f"    {escape(line)}")
+        if c.counts:
+            console.print()
+            print_counts(console, c.counts, indent="    ")
+        console.print()
+
+
+def print_show(
+    console: Console, c: Commit, changes: list[SchemaChange], decorations: list[str]
+) -> None:
+    print_log(console, [c], {c.id: decorations}, oneline=False)
+    if changes:
+        console.print("    Schema:")
+        print_schema_changes(console, changes, indent="      ")
+    kind = "snapshot" if c.snapshot else "patch" if c.patch else "no row changes"
+    console.print(f"    [dim]stored as {kind}" + (f" ({escape(c.meta['keyframe'])})" if "keyframe" in c.meta else "") + "[/]")
+
+
+def print_refs(console: Console, refs: dict[str, str], current: str | None) -> None:
+    for name, oid in sorted(refs.items()):
+        mark = "* " if name == current else "  "
+        style = "green" if name == current else ""
+        text = f"{mark}{escape(name)}"
+        console.print(f"[{style}]{text}[/] [dim]{oid[:10]}[/]" if style else f"{text} [dim]{oid[:10]}[/]")
+
+
+def print_fsck(console: Console, report: FsckReport) -> None:
+    for p in report.problems:
+        console.print(f"[red]error:[/] {escape(p)}")
+    verdict = "ok" if report.ok else f"{len(report.problems)} problem(s)"
+    console.print(
+        f"checked {report.objects} objects ({report.commits} commits, {report.snapshots} snapshots), "
+        f"{report.refs} refs: {verdict}"
+    )
+
+
+def print_gc(console: Console, report: GcReport) -> None:
+    console.print(
+        f"removed {report.removed_objects} unreachable objects ({report.removed_bytes:,} bytes), "
+        f"kept {report.kept_objects}"
+    )
+

@@ -1,0 +1,949 @@
+"""The repository: commit, materialize, checkout, branches, tags, log, fsck, gc.
+
+A repository is a working database plus a store directory. Every operation
+holds the store's lock, writes objects first and moves a ref last (the commit
+point), and touches the working database only through :mod:`dbvers.sqlio`.
+"""
+
+from __future__ import annotations
+
+import configparser
+import contextlib
+import getpass
+import heapq
+import json
+import os
+import re
+import shutil
+import socket
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from . import changes as ch
+from . import snapshots, sqlio
+from .errors import (
+    AmbiguousRefError,
+    CorruptObjectError,
+    DbversError,
+    DirtyWorkingDatabaseError,
+    MissingObjectError,
+    NothingToCommitError,
+    RefExistsError,
+    RepositoryExistsError,
+    RepositoryNotFoundError,
+    TableNotFoundError,
+    UnknownRefError,
+    UnsupportedFormatError,
+    UsageError,
+)
+from .fsutil import TMP_PREFIX, RepoLock, publish, temp_path, write_atomic
+from .objects import FORMAT_VERSION, Commit, Schema, SchemaChange, TableCounts
+from .refs import HEADS, TAGS, Head, RefStore, validate_name
+from .store import ObjectStore
+
+if TYPE_CHECKING:
+    import pandas
+
+STORE_NAME = ".dbvers"
+DEFAULTS: dict[str, dict[str, str]] = {
+    "snapshot": {"max_patch_ratio": "0.3", "max_commits": "200"},
+    "cache": {"keep": "2"},
+    "lock": {"timeout": "10"},
+}
+_REV_RE = re.compile(r"^(?P<base>.*?)(?P<suffix>(?:[~^]\d*)*)$")
+
+
+def _now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _default_author(cfg: configparser.ConfigParser) -> str:
+    if env := os.environ.get("DBVERS_AUTHOR"):
+        return env
+    name = cfg.get("user", "name", fallback="")
+    email = cfg.get("user", "email", fallback="")
+    if name:
+        return f"{name} <{email}>" if email else name
+    try:
+        user = getpass.getuser()
+    except Exception:
+        user = "unknown"
+    return f"{user}@{socket.gethostname()}"
+
+
+@dataclass
+class Status:
+    branch: str | None
+    head: str | None
+    changes: ch.Changes
+    schema_changes: list[SchemaChange]
+    pragmas_changed: dict[str, tuple[int, int]]
+
+    @property
+    def clean(self) -> bool:
+        return self.changes.empty and not self.pragmas_changed
+
+    @property
+    def dirty_tables(self) -> list[str]:
+        names = set(self.changes.changed_tables)
+        names.update(s.name for s in self.schema_changes)
+        return sorted(names) or (["(database header)"] if self.pragmas_changed else [])
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "branch": self.branch,
+            "head": self.head,
+            "clean": self.clean,
+            "tables": {t: c.to_json() for t, c in sorted(self.changes.counts.items())},
+            "schema_changes": [str(s) for s in self.schema_changes],
+            "untracked": self.changes.untracked,
+            "pragmas_changed": {k: list(v) for k, v in self.pragmas_changed.items()},
+        }
+
+
+@dataclass
+class FsckReport:
+    objects: int = 0
+    commits: int = 0
+    snapshots: int = 0
+    refs: int = 0
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+@dataclass
+class GcReport:
+    removed_objects: int = 0
+    removed_bytes: int = 0
+    kept_objects: int = 0
+
+
+def find_store(start: Path) -> Path:
+    """Walk up from *start* to the first directory holding a ``.dbvers`` store (like git)."""
+    start = start.resolve()
+    for d in [start, *start.parents]:
+        if (d / STORE_NAME / "config").is_file():
+            return d / STORE_NAME
+    raise RepositoryNotFoundError(str(start))
+
+
+def _read_config(store: Path) -> configparser.ConfigParser:
+    cfg = configparser.ConfigParser()
+    cfg.read_dict(DEFAULTS)
+    if not cfg.read(store / "config", encoding="utf-8"):
+        raise RepositoryNotFoundError(str(store))
+    return cfg
+
+
+def _write_config(store: Path, cfg: configparser.ConfigParser) -> None:
+    import io
+
+    buf = io.StringIO()
+    cfg.write(buf)
+    write_atomic(store / "config", buf.getvalue().encode())
+
+
+def init_repo(db_path: str | os.PathLike[str], *, store: str | os.PathLike[str] | None = None,
+         message: str = "Initial commit") -> Repo:
+    """Start versioning *db_path*: create its store and commit its current state."""
+    db = Path(db_path).resolve()
+    store_dir = Path(store).resolve() if store else db.parent / STORE_NAME
+    if (store_dir / "config").is_file():
+        tracked = _read_config(store_dir).get("core", "database", fallback="?")
+        raise RepositoryExistsError(str(store_dir), str((store_dir / tracked).resolve()))
+    if store_dir.exists() and any(store_dir.iterdir()):
+        raise UsageError(f"{store_dir} exists and is not empty; choose another --store")
+    if not db.exists():
+        if not db.parent.is_dir():
+            raise UsageError(f"directory {db.parent} does not exist")
+        sqlio.create_empty(db)
+    sqlio.check_database_file(db)
+
+    # Build the store under a temporary name and rename it into place at the end,
+    # so a killed init leaves no half-made repository behind.
+    store_dir.parent.mkdir(parents=True, exist_ok=True)
+    building = store_dir.parent / f"{TMP_PREFIX}{store_dir.name}-{os.getpid()}"
+    if building.exists():
+        shutil.rmtree(building)
+    for sub in ("objects", "refs/heads", "refs/tags", "logs", "cache", "keyframes"):
+        (building / sub).mkdir(parents=True)
+    cfg = configparser.ConfigParser()
+    cfg.read_dict(
+        {
+            "core": {"format": str(FORMAT_VERSION), "database": os.path.relpath(db, store_dir)},
+            "snapshot": DEFAULTS["snapshot"],
+        }
+    )
+    _write_config(building, cfg)
+    write_atomic(building / "HEAD", b"ref: refs/heads/main\n")
+    try:
+        repo = Repo(building, db)
+        repo.commit(message, allow_empty=True)
+        os.rename(building, store_dir)
+    except BaseException:
+        shutil.rmtree(building, ignore_errors=True)
+        raise
+    return Repo(store_dir, db)
+
+
+def open_repo(db_path: str | os.PathLike[str] | None = None, *,
+              store: str | os.PathLike[str] | None = None) -> Repo:
+    """Open the repository of *db_path* (or the one found from the current directory)."""
+    if store:
+        store_dir = Path(store).resolve()
+    elif db_path:
+        db = Path(db_path).resolve()
+        if db.is_dir():
+            store_dir = find_store(db)
+        else:
+            store_dir = db.parent / STORE_NAME
+            if not (store_dir / "config").is_file():
+                raise RepositoryNotFoundError(str(db.parent))
+    else:
+        store_dir = find_store(Path.cwd())
+    cfg = _read_config(store_dir)
+    db = (store_dir / cfg.get("core", "database")).resolve()
+    if db_path and not Path(db_path).is_dir() and Path(db_path).resolve() != db:
+        raise UsageError(f"{store_dir} tracks {db}, not {Path(db_path).resolve()}; use --store")
+    return Repo(store_dir, db)
+
+
+class Repo:
+    def __init__(self, store_dir: Path, db_path: Path) -> None:
+        self.store_dir = store_dir
+        self.path = db_path
+        self.config = _read_config(store_dir)
+        fmt = self.config.getint("core", "format", fallback=FORMAT_VERSION)
+        if fmt > FORMAT_VERSION:
+            raise UnsupportedFormatError(fmt, FORMAT_VERSION)
+        self.objects = ObjectStore(store_dir / "objects")
+        self.refs = RefStore(store_dir)
+        self.cache_dir = store_dir / "cache"
+        self.keyframes_dir = store_dir / "keyframes"
+        self.lock = RepoLock(store_dir / "lock", self.config.getfloat("lock", "timeout"))
+        self._commits: dict[str, Commit] = {}
+
+    def __repr__(self) -> str:
+        return f"<dbvers.Repo {self.path}>"
+
+    # -- plumbing ------------------------------------------------------------
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        timeout = os.environ.get("DBVERS_LOCK_TIMEOUT")
+        if timeout is not None:
+            self.lock.timeout = float(timeout)
+        with self.lock.held():
+            if self.lock._depth == 1:
+                self._recover()
+            yield
+
+    def _timeout(self) -> float:
+        return float(os.environ.get("DBVERS_LOCK_TIMEOUT", self.config.getfloat("lock", "timeout")))
+
+    def get_commit(self, oid: str) -> Commit:
+        c = self._commits.get(oid)
+        if c is None:
+            c = Commit.from_bytes(self.objects.get(oid, "commit"))
+            self._commits[oid] = c
+        return c
+
+    def get_schema(self, oid: str) -> Schema:
+        return Schema.from_bytes(self.objects.get(oid, "schema"))
+
+    @property
+    def head(self) -> Head:
+        return self.refs.head()
+
+    @property
+    def current_branch(self) -> str | None:
+        return self.head.branch
+
+    def _head_commit(self) -> str:
+        head = self.head
+        if head.commit is None:
+            raise UnknownRefError("HEAD", "HEAD has no commit yet")
+        return head.commit
+
+    # -- revisions -----------------------------------------------------------
+    def resolve(self, rev: str = "HEAD") -> str:
+        """Turn HEAD, a branch, a tag, a full or unique short id, with ~N/^N suffixes, into an id."""
+        m = _REV_RE.match(rev.strip())
+        if not rev.strip() or not m:
+            raise UnknownRefError(rev)
+        base, suffix = m["base"], m["suffix"]
+        oid = self._resolve_base(base or "HEAD", rev)
+        for op, num in re.findall(r"([~^])(\d*)", suffix):
+            n = int(num) if num else 1
+            if op == "~":
+                for _ in range(n):
+                    parents = self.get_commit(oid).parents
+                    if not parents:
+                        raise UnknownRefError(rev, f"'{rev}' goes past the first commit")
+                    oid = parents[0]
+            elif n:
+                parents = self.get_commit(oid).parents
+                if len(parents) < n:
+                    raise UnknownRefError(rev, f"'{rev}': commit has no parent {n}")
+                oid = parents[n - 1]
+        return oid
+
+    def _resolve_base(self, name: str, rev: str) -> str:
+        if name in ("HEAD", "@"):
+            return self._head_commit()
+        for ref in (TAGS + name, HEADS + name, name if name.startswith("refs/") else None):
+            if ref and (oid := self.refs.read(ref)):
+                return oid
+        lowered = name.lower()
+        if re.fullmatch(r"[0-9a-f]{4,64}", lowered):
+            if len(lowered) == 64 and self.objects.has(lowered):
+                return lowered
+            candidates = [
+                c for c in self.objects.with_prefix(lowered) if self._is_commit(c)
+            ]
+            if len(candidates) == 1:
+                return candidates[0]
+            if len(candidates) > 1:
+                raise AmbiguousRefError(name, candidates)
+        raise UnknownRefError(rev)
+
+    def _is_commit(self, oid: str) -> bool:
+        try:
+            return self.objects.object_type(oid) == "commit"
+        except DbversError:
+            return False
+
+    # -- materialization -----------------------------------------------------
+    def snapshot_of(self, oid: str) -> str | None:
+        c = self.get_commit(oid)
+        if c.snapshot:
+            return c.snapshot
+        kf = self.keyframes_dir / oid
+        if kf.is_file():
+            value = kf.read_text().strip()
+            return value or None
+        return None
+
+    def _cache_path(self, oid: str) -> Path:
+        return self.cache_dir / f"{oid}.db"
+
+    def materialize(self, oid: str) -> Path:
+        """A private file holding commit *oid*'s state (cached; rebuilt from the store if needed).
+
+        The nearest keyframe (snapshot, or a cached materialization) on the
+        first-parent chain is loaded into memory, the patchsets after it are
+        applied in order in one transaction, and the result's schema is checked
+        against the commit before it is published to the cache.
+        """
+        target = self._cache_path(oid)
+        if target.is_file():
+            os.utime(target)
+            return target
+        chain: list[Commit] = []
+        cur = oid
+        while True:
+            commit = self.get_commit(cur)
+            cached = self._cache_path(cur)
+            if cur != oid and cached.is_file():
+                conn = snapshots.load_bytes(cached.read_bytes(), cur)
+                break
+            snap = self.snapshot_of(cur)
+            if snap:
+                conn = snapshots.load(self.objects, snap)
+                break
+            chain.append(commit)
+            if not commit.parents:
+                raise CorruptObjectError(cur, "root commit without a snapshot")
+            cur = commit.parents[0]
+        try:
+            chain.reverse()
+            ch.apply_patchsets(
+                conn, ((c.patch, self.objects.get(c.patch, "patch")) for c in chain if c.patch)
+            )
+            final = self.get_commit(oid)
+            ch.restore_extras(conn, final.pragmas, final.sequences)
+            if ch.read_schema(conn).id != final.schema:
+                raise CorruptObjectError(oid, "materialized schema does not match the commit")
+            self.cache_dir.mkdir(exist_ok=True)
+            snapshots.save(conn, target)
+        finally:
+            conn.close()
+        self._prune_cache(keep={oid})
+        return target
+
+    def _prune_cache(self, keep: set[str]) -> None:
+        keep_n = self.config.getint("cache", "keep")
+        head = self.head.commit
+        if head:
+            keep = keep | {head}
+        files = sorted(self.cache_dir.glob("*.db"), key=lambda p: p.stat().st_mtime, reverse=True)
+        kept = 0
+        for p in files:
+            if p.stem in keep:
+                continue
+            kept += 1
+            if kept >= keep_n:
+                p.unlink(missing_ok=True)
+
+    def _copy_out(self) -> Path:
+        """A private copy of the working database's current committed state."""
+        self.cache_dir.mkdir(exist_ok=True)
+        tmp = temp_path(self.cache_dir, ".db")
+        sqlio.copy_out(self.path, tmp, self._timeout())
+        return tmp
+
+    def _compare(self, new_file: Path, old_file: Path) -> tuple[ch.Changes, Any]:
+        conn = ch.open_private(new_file)
+        try:
+            ch.attach(conn, old_file)
+            changes = ch.compute_changes(conn)
+            extras = (
+                ch.read_schema(conn),
+                ch.read_pragmas(conn),
+                ch.read_sequences(conn),
+                schema_changes(conn),
+            )
+            ch.detach(conn)
+        finally:
+            conn.close()
+        return changes, extras
+
+    # -- status and commit ---------------------------------------------------
+    def status(self) -> Status:
+        with self._locked():
+            head = self.head
+            tmp = self._copy_out()
+            try:
+                if head.commit is None:
+                    raise UnknownRefError("HEAD", "HEAD has no commit yet")
+                base = self.materialize(head.commit)
+                changes, (_, pragmas, _, sch) = self._compare(tmp, base)
+            finally:
+                tmp.unlink(missing_ok=True)
+            old_pragmas = self.get_commit(head.commit).pragmas
+            return Status(
+                head.branch, head.commit, changes, sch,
+                {k: (old_pragmas.get(k, 0), v) for k, v in pragmas.items() if old_pragmas.get(k, 0) != v},
+            )
+
+    def _keyframe_reason(self, parent: str | None, changes: ch.Changes | None, patch_size: int) -> str | None:
+        if parent is None or changes is None:
+            return "first commit"
+        if changes.schema_changed:
+            return "schema changed"
+        if changes.needs_keyframe:
+            return changes.needs_keyframe[0]
+        max_commits = self.config.getint("snapshot", "max_commits")
+        ratio = self.config.getfloat("snapshot", "max_patch_ratio")
+        total, n, cur = patch_size, 1, parent
+        while True:
+            snap = self.snapshot_of(cur)
+            if snap:
+                if total > ratio * self.objects.stored_size(snap):
+                    return "patches since the last snapshot passed max_patch_ratio"
+                break
+            c = self.get_commit(cur)
+            if c.patch:
+                total += self.objects.stored_size(c.patch)
+            n += 1
+            cur = c.parents[0]
+        if n >= max_commits:
+            return "max_commits since the last snapshot"
+        return None
+
+    def commit(self, message: str, *, allow_empty: bool = False, author: str | None = None,
+               meta: dict[str, Any] | None = None) -> Commit:
+        """Record the working database's current state as a new commit on HEAD."""
+        if not message.strip():
+            raise UsageError("empty commit message; pass -m MESSAGE")
+        with self._locked():
+            head = self.head
+            parent = head.commit
+            tmp = self._copy_out()
+            try:
+                if parent is None:
+                    conn = ch.open_private(tmp)
+                    try:
+                        extras = (ch.read_schema(conn), ch.read_pragmas(conn), ch.read_sequences(conn), [])
+                        counts = {
+                            t: TableCounts(inserts=int(conn.execute(f"SELECT count(*) FROM {ch.quote(t)}").fetchone()[0]))
+                            for t in ch.classify_tables(conn).tracked
+                        }
+                    finally:
+                        conn.close()
+                    changes = None
+                else:
+                    base = self.materialize(parent)
+                    changes, extras = self._compare(tmp, base)
+                    counts = changes.counts
+                schema, pragmas, sequences, _ = extras
+                if changes is not None and parent is not None and not allow_empty:
+                    pc = self.get_commit(parent)
+                    if changes.empty and pragmas == pc.pragmas and sequences == pc.sequences:
+                        raise NothingToCommitError()
+                patch_id = None
+                if changes is not None and changes.patchset and not changes.schema_changed:
+                    patch_id = self.objects.put_bytes("patch", changes.patchset)
+                reason = self._keyframe_reason(
+                    parent, changes, self.objects.stored_size(patch_id) if patch_id else 0
+                )
+                snap_id = snapshots.make(self.objects, tmp) if reason else None
+                schema_id = self.objects.put_bytes("schema", schema.to_bytes())
+                commit_meta = dict(meta or {})
+                if reason:
+                    commit_meta["keyframe"] = reason
+                if changes is not None and changes.key_changed:
+                    commit_meta["key_changed"] = changes.key_changed
+                commit = Commit(
+                    parents=(parent,) if parent else (),
+                    schema=schema_id,
+                    patch=patch_id,
+                    snapshot=snap_id,
+                    message=message.strip() + "\n" if "\n" in message.strip() else message.strip(),
+                    author=author or _default_author(self.config),
+                    timestamp=_now(),
+                    counts=counts,
+                    pragmas=pragmas,
+                    sequences=sequences,
+                    meta=commit_meta,
+                )
+                oid = self.objects.put_bytes("commit", commit.to_bytes())
+                self._move_head(head, oid, f"commit: {commit.summary}")
+                # The copy we diffed is exactly the committed state: it becomes the base cache.
+                publish(tmp, self._cache_path(oid))
+                self._prune_cache(keep={oid})
+                self._commits[oid] = commit
+                return commit
+            finally:
+                tmp.unlink(missing_ok=True)
+
+    def _move_head(self, head: Head, new: str, message: str) -> None:
+        if head.branch is not None:
+            self.refs.update(HEADS + head.branch, new, expect=head.commit, message=message)
+        else:
+            self.refs.set_head(commit=new, message=message)
+
+    # -- history -------------------------------------------------------------
+    def log(self, ref: str = "HEAD", n: int | None = None) -> list[Commit]:
+        """Commits reachable from *ref*, newest first."""
+        start = self.resolve(ref)
+        out: list[Commit] = []
+        seen = {start}
+        first = self.get_commit(start)
+        heap: list[tuple[str, str]] = [(_neg(first.timestamp), start)]
+        while heap and (n is None or len(out) < n):
+            _, oid = heapq.heappop(heap)
+            c = self.get_commit(oid)
+            out.append(c)
+            for p in c.parents:
+                if p not in seen:
+                    seen.add(p)
+                    heapq.heappush(heap, (_neg(self.get_commit(p).timestamp), p))
+        return out
+
+    def show(self, ref: str = "HEAD") -> tuple[Commit, list[SchemaChange]]:
+        """A commit and its schema changes against its first parent."""
+        oid = self.resolve(ref)
+        c = self.get_commit(oid)
+        if not c.parents:
+            return c, describe_schema_changes(Schema(()), self.get_schema(c.schema))
+        old = self.get_schema(self.get_commit(c.parents[0]).schema)
+        return c, describe_schema_changes(old, self.get_schema(c.schema))
+
+    # -- branches and tags ---------------------------------------------------
+    def branches(self) -> dict[str, str]:
+        return self.refs.branches()
+
+    def tags(self) -> dict[str, str]:
+        return self.refs.tags()
+
+    def branch(self, name: str, at: str = "HEAD", *, force: bool = False) -> str:
+        validate_name(name)
+        with self._locked():
+            oid = self.resolve(at)
+            current = self.refs.read(HEADS + name)
+            if current and not force:
+                raise RefExistsError(name, "branch")
+            self.refs.update(HEADS + name, oid, expect=current, message=f"branch: created from {at}")
+            return oid
+
+    def delete_branch(self, name: str) -> str:
+        with self._locked():
+            oid = self.refs.read(HEADS + name)
+            if oid is None:
+                raise UnknownRefError(name, f"no branch named '{name}'")
+            if self.head.branch == name:
+                raise UsageError(f"cannot delete branch '{name}': it is checked out")
+            self.refs.delete(HEADS + name, message="branch: deleted")
+            return oid
+
+    def tag(self, name: str, at: str = "HEAD", *, force: bool = False) -> str:
+        validate_name(name)
+        with self._locked():
+            oid = self.resolve(at)
+            current = self.refs.read(TAGS + name)
+            if current and not force:
+                raise RefExistsError(name, "tag")
+            self.refs.update(TAGS + name, oid, expect=current, message=f"tag: {at}")
+            return oid
+
+    def delete_tag(self, name: str) -> str:
+        with self._locked():
+            oid = self.refs.read(TAGS + name)
+            if oid is None:
+                raise UnknownRefError(name, f"no tag named '{name}'")
+            self.refs.delete(TAGS + name, message="tag: deleted")
+            return oid
+
+    # -- moving the working database -----------------------------------------
+    def _dirty_tables(self) -> list[str]:
+        """Tables whose uncommitted changes would be lost (empty when clean)."""
+        head = self.head.commit
+        if head is None:
+            return []
+        tmp = self._copy_out()
+        try:
+            changes, (_, pragmas, sequences, sch) = self._compare(tmp, self.materialize(head))
+        finally:
+            tmp.unlink(missing_ok=True)
+        hc = self.get_commit(head)
+        st = Status(self.head.branch, head, changes, sch,
+                    {k: (0, v) for k, v in pragmas.items() if hc.pragmas.get(k) != v})
+        if sequences != hc.sequences and st.clean:
+            return ["sqlite_sequence"]
+        return [] if st.clean else st.dirty_tables
+
+    def _write_working(self, oid: str, *, head: str | None = None,
+                       ref: tuple[str, str | None] | None = None) -> None:
+        """Replace the working database with commit *oid*'s state, verified, in one transaction.
+
+        Before the copy, the ref moves that must follow it (*head*: new HEAD
+        text; *ref*: a ref name and its new value) are written to a pending file,
+        so a process killed after the copy is finished by the next one.
+        """
+        src = self.materialize(oid)
+        conn = ch.open_private(src)
+        try:
+            problems = snapshots.integrity_problems(conn, quick=True)
+        finally:
+            conn.close()
+        if problems:
+            src.unlink(missing_ok=True)
+            raise CorruptObjectError(oid, f"materialized state fails quick_check: {problems[0]}")
+        intent = {"target": oid, "head": head, "ref": list(ref) if ref else None}
+        write_atomic(self.store_dir / "CHECKOUT", json.dumps(intent).encode())
+        sqlio.copy_in(src, self.path, self._timeout())
+
+    def _apply_intent(self, head: str | None, ref: list[Any] | tuple[Any, ...] | None, why: str) -> None:
+        if ref:
+            name, new = ref
+            current = self.refs.read(name)
+            if current != new:
+                self.refs.update(name, new, expect=current, message=why)
+        if head and (self.store_dir / "HEAD").read_text() != head:
+            if head.startswith("ref: "):
+                self.refs.set_head(branch=head[5:].strip().removeprefix(HEADS), message=why)
+            else:
+                self.refs.set_head(commit=head.strip(), message=why)
+        (self.store_dir / "CHECKOUT").unlink(missing_ok=True)
+
+    def _recover(self) -> None:
+        """Finish or forget a checkout/reset that a killed process left half done.
+
+        The working database was copied in within one transaction, so it holds
+        either the old or the target state; the refs are moved only if it holds
+        the target.
+        """
+        for p in [*self.cache_dir.glob(TMP_PREFIX + "*"), *self.objects.root.glob(TMP_PREFIX + "*")]:
+            p.unlink(missing_ok=True)
+        pending = self.store_dir / "CHECKOUT"
+        if not pending.is_file():
+            return
+        try:
+            intent = json.loads(pending.read_text())
+            target = intent["target"]
+        except (ValueError, KeyError):
+            pending.unlink()
+            return
+        if intent.get("head") or intent.get("ref"):
+            tmp = self._copy_out()
+            try:
+                changes, (_, pragmas, _, _) = self._compare(tmp, self.materialize(target))
+            finally:
+                tmp.unlink(missing_ok=True)
+            if changes.empty and pragmas == self.get_commit(target).pragmas:
+                self._apply_intent(intent.get("head"), intent.get("ref"), "recovered after interruption")
+        pending.unlink(missing_ok=True)
+
+    def checkout(self, ref: str, *, force: bool = False, create_branch: str | None = None) -> str:
+        """Make *ref* current: a branch attaches HEAD, anything else detaches it (like git).
+
+        Uncommitted changes stay when the target is HEAD's commit (as in git);
+        otherwise they must be committed first, or discarded with *force*.
+        """
+        with self._locked():
+            if create_branch is not None:
+                validate_name(create_branch)
+                if self.refs.read(HEADS + create_branch):
+                    raise RefExistsError(create_branch, "branch")
+            oid = self.resolve(ref)
+            head = self.head
+            if create_branch is not None:
+                new_head, new_ref = f"ref: {HEADS}{create_branch}\n", (HEADS + create_branch, oid)
+            elif self.refs.read(HEADS + ref) is not None:
+                new_head, new_ref = f"ref: {HEADS}{ref}\n", None
+            elif ref in ("HEAD", "@") and head.branch is not None:
+                new_head, new_ref = f"ref: {HEADS}{head.branch}\n", None
+            else:
+                new_head, new_ref = f"{oid}\n", None
+            why = f"checkout: moving to {create_branch or ref}"
+            if oid != head.commit or force:
+                if not force and (dirty := self._dirty_tables()):
+                    raise DirtyWorkingDatabaseError(dirty, "checkout")
+                self._write_working(oid, head=new_head, ref=new_ref)
+            self._apply_intent(new_head, new_ref, why)
+            self._prune_cache(keep={oid})
+            return oid
+
+    def reset(self, ref: str = "HEAD", *, hard: bool = True, force: bool = False) -> str:
+        """Move the current branch (or detached HEAD) to *ref*; ``hard`` also rewrites the working database."""
+        with self._locked():
+            oid = self.resolve(ref)
+            head = self.head
+            if head.branch is not None:
+                new_head, new_ref = None, (HEADS + head.branch, oid)
+            else:
+                new_head, new_ref = f"{oid}\n", None
+            if hard:
+                if not force and (dirty := self._dirty_tables()):
+                    raise DirtyWorkingDatabaseError(dirty, "reset --hard")
+                self._write_working(oid, head=new_head, ref=new_ref)
+            self._apply_intent(new_head, new_ref, f"reset: moving to {ref}")
+            return oid
+
+    def restore(self, *, force: bool = False) -> str:
+        """Throw away uncommitted changes: make the working database HEAD's state again."""
+        with self._locked():
+            oid = self._head_commit()
+            if not force and (dirty := self._dirty_tables()):
+                raise DirtyWorkingDatabaseError(dirty, "restore")
+            self._write_working(oid)
+            self._apply_intent(None, None, "restore")
+            return oid
+
+    # -- reading data ----------------------------------------------------------
+    def read_table(self, table: str, at: str | None = "HEAD") -> pandas.DataFrame:
+        """A table's rows at a commit (``at=None``: the working database) as a DataFrame."""
+        import pandas as pd
+
+        with self._locked():
+            tmp = None
+            if at is None:
+                path = tmp = self._copy_out()
+                label = "the working database"
+            else:
+                path = self.materialize(self.resolve(at))
+                label = at
+            try:
+                conn = ch.open_private(path)
+                try:
+                    if table not in ch.classify_tables(conn).tracked and not conn.execute(
+                        "SELECT 1 FROM sqlite_schema WHERE name = ? AND type IN ('table', 'view')",
+                        (table,),
+                    ).fetchone():
+                        raise TableNotFoundError(table, label)
+                    cur = conn.execute(f"SELECT * FROM {ch.quote(table)}")
+                    names = [d[0] for d in cur.get_description()]
+                    rows = cur.fetchall()
+                finally:
+                    conn.close()
+            finally:
+                if tmp:
+                    tmp.unlink(missing_ok=True)
+        return pd.DataFrame.from_records(rows, columns=names)
+
+    # -- maintenance -----------------------------------------------------------
+    def snapshot(self) -> str:
+        """Make a keyframe at HEAD now (kept beside the commit; commits are immutable)."""
+        with self._locked():
+            oid = self._head_commit()
+            existing = self.snapshot_of(oid)
+            if existing:
+                return existing
+            snap = snapshots.make(self.objects, self.materialize(oid))
+            write_atomic(self.keyframes_dir / oid, (snap + "\n").encode())
+            return snap
+
+    def _reachable_commits(self) -> set[str]:
+        roots = set(self.refs.branches().values()) | set(self.refs.tags().values())
+        roots |= self.refs.reflog_ids()
+        if self.head.commit:
+            roots.add(self.head.commit)
+        seen: set[str] = set()
+        stack = [r for r in roots if self.objects.has(r)]
+        while stack:
+            oid = stack.pop()
+            if oid in seen:
+                continue
+            seen.add(oid)
+            with contextlib.suppress(DbversError):
+                stack.extend(self.get_commit(oid).parents)
+        return seen
+
+    def fsck(self) -> FsckReport:
+        """Verify every object's hash, every snapshot's integrity, every ref and commit link."""
+        report = FsckReport()
+        with self._locked():
+            types: dict[str, str] = {}
+            for oid in self.objects.iter_ids():
+                report.objects += 1
+                try:
+                    types[oid] = self.objects.verify(oid)
+                except DbversError as e:
+                    report.problems.append(str(e))
+            refs = {"HEAD": self.head.commit}
+            refs.update({HEADS + k: v for k, v in self.refs.branches().items()})
+            refs.update({TAGS + k: v for k, v in self.refs.tags().items()})
+            for name, oid in refs.items():
+                report.refs += 1
+                if oid is None:
+                    report.problems.append(f"{name} points to no commit")
+                elif types.get(oid) != "commit":
+                    report.problems.append(f"{name} points to {oid[:12]}, which is not a commit in the store")
+            for oid, t in types.items():
+                if t == "commit":
+                    report.commits += 1
+                    self._fsck_commit(oid, types, report)
+                elif t == "snapshot":
+                    report.snapshots += 1
+                    self._fsck_snapshot(oid, report)
+            for kf in self.keyframes_dir.glob("*") if self.keyframes_dir.is_dir() else []:
+                snap = kf.read_text().strip()
+                if types.get(snap) != "snapshot":
+                    report.problems.append(f"keyframe of {kf.name[:12]} names missing snapshot {snap[:12]}")
+        return report
+
+    def _fsck_commit(self, oid: str, types: dict[str, str], report: FsckReport) -> None:
+        try:
+            c = self.get_commit(oid)
+        except DbversError as e:
+            report.problems.append(str(e))
+            return
+        wanted = [(c.schema, "schema")] + [(p, "commit") for p in c.parents]
+        if c.patch:
+            wanted.append((c.patch, "patch"))
+        if c.snapshot:
+            wanted.append((c.snapshot, "snapshot"))
+        for ref_oid, kind in wanted:
+            if types.get(ref_oid) != kind:
+                report.problems.append(f"commit {oid[:12]} refers to missing {kind} {ref_oid[:12]}")
+        if not c.parents and not c.snapshot:
+            report.problems.append(f"root commit {oid[:12]} has no snapshot")
+
+    def _fsck_snapshot(self, oid: str, report: FsckReport) -> None:
+        tmp = temp_path(self.cache_dir, ".db")
+        try:
+            self.objects.get_to_file(oid, tmp, "snapshot")
+            conn = ch.open_private(tmp)
+            try:
+                problems = snapshots.integrity_problems(conn)
+            finally:
+                conn.close()
+            if problems:
+                report.problems.append(f"snapshot {oid[:12]} fails integrity_check: {problems[0]}")
+        except DbversError as e:
+            report.problems.append(str(e))
+        finally:
+            tmp.unlink(missing_ok=True)
+
+    def gc(self) -> GcReport:
+        """Remove objects no ref, tag, HEAD or reflog entry reaches (nothing a user did is lost)."""
+        report = GcReport()
+        with self._locked():
+            commits = self._reachable_commits()
+            keep: set[str] = set(commits)
+            for oid in commits:
+                try:
+                    keep.update(self.get_commit(oid).referenced_objects())
+                except MissingObjectError:
+                    continue
+                if (snap := self.snapshot_of(oid)) is not None:
+                    keep.add(snap)
+            for oid in list(self.objects.iter_ids()):
+                if oid in keep:
+                    report.kept_objects += 1
+                    continue
+                report.removed_bytes += self.objects.stored_size(oid)
+                self.objects.delete(oid)
+                report.removed_objects += 1
+            for kf in list(self.keyframes_dir.glob("*")) if self.keyframes_dir.is_dir() else []:
+                if kf.name not in commits:
+                    kf.unlink()
+            for p in self.cache_dir.glob("*.db"):
+                if p.stem not in commits:
+                    p.unlink(missing_ok=True)
+        return report
+
+
+def _neg(ts: str) -> str:
+    # heapq is a min-heap; invert the ISO timestamp's characters so newest pops first.
+    return "".join(chr(0x10FFFF - ord(c)) for c in ts)
+
+
+def schema_changes(conn: Any) -> list[SchemaChange]:
+    """Human lines for the schema differences between ``base`` and ``main``."""
+    return describe_schema_changes(ch.read_schema(conn, "base"), ch.read_schema(conn, "main"))
+
+
+def describe_schema_changes(old: Schema, new: Schema) -> list[SchemaChange]:
+    out: list[SchemaChange] = []
+    o, n = old.by_name(), new.by_name()
+    for name in sorted(n.keys() - o.keys()):
+        if not name.startswith("sqlite_autoindex"):
+            out.append(SchemaChange(n[name].type, name, "created"))
+    for name in sorted(o.keys() - n.keys()):
+        if not name.startswith("sqlite_autoindex"):
+            out.append(SchemaChange(o[name].type, name, "dropped"))
+    for name in sorted(o.keys() & n.keys()):
+        if o[name].sql != n[name].sql:
+            detail = ""
+            if o[name].type == "table":
+                detail = _column_change(o[name].sql or "", n[name].sql or "")
+            out.append(SchemaChange(n[name].type, name, "altered", detail))
+    return out
+
+
+def _table_columns(sql: str) -> list[str]:
+    """Column names declared by a CREATE TABLE statement (parsed by SQLite itself)."""
+    import apsw
+
+    conn = apsw.Connection(":memory:")
+    try:
+        conn.execute(sql)
+        name = conn.execute("SELECT name FROM sqlite_schema WHERE type = 'table'").fetchone()[0]
+        return [r[1] for r in conn.execute(f"PRAGMA table_info({ch.quote(name)})")]
+    except apsw.Error:
+        return []
+    finally:
+        conn.close()
+
+
+def _column_change(old_sql: str, new_sql: str) -> str:
+    a, b = _table_columns(old_sql), _table_columns(new_sql)
+    if not a or not b:
+        return ""
+    added = [c for c in b if c not in a]
+    removed = [c for c in a if c not in b]
+    if len(added) == 1 and len(removed) == 1 and a.index(removed[0]) == b.index(added[0]):
+        return f"column {removed[0]} renamed to {added[0]}"
+    parts = []
+    if added:
+        parts.append("columns added: " + ", ".join(added))
+    if removed:
+        parts.append("columns dropped: " + ", ".join(removed))
+    return "; ".join(parts)
