@@ -113,6 +113,7 @@ class TableInfo:
     pk: tuple[str, ...]  # in primary-key order; empty for rowid tables without one
     without_rowid: bool
     generated: tuple[str, ...] = ()
+    notnull: tuple[str, ...] = ()
 
     @property
     def shape(self) -> tuple[object, ...]:
@@ -131,10 +132,16 @@ class TableInfo:
         return tuple(quote(c) for c in self.pk) if self.pk else (self.rowid_name,)
 
     @property
+    def rowid_hidden(self) -> bool:
+        """A rowid table without PK with a column named ``_rowid_``: the session extension
+        names the rowid ``_rowid_`` in its SQL, so it would key rows on that column instead."""
+        return not self.pk and not self.without_rowid and "_rowid_" in self.columns
+
+    @property
     def has_nullable_pk(self) -> bool:
         # Ordinary tables with a non-INTEGER PRIMARY KEY accept NULL key values
         # (a SQLite legacy); WITHOUT ROWID tables and rowid aliases cannot hold them.
-        if not self.pk or self.without_rowid:
+        if not self.pk or self.without_rowid or set(self.pk) <= set(self.notnull):
             return False
         if len(self.pk) == 1:
             i = self.columns.index(self.pk[0])
@@ -186,7 +193,8 @@ def table_info(conn: apsw.Connection, table: str, db: str, without_rowid: bool) 
     types: list[str] = []
     pk: list[tuple[int, str]] = []
     generated: list[str] = []
-    for _cid, name, ctype, _notnull, _dflt, pkidx, hidden in conn.execute(
+    notnull: list[str] = []
+    for _cid, name, ctype, nn, _dflt, pkidx, hidden in conn.execute(
         f"PRAGMA {quote(db)}.table_xinfo({quote(table)})"
     ):
         if hidden == 1:  # hidden columns of virtual tables
@@ -197,6 +205,8 @@ def table_info(conn: apsw.Connection, table: str, db: str, without_rowid: bool) 
             pk.append((pkidx, name))
         if hidden in (2, 3):
             generated.append(name)
+        if nn:
+            notnull.append(name)
     return TableInfo(
         table,
         tuple(cols),
@@ -204,6 +214,7 @@ def table_info(conn: apsw.Connection, table: str, db: str, without_rowid: bool) 
         tuple(n for _, n in sorted(pk)),
         without_rowid,
         tuple(generated),
+        tuple(notnull),
     )
 
 
@@ -308,10 +319,26 @@ def _mark_type_only_changes(conn: apsw.Connection, info: TableInfo) -> None:
             f"UPDATE base.{t} AS u SET {qc} = (SELECT CASE typeof(n.{qc}) WHEN 'blob' "
             f"THEN 'dbvers-' || hex(randomblob(16)) ELSE randomblob(16) END "
             f"FROM main.{t} AS n WHERE {_key_match(key, 'n', 'u')}) "
+            # Only integer<->real can compare equal across types; filtering main's
+            # rows on that first keeps the join small for text/blob columns.
             f"WHERE {target} IN (SELECT {key_list} FROM main.{t} AS n JOIN base.{t} AS o "
-            f"ON {_key_match(key, 'o', 'n')} WHERE n.{qc} IS o.{qc} "
-            f"AND typeof(n.{qc}) <> typeof(o.{qc}))"
+            f"ON {_key_match(key, 'o', 'n')} WHERE typeof(n.{qc}) IN ('integer', 'real') "
+            f"AND typeof(o.{qc}) IN ('integer', 'real') AND n.{qc} = o.{qc} "
+            # 0.0 and -0.0 are equal too; atan2(x, -1) tells their signs apart.
+            f"AND (typeof(n.{qc}) <> typeof(o.{qc}) OR (n.{qc} = 0 AND atan2(n.{qc}, -1) <> atan2(o.{qc}, -1))))"
         )
+
+
+def _hidden_rowid_counts(conn: apsw.Connection, info: TableInfo) -> TableCounts:
+    """Changes of a table whose rowid sessions can't see (see ``TableInfo.rowid_hidden``)."""
+    if info.rowid_name not in info.columns:
+        return count_by_key(conn, info.name, info.key, list(info.columns))
+    # rowid, _rowid_ and oid are all columns: no way to reach the rowid, compare the rows.
+    t = quote(info.name)
+    cols = ", ".join(f"{quote(c)}, typeof({quote(c)})" for c in info.columns)
+    added = _count(conn, f"SELECT count(*) FROM (SELECT {cols} FROM main.{t} EXCEPT SELECT {cols} FROM base.{t})")
+    removed = _count(conn, f"SELECT count(*) FROM (SELECT {cols} FROM base.{t} EXCEPT SELECT {cols} FROM main.{t})")
+    return TableCounts(inserts=added, deletes=removed)
 
 
 def count_patchset(patchset: bytes) -> dict[str, TableCounts]:
@@ -356,6 +383,12 @@ def compute_changes(conn: apsw.Connection) -> Changes:
         conn.execute("SAVEPOINT dbvers_typefix")
         try:
             for info in same_shape:
+                if info.rowid_hidden:
+                    # Sessions can't see this table's rowid: compare it in SQL, keep it by keyframe.
+                    if (c := _hidden_rowid_counts(conn, info)).total:
+                        counts[info.name] = c
+                        needs_keyframe.append(f"{info.name} changed (a column named _rowid_ hides its rowid)")
+                    continue
                 if info.untyped_columns():
                     _mark_type_only_changes(conn, info)
                 session.attach(info.name)

@@ -304,6 +304,10 @@ def build_parser() -> argparse.ArgumentParser:
     def add(name: str, fn: Callable[[argparse.Namespace], int], help_: str) -> argparse.ArgumentParser:
         sp = sub.add_parser(name, help=help_, description=help_)
         sp.set_defaults(func=fn)
+        # --db/--store are accepted after the command too (`dbvers init other.db --store DIR`,
+        # as the "already tracks" hint suggests); SUPPRESS keeps a global value when absent.
+        sp.add_argument("--db", metavar="PATH", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+        sp.add_argument("--store", metavar="DIR", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
         return sp
 
     sp = add("init", cmd_init, "start versioning a SQLite database (makes the first commit)")

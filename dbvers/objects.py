@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 FORMAT_VERSION = 1
@@ -135,7 +136,7 @@ class Commit:
             format=raw.get("format", FORMAT_VERSION),
         )
 
-    @property
+    @cached_property
     def id(self) -> str:
         return object_id("commit", self.to_bytes())
 

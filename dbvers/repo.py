@@ -49,7 +49,7 @@ if TYPE_CHECKING:
 
 STORE_NAME = ".dbvers"
 DEFAULTS: dict[str, dict[str, str]] = {
-    "snapshot": {"max_patch_ratio": "0.3", "max_commits": "200"},
+    "snapshot": {"max_patch_ratio": "0.05", "max_commits": "100"},
     "cache": {"keep": "2"},
     "lock": {"timeout": "10"},
 }
@@ -81,15 +81,18 @@ class Status:
     changes: ch.Changes
     schema_changes: list[SchemaChange]
     pragmas_changed: dict[str, tuple[int, int]]
+    sequences_changed: bool = False
 
     @property
     def clean(self) -> bool:
-        return self.changes.empty and not self.pragmas_changed
+        return self.changes.empty and not self.pragmas_changed and not self.sequences_changed
 
     @property
     def dirty_tables(self) -> list[str]:
         names = set(self.changes.changed_tables)
         names.update(s.name for s in self.schema_changes)
+        if self.sequences_changed:
+            names.add("sqlite_sequence")
         return sorted(names) or (["(database header)"] if self.pragmas_changed else [])
 
     def to_json(self) -> dict[str, Any]:
@@ -390,6 +393,20 @@ class Repo:
             if kept >= keep_n:
                 p.unlink(missing_ok=True)
 
+    # -- the "known clean" record: skip full diffs when the file hasn't changed --
+    def _record_clean(self, fp: str | None, oid: str) -> None:
+        if fp is not None:
+            write_atomic(self.cache_dir / "working.json", json.dumps({"fingerprint": fp, "commit": oid}).encode())
+
+    def _known_clean(self) -> bool:
+        """True when the working database provably still holds HEAD's state (unchanged file)."""
+        try:
+            rec = json.loads((self.cache_dir / "working.json").read_text())
+        except (OSError, ValueError):
+            return False
+        fp = sqlio.fingerprint(self.path)
+        return fp is not None and rec.get("fingerprint") == fp and rec.get("commit") == self.head.commit
+
     def _copy_out(self) -> Path:
         """A private copy of the working database's current committed state."""
         self.cache_dir.mkdir(exist_ok=True)
@@ -417,19 +434,35 @@ class Repo:
     def status(self) -> Status:
         with self._locked():
             head = self.head
-            tmp = self._copy_out()
-            try:
-                if head.commit is None:
-                    raise UnknownRefError("HEAD", "HEAD has no commit yet")
-                base = self.materialize(head.commit)
-                changes, (_, pragmas, _, sch) = self._compare(tmp, base)
-            finally:
-                tmp.unlink(missing_ok=True)
-            old_pragmas = self.get_commit(head.commit).pragmas
-            return Status(
-                head.branch, head.commit, changes, sch,
-                {k: (old_pragmas.get(k, 0), v) for k, v in pragmas.items() if old_pragmas.get(k, 0) != v},
-            )
+            if head.commit is not None and self._known_clean():
+                hc = self.get_commit(head.commit)
+                schema = self.get_schema(hc.schema)
+                virtual = sorted(e.name for e in schema.entries
+                                 if e.type == "table" and (e.sql or "").upper().startswith("CREATE VIRTUAL"))
+                return Status(head.branch, head.commit,
+                              ch.Changes(None, {}, False, untracked=virtual), [], {})
+            if head.commit is None:
+                raise UnknownRefError("HEAD", "HEAD has no commit yet")
+            return self._full_status(head)
+
+    def _full_status(self, head: Head) -> Status:
+        """Diff the working database against HEAD (and remember it if they are equal)."""
+        assert head.commit is not None
+        fp = sqlio.fingerprint(self.path)
+        tmp = self._copy_out()
+        try:
+            changes, (_, pragmas, sequences, sch) = self._compare(tmp, self.materialize(head.commit))
+        finally:
+            tmp.unlink(missing_ok=True)
+        hc = self.get_commit(head.commit)
+        st = Status(
+            head.branch, head.commit, changes, sch,
+            {k: (hc.pragmas.get(k, 0), v) for k, v in pragmas.items() if hc.pragmas.get(k, 0) != v},
+            sequences != hc.sequences,
+        )
+        if st.clean:
+            self._record_clean(fp, head.commit)
+        return st
 
     def _keyframe_reason(self, parent: str | None, changes: ch.Changes | None, patch_size: int) -> str | None:
         if parent is None or changes is None:
@@ -464,6 +497,9 @@ class Repo:
         with self._locked():
             head = self.head
             parent = head.commit
+            if parent is not None and not allow_empty and self._known_clean():
+                raise NothingToCommitError()
+            fp = sqlio.fingerprint(self.path)  # before the copy: a write during it makes it stale
             tmp = self._copy_out()
             try:
                 if parent is None:
@@ -504,7 +540,7 @@ class Repo:
                     schema=schema_id,
                     patch=patch_id,
                     snapshot=snap_id,
-                    message=message.strip() + "\n" if "\n" in message.strip() else message.strip(),
+                    message=message.strip(),
                     author=author or _default_author(self.config),
                     timestamp=_now(),
                     counts=counts,
@@ -516,6 +552,7 @@ class Repo:
                 self._move_head(head, oid, f"commit: {commit.summary}")
                 # The copy we diffed is exactly the committed state: it becomes the base cache.
                 publish(tmp, self._cache_path(oid))
+                self._record_clean(fp, oid)
                 self._prune_cache(keep={oid})
                 self._commits[oid] = commit
                 return commit
@@ -603,20 +640,10 @@ class Repo:
     # -- moving the working database -----------------------------------------
     def _dirty_tables(self) -> list[str]:
         """Tables whose uncommitted changes would be lost (empty when clean)."""
-        head = self.head.commit
-        if head is None:
+        head = self.head
+        if head.commit is None or self._known_clean():
             return []
-        tmp = self._copy_out()
-        try:
-            changes, (_, pragmas, sequences, sch) = self._compare(tmp, self.materialize(head))
-        finally:
-            tmp.unlink(missing_ok=True)
-        hc = self.get_commit(head)
-        st = Status(self.head.branch, head, changes, sch,
-                    {k: (0, v) for k, v in pragmas.items() if hc.pragmas.get(k) != v})
-        if sequences != hc.sequences and st.clean:
-            return ["sqlite_sequence"]
-        return [] if st.clean else st.dirty_tables
+        return self._full_status(head).dirty_tables
 
     def _write_working(self, oid: str, *, head: str | None = None,
                        ref: tuple[str, str | None] | None = None) -> None:
@@ -637,7 +664,9 @@ class Repo:
             raise CorruptObjectError(oid, f"materialized state fails quick_check: {problems[0]}")
         intent = {"target": oid, "head": head, "ref": list(ref) if ref else None}
         write_atomic(self.store_dir / "CHECKOUT", json.dumps(intent).encode())
+        (self.cache_dir / "working.json").unlink(missing_ok=True)
         sqlio.copy_in(src, self.path, self._timeout())
+        self._record_clean(sqlio.fingerprint(self.path), oid)
 
     def _apply_intent(self, head: str | None, ref: list[Any] | tuple[Any, ...] | None, why: str) -> None:
         if ref:
@@ -691,7 +720,9 @@ class Repo:
                 validate_name(create_branch)
                 if self.refs.read(HEADS + create_branch):
                     raise RefExistsError(create_branch, "branch")
-            oid = self.resolve(ref)
+            # A branch name means that branch, even if a tag has the same name.
+            oid = self.refs.read(HEADS + ref) if create_branch is None else None
+            oid = oid or self.resolve(ref)
             head = self.head
             if create_branch is not None:
                 new_head, new_ref = f"ref: {HEADS}{create_branch}\n", (HEADS + create_branch, oid)

@@ -114,12 +114,25 @@ def copy_in(private: Path, working: Path, timeout: float) -> None:
         raise
 
 
-def file_identity(path: Path) -> tuple[int, int, int] | None:
-    """(inode, size, mtime_ns) of the working database and its WAL: a cheap "did anything change" key."""
+def fingerprint(path: Path) -> str | None:
+    """A cheap key that changes whenever the working database's content can have changed.
+
+    Inode, size and mtime (ns) of the file and of its WAL, plus SQLite's file
+    change counter (header bytes 24-27, bumped by every write transaction in
+    rollback-journal mode). Like git's index stat data: equal fingerprints let
+    status and checkout skip a full diff; any doubt means a real diff.
+    """
     try:
         st = os.stat(path)
-    except FileNotFoundError:
+        with open(path, "rb") as f:
+            f.seek(24)
+            counter = int.from_bytes(f.read(4) or b"\0", "big")
+    except OSError:
         return None
-    wal = Path(str(path) + "-wal")
-    wal_mtime = wal.stat().st_mtime_ns if wal.exists() else 0
-    return (st.st_ino, st.st_size, max(st.st_mtime_ns, wal_mtime))
+    parts = [st.st_ino, st.st_size, st.st_mtime_ns, counter]
+    try:
+        wal = os.stat(str(path) + "-wal")
+        parts += [wal.st_ino, wal.st_size, wal.st_mtime_ns]
+    except FileNotFoundError:
+        parts.append("nowal")
+    return ":".join(map(str, parts))

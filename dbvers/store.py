@@ -19,7 +19,7 @@ from .errors import CorruptObjectError, MissingObjectError, StorageError
 from .fsutil import publish, temp_path
 from .objects import OBJECT_TYPES, header, object_id
 
-CHUNK = 1 << 20
+CHUNK = 8 << 20
 _HEX = set("0123456789abcdef")
 
 
