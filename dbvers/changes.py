@@ -21,7 +21,7 @@ Three things the session extension alone would get wrong are handled here:
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -258,12 +258,15 @@ def _differs(cols: Iterable[str], a: str, b: str) -> str:
 
 
 def count_by_key(
-    conn: apsw.Connection, table: str, key: tuple[str, ...], shared: list[str]
+    conn: apsw.Connection, table: str, key: tuple[str, ...], shared: list[str],
+    added: Sequence[str] = (),
 ) -> TableCounts:
     """Count inserts/updates/deletes between base.table and main.table matching rows on *key*.
 
-    Used where the session extension can't be (the table's columns changed);
-    values are compared on the columns both sides share, types included.
+    Used where the session extension can't be (the table's columns changed).
+    Values are compared on the columns both sides share, types included; a
+    column only main has counts as NULL on the base side (as a diff shows it),
+    so filling a new column modifies the row.
     """
     t = quote(table)
     inserts = _count(
@@ -279,13 +282,17 @@ def count_by_key(
     updates = _count(
         conn,
         f"SELECT count(*) FROM main.{t} AS n JOIN base.{t} AS o ON {_key_match(key, 'o', 'n')} "
-        f"WHERE {_differs(shared, 'n', 'o')}",
+        f"WHERE {_differs(shared, 'n', 'o')}"
+        + "".join(f" OR n.{quote(c)} IS NOT NULL" for c in added),
     )
     return TableCounts(inserts, updates, deletes)
 
 
-def _null_pk_rows_differ(conn: apsw.Connection, info: TableInfo) -> bool:
-    """Rows with a NULL in the primary key are invisible to sessions: compare them in SQL."""
+def _null_pk_rows_differ(conn: apsw.Connection, info: TableInfo) -> int:
+    """Rows with a NULL in the primary key are invisible to sessions: compare them in SQL.
+
+    Returns how many such rows are new or gone (0: none changed).
+    """
     t = quote(info.name)
     nullpk = " OR ".join(f"{quote(c)} IS NULL" for c in info.pk)
     cols = ", ".join(f"{quote(c)}, typeof({quote(c)})" for c in info.columns)
@@ -293,14 +300,14 @@ def _null_pk_rows_differ(conn: apsw.Connection, info: TableInfo) -> bool:
     has_new = conn.execute(f"SELECT 1 FROM main.{t} WHERE {nullpk} LIMIT 1").fetchone()
     has_old = conn.execute(f"SELECT 1 FROM base.{t} WHERE {nullpk} LIMIT 1").fetchone()
     if not has_new and not has_old:
-        return False
+        return 0
     diff = (
-        f"SELECT 1 FROM (SELECT {rid}, {cols} FROM main.{t} WHERE {nullpk} "
+        f"SELECT count(*) FROM (SELECT {rid}, {cols} FROM main.{t} WHERE {nullpk} "
         f"EXCEPT SELECT {rid}, {cols} FROM base.{t} WHERE {nullpk}) "
-        f"UNION ALL SELECT 1 FROM (SELECT {rid}, {cols} FROM base.{t} WHERE {nullpk} "
-        f"EXCEPT SELECT {rid}, {cols} FROM main.{t} WHERE {nullpk}) LIMIT 1"
+        f"UNION ALL SELECT count(*) FROM (SELECT {rid}, {cols} FROM base.{t} WHERE {nullpk} "
+        f"EXCEPT SELECT {rid}, {cols} FROM main.{t} WHERE {nullpk})"
     )
-    return conn.execute(diff).fetchone() is not None
+    return sum(r[0] for r in conn.execute(diff))
 
 
 def _mark_type_only_changes(conn: apsw.Connection, info: TableInfo) -> None:
@@ -341,6 +348,29 @@ def _hidden_rowid_counts(conn: apsw.Connection, info: TableInfo) -> TableCounts:
     return TableCounts(inserts=added, deletes=removed)
 
 
+def _key_type_changes(conn: apsw.Connection, info: TableInfo) -> int:
+    """Rows whose untyped primary-key value changed type only (7 -> 7.0, 0.0 -> -0.0).
+
+    Such keys are equal to SQL, so the session extension pairs the rows and
+    reports nothing; a patchset can't express it either, so it takes a keyframe.
+    """
+    cols = [c for c, t in zip(info.columns, info.types, strict=True)
+            if c in info.pk and affinity(t) == "BLOB"]
+    if not cols:
+        return 0
+    t = quote(info.name)
+    cond = " OR ".join(
+        f"typeof(n.{q}) <> typeof(o.{q}) OR (typeof(n.{q}) = 'real' AND n.{q} = 0 "
+        f"AND atan2(n.{q}, -1) <> atan2(o.{q}, -1))"
+        for q in map(quote, cols)
+    )
+    return _count(
+        conn,
+        f"SELECT count(*) FROM main.{t} AS n JOIN base.{t} AS o ON {_key_match(info.key, 'o', 'n')} "
+        f"WHERE {cond}",
+    )
+
+
 def count_patchset(patchset: bytes) -> dict[str, TableCounts]:
     tallies: dict[str, list[int]] = {}
     slot = {"INSERT": 0, "UPDATE": 1, "DELETE": 2}
@@ -366,7 +396,8 @@ def compute_changes(conn: apsw.Connection) -> Changes:
             same_shape.append(info)
         elif before.pk == info.pk and before.without_rowid == info.without_rowid:
             shared = [c for c in info.columns if c in before.columns and c not in info.pk]
-            counts[name] = count_by_key(conn, name, info.key, shared)
+            added = [c for c in info.columns if c not in before.columns]
+            counts[name] = count_by_key(conn, name, info.key, shared, added)
         else:
             key_changed.append(name)
             counts[name] = TableCounts(
@@ -389,19 +420,28 @@ def compute_changes(conn: apsw.Connection) -> Changes:
                         counts[info.name] = c
                         needs_keyframe.append(f"{info.name} changed (a column named _rowid_ hides its rowid)")
                     continue
+                # Before the type-only marking below, which edits base rows.
+                if info.has_nullable_pk and (n := _null_pk_rows_differ(conn, info)):
+                    counts[info.name] = TableCounts(updates=n)  # so status names the table
+                    needs_keyframe.append(f"rows with a NULL primary key changed in {info.name}")
                 if info.untyped_columns():
                     _mark_type_only_changes(conn, info)
                 session.attach(info.name)
                 session.diff("base", info.name)
-                if info.has_nullable_pk and _null_pk_rows_differ(conn, info):
-                    needs_keyframe.append(f"rows with a NULL primary key changed in {info.name}")
+                if (n := _key_type_changes(conn, info)):
+                    # 7 -> 7.0 in a key: sessions match the rows as equal and see nothing.
+                    e = counts.get(info.name, TableCounts())
+                    counts[info.name] = TableCounts(e.inserts, e.updates + n, e.deletes)
+                    needs_keyframe.append(f"primary-key values of {info.name} changed type only")
             patchset = session.patchset() or None
         finally:
             conn.execute("ROLLBACK TO dbvers_typefix")
             conn.execute("RELEASE dbvers_typefix")
             session.close()
         if patchset:
-            counts.update(count_patchset(patchset))
+            for t, c in count_patchset(patchset).items():
+                e = counts.get(t, TableCounts())
+                counts[t] = TableCounts(c.inserts + e.inserts, c.updates + e.updates, c.deletes + e.deletes)
 
     # Shadow tables (FTS5 and friends) and sqlite_stat*: a change means a keyframe.
     opaque_same = [

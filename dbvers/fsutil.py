@@ -62,11 +62,20 @@ def write_atomic(target: Path, data: bytes) -> None:
 
 
 def append_line(target: Path, line: str) -> None:
-    """Append one durable line (the reflog). A torn last line is ignored on read."""
+    """Append one durable line (the reflog). A torn last line is ignored on read.
+
+    A torn last line (a writer killed mid-append) is closed with a newline first,
+    so the new line is not glued onto it and lost with it.
+    """
     target.parent.mkdir(parents=True, exist_ok=True)
     try:
-        with open(target, "a", encoding="utf-8") as f:
-            f.write(line.rstrip("\n") + "\n")
+        with open(target, "a+b") as f:
+            data = (line.rstrip("\n") + "\n").encode("utf-8")
+            if f.seek(0, os.SEEK_END) > 0:
+                f.seek(-1, os.SEEK_END)
+                if f.read(1) != b"\n":
+                    data = b"\n" + data
+            f.write(data)
             f.flush()
             os.fsync(f.fileno())
     except OSError as e:

@@ -27,6 +27,7 @@ from . import snapshots, sqlio
 from .errors import (
     AmbiguousRefError,
     CorruptObjectError,
+    DatabaseLockedError,
     DbversError,
     DirtyWorkingDatabaseError,
     MissingObjectError,
@@ -93,6 +94,9 @@ class Status:
         names.update(s.name for s in self.schema_changes)
         if self.sequences_changed:
             names.add("sqlite_sequence")
+        if not names and self.changes.needs_keyframe:
+            # Changes only a keyframe can carry (virtual tables' contents, sqlite_stat*).
+            names.update(self.changes.untracked or ["(sqlite_stat tables)"])
         return sorted(names) or (["(database header)"] if self.pragmas_changed else [])
 
     def to_json(self) -> dict[str, Any]:
@@ -139,7 +143,12 @@ def find_store(start: Path) -> Path:
 def _read_config(store: Path) -> configparser.ConfigParser:
     cfg = configparser.ConfigParser()
     cfg.read_dict(DEFAULTS)
-    if not cfg.read(store / "config", encoding="utf-8"):
+    try:
+        found = cfg.read(store / "config", encoding="utf-8")
+    except (configparser.Error, UnicodeDecodeError) as e:
+        reason = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise DbversError(f"{store / 'config'} is unreadable ({reason}); repair or restore it") from None
+    if not found:
         raise RepositoryNotFoundError(str(store))
     return cfg
 
@@ -345,6 +354,7 @@ class Repo:
         """
         target = self._cache_path(oid)
         if target.is_file():
+            self.get_commit(oid)  # a corrupt or missing commit is refused even when its state is cached
             os.utime(target)
             return target
         chain: list[Commit] = []
@@ -411,7 +421,11 @@ class Repo:
         """A private copy of the working database's current committed state."""
         self.cache_dir.mkdir(exist_ok=True)
         tmp = temp_path(self.cache_dir, ".db")
-        sqlio.copy_out(self.path, tmp, self._timeout())
+        try:
+            sqlio.copy_out(self.path, tmp, self._timeout())
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
         return tmp
 
     def _compare(self, new_file: Path, old_file: Path) -> tuple[ch.Changes, Any]:
@@ -572,7 +586,7 @@ class Repo:
         out: list[Commit] = []
         seen = {start}
         first = self.get_commit(start)
-        heap: list[tuple[str, str]] = [(_neg(first.timestamp), start)]
+        heap: list[tuple[float, str]] = [(_newest_first(first.timestamp), start)]
         while heap and (n is None or len(out) < n):
             _, oid = heapq.heappop(heap)
             c = self.get_commit(oid)
@@ -580,7 +594,7 @@ class Repo:
             for p in c.parents:
                 if p not in seen:
                     seen.add(p)
-                    heapq.heappush(heap, (_neg(self.get_commit(p).timestamp), p))
+                    heapq.heappush(heap, (_newest_first(self.get_commit(p).timestamp), p))
         return out
 
     def show(self, ref: str = "HEAD") -> tuple[Commit, list[SchemaChange]]:
@@ -641,8 +655,8 @@ class Repo:
     def _dirty_tables(self) -> list[str]:
         """Tables whose uncommitted changes would be lost (empty when clean)."""
         head = self.head
-        if head.commit is None or self._known_clean():
-            return []
+        if head.commit is None or not self.path.exists() or self._known_clean():
+            return []  # a deleted working database has nothing to lose
         return self._full_status(head).dirty_tables
 
     def _write_working(self, oid: str, *, head: str | None = None,
@@ -665,7 +679,13 @@ class Repo:
         intent = {"target": oid, "head": head, "ref": list(ref) if ref else None}
         write_atomic(self.store_dir / "CHECKOUT", json.dumps(intent).encode())
         (self.cache_dir / "working.json").unlink(missing_ok=True)
-        sqlio.copy_in(src, self.path, self._timeout())
+        try:
+            sqlio.copy_in(src, self.path, self._timeout())
+        except DatabaseLockedError:
+            # The copy never started its transaction: the working database is unchanged,
+            # so the ref moves must not be finished by a later recovery either.
+            (self.store_dir / "CHECKOUT").unlink(missing_ok=True)
+            raise
         self._record_clean(sqlio.fingerprint(self.path), oid)
 
     def _apply_intent(self, head: str | None, ref: list[Any] | tuple[Any, ...] | None, why: str) -> None:
@@ -921,9 +941,12 @@ class Repo:
         return report
 
 
-def _neg(ts: str) -> str:
-    # heapq is a min-heap; invert the ISO timestamp's characters so newest pops first.
-    return "".join(chr(0x10FFFF - ord(c)) for c in ts)
+def _newest_first(ts: str) -> float:
+    """Heap key: heapq pops the smallest, so negate the commit time."""
+    try:
+        return -datetime.strptime(ts, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC).timestamp()
+    except ValueError:
+        return 0.0
 
 
 def schema_changes(conn: Any) -> list[SchemaChange]:

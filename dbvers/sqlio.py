@@ -99,6 +99,13 @@ def copy_in(private: Path, working: Path, timeout: float) -> None:
     readers see either the old or the new state, and connections other code holds
     open see the new state on their next statement.
     """
+    try:
+        check_database_file(working)
+    except NotADatabaseError:
+        # Missing or destroyed: nothing to preserve and no SQLite reader to keep
+        # consistent, so put a whole new file in place atomically.
+        _replace_file(private, working)
+        return
     start = time.monotonic()
 
     def progress(status: int, remaining: int, total: int) -> None:
@@ -112,6 +119,21 @@ def copy_in(private: Path, working: Path, timeout: float) -> None:
         if _is_busy(e):
             raise DatabaseLockedError(str(working), time.monotonic() - start) from None
         raise
+
+
+def _replace_file(private: Path, working: Path) -> None:
+    import shutil
+
+    from .fsutil import publish, temp_path
+
+    try:
+        tmp = temp_path(working.parent, ".db")
+        shutil.copyfile(private, tmp)
+        for suffix in ("-wal", "-shm", "-journal"):
+            Path(str(working) + suffix).unlink(missing_ok=True)
+        publish(tmp, working)
+    except OSError as e:
+        raise StorageError(str(working), e) from e
 
 
 def fingerprint(path: Path) -> str | None:

@@ -1,0 +1,128 @@
+"""Shared fixtures: fresh databases, repositories, the CLI through its real entry point,
+and an exact dump of a database's state for comparisons."""
+
+from __future__ import annotations
+
+import math
+import os
+import sqlite3
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import dbvers
+
+collect_ignore = ["benchmarks"]
+
+# Tests never wait 10 s for a lock held by a crashed helper.
+os.environ.setdefault("DBVERS_LOCK_TIMEOUT", "5")
+
+
+def _exact(v: Any) -> Any:
+    """A value with its SQLite type made explicit (1, 1.0 and '1' stay different; NaN can't occur)."""
+    if isinstance(v, float):
+        return ("real", v.hex() if math.isfinite(v) else repr(v))
+    if isinstance(v, int):
+        return ("integer", v)
+    if isinstance(v, bytes):
+        return ("blob", v)
+    if v is None:
+        return ("null", None)
+    return ("text", v)
+
+
+def dump_state(path: Path | str) -> dict[str, Any]:
+    """Everything dbvers promises to version, read with the stdlib sqlite3 module.
+
+    Rowid tables are dumped with their rowid (checkout must reproduce it), all
+    rows sorted, every value tagged with its type.
+    """
+    conn = sqlite3.connect(str(path))
+    try:
+        schema = sorted(
+            conn.execute("SELECT type, name, tbl_name, sql FROM sqlite_schema").fetchall(),
+            key=lambda r: (r[0], r[1]),
+        )
+        tables: dict[str, list[tuple[Any, ...]]] = {}
+        for name, kind, wr in conn.execute(
+            "SELECT name, type, wr FROM pragma_table_list WHERE schema = 'main'"
+        ).fetchall():
+            if kind not in ("table", "shadow") or name in ("sqlite_schema", "sqlite_temp_schema"):
+                continue
+            q = '"' + name.replace('"', '""') + '"'
+            cols = [r[1] for r in conn.execute(f"PRAGMA table_info({q})")]
+            rowid = None if wr else next(
+                (n for n in ("rowid", "_rowid_", "oid") if n not in cols), None
+            )
+            sel = f"SELECT {rowid + ', ' if rowid else ''}* FROM {q}"
+            rows = [tuple(_exact(v) for v in r) for r in conn.execute(sel)]
+            tables[name] = sorted(rows, key=repr)
+        pragmas = {
+            p: conn.execute(f"PRAGMA {p}").fetchone()[0] for p in ("user_version", "application_id")
+        }
+        return {"schema": schema, "tables": tables, "pragmas": pragmas}
+    finally:
+        conn.close()
+
+
+@pytest.fixture
+def db_path(tmp_path: Path) -> Path:
+    """A small database with a PK table, a rowid table without PK and a WITHOUT ROWID table."""
+    p = tmp_path / "data.db"
+    conn = sqlite3.connect(p)
+    conn.executescript(
+        """
+        CREATE TABLE orders(id INTEGER PRIMARY KEY, customer TEXT, qty INTEGER, price REAL, note);
+        INSERT INTO orders VALUES (1, 'ann', 2, 9.5, NULL), (2, 'bob', 1, 20.0, x'00ff'),
+                                  (3, 'zoë', 5, 1.25, 'first');
+        CREATE TABLE events(kind, payload);
+        INSERT INTO events VALUES ('open', 1), ('close', 2.5), ('open', NULL);
+        CREATE TABLE "odd name"("key part" TEXT, k2 TEXT, v, PRIMARY KEY ("key part", k2)) WITHOUT ROWID;
+        INSERT INTO "odd name" VALUES ('a', 'x', 1), ('b', 'y', 'two');
+        """
+    )
+    conn.commit()
+    conn.close()
+    return p
+
+
+@pytest.fixture
+def repo(db_path: Path) -> dbvers.Repo:
+    return dbvers.init(db_path)
+
+
+def execute(path: Path | str, sql: str, params: tuple[Any, ...] = ()) -> None:
+    """Run SQL against the working database the way a user's code would (stdlib sqlite3)."""
+    conn = sqlite3.connect(str(path))
+    try:
+        if params:
+            conn.execute(sql, params)
+        else:
+            conn.executescript(sql)
+        conn.commit()
+    finally:
+        conn.close()
+
+
+@pytest.fixture
+def sql() -> Callable[..., None]:
+    return execute
+
+
+def run_cli(*args: str, cwd: Path | str | None = None, input: str | None = None,
+            env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """Run ``dbvers ARGS`` through its real entry point (``python -m dbvers``)."""
+    full_env = {**os.environ, **(env or {}), "COLUMNS": "120"}
+    return subprocess.run(
+        [sys.executable, "-m", "dbvers", *args],
+        cwd=cwd, input=input, capture_output=True, text=True, env=full_env, timeout=300,
+    )
+
+
+@pytest.fixture
+def cli() -> Callable[..., subprocess.CompletedProcess[str]]:
+    return run_cli
