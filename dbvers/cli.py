@@ -263,6 +263,49 @@ def cmd_snapshot(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_diff(args: argparse.Namespace) -> int:
+    repo = _open(args)
+    refs = list(args.refs or [])
+    if len(refs) > 2:
+        raise UsageError("diff takes at most two refs: dbvers diff [A [B]]")
+    a = refs[0] if refs else "HEAD"
+    b = refs[1] if len(refs) == 2 else None
+    if args.limit is not None and args.limit < 0:
+        raise UsageError("--limit takes a number >= 0")
+    with repo.diff(a, b) as d:
+        tables = args.table or d.tables
+        for t in tables:
+            d.spec(t)  # unknown table: one-line error before any output
+        if args.table:
+            tables = [t for t in tables if t in d.tables]
+        if args.where:
+            # A filter names one table's columns; apply it where it makes sense.
+            valid = [t for t in tables if d.where_applies(t, args.where)]
+            if tables and not valid:
+                d.count_kinds(tables[0], args.where)  # raises the one-line SQL error
+            tables = valid
+        if args.format:
+            from .render import diffexport
+
+            if args.stat:
+                raise UsageError("--stat prints a summary; drop --format, or drop --stat")
+            any_rows = diffexport.export(
+                d, tables, args.format, args.output, where=args.where, limit=args.limit,
+                skinny=args.skinny, whole=not args.table and not args.where,
+            )
+        else:
+            from .render.diffview import print_diff, print_stat, summary_line
+
+            if args.stat:
+                totals = print_stat(d, tables, where=args.where)
+            else:
+                totals = print_diff(d, tables, where=args.where, limit=args.limit, skinny=args.skinny)
+            schema_tables = {s.name for s in d.schema_changes if s.type == "table"}
+            print(summary_line(len([t for t in tables if t in d.counts() or t in schema_tables]), totals))
+            any_rows = bool(totals.total) or bool(d.schema_changes)
+    return 1 if args.exit_code and any_rows else 0
+
+
 def cmd_fsck(args: argparse.Namespace) -> int:
     repo = _open(args)
     report = repo.fsck()
@@ -362,6 +405,16 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("-f", "--force", action="store_true", help="required when there are changes to discard")
 
     add("snapshot", cmd_snapshot, "store a full snapshot (keyframe) of HEAD now")
+    sp = add("diff", cmd_diff, "rows and schema that differ between two states (default HEAD..working)")
+    sp.add_argument("refs", nargs="*", metavar="REF", help="A [B]: one ref compares it with the working database")
+    sp.add_argument("--table", "-t", action="append", metavar="T", help="only this table (repeatable)")
+    sp.add_argument("--stat", action="store_true", help="per table: added / modified / removed, and schema changes")
+    sp.add_argument("--skinny", action="store_true", help="only key columns and columns that changed")
+    sp.add_argument("--where", metavar="EXPR", help="SQL filter over diff_type, from_<col>, to_<col>")
+    sp.add_argument("--limit", type=int, metavar="N", help="at most N changed rows per table")
+    sp.add_argument("--exit-code", action="store_true", help="exit 1 when there are differences")
+    _add_format(sp, (*FORMATS, "sql"))
+
     sp = add("fsck", cmd_fsck, "verify every object, snapshot and ref")
     _add_format(sp)
     add("gc", cmd_gc, "remove objects that no ref or reflog entry reaches")

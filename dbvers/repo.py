@@ -48,6 +48,8 @@ from .store import ObjectStore
 if TYPE_CHECKING:
     import pandas
 
+    from .diff import Diff
+
 STORE_NAME = ".dbvers"
 DEFAULTS: dict[str, dict[str, str]] = {
     "snapshot": {"max_patch_ratio": "0.05", "max_commits": "100"},
@@ -709,7 +711,11 @@ class Repo:
         the target.
         """
         for p in [*self.cache_dir.glob(TMP_PREFIX + "*"), *self.objects.root.glob(TMP_PREFIX + "*")]:
-            p.unlink(missing_ok=True)
+            # Diff directories of other processes may go too: their files stay readable while open.
+            if p.is_dir():
+                shutil.rmtree(p, ignore_errors=True)
+            else:
+                p.unlink(missing_ok=True)
         pending = self.store_dir / "CHECKOUT"
         if not pending.is_file():
             return
@@ -788,6 +794,38 @@ class Repo:
             return oid
 
     # -- reading data ----------------------------------------------------------
+    def history(self, table: str, pk: Any, ref: str = "HEAD") -> pandas.DataFrame:
+        """Every commit that changed one row (``pk``: a value, or a tuple for composite keys)."""
+        from .history import row_history
+
+        with self._locked():
+            return row_history(self, table, pk, ref)
+
+    def diff(self, a: str | None = "HEAD", b: str | None = None) -> Diff:
+        """What changed from *a* to *b* (a ref, or ``None`` for the working database)."""
+        from .diff import Diff
+
+        with self._locked():
+            owned: list[Path] = []
+
+            def side(ref: str | None) -> tuple[Path, str, str | None]:
+                if ref is None:
+                    tmp = self._copy_out()
+                    owned.append(tmp)
+                    return tmp, "working", None
+                oid = self.resolve(ref)
+                return self.materialize(oid), ref, oid
+
+            try:
+                a_path, a_label, a_id = side(a)
+                b_path, b_label, b_id = side(b)
+                return Diff(a_path, b_path, a_label=a_label, b_label=b_label, a_commit=a_id,
+                            b_commit=b_id, owned=owned, workdir=self.cache_dir)
+            finally:
+                for p in owned:
+                    p.unlink(missing_ok=True)
+
+
     def read_table(self, table: str, at: str | None = "HEAD") -> pandas.DataFrame:
         """A table's rows at a commit (``at=None``: the working database) as a DataFrame."""
         import pandas as pd
