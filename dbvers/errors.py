@@ -159,3 +159,39 @@ class StorageError(DbversError):
         self.path = path
         self.errno = err.errno
         super().__init__(f"cannot write {path}: {err.strerror or err}; nothing was changed")
+
+
+class BackupError(DbversError):
+    """A backup could not be made, checked or restored; nothing was changed."""
+
+
+class BackupIOError(BackupError):
+    """The file system refused while writing a backup or restoring one (disk full, permissions)."""
+
+    def __init__(self, path: str, detail: str) -> None:
+        self.path = path
+        super().__init__(f"cannot write {path}: {detail}; nothing was changed")
+
+
+class BackupValidationError(BackupError):
+    """An archive is damaged, tampered with, incomplete or hostile."""
+
+    def __init__(self, archive: str, detail: str, member: str | None = None) -> None:
+        self.archive = archive
+        self.member = member
+        self.detail = detail
+        super().__init__(f"backup {archive} is not usable: {detail}; nothing was restored")
+
+
+class BackupSchemaError(BackupError):
+    """The archive's format, or the database's user_version, is not what the restore expects."""
+
+
+class BackupLockError(BackupError):
+    def __init__(self, path: str, waited: float) -> None:
+        self.path = path
+        self.waited = waited
+        super().__init__(
+            f"database is locked by another process: {path} (waited {waited:.0f}s); "
+            "finish or close the other writer and try again"
+        )

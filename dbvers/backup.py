@@ -1,0 +1,1599 @@
+"""Backups: verified tar archives of the store, retention, atomic restore, sqlite3 interop.
+
+An archive is a plain tar (``tar tf`` lists it) of the store's files, copied
+verbatim: the objects (already zstd-compressed, so no outer compression), the
+refs, HEAD, the reflogs, the keyframe records and the config, then
+``backup.json`` as the last member. A *full* backup holds every object that a
+ref, HEAD or a reflog entry reaches; an *incremental* one holds only the
+objects that its parent chain (earlier backups in the same directory) lacks,
+plus the current refs, and names its parent by file name and id.
+
+``backup.json`` is canonical JSON (sorted keys, no whitespace) with its own
+SHA-256 in ``checksum`` (over the same document without that key). It lists
+every other member with its offset, its size, the SHA-256 of its data and the
+SHA-256 of its whole stretch of the tar (header, data and padding), so that a
+changed byte anywhere before ``backup.json`` is found and named; the header of
+``backup.json`` is rebuilt and compared, and what follows its data must be the
+tar's zero blocks. Objects are further checked against their ids (SHA-256 of
+the decompressed content) and every snapshot with ``PRAGMA integrity_check``.
+
+Restore extracts into a temporary directory beside the target (only regular
+files with the names a store uses; links, devices and paths that would leave
+the directory are refused), verifies, rebuilds the requested state, runs
+``PRAGMA quick_check`` and only then replaces the target: a rename for a new
+path, or one backup-API transaction (``sqlio.copy_in``, as checkout does) for a
+database that other connections may hold open.
+
+The two-library rule (DESIGN.md section 2) holds throughout: a user's
+``sqlite3.Connection`` and the working database are only touched with the
+standard library's ``sqlite3``, and only through files that apsw has closed;
+no handle ever crosses between the libraries.
+"""
+
+from __future__ import annotations
+
+import configparser
+import contextlib
+import errno
+import hashlib
+import io
+import json
+import os
+import re
+import secrets
+import shutil
+import sqlite3
+import tarfile
+import tempfile
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any
+
+from . import changes as ch
+from . import snapshots, sqlio
+from .errors import (
+    BackupError,
+    BackupIOError,
+    BackupLockError,
+    BackupSchemaError,
+    BackupValidationError,
+    DatabaseLockedError,
+    DbversError,
+    InvalidRefNameError,
+    NotADatabaseError,
+    StorageError,
+    UsageError,
+)
+from .fsutil import TMP_PREFIX, fsync_dir, publish, temp_path, write_atomic
+from .objects import FORMAT_VERSION, Commit, canonical_json
+from .refs import HEADS, TAGS, validate_name
+from .store import ObjectStore, _parse_header
+
+if TYPE_CHECKING:
+    from .repo import Repo
+
+BACKUP_FORMAT = 1
+MANIFEST = "backup.json"
+SUFFIX = ".dbvers.tar"
+VERIFIED_INDEX = ".dbvers-verified.json"
+BLOCK = tarfile.BLOCKSIZE
+RECORD = tarfile.RECORDSIZE
+CHUNK = 1 << 20
+_OBJECT_RE = re.compile(r"^objects/([0-9a-f]{2})/([0-9a-f]{62})$")
+_KEYFRAME_RE = re.compile(r"^keyframes/([0-9a-f]{64})$")
+_ID_RE = re.compile(r"^[0-9a-f]{64}$")
+_STAMP = "%Y%m%dT%H%M%S."  # + milliseconds + "Z": ISO 8601 basic format, sorts by time
+
+
+# -- results -------------------------------------------------------------------------
+
+
+@dataclass
+class BackupInfo:
+    """One backup archive: what ``Repo.backup`` returns and ``dbvers backup --list`` shows."""
+
+    path: Path
+    kind: str  # "full" or "incremental" ("damaged" in listings of unreadable files)
+    created_at: str = ""
+    database: str = ""
+    database_size: int = 0
+    user_version: int = 0
+    commits: int = 0  # commits in the history this backup restores
+    new_commits: int = 0  # commits stored in this archive
+    objects: int = 0  # objects stored in this archive
+    size: int = 0  # bytes of the archive file
+    id: str = ""
+    parent: str | None = None  # file name of the parent backup (incrementals)
+    head: str | None = None  # HEAD's commit when the backup was made
+    verified: str | None = None  # "ok", "failed: ...", "changed since verified", None: never
+    uncommitted: list[str] = field(default_factory=list)  # tables whose changes it lacks
+    pruned: list[Path] = field(default_factory=list)  # old backups removed by retention
+    note: str | None = None
+    problem: str | None = None
+    manifest: dict[str, Any] | None = field(default=None, repr=False)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "path": str(self.path),
+            "file": self.path.name,
+            "kind": self.kind,
+            "created_at": self.created_at,
+            "database": self.database,
+            "database_size": self.database_size,
+            "user_version": self.user_version,
+            "commits": self.commits,
+            "new_commits": self.new_commits,
+            "objects": self.objects,
+            "size": self.size,
+            "id": self.id,
+            "parent": self.parent,
+            "head": self.head,
+            "verified": self.verified,
+            "uncommitted": self.uncommitted,
+            "pruned": [str(p) for p in self.pruned],
+            "note": self.note,
+            "problem": self.problem,
+        }
+
+
+@dataclass
+class VerifyResult:
+    path: Path
+    ok: bool
+    problem: str | None = None
+    kind: str = ""
+    commits: int = 0
+    objects: int = 0
+    snapshots: int = 0
+
+    def to_json(self) -> dict[str, Any]:
+        return {"path": str(self.path), "ok": self.ok, "problem": self.problem, "kind": self.kind,
+                "commits": self.commits, "objects": self.objects, "snapshots": self.snapshots}
+
+
+@dataclass
+class RestoreResult:
+    repo: Repo
+    commit: str
+    branch: str | None
+    archive: Path
+    chain: list[Path]
+    created_store: bool
+    warnings: list[str] = field(default_factory=list)
+
+
+# -- small helpers ---------------------------------------------------------------------
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _iso(t: datetime) -> str:
+    return t.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _parse_iso(s: str) -> datetime:
+    return datetime.strptime(s, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
+
+
+def _timeout() -> float:
+    return float(os.environ.get("DBVERS_LOCK_TIMEOUT", "10"))
+
+
+def _mb(n: float) -> str:
+    return f"{n / 1e6:,.1f} MB"
+
+
+def _io_error(path: Path | str, e: OSError) -> BackupIOError:
+    return BackupIOError(str(getattr(e, "filename", None) or path), e.strerror or str(e))
+
+
+def _object_member(oid: str) -> str:
+    return f"objects/{oid[:2]}/{oid[2:]}"
+
+
+def _describe(name: str) -> str:
+    m = _OBJECT_RE.match(name)
+    return f"object {m[1]}{m[2]} (member {name})" if m else f"member {name}"
+
+
+def _check_ref_path(rest: str) -> bool:
+    try:
+        validate_name(rest)
+    except InvalidRefNameError:
+        return False
+    return True
+
+
+def _allowed_name(name: str) -> bool:
+    """The names a store uses: anything else has no business in a dbvers archive."""
+    if name in ("HEAD", "config", MANIFEST) or _OBJECT_RE.match(name) or _KEYFRAME_RE.match(name):
+        return True
+    if name.startswith("refs/"):
+        return _check_ref_path(name[5:])
+    if name.startswith("logs/"):
+        rest = name[5:]
+        return rest == "HEAD" or (rest.startswith("refs/") and _check_ref_path(rest[5:]))
+    return False
+
+
+def _member_problem(ti: tarfile.TarInfo) -> str | None:
+    """Why a tar member is refused (None: it is an ordinary store file)."""
+    name = ti.name
+    kinds = [(ti.issym(), "a symbolic link"), (ti.islnk(), "a hard link"),
+             (ti.ischr() or ti.isblk(), "a device file"), (ti.isfifo(), "a FIFO"),
+             (ti.isdir(), "a directory")]
+    for is_kind, what in kinds:
+        if is_kind:
+            return f"member {name!r} is {what}; dbvers archives hold only regular files"
+    if ti.type not in (tarfile.REGTYPE, tarfile.AREGTYPE) or ti.sparse is not None:
+        return f"member {name!r} has tar type {ti.type!r}; dbvers archives hold only regular files"
+    parts = name.split("/")
+    if name.startswith("/") or ".." in parts or "\\" in name or re.match(r"^[A-Za-z]:", name):
+        return f"member {name!r} would escape the extraction directory"
+    if not name or "\0" in name or any(p in ("", ".") for p in parts) or not _allowed_name(name):
+        return f"member {name!r} is not a file of a dbvers store"
+    return None
+
+
+def _header(name: str, size: int, mtime: int) -> bytes:
+    ti = tarfile.TarInfo(name)
+    ti.size = size
+    ti.mtime = mtime
+    ti.mode = 0o644
+    ti.uid = ti.gid = 0
+    ti.uname = ti.gname = ""
+    return ti.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape")
+
+
+def _file_chunks(path: Path) -> Iterator[bytes]:
+    with open(path, "rb") as f:
+        while chunk := f.read(CHUNK):
+            yield chunk
+
+
+def _body_size(objects: ObjectStore, oid: str) -> int:
+    """The decompressed size of an object, from its header (reads a few bytes)."""
+    import pyarrow
+
+    with pyarrow.input_stream(str(objects.path(oid)), compression="zstd") as inp:
+        return _parse_header(inp.read(64), oid)[1]
+
+
+def _page_size(path: Path) -> int:
+    with open(path, "rb") as f:
+        head = f.read(20)
+    if len(head) < 20:
+        return 4096
+    n = int.from_bytes(head[16:18], "big")
+    return 65536 if n == 1 else n
+
+
+def _is_wal_file(path: Path) -> bool:
+    with open(path, "rb") as f:
+        head = f.read(20)
+    return len(head) >= 20 and head[18] == 2
+
+
+# -- the manifest ----------------------------------------------------------------------
+
+
+def _sign(manifest: dict[str, Any]) -> bytes:
+    body = {k: v for k, v in manifest.items() if k != "checksum"}
+    return canonical_json({**body, "checksum": hashlib.sha256(canonical_json(body)).hexdigest()})
+
+
+def _require(m: dict[str, Any], key: str, kind: type | tuple[type, ...], label: str) -> Any:
+    v = m.get(key)
+    if not isinstance(v, kind) or isinstance(v, bool):
+        raise BackupValidationError(label, f"backup.json has no valid '{key}'")
+    return v
+
+
+def _parse_manifest(raw: bytes, label: str) -> dict[str, Any]:
+    try:
+        m = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError):
+        raise BackupValidationError(label, "backup.json is not valid JSON (damaged or tampered with)") from None
+    if not isinstance(m, dict):
+        raise BackupValidationError(label, "backup.json is not a JSON object")
+    body = {k: v for k, v in m.items() if k != "checksum"}
+    signed = m.get("checksum") == hashlib.sha256(canonical_json(body)).hexdigest()
+    fmt, store_fmt = m.get("backup_format"), m.get("store_format")
+    if isinstance(fmt, int) and isinstance(store_fmt, int) and (
+        fmt > BACKUP_FORMAT or store_fmt > FORMAT_VERSION
+    ) and (signed or fmt > BACKUP_FORMAT):
+        raise BackupSchemaError(
+            f"backup {label} was made by a newer dbvers (backup format {fmt}, store format "
+            f"{store_fmt}); this dbvers reads up to {BACKUP_FORMAT}/{FORMAT_VERSION}: upgrade dbvers"
+        )
+    if not signed:
+        raise BackupValidationError(label, "backup.json was altered (its checksum does not match)")
+    if canonical_json(m) != raw:
+        raise BackupValidationError(label, "backup.json was altered (not in its canonical form)")
+    for key, kind in (("backup_format", int), ("store_format", int), ("created_at", str),
+                      ("kind", str), ("members", list), ("database", dict), ("commits", int),
+                      ("objects", int), ("snapshots", dict), ("roots", list), ("refs", dict),
+                      ("head", str)):
+        _require(m, key, kind, label)
+    if m["kind"] not in ("full", "incremental"):
+        raise BackupValidationError(label, f"backup.json has an unknown kind {m['kind']!r}")
+    parent = m.get("parent")
+    if m["kind"] == "incremental" and not (
+        isinstance(parent, dict) and isinstance(parent.get("file"), str)
+        and isinstance(parent.get("id"), str) and "/" not in parent["file"]
+    ):
+        raise BackupValidationError(label, "incremental backup.json names no valid parent")
+    db = m["database"]
+    if not (isinstance(db.get("name"), str) and isinstance(db.get("size"), int)
+            and isinstance(db.get("user_version"), int)):
+        raise BackupValidationError(label, "backup.json has no valid 'database'")
+    for mem in m["members"]:
+        if not (isinstance(mem, dict) and isinstance(mem.get("name"), str)
+                and all(isinstance(mem.get(k), int) for k in ("offset", "size"))
+                and all(isinstance(mem.get(k), str) for k in ("sha256", "tar_sha256"))):
+            raise BackupValidationError(label, "backup.json has a malformed member entry")
+    try:
+        _parse_iso(m["created_at"])
+    except ValueError:
+        raise BackupValidationError(label, "backup.json has no valid 'created_at'") from None
+    return m
+
+
+def _find_manifest(f: IO[bytes], size: int) -> tuple[int, tarfile.TarInfo] | None:
+    """Locate backup.json's header from the end of the file (cheap: no full listing)."""
+    window = 64 << 10
+    while True:
+        start = max(0, size - window)
+        start -= start % BLOCK
+        f.seek(start)
+        buf = f.read(size - start)
+        p = buf.rfind(b"backup.json\0")
+        while p >= 0:
+            if (start + p) % BLOCK == 0:
+                try:
+                    ti = tarfile.TarInfo.frombuf(buf[p:p + BLOCK], "utf-8", "surrogateescape")
+                except tarfile.HeaderError:
+                    ti = None
+                if ti is not None and ti.name == MANIFEST:
+                    return start + p, ti
+            p = buf.rfind(b"backup.json\0", 0, p)
+        if start == 0:
+            return None
+        window *= 8
+
+
+def read_manifest(path: Path) -> dict[str, Any]:
+    """backup.json of an archive, checked (checksum, form, format) but without reading the rest."""
+    label = path.name
+    try:
+        with open(path, "rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            found = _find_manifest(f, size)
+            if found is None:
+                raise BackupValidationError(label, "it has no backup.json (truncated, or not a dbvers backup)")
+            offset, ti = found
+            f.seek(offset + BLOCK)
+            raw = f.read(ti.size)
+    except FileNotFoundError:
+        raise BackupError(f"no such backup: {path}") from None
+    except IsADirectoryError:
+        raise BackupError(f"{path} is a directory, not a backup archive") from None
+    except OSError as e:
+        raise BackupError(f"cannot read {path}: {e.strerror or e}") from None
+    if len(raw) != ti.size:
+        raise BackupValidationError(label, "backup.json is truncated")
+    return _parse_manifest(raw, label)
+
+
+# -- writing archives ------------------------------------------------------------------
+
+
+class _TarWriter:
+    """Writes a plain tar member by member, hashing each member's data and whole stretch."""
+
+    def __init__(self, f: IO[bytes], mtime: int) -> None:
+        self.f = f
+        self.mtime = mtime
+        self.pos = 0
+        self.members: list[dict[str, Any]] = []
+
+    def _write(self, data: bytes, *hashes: Any) -> None:
+        self.f.write(data)
+        self.pos += len(data)
+        for h in hashes:
+            h.update(data)
+
+    def add(self, name: str, size: int, chunks: Iterable[bytes], record: bool = True) -> None:
+        offset = self.pos
+        span, data = hashlib.sha256(), hashlib.sha256()
+        self._write(_header(name, size, self.mtime), span)
+        n = 0
+        for chunk in chunks:
+            n += len(chunk)
+            if n > size:
+                break
+            self._write(chunk, span, data)
+        if n != size:
+            raise BackupError(f"{name} changed size while it was being backed up; run the backup again")
+        if pad := -size % BLOCK:
+            self._write(b"\0" * pad, span)
+        if record:
+            self.members.append({"name": name, "offset": offset, "size": size,
+                                 "sha256": data.hexdigest(), "tar_sha256": span.hexdigest()})
+
+    def finish(self) -> None:
+        self._write(b"\0" * (2 * BLOCK))
+        if pad := -self.pos % RECORD:
+            self._write(b"\0" * pad)
+
+
+@dataclass
+class _StoreState:
+    """What a backup holds, read under the repository lock."""
+
+    metadata: dict[str, bytes]
+    objects: set[str]
+    commits: set[str]
+    roots: list[str]
+    snapshots: set[str]
+    refs: dict[str, str]
+    head_text: str
+    head_commit: str | None
+    user_version: int
+
+
+def _collect(repo: Repo) -> _StoreState:
+    store = repo.store_dir
+    with repo._locked():
+        metadata: dict[str, bytes] = {}
+        for name in ("HEAD", "config"):
+            metadata[name] = (store / name).read_bytes()
+        for sub in ("refs", "logs", "keyframes"):
+            base = store / sub
+            if not base.is_dir():
+                continue
+            for p in sorted(base.rglob("*")):
+                name = p.relative_to(store).as_posix()
+                if p.is_file() and not p.is_symlink() and _allowed_name(name):
+                    metadata[name] = p.read_bytes()
+        refs = {HEADS + k: v for k, v in repo.refs.branches().items()}
+        refs.update({TAGS + k: v for k, v in repo.refs.tags().items()})
+        for ref, oid in refs.items():
+            if not repo.objects.has(oid):
+                raise BackupError(f"the store is damaged: {ref} points to missing commit {oid[:12]}; "
+                                  "run 'dbvers fsck' before backing up")
+        commits = repo._reachable_commits()
+        objects: set[str] = set()
+        snaps: set[str] = set()
+        roots: list[str] = []
+        try:
+            for oid in commits:
+                c = repo.get_commit(oid)
+                objects.add(oid)
+                objects.update(c.referenced_objects())
+                snap = repo.snapshot_of(oid)
+                if snap:
+                    objects.add(snap)
+                    snaps.add(snap)
+                if not c.parents:
+                    roots.append(oid)
+        except DbversError as e:
+            raise BackupError(f"the store is damaged ({e}); run 'dbvers fsck' before backing up") from None
+        for oid in objects:
+            if not repo.objects.has(oid):
+                raise BackupError(f"the store is damaged: object {oid[:12]} is missing; "
+                                  "run 'dbvers fsck' before backing up")
+        head = repo.head
+        uv = repo.get_commit(head.commit).pragmas.get("user_version", 0) if head.commit else 0
+        return _StoreState(metadata, objects, commits, sorted(roots), snaps, refs,
+                           metadata["HEAD"].decode().strip(), head.commit, uv)
+
+
+def default_dir(repo: Repo) -> Path:
+    """``[backup] dir`` of the config (relative to the database's directory), else ``backups/``."""
+    configured = repo.config.get("backup", "dir", fallback="").strip()
+    base = repo.path.parent
+    return (base / Path(configured).expanduser()).resolve() if configured else base / "backups"
+
+
+def _retention(repo: Repo) -> tuple[int | None, float | None]:
+    try:
+        keep = repo.config.getint("backup", "keep", fallback=None)
+        age = repo.config.getfloat("backup", "max_age", fallback=None)
+    except ValueError as e:
+        raise UsageError(f"[backup] keep/max_age in {repo.store_dir / 'config'}: {e}") from None
+    return keep, age
+
+
+def _uncommitted(repo: Repo) -> list[str]:
+    """Tables whose uncommitted changes the backup does not hold (it holds commits only)."""
+    if not repo.path.exists():
+        return []
+    try:
+        st = repo.status()
+    except DbversError:
+        return []
+    return [] if st.clean else st.dirty_tables
+
+
+def _link_noclobber(tmp: Path, directory: Path, stem: str) -> Path:
+    """Give the finished temp file its final name without ever replacing another backup."""
+    with open(tmp, "rb+") as f:
+        os.fsync(f.fileno())
+    for i in range(1000):
+        final = directory / f"{stem}{'' if i == 0 else f'-{i}'}{SUFFIX}"
+        try:
+            os.link(tmp, final)
+        except FileExistsError:
+            continue
+        except OSError:
+            # No hard links on this file system: check, then rename.
+            if final.exists():
+                continue
+            os.replace(tmp, final)
+            fsync_dir(directory)
+            return final
+        tmp.unlink()
+        fsync_dir(directory)
+        return final
+    raise BackupError(f"too many backups named {stem} in {directory}")
+
+
+def backup(repo: Repo, directory: str | os.PathLike[str] | None = None, *, incremental: bool = False,
+           keep: int | None = None, max_age: float | None = None) -> BackupInfo:
+    """Write a full (or incremental) backup archive of *repo*'s history into *directory*."""
+    target_dir = Path(directory).expanduser().resolve() if directory else default_dir(repo)
+    if target_dir.exists() and not target_dir.is_dir():
+        raise UsageError(f"{target_dir} is not a directory")
+    try:
+        target_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise _io_error(target_dir, e) from None
+    _remove_stale_temps(target_dir)
+    state = _collect(repo)
+    uncommitted = _uncommitted(repo)
+    db_name = repo.path.name
+
+    note = None
+    parent: BackupInfo | None = None
+    have: set[str] = set()
+    if incremental:
+        parent, have, note = _incremental_base(target_dir, db_name, state.roots)
+    objects = sorted(state.objects - have)
+    try:
+        snapshots_in = {oid: _body_size(repo.objects, oid) for oid in objects if oid in state.snapshots}
+    except (OSError, ValueError, DbversError) as e:
+        raise BackupError(f"the store is damaged ({e}); run 'dbvers fsck' before backing up") from None
+    created = _now()
+    kind = "incremental" if parent is not None else "full"
+    try:
+        db_size = repo.path.stat().st_size
+    except OSError:
+        db_size = 0
+
+    tmp = temp_path(target_dir, ".tar")
+    try:
+        with open(tmp, "wb", buffering=CHUNK) as f:
+            w = _TarWriter(f, int(created.timestamp()))
+            for oid in objects:
+                # Never back up a damaged object silently: check it against its id first.
+                try:
+                    repo.objects.verify(oid)
+                except DbversError as e:
+                    raise BackupError(f"the store is damaged ({e}); nothing was backed up") from None
+                p = repo.objects.path(oid)
+                w.add(_object_member(oid), p.stat().st_size, _file_chunks(p))
+            for name, data in state.metadata.items():
+                w.add(name, len(data), [data])
+            manifest = {
+                "backup_format": BACKUP_FORMAT,
+                "store_format": FORMAT_VERSION,
+                "dbvers_version": _version(),
+                "kind": kind,
+                "created_at": _iso(created),
+                "database": {"name": db_name, "size": db_size, "user_version": state.user_version},
+                "head": state.head_text,
+                "head_commit": state.head_commit,
+                "refs": state.refs,
+                "roots": state.roots,
+                "commits": len(state.commits),
+                "new_commits": sum(1 for o in objects if o in state.commits),
+                "objects": len(objects),
+                "total_objects": len(state.objects),
+                "snapshots": snapshots_in,
+                "parent": {"file": parent.path.name, "id": parent.id} if parent else None,
+                "members": w.members,
+            }
+            raw = _sign(manifest)
+            w.add(MANIFEST, len(raw), [raw], record=False)
+            w.finish()
+        stem = f"{Path(db_name).stem}-{created.strftime(_STAMP)}{created.microsecond // 1000:03d}Z"
+        final = _link_noclobber(tmp, target_dir, stem)
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        raise _io_error(target_dir, e) from None
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    info = _info_from_manifest(final, _parse_manifest(raw, final.name), final.stat().st_size)
+    info.uncommitted = uncommitted
+    info.note = note
+    cfg_keep, cfg_age = _retention(repo)
+    keep = keep if keep is not None else cfg_keep
+    max_age = max_age if max_age is not None else cfg_age
+    if keep is not None or max_age is not None:
+        info.pruned = prune(target_dir, keep=keep, max_age=max_age, database=db_name)
+    return info
+
+
+def _version() -> str:
+    from . import __version__
+
+    return __version__
+
+
+def _remove_stale_temps(directory: Path, older_than: float = 3600.0) -> None:
+    import time
+
+    now = time.time()
+    for p in directory.glob(TMP_PREFIX + "*.tar"):
+        with contextlib.suppress(OSError):
+            if now - p.stat().st_mtime > older_than:
+                p.unlink()
+
+
+def _incremental_base(directory: Path, db_name: str, roots: list[str]
+                      ) -> tuple[BackupInfo | None, set[str], str | None]:
+    """The newest backup of this history in *directory* and the objects its chain holds."""
+    entries = [e for e in list_backups(directory, database=db_name) if e.problem is None]
+    entries = [e for e in entries if e.manifest and set(e.manifest["roots"]) & set(roots)]
+    if not entries:
+        return None, set(), "no earlier backup of this history in the directory: made a full backup"
+    newest = max(entries, key=lambda e: e.created_at)
+    try:
+        chain = _chain(newest.path, {e.id: e for e in entries})
+    except BackupError as e:
+        return None, set(), f"the previous backup's chain is broken ({e}): made a full backup"
+    have: set[str] = set()
+    for _, m in chain:
+        for mem in m["members"]:
+            if mo := _OBJECT_RE.match(mem["name"]):
+                have.add(mo[1] + mo[2])
+    return newest, have, None
+
+
+# -- listing, chains, retention ----------------------------------------------------------
+
+
+def _info_from_manifest(path: Path, m: dict[str, Any], size: int) -> BackupInfo:
+    info = BackupInfo(
+        path=path, kind=m["kind"], created_at=m["created_at"], database=m["database"]["name"],
+        database_size=m["database"]["size"], user_version=m["database"]["user_version"],
+        commits=m["commits"], new_commits=m.get("new_commits", 0), objects=m["objects"], size=size,
+        id=m["checksum"], parent=(m.get("parent") or {}).get("file"), head=m.get("head_commit"),
+        manifest=m,
+    )
+    return info
+
+
+def _archives(directory: Path) -> list[Path]:
+    """The archive files of a directory, oldest first (by backup.json's created_at)."""
+    def key(p: Path) -> tuple[str, str]:
+        try:
+            return read_manifest(p)["created_at"], p.name
+        except BackupError:
+            return "", p.name
+
+    return sorted((p for p in directory.glob("*" + SUFFIX) if p.is_file() and not p.name.startswith(".")),
+                  key=key)
+
+
+def list_backups(directory: str | os.PathLike[str], *, database: str | None = None) -> list[BackupInfo]:
+    """The backups in *directory*, oldest first (damaged ones included, with their problem)."""
+    d = Path(directory)
+    if not d.is_dir():
+        raise UsageError(f"no backup directory {d}")
+    index = _read_index(d)
+    out: list[BackupInfo] = []
+    for p in _archives(d):
+        st = p.stat()
+        try:
+            info = _info_from_manifest(p, read_manifest(p), st.st_size)
+        except BackupError as e:
+            info = BackupInfo(path=p, kind="damaged", size=st.st_size, problem=str(e))
+        if database is not None and info.problem is None and info.database != database:
+            continue
+        rec = index.get(p.name)
+        if rec:
+            if rec.get("size") != st.st_size or rec.get("mtime_ns") != st.st_mtime_ns:
+                info.verified = "changed since verified"
+            else:
+                info.verified = "ok" if rec.get("ok") else f"failed: {rec.get('problem')}"
+        out.append(info)
+    out.sort(key=lambda i: (i.created_at, i.path.name))
+    return out
+
+
+def _chain(path: Path, by_id: dict[str, BackupInfo] | None = None) -> list[tuple[Path, dict[str, Any]]]:
+    """The archives needed to restore *path*: its full ancestor first, *path* last."""
+    chain: list[tuple[Path, dict[str, Any]]] = []
+    seen: set[str] = set()
+    cur, m = path, read_manifest(path)
+    while True:
+        chain.append((cur, m))
+        seen.add(m["checksum"])
+        if m["kind"] == "full":
+            break
+        parent = m["parent"]
+        candidate = cur.parent / parent["file"]
+        pm = None
+        if candidate.is_file():
+            with contextlib.suppress(BackupError):
+                pm = read_manifest(candidate)
+        if pm is None or pm["checksum"] != parent["id"]:
+            if by_id is None:
+                by_id = {e.id: e for e in list_backups(cur.parent) if e.problem is None}
+            found = by_id.get(parent["id"])
+            if found is None:
+                raise BackupValidationError(
+                    path.name, f"it needs its parent backup {parent['file']}, which is not in {cur.parent}"
+                )
+            candidate, pm = found.path, read_manifest(found.path)
+        if pm["checksum"] in seen:
+            raise BackupValidationError(path.name, "its chain of parent backups loops")
+        cur, m = candidate, pm
+    chain.reverse()
+    return chain
+
+
+def prune(directory: str | os.PathLike[str], *, keep: int | None = None, max_age: float | None = None,
+          database: str | None = None, now: datetime | None = None) -> list[Path]:
+    """Delete old backups: beyond the *keep* newest, or older than *max_age* days.
+
+    The newest backup of each database is always kept, and so is every backup
+    that a kept incremental needs; damaged files are never deleted.
+    """
+    if keep is not None and keep < 1:
+        raise UsageError("--keep needs a number >= 1")
+    if max_age is not None and max_age < 0:
+        raise UsageError("--max-age needs a number of days >= 0")
+    d = Path(directory)
+    now = now or _now()
+    entries = [e for e in list_backups(d, database=database) if e.problem is None]
+    groups: dict[str, list[BackupInfo]] = {}
+    for e in entries:
+        groups.setdefault(e.database, []).append(e)
+    removed: list[Path] = []
+    for group in groups.values():
+        group.sort(key=lambda e: e.created_at, reverse=True)
+        by_id = {e.id: e for e in group}
+        kept: set[str] = set()
+        for i, e in enumerate(group):
+            too_many = keep is not None and i >= keep
+            too_old = max_age is not None and (now - _parse_iso(e.created_at)).total_seconds() > max_age * 86400
+            if i == 0 or not (too_many or too_old):
+                kept.add(e.id)
+        for e in group:
+            cur: BackupInfo | None = e if e.id in kept else None
+            while cur is not None and cur.kind == "incremental" and cur.manifest:
+                cur = by_id.get(cur.manifest["parent"]["id"])
+                if cur is not None:
+                    kept.add(cur.id)
+        for e in group:
+            if e.id not in kept:
+                try:
+                    e.path.unlink()
+                except FileNotFoundError:
+                    continue
+                except OSError as err:
+                    raise _io_error(e.path, err) from None
+                removed.append(e.path)
+    if removed:
+        index = _read_index(d)
+        for p in removed:
+            index.pop(p.name, None)
+        _write_index(d, index)
+        fsync_dir(d)
+    return removed
+
+
+def _read_index(d: Path) -> dict[str, Any]:
+    try:
+        data = json.loads((d / VERIFIED_INDEX).read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _write_index(d: Path, index: dict[str, Any]) -> None:
+    with contextlib.suppress(StorageError, OSError):  # the index is a convenience; never fail for it
+        write_atomic(d / VERIFIED_INDEX, json.dumps(index, indent=1, sort_keys=True).encode())
+
+
+# -- reading archives ------------------------------------------------------------------
+
+
+@dataclass
+class _Scanned:
+    path: Path
+    manifest: dict[str, Any]
+    objects: list[str]
+    metadata: dict[str, bytes]
+    member_bytes: int
+
+
+def _list_members(path: Path) -> tuple[list[tarfile.TarInfo], str | None]:
+    """The archive's members (headers only), refusing links, devices and escaping paths.
+
+    A damaged header ends the listing; the error is returned for the report.
+    """
+    label = path.name
+    members: list[tarfile.TarInfo] = []
+    error = None
+    try:
+        with tarfile.open(path, "r:") as tf:
+            while True:
+                try:
+                    ti = tf.next()
+                except Exception as e:  # any malformed header (tarfile raises many kinds)
+                    error = str(e) or type(e).__name__
+                    break
+                if ti is None:
+                    break
+                if problem := _member_problem(ti):
+                    raise BackupValidationError(label, problem, member=ti.name)
+                members.append(ti)
+    except BackupError:
+        raise
+    except FileNotFoundError:
+        raise BackupError(f"no such backup: {path}") from None
+    except IsADirectoryError:
+        raise BackupError(f"{path} is a directory, not a backup archive") from None
+    except (tarfile.TarError, EOFError, ValueError, UnicodeError, OverflowError) as e:
+        error = str(e) or type(e).__name__
+    except OSError as e:
+        raise BackupError(f"cannot read {path}: {e.strerror or e}") from None
+    return members, error
+
+
+def _scan(path: Path, objects_dir: Path | None, keep_metadata: bool = True) -> _Scanned:
+    """Check an archive byte for byte against its backup.json; copy its objects into *objects_dir*.
+
+    Raises BackupValidationError naming the member (and object) a damage hit.
+    """
+    label = path.name
+    members, list_error = _list_members(path)
+    size = path.stat().st_size
+    seen_names: set[str] = set()
+    for ti in members:
+        if ti.name in seen_names:
+            raise BackupValidationError(label, f"member {ti.name!r} appears twice", member=ti.name)
+        seen_names.add(ti.name)
+    if not members or members[-1].name != MANIFEST:
+        _explain_broken_listing(path, members, list_error)
+    mti = members[-1]
+    with open(path, "rb") as f:
+        # backup.json: its bytes, its header (rebuilt and compared), and the zero blocks after it.
+        f.seek(mti.offset_data)
+        raw = f.read(mti.size)
+        if len(raw) != mti.size:
+            raise BackupValidationError(label, "the archive is truncated (backup.json is cut off)")
+        manifest = _parse_manifest(raw, label)
+        f.seek(mti.offset)
+        if f.read(mti.offset_data - mti.offset) != _header(MANIFEST, mti.size, int(mti.mtime)):
+            raise BackupValidationError(label, "the tar header of backup.json was altered", member=MANIFEST)
+        end = mti.offset_data + mti.size
+        expected = end + (-end % BLOCK) + 2 * BLOCK
+        expected += -expected % RECORD
+        if size < expected:
+            raise BackupValidationError(label, "the archive is truncated (its end-of-archive blocks are missing)")
+        if size != expected:
+            raise BackupValidationError(label, "bytes were appended after the end of the archive")
+        f.seek(end)
+        if f.read().strip(b"\0"):
+            raise BackupValidationError(label, "the bytes after backup.json were altered")
+        listed = members[:-1]
+        declared = manifest["members"]
+        for i, ti in enumerate(listed):
+            if i >= len(declared):
+                raise BackupValidationError(label, f"{_describe(ti.name)} is not listed in backup.json",
+                                            member=ti.name)
+            d = declared[i]
+            if (d["name"], d["offset"], d["size"]) != (ti.name, ti.offset, ti.size):
+                raise BackupValidationError(
+                    label, f"{_describe(d['name'])} does not match backup.json (name, place or size)",
+                    member=d["name"])
+        if len(declared) != len(listed):
+            missing = declared[len(listed)]["name"]
+            raise BackupValidationError(label, f"{_describe(missing)} is missing", member=missing)
+        if listed and listed[0].offset != 0:
+            raise BackupValidationError(label, "the archive does not start with a member")
+        objects: list[str] = []
+        metadata: dict[str, bytes] = {}
+        f.seek(0)
+        for i, ti in enumerate(listed):
+            span_end = listed[i + 1].offset if i + 1 < len(listed) else mti.offset
+            d = declared[i]
+            mo = _OBJECT_RE.match(ti.name)
+            span, data = hashlib.sha256(), hashlib.sha256()
+            span.update(_read_exact(f, ti.offset_data - ti.offset, label))
+            out: Any = None
+            dest = None
+            if mo:
+                oid = mo[1] + mo[2]
+                objects.append(oid)
+                if objects_dir is not None:
+                    dest = objects_dir / mo[1] / mo[2]
+                    if not dest.exists():
+                        dest.parent.mkdir(exist_ok=True)
+                        fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o644)
+                        out = os.fdopen(fd, "wb")
+            elif keep_metadata:
+                out = io.BytesIO()
+            try:
+                remaining = ti.size
+                while remaining:
+                    chunk = _read_exact(f, min(CHUNK, remaining), label)
+                    span.update(chunk)
+                    data.update(chunk)
+                    if out is not None:
+                        out.write(chunk)
+                    remaining -= len(chunk)
+                span.update(_read_exact(f, span_end - ti.offset_data - ti.size, label))
+                if data.hexdigest() != d["sha256"]:
+                    raise BackupValidationError(label, f"{_describe(ti.name)} is corrupt (checksum mismatch)",
+                                                member=ti.name)
+                if span.hexdigest() != d["tar_sha256"]:
+                    raise BackupValidationError(
+                        label, f"the tar header or padding of {_describe(ti.name)} was altered", member=ti.name)
+                if isinstance(out, io.BytesIO):
+                    metadata[ti.name] = out.getvalue()
+                elif out is not None:
+                    out.flush()
+                    os.fsync(out.fileno())
+            except BaseException:
+                if dest is not None and out is not None:
+                    out.close()
+                    out = None
+                    dest.unlink(missing_ok=True)
+                raise
+            finally:
+                if out is not None and not isinstance(out, io.BytesIO):
+                    out.close()
+    return _Scanned(path, manifest, objects, metadata, sum(ti.size for ti in listed))
+
+
+def _read_exact(f: IO[bytes], n: int, label: str) -> bytes:
+    data = f.read(n)
+    if len(data) != n:
+        raise BackupValidationError(label, "the archive is truncated")
+    return data
+
+
+def _explain_broken_listing(path: Path, members: list[tarfile.TarInfo], error: str | None) -> None:
+    """The tar listing stopped before backup.json: say which member the damage hit."""
+    label = path.name
+    try:
+        m = read_manifest(path)
+    except BackupError:
+        detail = "it has no backup.json (truncated, or not a dbvers backup)"
+        if error:
+            detail += f"; tar says: {error}"
+        raise BackupValidationError(label, detail) from None
+    declared = m["members"]
+    for i, d in enumerate(declared):
+        if i >= len(members) or members[i].name != d["name"] or members[i].offset != d["offset"]:
+            raise BackupValidationError(label, f"the tar header of {_describe(d['name'])} is damaged",
+                                        member=d["name"])
+    raise BackupValidationError(label, "the tar header of backup.json is damaged", member=MANIFEST)
+
+
+# -- verification ------------------------------------------------------------------------
+
+
+def _scratch_dir(near: Path) -> Path:
+    try:
+        return Path(tempfile.mkdtemp(prefix=TMP_PREFIX + "verify-", dir=near))
+    except OSError:
+        return Path(tempfile.mkdtemp(prefix=TMP_PREFIX + "verify-"))
+
+
+def _extract_chain(chain: list[Path], store_dir: Path) -> tuple[list[_Scanned], dict[str, Path]]:
+    """Check every archive of a chain and put all their objects into *store_dir*/objects."""
+    objects_dir = store_dir / "objects"
+    objects_dir.mkdir(parents=True, exist_ok=True)
+    scanned: list[_Scanned] = []
+    where: dict[str, Path] = {}
+    for i, p in enumerate(chain):
+        s = _scan(p, objects_dir, keep_metadata=(i == len(chain) - 1))
+        for oid in s.objects:
+            where.setdefault(oid, p)
+        scanned.append(s)
+    return scanned, where
+
+
+def _write_metadata(store_dir: Path, metadata: dict[str, bytes]) -> None:
+    for name, data in metadata.items():
+        if name == MANIFEST or not _allowed_name(name):
+            continue
+        dest = store_dir / name
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_NOFOLLOW", 0), 0o644)
+        with os.fdopen(fd, "wb") as out:
+            out.write(data)
+            out.flush()
+            os.fsync(out.fileno())
+    for sub in ("refs/heads", "refs/tags", "logs", "cache", "keyframes"):
+        (store_dir / sub).mkdir(parents=True, exist_ok=True)
+
+
+def _check_objects(objects: ObjectStore, where: dict[str, Path], integrity: bool,
+                   scratch: Path) -> tuple[dict[str, str], int]:
+    """Every object against its id (and, with *integrity*, every snapshot's integrity_check)."""
+    types: dict[str, str] = {}
+    n_snap = 0
+    for oid, archive in where.items():
+        try:
+            types[oid] = objects.verify(oid)
+        except DbversError as e:
+            raise BackupValidationError(archive.name, f"object {oid} is corrupt ({_short(e)})",
+                                        member=_object_member(oid)) from None
+        if types[oid] == "snapshot":
+            n_snap += 1
+            if integrity:
+                tmp = scratch / f"{oid}.db"
+                try:
+                    objects.get_to_file(oid, tmp, "snapshot")
+                    conn = ch.open_private(tmp)
+                    try:
+                        problems = snapshots.integrity_problems(conn)
+                    finally:
+                        conn.close()
+                except DbversError as e:
+                    problems = [_short(e)]
+                except Exception as e:  # apsw errors: not a database, malformed
+                    problems = [str(e)]
+                finally:
+                    tmp.unlink(missing_ok=True)
+                if problems:
+                    raise BackupValidationError(
+                        archive.name, f"snapshot {oid} fails integrity_check ({problems[0][:100]})",
+                        member=_object_member(oid))
+    return types, n_snap
+
+
+def _short(e: Exception) -> str:
+    s = str(e)
+    m = re.search(r"\(([^()]*)\)", s)
+    return m[1] if m else s
+
+
+def _roots_of(metadata: dict[str, bytes]) -> tuple[dict[str, str], str, set[str]]:
+    """The refs, the HEAD text and the reflog ids of an archive's metadata."""
+    refs: dict[str, str] = {}
+    reflog: set[str] = set()
+    for name, data in metadata.items():
+        text = data.decode("utf-8", errors="replace")
+        if name.startswith("refs/"):
+            value = text.strip()
+            if _ID_RE.match(value):
+                refs[name] = value
+        elif name.startswith("logs/"):
+            for line in text.splitlines():
+                parts = line.split(" ", 3)
+                for v in parts[:2]:
+                    if _ID_RE.match(v) and v != "0" * 64:
+                        reflog.add(v)
+    head = metadata.get("HEAD", b"").decode("utf-8", errors="replace").strip()
+    return refs, head, reflog
+
+
+def _check_complete(objects: ObjectStore, types: dict[str, str], metadata: dict[str, bytes],
+                    label: str) -> int:
+    """Every commit the refs, HEAD and reflogs reach is there, with its objects. Returns commits."""
+    refs, head, reflog = _roots_of(metadata)
+    starts: list[tuple[str, str]] = [(oid, ref) for ref, oid in refs.items()]
+    if head.startswith("ref: "):
+        if head[5:] not in refs:
+            raise BackupValidationError(label, f"HEAD names {head[5:]}, which the backup lacks")
+    elif _ID_RE.match(head):
+        starts.append((head, "HEAD"))
+    else:
+        raise BackupValidationError(label, "its HEAD is malformed")
+    starts += [(oid, "a reflog entry") for oid in sorted(reflog) if oid in types]
+    seen: set[str] = set()
+    stack = starts
+    while stack:
+        oid, why = stack.pop()
+        if oid in seen:
+            continue
+        seen.add(oid)
+        if types.get(oid) != "commit":
+            raise BackupValidationError(label, f"commit {oid[:12]} (reached from {why}) is missing from the backup chain")
+        try:
+            c = Commit.from_bytes(objects.get(oid, "commit"))
+        except (ValueError, KeyError, TypeError) as e:
+            raise BackupValidationError(label, f"commit {oid[:12]} is unreadable ({e})") from None
+        wanted = [(c.schema, "schema")]
+        if c.patch:
+            wanted.append((c.patch, "patch"))
+        if c.snapshot:
+            wanted.append((c.snapshot, "snapshot"))
+        kf = metadata.get(f"keyframes/{oid}")
+        if kf:
+            wanted.append((kf.decode(errors="replace").strip(), "snapshot"))
+        for ref_oid, kind in wanted:
+            if types.get(ref_oid) != kind:
+                raise BackupValidationError(label, f"commit {oid[:12]} needs {kind} {ref_oid[:12]}, "
+                                                   "which is missing from the backup chain")
+        if not c.parents and not c.snapshot:
+            raise BackupValidationError(label, f"root commit {oid[:12]} has no snapshot")
+        stack.extend((p, f"commit {oid[:12]}") for p in c.parents)
+    return len(seen)
+
+
+def verify(path: str | os.PathLike[str]) -> list[VerifyResult]:
+    """Check an archive (with the chain it needs) or every archive of a directory.
+
+    Every member's checksums, the archive's structure, every object against its
+    id, ``PRAGMA integrity_check`` of every snapshot, and that the history is
+    complete. Results are remembered in the directory for ``--list``.
+    """
+    p = Path(path).expanduser().resolve()
+    if p.is_dir():
+        files = _archives(p)
+    elif p.exists():
+        files = [p]
+    else:
+        raise UsageError(f"no such backup file or directory: {p}")
+    results: list[VerifyResult] = []
+    checked: dict[Path, VerifyResult] = {}
+    for f in files:
+        results.append(_verify_one(f, checked))
+    for d in {f.parent for f in files}:
+        index = _read_index(d)
+        for r in results:
+            if r.path.parent == d and r.path.exists():
+                st = r.path.stat()
+                index[r.path.name] = {"ok": r.ok, "problem": r.problem, "size": st.st_size,
+                                      "mtime_ns": st.st_mtime_ns, "checked_at": _iso(_now())}
+        _write_index(d, index)
+    return results
+
+
+def _verify_one(path: Path, checked: dict[Path, VerifyResult]) -> VerifyResult:
+    result = VerifyResult(path, False)
+    scratch = _scratch_dir(path.parent)
+    try:
+        chain = [c for c, _ in _chain(path)]
+        result.kind = "incremental" if len(chain) > 1 else "full"
+        for earlier in chain[:-1]:
+            prior = checked.get(earlier)
+            if prior is not None and not prior.ok:
+                raise BackupValidationError(path.name, f"its parent backup {earlier.name} is damaged ({prior.problem})")
+        scanned, where = _extract_chain(chain, scratch)
+        objects = ObjectStore(scratch / "objects")
+        types, n_snap = _check_objects(objects, where, True, scratch)
+        result.commits = _check_complete(objects, types, scanned[-1].metadata, path.name)
+        result.objects = len(scanned[-1].objects)
+        result.snapshots = n_snap
+        result.ok = True
+    except BackupError as e:
+        result.problem = str(e)
+    except OSError as e:
+        result.problem = f"cannot check {path}: {e.strerror or e}"
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    checked[path] = result
+    return result
+
+
+# -- restore ---------------------------------------------------------------------------
+
+
+def _check_unlocked(target: Path, timeout: float) -> None:
+    """Refuse a target that another process holds open for writing (a write transaction)."""
+    import time
+
+    start = time.monotonic()
+    conn = sqlite3.connect(str(target), timeout=timeout, isolation_level=None)
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+        conn.execute("ROLLBACK")
+    except sqlite3.OperationalError as e:
+        if "locked" in str(e) or "busy" in str(e):
+            raise BackupLockError(str(target), time.monotonic() - start) from None
+        raise BackupError(f"cannot open {target}: {e}") from None
+    except sqlite3.DatabaseError as e:
+        raise NotADatabaseError(str(target), str(e)) from None
+    finally:
+        conn.close()
+
+
+def _user_version(target: Path) -> int | None:
+    try:
+        conn = sqlite3.connect(f"file:{target}?mode=ro", uri=True, timeout=_timeout())
+        try:
+            return int(conn.execute("PRAGMA user_version").fetchone()[0])
+        finally:
+            conn.close()
+    except sqlite3.Error:
+        return None
+
+
+def _remove_stale_restore_dirs(parent: Path) -> None:
+    for p in parent.glob(TMP_PREFIX + "restore-*"):
+        m = re.match(rf"^{re.escape(TMP_PREFIX)}restore-(\d+)-", p.name)
+        if not m or not p.is_dir():
+            continue
+        pid = int(m[1])
+        if pid == os.getpid():
+            continue
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            shutil.rmtree(p, ignore_errors=True)
+        except PermissionError:
+            pass
+
+
+def _check_space(directory: Path, need: int) -> None:
+    free = shutil.disk_usage(directory).free
+    if free < need:
+        raise BackupIOError(str(directory), f"not enough free space: the restore needs {_mb(need)} "
+                                            f"(twice the expanded size), {_mb(free)} is free")
+
+
+def _move_file(src: Path, dest: Path) -> None:
+    """Rename *src* to *dest* (fsynced); copy through a temp file across file systems."""
+    try:
+        os.replace(src, dest)
+    except OSError as e:
+        if e.errno != errno.EXDEV:
+            raise
+        tmp = temp_path(dest.parent)
+        try:
+            shutil.copyfile(src, tmp)
+            publish(tmp, dest)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+
+
+def _install_new(src: Path, target: Path) -> None:
+    """Put the verified state at a new path: one rename on the same file system."""
+    if os.stat(src).st_dev == os.stat(target.parent).st_dev:
+        for suffix in ("-wal", "-shm", "-journal"):
+            Path(str(target) + suffix).unlink(missing_ok=True)
+        publish(src, target)
+    else:
+        tmp = temp_path(target.parent, ".db")
+        try:
+            shutil.copyfile(src, tmp)
+            publish(tmp, target)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+
+
+def restore(archive: str | os.PathLike[str], to: str | os.PathLike[str] | None = None, at: str = "HEAD",
+            *, yes: bool = False, store: str | os.PathLike[str] | None = None) -> Repo:
+    """Restore the state at *at* (a branch, tag or commit of the backup) from *archive* into *to*.
+
+    Works without an existing repository (a new machine): the store is created
+    beside the database (or at *store*) from the backup's history. An existing
+    repository of *to* gets the backup's objects and missing refs; the branch
+    restored is moved to the backup's commit (its reflog keeps the old one).
+    Returns the repository.
+    """
+    import warnings
+
+    result = restore_archive(archive, to, at, yes=yes, store=store)
+    for w in result.warnings:
+        warnings.warn(w, stacklevel=2)
+    return result.repo
+
+
+def restore_archive(archive: str | os.PathLike[str], to: str | os.PathLike[str] | None = None,
+                    at: str = "HEAD", *, yes: bool = False,
+                    store: str | os.PathLike[str] | None = None) -> RestoreResult:
+    from .repo import STORE_NAME, Repo, _read_config
+
+    src = Path(archive).expanduser().resolve()
+    if not src.is_file():
+        raise BackupError(f"no such backup: {src}")
+    chain_m = _chain(src)
+    chain = [p for p, _ in chain_m]
+    top = chain_m[-1][1]
+    name = top["database"]["name"]
+    target = Path(to).expanduser().resolve() if to else Path.cwd() / name
+    if target.is_dir():
+        target = target / name
+    if not target.parent.is_dir():
+        raise UsageError(f"directory {target.parent} does not exist")
+    store_dir = Path(store).expanduser().resolve() if store else target.parent / STORE_NAME
+    timeout = _timeout()
+    notes: list[str] = []
+
+    # What is there now, and may it be replaced?
+    existing: Repo | None = None
+    if (store_dir / "config").is_file():
+        tracked = (store_dir / _read_config(store_dir).get("core", "database")).resolve()
+        if tracked != target:
+            raise UsageError(f"{store_dir} tracks {tracked}, not {target}; pass --store DIR")
+        existing = Repo(store_dir, target)
+    elif store_dir.exists() and (not store_dir.is_dir() or any(store_dir.iterdir())):
+        raise UsageError(f"{store_dir} exists and is not a dbvers store; pass --store DIR")
+    target_exists = target.exists() and (target.stat().st_size > 0 or existing is not None)
+    if target_exists:
+        try:
+            sqlio.check_database_file(target)
+        except NotADatabaseError as e:
+            if not yes:
+                raise BackupError(f"{e}; pass --yes to replace it with the backup") from None
+            notes.append(f"{target} was not a SQLite database; replaced")
+            target_exists = False
+        else:
+            _check_unlocked(target, timeout)
+            if existing is None and not yes:
+                raise BackupError(f"{target} exists and is not tracked by dbvers: restoring would replace "
+                                  "its contents; pass --yes to replace it")
+
+    # Space: the extracted members and the rebuilt database, twice over.
+    member_bytes = 0
+    est_db = top["database"]["size"]
+    for _, m in chain_m:
+        member_bytes += sum(mem["size"] for mem in m["members"])
+        est_db = max([est_db, *[v for v in m["snapshots"].values() if isinstance(v, int)]])
+    # The work directory becomes the new store by a rename, so it lives beside the store
+    # (beside the target unless --store puts the store elsewhere).
+    work_parent = target.parent if existing is not None else store_dir.parent
+    if not work_parent.is_dir():
+        raise UsageError(f"directory {work_parent} does not exist")
+    _check_space(work_parent, 2 * (member_bytes + est_db))
+    if os.stat(work_parent).st_dev != os.stat(target.parent).st_dev:
+        _check_space(target.parent, 2 * est_db)
+
+    _remove_stale_restore_dirs(work_parent)
+    work = work_parent / f"{TMP_PREFIX}restore-{os.getpid()}-{secrets.token_hex(4)}"
+    try:
+        work.mkdir()
+        scanned, where = _extract_chain(chain, work)
+        metadata = scanned[-1].metadata
+        _write_metadata(work, metadata)
+        final_store = existing.store_dir if existing else store_dir
+        cfg = configparser.ConfigParser()
+        with contextlib.suppress(configparser.Error, UnicodeDecodeError):
+            cfg.read_string(metadata.get("config", b"").decode("utf-8"))
+        if not cfg.has_section("core"):
+            cfg.add_section("core")
+        cfg.set("core", "format", str(min(top["store_format"], FORMAT_VERSION)))
+        cfg.set("core", "database", os.path.relpath(target, final_store))
+        buf = io.StringIO()
+        cfg.write(buf)
+        write_atomic(work / "config", buf.getvalue().encode())
+        objects = ObjectStore(work / "objects")
+        types, _ = _check_objects(objects, where, False, work)
+        _check_complete(objects, types, metadata, src.name)
+
+        wrepo = Repo(work, target)
+        refs, head_text, _ = _roots_of(metadata)
+        branch: str | None = None
+        if at in ("HEAD", "@"):
+            if head_text.startswith("ref: "):
+                branch = head_text[5:].removeprefix(HEADS)
+                oid = refs[head_text[5:]]
+            else:
+                oid = head_text
+        elif HEADS + at in refs:
+            branch, oid = at, refs[HEADS + at]
+        else:
+            try:
+                oid = wrepo.resolve(at)
+            except DbversError as e:
+                raise BackupError(f"{e} (in backup {src.name})") from None
+        state = wrepo.materialize(oid)
+        conn = ch.open_private(state)
+        try:
+            problems = snapshots.integrity_problems(conn, quick=True)
+        finally:
+            conn.close()
+        if problems:
+            raise BackupValidationError(src.name, f"the rebuilt state fails quick_check ({problems[0][:100]})")
+
+        want_uv = wrepo.get_commit(oid).pragmas.get("user_version", 0)
+        if target_exists:
+            have_uv = _user_version(target)
+            if have_uv is not None and have_uv != want_uv:
+                msg = (f"{target.name} has user_version {have_uv} but the backup's state has {want_uv} "
+                       "(a different schema version)")
+                if not yes:
+                    raise BackupSchemaError(f"{msg}; pass --yes to restore anyway")
+                notes.append(msg)
+
+        why = f"restore: {at} from backup {src.name}"
+        if existing is None:
+            created = True
+            if branch is not None:
+                wrepo.refs.set_head(branch=branch, message=why)
+            else:
+                wrepo.refs.set_head(commit=oid, message=why)
+            if target_exists:
+                sqlio.copy_in(state, target, timeout)
+            else:
+                _install_new(state, target)
+            for stale in ("lock", "CHECKOUT"):
+                (work / stale).unlink(missing_ok=True)
+            if store_dir.is_dir():
+                store_dir.rmdir()  # empty (checked above)
+            os.rename(work, store_dir)
+            fsync_dir(store_dir.parent)
+            repo = Repo(store_dir, target)
+            with repo._locked():
+                repo._record_clean(sqlio.fingerprint(target), oid)
+        else:
+            created = False
+            repo = existing
+            _merge_into(repo, work, metadata, state, oid, branch, why, yes)
+    except DatabaseLockedError as e:
+        raise BackupLockError(e.path, e.waited) from None
+    except StorageError as e:
+        raise BackupIOError(e.path, os.strerror(e.errno) if e.errno else str(e)) from None
+    except OSError as e:
+        raise _io_error(target, e) from None
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return RestoreResult(repo, oid, branch, src, chain, created, notes)
+
+
+def _merge_into(repo: Repo, work: Path, metadata: dict[str, bytes], state: Path, oid: str,
+                branch: str | None, why: str, yes: bool) -> None:
+    """Restore into an existing repository: add the objects, then move the working database."""
+    with repo._locked():
+        if not yes and (dirty := repo._dirty_tables()):
+            raise BackupError(f"uncommitted changes in {', '.join(dirty[:10])} would be lost by the restore; "
+                              "commit them, or pass --yes to discard them")
+        for d in sorted((work / "objects").iterdir()):
+            moved = False
+            for f in sorted(d.iterdir()):
+                dest = repo.objects.path(d.name + f.name)
+                if not dest.exists():
+                    dest.parent.mkdir(parents=True, exist_ok=True)
+                    _move_file(f, dest)
+                    moved = True
+            if moved:
+                fsync_dir(repo.objects.root / d.name)
+        for name, data in metadata.items():
+            if _KEYFRAME_RE.match(name) and not (repo.store_dir / name).exists():
+                write_atomic(repo.store_dir / name, data)
+        refs, _, _ = _roots_of(metadata)
+        for ref, value in sorted(refs.items()):
+            if repo.refs.read(ref) is None:
+                repo.refs.update(ref, value, expect=None, message=why)
+        repo.cache_dir.mkdir(exist_ok=True)
+        cached = repo._cache_path(oid)
+        if not cached.exists():
+            _move_file(state, cached)
+        if branch is not None:
+            new_head, new_ref = f"ref: {HEADS}{branch}\n", (HEADS + branch, oid)
+        else:
+            new_head, new_ref = f"{oid}\n", None
+        repo._write_working(oid, head=new_head, ref=new_ref)
+        repo._apply_intent(new_head, new_ref, why)
+
+
+# -- sqlite3.Connection interop ------------------------------------------------------------
+
+
+def _user_conn(conn: Any, action: str) -> str:
+    """Check a user's connection; return its main database file ('' for in-memory)."""
+    if not isinstance(conn, sqlite3.Connection):
+        raise UsageError(f"{action} needs a sqlite3.Connection, not {type(conn).__name__} "
+                         "(for another library, give dbvers a database file instead)")
+    try:
+        if conn.in_transaction:
+            raise BackupError(f"the sqlite3.Connection has an open transaction; commit or roll it back "
+                              f"before {action}")
+        rows = conn.execute("PRAGMA database_list").fetchall()
+    except sqlite3.ProgrammingError as e:
+        raise BackupError(f"the sqlite3.Connection cannot be used here: {e}") from None
+    return next((r[2] or "" for r in rows if r[1] == "main"), "")
+
+
+def _same_file(a: str, b: Path) -> bool:
+    return bool(a) and Path(a).resolve() == b.resolve()
+
+
+def _sqlite3_error(e: sqlite3.Error, what: str, path: str) -> BackupError:
+    if sqlio._is_busy(e):
+        return BackupLockError(path or "(the connection's database)", 0.0)
+    return BackupError(f"{what}: {e}")
+
+
+def export_to(repo: Repo, conn: sqlite3.Connection, at: str = "HEAD") -> str:
+    """Write the state of *at* into *conn*'s main database (replacing it, one transaction).
+
+    The state goes through a private file that only the standard library's
+    sqlite3 opens: no handle crosses between apsw and sqlite3, and large
+    databases stream page by page instead of passing through memory.
+    """
+    main = _user_conn(conn, "export_to")
+    if _same_file(main, repo.path):
+        raise UsageError("this connection is the working database; use checkout to change it")
+    with repo._locked():
+        oid = repo.resolve(at)
+        src = repo.materialize(oid)
+        tmp = temp_path(repo.cache_dir, ".db")
+        try:
+            shutil.copyfile(src, tmp)
+        except OSError as e:
+            tmp.unlink(missing_ok=True)
+            raise _io_error(tmp, e) from None
+    try:
+        want = conn.execute("PRAGMA page_size").fetchone()[0]
+        mode = str(conn.execute("PRAGMA journal_mode").fetchone()[0]).lower()
+        if want != _page_size(tmp) and (not main or mode in ("wal", "memory")):
+            # The backup API cannot change the page size of an in-memory or WAL target:
+            # give our private copy the target's page size instead.
+            fix = sqlite3.connect(str(tmp), isolation_level=None)
+            try:
+                fix.execute(f"PRAGMA page_size = {int(want)}")
+                fix.execute("VACUUM")
+            finally:
+                fix.close()
+        source = sqlite3.connect(str(tmp), isolation_level=None)
+        try:
+            source.backup(conn)
+        finally:
+            source.close()
+    except sqlite3.Error as e:
+        raise _sqlite3_error(e, "could not write into the connection", main) from None
+    except OSError as e:
+        raise _io_error(tmp, e) from None
+    finally:
+        tmp.unlink(missing_ok=True)
+    return oid
+
+
+def import_from(repo: Repo, conn: sqlite3.Connection) -> None:
+    """Make the working database a copy of *conn*'s main database (one transaction; not committed)."""
+    main = _user_conn(conn, "import_from")
+    if _same_file(main, repo.path):
+        raise UsageError("this connection is the working database already")
+    with repo._locked():
+        repo.cache_dir.mkdir(exist_ok=True)
+        tmp = temp_path(repo.cache_dir, ".db")
+        try:
+            dst = sqlite3.connect(str(tmp), isolation_level=None)
+            try:
+                conn.backup(dst)
+                dst.execute("PRAGMA journal_mode = DELETE")
+                if repo.path.exists() and _is_wal_file(repo.path) and _page_size(repo.path) != _page_size(tmp):
+                    dst.execute(f"PRAGMA page_size = {_page_size(repo.path)}")
+                    dst.execute("VACUUM")
+            finally:
+                dst.close()
+            check = ch.open_private(tmp)
+            try:
+                problems = snapshots.integrity_problems(check, quick=True)
+            finally:
+                check.close()
+            if problems:
+                raise BackupError(f"the connection's database fails quick_check ({problems[0][:100]}); "
+                                  "nothing was imported")
+            (repo.cache_dir / "working.json").unlink(missing_ok=True)
+            sqlio.copy_in(tmp, repo.path, repo._timeout())
+        except sqlite3.Error as e:
+            raise _sqlite3_error(e, "could not read the connection's database", main) from None
+        except DatabaseLockedError as e:
+            raise BackupLockError(e.path, e.waited) from None
+        except OSError as e:
+            if e.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+                raise _io_error(tmp, e) from None
+            raise
+        finally:
+            tmp.unlink(missing_ok=True)
