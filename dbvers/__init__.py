@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+from .backup import BackupInfo, restore
 from .errors import DbversError
 from .objects import Commit, SchemaChange, TableCounts
 from .repo import FsckReport, GcReport, Repo, Status
@@ -16,7 +17,22 @@ from .repo import open_repo as open
 
 __version__ = "0.1.0"
 
+
+def load_ipython_extension(ipython):  # type: ignore[no-untyped-def]
+    """``%load_ext dbvers``: the %dbvers, %dbcommit, %dbdiff, %dblog and %dbcheckout magics."""
+    from .magics import load_ipython_extension as load
+
+    load(ipython)
+
+
+def unload_ipython_extension(ipython):  # type: ignore[no-untyped-def]
+    from .magics import unload_ipython_extension as unload
+
+    unload(ipython)
+
+
 __all__ = [
+    "BackupInfo",
     "Commit",
     "DbversError",
     "FsckReport",
@@ -28,5 +44,6 @@ __all__ = [
     "__version__",
     "init",
     "open",
+    "restore",
 ]
 

@@ -250,9 +250,130 @@ def cmd_reset(args: argparse.Namespace) -> int:
 
 
 def cmd_restore(args: argparse.Namespace) -> int:
+    if args.from_file is not None:
+        return _restore_from_backup(args)
+    if args.at or args.to or args.yes:
+        raise UsageError("--at, --to and --yes go with --from FILE (restore from a backup archive)")
     repo = _open(args)
     oid = repo.restore(force=args.force)
     _console(args).print(f"Working database restored to HEAD ({oid[:10]})")
+    return 0
+
+
+def _restore_from_backup(args: argparse.Namespace) -> int:
+    """``restore --from FILE``: works without a repository (restoring onto a new machine)."""
+    from .backup import restore_archive
+    from .repo import open_repo
+
+    to = args.to
+    if to is None:
+        try:
+            to = str(open_repo(args.db, store=args.store).path)
+        except DbversError:
+            to = args.db  # None: ./<database name of the backup>
+    res = restore_archive(args.from_file, to, args.at or "HEAD", yes=args.yes, store=args.store)
+    for w in res.warnings:
+        print(f"dbvers: warning: {w}", file=sys.stderr)
+    where = f"branch {res.branch}" if res.branch else "detached HEAD"
+    chain = f" (+{len(res.chain) - 1} earlier backups)" if len(res.chain) > 1 else ""
+    store = "new store " if res.created_store else ""
+    _console(args).print(
+        f"Restored {res.repo.path} from {res.archive.name}{chain} at {args.at or 'HEAD'} "
+        f"({res.commit[:10]}, {where}); {store}{res.repo.store_dir}"
+    )
+    return 0
+
+
+def _human(n: int) -> str:
+    size = float(n)
+    for unit in ("B", "KB", "MB", "GB"):
+        if size < 1000 or unit == "GB":
+            return f"{size:,.0f} {unit}" if unit == "B" else f"{size:,.1f} {unit}"
+        size /= 1000
+    return f"{n} B"
+
+
+def _backup_dir(args: argparse.Namespace) -> Path:
+    if args.dir:
+        return Path(args.dir)
+    from .backup import default_dir
+
+    return default_dir(_open(args))
+
+
+def cmd_backup(args: argparse.Namespace) -> int:
+    from . import backup as bk
+
+    modes = [m for m in ("list", "verify", "prune", "incremental") if getattr(args, m)]
+    if len(modes) > 1:
+        raise UsageError(f"choose one of --{' / --'.join(modes)}")
+    if (args.keep is not None or args.max_age is not None) and (args.list or args.verify):
+        raise UsageError("--keep and --max-age go with --prune or with a backup")
+    con = _console(args)
+    if args.verify:
+        results = bk.verify(_backup_dir(args))
+        if args.format:
+            _emit(args, [r.to_json() for r in results])
+        elif not results:
+            con.print("no backups to verify")
+        for r in results if not args.format else []:
+            if r.ok:
+                con.print(f"ok      {r.path.name}  ({r.kind}; {r.commits} commits, {r.objects} objects, "
+                          f"{r.snapshots} snapshots checked)")
+            else:
+                con.print(f"FAILED  {r.path.name}: {r.problem}", markup=False)
+        return 0 if all(r.ok for r in results) else 1
+    if args.list:
+        infos = bk.list_backups(_backup_dir(args))
+        if args.format:
+            _emit(args, [i.to_json() for i in infos])
+            return 0
+        rows = [("backup", "created (UTC)", "kind", "size", "commits", "verified")]
+        for i in infos:
+            created = i.created_at[:19].replace("T", " ") if i.created_at else "?"
+            kind = i.kind if i.kind != "incremental" else f"incremental of {i.parent}"
+            rows.append((i.path.name, created, kind, _human(i.size), str(i.commits) if not i.problem else "?",
+                         i.verified or ("damaged" if i.problem else "not yet")))
+        if not infos:
+            con.print("no backups")
+            return 0
+        widths = [max(len(r[c]) for r in rows) for c in range(6)]
+        for r in rows:
+            cells = [r[c].rjust(widths[c]) if c in (3, 4) else r[c].ljust(widths[c]) for c in range(6)]
+            print("  ".join(cells).rstrip())
+        return 0
+    if args.prune:
+        keep, max_age = args.keep, args.max_age
+        if keep is None and max_age is None:
+            if not args.dir:
+                from .backup import _retention
+
+                keep, max_age = _retention(_open(args))
+            if keep is None and max_age is None:
+                raise UsageError("--prune needs --keep N and/or --max-age DAYS (or [backup] keep/max_age in the config)")
+        removed = bk.prune(_backup_dir(args), keep=keep, max_age=max_age)
+        if args.format:
+            _emit(args, {"removed": [str(p) for p in removed]})
+            return 0
+        for p in removed:
+            con.print(f"removed {p.name}")
+        con.print(f"{len(removed)} backup{'s' if len(removed) != 1 else ''} removed")
+        return 0
+    repo = _open(args)
+    info = bk.backup(repo, args.dir, incremental=args.incremental, keep=args.keep, max_age=args.max_age)
+    if args.format:
+        _emit(args, info.to_json())
+        return 0
+    kind = info.kind if info.kind == "full" else f"incremental of {info.parent}"
+    con.print(f"Backup {info.path} ({kind}): {info.commits} commits, {info.objects} objects, "
+              f"{_human(info.size)}")
+    if info.note:
+        con.print(f"note: {info.note}")
+    if info.uncommitted:
+        print(f"dbvers: warning: uncommitted changes in {', '.join(info.uncommitted[:10])} are not in the "
+              "backup (it holds commits); commit them and back up again", file=sys.stderr)
+    for p in info.pruned:
+        con.print(f"removed old backup {p.name}")
     return 0
 
 
@@ -273,11 +394,16 @@ def cmd_diff(args: argparse.Namespace) -> int:
     if args.limit is not None and args.limit < 0:
         raise UsageError("--limit takes a number >= 0")
     with repo.diff(a, b) as d:
-        tables = args.table or d.tables
-        for t in tables:
+        for t in args.table or []:
             d.spec(t)  # unknown table: one-line error before any output
+        if args.stat and args.format:
+            raise UsageError("--stat prints a summary; drop --format, or drop --stat")
         if args.table:
-            tables = [t for t in tables if t in d.tables]
+            tables = list(dict.fromkeys(args.table))
+        elif args.stat or args.format == "parquet":
+            tables = [t for t in d.tables if t in d.specs]  # counted first: a file per changed table
+        else:
+            tables = list(d.specs)  # streamed: unchanged tables print nothing, nothing counted first
         if args.where:
             # A filter names one table's columns; apply it where it makes sense.
             valid = [t for t in tables if d.where_applies(t, args.where)]
@@ -287,21 +413,21 @@ def cmd_diff(args: argparse.Namespace) -> int:
         if args.format:
             from .render import diffexport
 
-            if args.stat:
-                raise UsageError("--stat prints a summary; drop --format, or drop --stat")
             any_rows = diffexport.export(
                 d, tables, args.format, args.output, where=args.where, limit=args.limit,
                 skinny=args.skinny, whole=not args.table and not args.where,
             )
         else:
-            from .render.diffview import print_diff, print_stat, summary_line
+            from .render.diffview import print_stat, stream_diff, summary_line
 
             if args.stat:
                 totals = print_stat(d, tables, where=args.where)
+                schema_tables = {s.name for s in d.schema_changes if s.type == "table"}
+                n_tables = len([t for t in tables if t in d.counts() or t in schema_tables])
             else:
-                totals = print_diff(d, tables, where=args.where, limit=args.limit, skinny=args.skinny)
-            schema_tables = {s.name for s in d.schema_changes if s.type == "table"}
-            print(summary_line(len([t for t in tables if t in d.counts() or t in schema_tables]), totals))
+                n_tables, totals = stream_diff(d, tables, where=args.where, limit=args.limit,
+                                               skinny=args.skinny)
+            print(summary_line(n_tables, totals))
             any_rows = bool(totals.total) or bool(d.schema_changes)
     return 1 if args.exit_code and any_rows else 0
 
@@ -401,8 +527,26 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("ref", nargs="?", default="HEAD", metavar="REF")
     sp.add_argument("-f", "--force", action="store_true", help="discard uncommitted changes")
 
-    sp = add("restore", cmd_restore, "throw away uncommitted changes in the working database")
+    sp = add("restore", cmd_restore,
+             "throw away uncommitted changes in the working database, or restore from a backup (--from)")
     sp.add_argument("-f", "--force", action="store_true", help="required when there are changes to discard")
+    sp.add_argument("--from", dest="from_file", metavar="FILE", help="restore from this backup archive")
+    sp.add_argument("--at", metavar="REF", help="with --from: the branch, tag or commit to restore (default HEAD)")
+    sp.add_argument("--to", metavar="PATH", help="with --from: the database to restore into")
+    sp.add_argument("--yes", action="store_true",
+                    help="with --from: replace an untracked or changed database, or one with another user_version")
+
+    sp = add("backup", cmd_backup, "write, list, verify or prune backup archives of the history")
+    sp.add_argument("dir", nargs="?", metavar="DIR|FILE",
+                    help="backup directory (default [backup] dir, or backups/ beside the database); "
+                         "a file for --verify")
+    sp.add_argument("--incremental", action="store_true", help="only what the previous backup in DIR lacks")
+    sp.add_argument("--list", action="store_true", help="list the backups in DIR")
+    sp.add_argument("--verify", action="store_true", help="check the archive FILE, or every archive in DIR")
+    sp.add_argument("--prune", action="store_true", help="delete old backups (see --keep, --max-age)")
+    sp.add_argument("--keep", type=int, metavar="N", help="retention: keep the N newest backups")
+    sp.add_argument("--max-age", type=float, metavar="DAYS", help="retention: delete backups older than DAYS")
+    _add_format(sp)
 
     add("snapshot", cmd_snapshot, "store a full snapshot (keyframe) of HEAD now")
     sp = add("diff", cmd_diff, "rows and schema that differ between two states (default HEAD..working)")

@@ -34,6 +34,8 @@ if TYPE_CHECKING:
     import pyarrow
 
 DIFF_TYPES = ("added", "modified", "removed")
+_ADDED, _MODIFIED, _REMOVED = ("'added'", "'modified'", "'removed'")  # as SQL literals
+_INSERT, _UPDATE, _DELETE = apsw.SQLITE_INSERT, apsw.SQLITE_UPDATE, apsw.SQLITE_DELETE
 
 
 @dataclass(frozen=True)
@@ -49,6 +51,19 @@ class TableSpec:
     types: dict[str, str] = field(default_factory=dict)  # declared type, B's if present
     key_changed: bool = False
     only_in: str | None = None  # "a" or "b" when the table exists on one side only
+    key_a: tuple[str, ...] = ()  # key expressions on each side (a rowid's name can differ)
+    key_b: tuple[str, ...] = ()
+    row_a: str = "rowid"  # an expression that is NULL only when an outer-joined row is missing
+    row_b: str = "rowid"
+    typed: frozenset[str] = frozenset()  # columns where 7 and 7.0 can both be stored: compare typeof too
+    key_colorder: tuple[int, ...] = (0,)  # key positions sorted by column position (a patch's key order)
+    generated: frozenset[str] = frozenset()  # B's generated columns (never inserted or set)
+    rowid_b: str | None = None  # B's rowid when B is a rowid table keyed on other columns
+    renamed: dict[str, str] = field(default_factory=dict)  # B's name -> A's, for a renamed column
+
+    def a_col(self, c: str) -> str:
+        """The quoted name of output column *c* in A's table."""
+        return ch.quote(self.renamed.get(c, c))
 
     @property
     def output_columns(self) -> list[str]:
@@ -83,9 +98,13 @@ class Diff:
 
     def __init__(self, a_path: Path, b_path: Path, *, a_label: str, b_label: str,
                  a_commit: str | None = None, b_commit: str | None = None,
-                 owned: Sequence[Path] = (), workdir: Path | None = None) -> None:
+                 owned: Sequence[Path] = (), workdir: Path | None = None,
+                 hint: KeyHint | None = None) -> None:
         self.a_label, self.b_label = a_label, b_label
         self.a_commit, self.b_commit = a_commit, b_commit
+        # Which rows can differ, when the history between two commits says so (changed_keys).
+        self._hint = hint
+        self._key_tables: dict[str, str] = {}
         # Hard links (or copies) of both states in a private directory: the cache
         # may prune its files while this Diff is alive.
         self._dir = Path(tempfile.mkdtemp(prefix=".tmp-diff-", dir=workdir))
@@ -94,9 +113,9 @@ class Diff:
         for p in owned:
             p.unlink(missing_ok=True)
         self._conn = apsw.Connection(
-            f"file:{self._b}?immutable=1", flags=apsw.SQLITE_OPEN_READONLY | apsw.SQLITE_OPEN_URI
+            _uri(self._b), flags=apsw.SQLITE_OPEN_READONLY | apsw.SQLITE_OPEN_URI
         )
-        self._conn.execute("ATTACH ? AS a", (f"file:{self._a}?immutable=1",))
+        self._conn.execute("ATTACH ? AS a", (_uri(self._a),))
         self._finalizer = weakref.finalize(self, _cleanup, self._conn, self._dir)
         self._specs: dict[str, TableSpec] | None = None
         self._counts: dict[str, TableCounts] | None = None
@@ -112,6 +131,18 @@ class Diff:
     def close(self) -> None:
         self._finalizer()
 
+    def copy(self) -> Diff:
+        """The same two states on a connection of its own (for another thread); close it too."""
+        h = self._hint
+        hint = None if h is None else KeyHint(dict(h.keys), set(h.unknown))  # keys are only read
+        return Diff(self._a, self._b, a_label=self.a_label, b_label=self.b_label,
+                    a_commit=self.a_commit, b_commit=self.b_commit, workdir=self._dir.parent, hint=hint)
+
+    @property
+    def nbytes(self) -> int:
+        """The size of both states' files: about what a full comparison has to read."""
+        return self._a.stat().st_size + self._b.stat().st_size
+
     def __enter__(self) -> Diff:
         return self
 
@@ -120,6 +151,27 @@ class Diff:
 
     def __repr__(self) -> str:
         return f"<dbvers.Diff {self.a_label}..{self.b_label}: {len(self.tables)} table(s) changed>"
+
+    # -- notebook views (dbvers.render; imported only when asked for) ----------------
+    def _repr_html_(self) -> str:
+        from .render.html import diff_html
+
+        return diff_html(self)
+
+    def _repr_pretty_(self, p: Any, cycle: bool) -> None:
+        from .render.html import diff_text
+
+        p.text(repr(self) if cycle else diff_text(self))
+
+    def widget(self, **options: Any) -> Any:
+        """An ipywidgets view: summary, one tab per table, paging, filter, skinny, export.
+
+        Options: ``page_size``, ``where``, ``skinny``, ``namespace`` (where the export
+        button puts DataFrames; default: the IPython user namespace).
+        """
+        from .render.widgets import DiffView
+
+        return DiffView(self, **options)
 
     # -- structure -------------------------------------------------------------
     def _table_sets(self) -> tuple[ch.TableSet, ch.TableSet]:
@@ -200,11 +252,40 @@ class Diff:
         return df.astype({"added": "int64", "modified": "int64", "removed": "int64"})
 
     # -- rows ----------------------------------------------------------------
+    def unchanged(self, table: str) -> bool:
+        """True when the history between the two commits shows no row of *table* changed."""
+        spec = self.spec(table)
+        h = self._hint
+        return (h is not None and spec.only_in is None and not spec.key_changed
+                and table not in h.keys and table not in h.unknown)
+
+    def _key_table(self, spec: TableSpec) -> str:
+        """A temp table of the candidate keys of *spec*'s table (from the patches), made once."""
+        name = self._key_tables.get(spec.name)
+        if name is None:
+            assert self._hint is not None
+            keys = self._hint.keys[spec.name]
+            name = f"dbvers_keys_{len(self._key_tables)}"
+            cols = ", ".join(f"k{i}" for i in range(len(spec.key_colorder)))
+            marks = ", ".join("?" for _ in spec.key_colorder)
+            self._conn.execute(f"CREATE TEMP TABLE {name}({cols}, PRIMARY KEY({cols})) WITHOUT ROWID")
+            ordered: Any = keys
+            with contextlib.suppress(TypeError):  # in order, the b-tree fills by appending
+                ordered = sorted(keys)  # (values of mixed types don't sort in Python: as they come)
+            rows = ordered if len(spec.key_colorder) > 1 else ((k,) for k in ordered)
+            with self._conn:
+                self._conn.executemany(f"INSERT OR IGNORE INTO temp.{name} VALUES ({marks})", rows)
+            self._key_tables[spec.name] = name
+        return name
+
     def _union_sql(self, spec: TableSpec) -> str:
         """One query yielding every changed row of *spec*'s table, streaming.
 
-        Three arms joined by UNION ALL (removed, modified, added), each a scan
-        of one side with index lookups into the other, like sqldiff's.
+        Between two commits whose patches name every changed key (``changed_keys``),
+        only those keys are looked up on both sides, in key order. Otherwise both
+        sides are scanned, like sqldiff: A left-joined to B (removed and modified
+        rows), then B's rows that A lacks (added), each with index lookups into
+        the other side.
         """
         t = ch.quote(spec.name)
 
@@ -212,11 +293,13 @@ class Diff:
             if alias is None:
                 return "NULL"
             if _is_rowid(spec, c):
-                return f"{alias}.{c}"
-            return f"{alias}.{ch.quote(c)}" if c in present else "NULL"
+                return f"{alias}.{(spec.key_a if alias == 'o' else spec.key_b)[0]}"
+            if c not in present:
+                return "NULL"
+            return f"{alias}.{spec.a_col(c) if alias == 'o' else ch.quote(c)}"
 
         def select(kind: str, o: str | None, n: str | None) -> str:
-            cols = [f"'{kind}' AS diff_type"]
+            cols = [f"{kind} AS diff_type"]
             for c in spec.columns:
                 cols.append(f"{value(o, spec.in_a, c)} AS {ch.quote('from_' + c)}")
                 cols.append(f"{value(n, spec.in_b, c)} AS {ch.quote('to_' + c)}")
@@ -225,44 +308,95 @@ class Diff:
         if spec.only_in or spec.key_changed:
             arms = []
             if spec.in_a:
-                arms.append(f"{select('removed', 'o', None)} FROM a.{t} AS o")
+                arms.append(f"{select(_REMOVED, 'o', None)} FROM a.{t} AS o")
             if spec.in_b:
-                arms.append(f"{select('added', None, 'n')} FROM main.{t} AS n")
+                arms.append(f"{select(_ADDED, None, 'n')} FROM main.{t} AS n")
             return " UNION ALL ".join(arms)
-        match = " AND ".join(f"o.{k} IS n.{k}" for k in spec.key_exprs)
-        shared = [c for c in spec.columns if c in spec.in_a and c in spec.in_b and c not in spec.key]
-        only_b = [c for c in spec.columns if c in spec.in_b and c not in spec.in_a]
-        differs = [
-            f"(n.{ch.quote(c)} IS NOT o.{ch.quote(c)} OR typeof(n.{ch.quote(c)}) <> typeof(o.{ch.quote(c)}))"
-            for c in shared
-        ] + [f"n.{ch.quote(c)} IS NOT NULL" for c in only_b]
-        arms = [
-            f"{select('removed', 'o', None)} FROM a.{t} AS o "
-            f"WHERE NOT EXISTS (SELECT 1 FROM main.{t} AS n WHERE {match})"
-        ]
-        if differs:
+        if self.unchanged(spec.name):
+            return f"{select(_MODIFIED, None, None)} WHERE 0"
+        differs = []
+        for c in spec.columns:
+            if c in spec.key or c not in spec.in_b:
+                continue
+            q = ch.quote(c)
+            if c not in spec.in_a:
+                differs.append(f"n.{q} IS NOT NULL")  # a new column counts as NULL on A's side
+            elif c in spec.typed:
+                qa = spec.a_col(c)
+                differs.append(f"(n.{q} IS NOT o.{qa} OR typeof(n.{q}) <> typeof(o.{qa}))")
+            else:
+                differs.append(f"n.{q} IS NOT o.{spec.a_col(c)}")
+        changed = " OR ".join(differs)
+        o_row, n_row = f"o.{spec.row_a}", f"n.{spec.row_b}"
+        if self._hint is not None and spec.name not in self._hint.unknown:
+            k = self._key_table(spec)
+            pairs = [(spec.key_a[j], spec.key_b[j], f"k.k{i}") for i, j in enumerate(spec.key_colorder)]
+            on_o = " AND ".join(f"o.{ka} IS {kk}" for ka, _, kk in pairs)
+            on_n = " AND ".join(f"n.{kb} IS {kk}" for _, kb, kk in pairs)
+            kind = (f"CASE WHEN {o_row} IS NULL THEN 'added' WHEN {n_row} IS NULL THEN 'removed' "
+                    "ELSE 'modified' END")
+            cond = f"({o_row} IS NULL) <> ({n_row} IS NULL)"
+            if changed:
+                cond += f" OR ({o_row} IS NOT NULL AND {n_row} IS NOT NULL AND ({changed}))"
+            return (f"{select(kind, 'o', 'n')} FROM temp.{k} AS k LEFT JOIN a.{t} AS o ON {on_o} "
+                    f"LEFT JOIN main.{t} AS n ON {on_n} WHERE {cond}")
+        def km(x: str, y: str) -> str:  # x: an alias of A's table, y: of B's
+            return " AND ".join(f"{x}.{ka} IS {y}.{kb}" for ka, kb in zip(spec.key_a, spec.key_b, strict=True))
+
+        match = km("o", "n")
+        kind = f"CASE WHEN {n_row} IS NULL THEN 'removed' ELSE 'modified' END"
+        if spec.rowid_b is not None and spec.row_a in ch.ROWID_NAMES:
+            # A rowid table keyed on other columns: a row keeps its rowid across
+            # updates, so pair rows by rowid first (both scans then read the other
+            # side in rowid order, like a merge join) and look keys up in the index
+            # only for rows without a same-key partner at the same rowid.
+            ra, rb = spec.row_a, spec.row_b
+            gone = f"NOT EXISTS (SELECT 1 FROM main.{t} AS x WHERE {km('o', 'x')})"
+            arms = [
+                f"{select(kind, 'o', 'n')} FROM a.{t} AS o LEFT JOIN main.{t} AS n "
+                f"ON n.{rb} = o.{ra} AND {match} WHERE ({n_row} IS NULL AND {gone})"
+                + (f" OR ({n_row} IS NOT NULL AND ({changed}))" if changed else "")
+            ]
+            if changed:  # same key at another rowid
+                arms.append(
+                    f"{select(_MODIFIED, 'o', 'n')} FROM a.{t} AS o LEFT JOIN main.{t} AS r "
+                    f"ON r.{rb} = o.{ra} AND {km('o', 'r')} JOIN main.{t} AS n ON {match} "
+                    f"WHERE r.{rb} IS NULL AND ({changed})"
+                )
             arms.append(
-                f"{select('modified', 'o', 'n')} FROM main.{t} AS n JOIN a.{t} AS o "
-                f"ON {match} WHERE {' OR '.join(differs)}"
+                f"{select(_ADDED, None, 'n')} FROM main.{t} AS n LEFT JOIN a.{t} AS r "
+                f"ON r.{ra} = n.{rb} AND {km('r', 'n')} "
+                f"WHERE CASE WHEN r.{ra} IS NULL THEN NOT EXISTS (SELECT 1 FROM a.{t} AS o WHERE {match}) "
+                "ELSE 0 END"
             )
-        arms.append(
-            f"{select('added', None, 'n')} FROM main.{t} AS n "
+            return " UNION ALL ".join(arms)
+        cond = f"{n_row} IS NULL" + (f" OR {changed}" if changed else "")
+        return (
+            f"{select(kind, 'o', 'n')} FROM a.{t} AS o LEFT JOIN main.{t} AS n ON {match} WHERE {cond}"
+            f" UNION ALL {select(_ADDED, None, 'n')} FROM main.{t} AS n "
             f"WHERE NOT EXISTS (SELECT 1 FROM a.{t} AS o WHERE {match})"
         )
-        return " UNION ALL ".join(arms)
 
     def query(self, table: str, *, where: str | None = None, limit: int | None = None,
-              columns: Sequence[str] | None = None) -> tuple[list[str], apsw.Cursor]:
-        """The changed rows of *table* as a streaming cursor over the output columns."""
+              columns: Sequence[str] | None = None, offset: int = 0,
+              exprs: Sequence[str] | None = None) -> tuple[list[str], apsw.Cursor]:
+        """The changed rows of *table* as a streaming cursor over the output columns.
+
+        *offset* skips that many rows first (paging, as the notebook widget does).
+        *exprs* selects SQL expressions over the output columns instead (formatting
+        done by SQLite, as the CSV export does).
+        """
         spec = self.spec(table)
         sql = self._union_sql(spec)
         out = list(columns) if columns is not None else spec.output_columns
-        select = ", ".join(ch.quote(c) for c in out)
+        select = ", ".join(exprs if exprs is not None else [ch.quote(c) for c in out])
         q = f"SELECT {select} FROM ({sql})"
         if where:
             q += f" WHERE ({where})"
-        if limit is not None:
-            q += f" LIMIT {int(limit)}"
+        if limit is not None or offset:
+            q += f" LIMIT {int(limit) if limit is not None else -1}"
+        if offset:
+            q += f" OFFSET {int(offset)}"
         try:
             cur = self._conn.execute(q)
         except apsw.SQLError as e:
@@ -295,9 +429,9 @@ class Diff:
         return out
 
     def iter_rows(self, table: str, *, where: str | None = None, limit: int | None = None,
-                  skinny: bool = False) -> Iterator[tuple[Any, ...]]:
+                  skinny: bool = False, offset: int = 0) -> Iterator[tuple[Any, ...]]:
         cols = self.output_columns(table, skinny=skinny, where=where)
-        _, cur = self.query(table, where=where, limit=limit, columns=cols)
+        _, cur = self.query(table, where=where, limit=limit, columns=cols, offset=offset)
         yield from cur
 
     def count(self, table: str, where: str | None = None) -> int:
@@ -317,12 +451,14 @@ class Diff:
         cols = self.output_columns(table, skinny=skinny, where=where)
         _, cur = self.query(table, where=where, limit=limit, columns=cols)
         rows = cur.fetchall()
+        n = len(rows)
         columns = list(zip(*rows, strict=True)) if rows else [()] * len(cols)
+        del rows
         arrays = [
-            _arrow_column(list(values), spec.types.get(name.split("_", 1)[1], "") if name != "diff_type" else "TEXT")
+            _arrow_column(values, spec.types.get(name.split("_", 1)[1], "") if name != "diff_type" else "TEXT")
             for name, values in zip(cols, columns, strict=True)
         ]
-        return cols, arrays, len(rows)
+        return cols, arrays, n
 
     def to_arrow(self, table: str, *, where: str | None = None, limit: int | None = None,
                  skinny: bool = False) -> pyarrow.Table:
@@ -344,47 +480,66 @@ class Diff:
         """Changed rows as a DataFrame: nullable integers stay integers, BLOBs are bytes,
         a column of mixed SQLite types is an object column holding each value as stored."""
         import pandas as pd
-        import pyarrow as pa
 
         cols, arrays, n = self._columns(table, where, limit, skinny)
-        typed = [(c, a) for c, a in zip(cols, arrays, strict=True) if isinstance(a, pa.Array)]
-        mapping = {pa.int64(): pd.Int64Dtype(), pa.float64(): pd.Float64Dtype(),
-                   pa.string(): pd.StringDtype()}
-        df = pa.Table.from_arrays([a for _, a in typed], names=[c for c, _ in typed]).to_pandas(
-            types_mapper=mapping.get
-        )
-        for i, (c, a) in enumerate(zip(cols, arrays, strict=True)):
-            if not isinstance(a, pa.Array):
-                df.insert(i, c, pd.Series(a, dtype=object))
+        df = _frame(cols, arrays)
         df["from_commit"] = pd.Series([self.a_commit] * n, dtype=pd.StringDtype())
         df["to_commit"] = pd.Series([self.b_commit] * n, dtype=pd.StringDtype())
         return df
 
     # -- SQL that turns A into B -------------------------------------------------
     def to_sql(self, tables: Sequence[str] | None = None) -> Iterator[str]:
-        """Statements that, run on A, make its tables' rows (and schema) equal B's."""
-        if tables is None:
-            yield from _schema_sql(self)
+        """Statements that, run on A, make it equal B: rows, and for the whole diff the schema too.
+
+        With *tables* (a part of the diff) only those tables' row changes are
+        written. For the whole diff: triggers and views are dropped first and
+        made again last (so no trigger fires while rows change); indexes and
+        tables B lacks or changed are dropped; a table whose columns were added
+        or dropped is altered when ``ALTER TABLE`` reproduces B's definition
+        exactly, and otherwise rebuilt from B's definition and rows. Rows go
+        deletes first, then updates and inserts (rowids included where the file
+        has them); then B's new indexes, views, triggers, ``sqlite_sequence``
+        and the header pragmas.
+        """
+        plan = _SchemaPlan(self) if tables is None else None
+        if plan is not None:
+            yield from plan.pre
         for table in tables if tables is not None else self.specs:
             spec = self.spec(table)
             if spec.only_in == "a":
-                continue  # dropped above
-            t = ch.quote(table)
-            rowid_key = bool(spec.key) and _is_rowid(spec, spec.key[0])
-            cols_b = [c for c in spec.columns if c in spec.in_b and not _is_rowid(spec, c)]
-            _, cur = self.query(table)
+                continue  # dropped above (a part of the diff can't drop it: its schema is B's)
+            if plan is not None and (table in plan.rebuilt or spec.only_in == "b"):
+                yield from self._insert_all(spec)
+            else:
+                yield from self._row_sql(spec)
+        if plan is not None:
+            yield from plan.post
+
+    def _row_sql(self, spec: TableSpec) -> Iterator[str]:
+        t = ch.quote(spec.name)
+        rowid_key = bool(spec.key) and _is_rowid(spec, spec.key[0])
+        cols_b = [c for c in spec.columns
+                  if c in spec.in_b and not _is_rowid(spec, c) and c not in spec.generated]
+        for where in ("diff_type = 'removed'", "diff_type <> 'removed'"):
+            _, cur = self.query(spec.name, where=where)
             for row in cur:
                 kind = row[0]
                 old = dict(zip(spec.columns, row[1::2], strict=True))
                 new = dict(zip(spec.columns, row[2::2], strict=True))
-                cond = " AND ".join(f"{_key_sql(spec, k)} IS {_literal(old[k])}" for k in spec.key)
                 if kind == "removed":
+                    cond = " AND ".join(f"{_key_sql(spec, k)} IS {_literal(old[k])}" for k in spec.key)
                     yield f"DELETE FROM {t} WHERE {cond};"
                 elif kind == "added":
-                    names = ([spec.key[0]] if rowid_key else []) + cols_b
-                    values = ", ".join(_literal(new[c]) for c in names)
-                    yield f"INSERT INTO {t}({', '.join(_key_sql(spec, c) for c in names)}) VALUES ({values});"
+                    names = [_key_sql(spec, spec.key[0])] if rowid_key else []
+                    values = [_literal(new[spec.key[0]])] if rowid_key else []
+                    if spec.rowid_b:  # a rowid table with another key: keep B's rowid
+                        names.append(spec.rowid_b)
+                        values.append(_literal(self._rowid_of(spec, new)))
+                    names += [ch.quote(c) for c in cols_b]
+                    values += [_literal(new[c]) for c in cols_b]
+                    yield f"INSERT INTO {t}({', '.join(names)}) VALUES ({', '.join(values)});"
                 else:
+                    cond = " AND ".join(f"{_key_sql(spec, k)} IS {_literal(old[k])}" for k in spec.key)
                     sets = [
                         f"{ch.quote(c)} = {_literal(new[c])}"
                         for c in cols_b
@@ -393,6 +548,160 @@ class Diff:
                     ]
                     if sets:
                         yield f"UPDATE {t} SET {', '.join(sets)} WHERE {cond};"
+
+    def _rowid_of(self, spec: TableSpec, new: dict[str, Any]) -> Any:
+        cond = " AND ".join(f"{kb} IS ?" for kb in spec.key_b)
+        row = self._conn.execute(f"SELECT {spec.rowid_b} FROM main.{ch.quote(spec.name)} WHERE {cond}",
+                                 tuple(new[k] for k in spec.key)).fetchone()
+        return row[0] if row else None
+
+    def _insert_all(self, spec: TableSpec) -> Iterator[str]:
+        """Every row of B's table (a table B added, or one rebuilt from B's definition)."""
+        t = ch.quote(spec.name)
+        cols = [c for c in spec.columns if c in spec.in_b and c not in spec.generated]
+        rid = spec.rowid_b or (spec.key_b[0] if spec.key_b and _is_rowid(spec, spec.key[0]) else None)
+        names = ([rid] if rid else []) + [ch.quote(c) for c in cols]
+        head = f"INSERT INTO {t}({', '.join(names)}) VALUES ("
+        for row in self._conn.execute(f"SELECT {', '.join(names)} FROM main.{t}"):
+            yield head + ", ".join(map(_literal, row)) + ");"
+
+
+class _SchemaPlan:
+    """The DDL around the row statements of ``Diff.to_sql`` (see there)."""
+
+    def __init__(self, d: Diff) -> None:
+        conn = d._conn
+        a = _schema_rows(conn, "a")
+        b = _schema_rows(conn, "main")
+        old, new = ch.classify_tables(conn, "a").tracked, ch.classify_tables(conn, "main").tracked
+        a_by, b_by = {r[1]: r for r in a}, {r[1]: r for r in b}
+        self.pre: list[str] = []
+        self.post: list[str] = []
+        self.rebuilt: set[str] = set()
+        q = ch.quote
+        for kind, name, _tbl, _sql in a:
+            if kind in ("trigger", "view"):
+                self.pre.append(f"DROP {kind.upper()} {q(name)};")
+        for kind, name, _tbl, sql in a:
+            if kind == "index" and sql and (name not in b_by or b_by[name][3] != sql):
+                self.pre.append(f"DROP INDEX {q(name)};")
+        for name in old.keys() - new.keys():
+            self.pre.append(f"DROP TABLE {q(name)};")
+        for name in sorted(old.keys() & new.keys()):
+            if a_by[name][3] == b_by[name][3]:
+                continue
+            spec = d.spec(name)
+            alters = None if spec.key_changed else _alter_plan(a_by[name][3], b_by[name][3], name, spec)
+            if alters is None:
+                self.rebuilt.add(name)
+                self.pre += [f"DROP TABLE {q(name)};", b_by[name][3] + ";"]
+            else:
+                self.pre += alters
+                # ADD COLUMN fills the column's DEFAULT; the rows follow the diff, where a
+                # new column is NULL on A's side (rows whose value isn't NULL get it set).
+                for _cid, col, _t, notnull, dflt, _pk, hidden in conn.execute(
+                    f"PRAGMA main.table_xinfo({q(name)})"
+                ):
+                    if (col in spec.in_b and col not in spec.in_a and dflt is not None
+                            and not notnull and not hidden):
+                        self.pre.append(f"UPDATE {q(name)} SET {q(col)} = NULL;")
+        for kind, name, _tbl, sql in b:
+            if kind == "table" and name in new and name not in old:
+                self.pre.append(sql + ";")
+        for kind, name, tbl, sql in b:
+            if kind == "index" and sql and (
+                name not in a_by or a_by[name][3] != sql or tbl in self.rebuilt
+            ):
+                self.post.append(sql + ";")
+        for kind, _name, _tbl, sql in b:
+            if kind in ("view", "trigger"):
+                self.post.append(sql + ";")
+        seq_a, seq_b = ch.read_sequences(conn, "a"), ch.read_sequences(conn, "main")
+        if seq_a != seq_b and conn.execute(
+            "SELECT 1 FROM main.sqlite_schema WHERE name = 'sqlite_sequence'"
+        ).fetchone():
+            self.post.append("DELETE FROM sqlite_sequence;")
+            self.post += [f"INSERT INTO sqlite_sequence(rowid, name, seq) VALUES ({r}, {_literal(n)}, {s});"
+                          for r, n, s in seq_b]
+        pa, pb = ch.read_pragmas(conn, "a"), ch.read_pragmas(conn, "main")
+        self.post += [f"PRAGMA {k} = {int(v)};" for k, v in pb.items() if pa.get(k) != v]
+
+
+def _schema_rows(conn: apsw.Connection, db: str) -> list[tuple[str, str, str, str | None]]:
+    """sqlite_schema in creation order (views and triggers are made again in it), internals left out."""
+    rows = conn.execute(f"SELECT type, name, tbl_name, sql FROM {ch.quote(db)}.sqlite_schema ORDER BY rowid")
+    return [r for r in rows if r[3] is not None and not r[1].startswith("sqlite_")]
+
+
+def _alter_plan(sql_a: str, sql_b: str, name: str, spec: TableSpec) -> list[str] | None:
+    """ALTER TABLE statements that turn *sql_a* into exactly *sql_b*, or None (rebuild the table).
+
+    A renamed column is renamed, columns B lacks are dropped, then B's new columns
+    added with their definitions as written in *sql_b*; the result is checked on
+    an in-memory table.
+    """
+    forms = [lambda n: n, ch.quote] if spec.renamed else [ch.quote]
+    for form in forms:
+        stmts = _try_alter(sql_a, sql_b, name, spec, form)
+        if stmts is not None:
+            return stmts
+    return None
+
+
+def _try_alter(sql_a: str, sql_b: str, name: str, spec: TableSpec, form: Any) -> list[str] | None:
+    dropped = [c for c in spec.columns if c in spec.in_a and c not in spec.in_b]
+    added = [c for c in spec.columns if c in spec.in_b and c not in spec.in_a]
+    t = ch.quote(name)
+    conn = apsw.Connection(":memory:")
+    try:
+        conn.execute(sql_a)
+        stmts = [f"ALTER TABLE {t} RENAME COLUMN {ch.quote(old)} TO {form(new)};"
+                 for new, old in spec.renamed.items()]
+        stmts += [f"ALTER TABLE {t} DROP COLUMN {spec.a_col(c)};" for c in dropped]
+        for s in stmts:
+            conn.execute(s)
+        base = conn.execute("SELECT sql FROM sqlite_schema WHERE name = ?", (name,)).fetchone()[0]
+        if added:
+            # ADD COLUMN inserts ", <definitions>" at one place of the CREATE statement.
+            n = len(sql_b) - len(base)
+            p = 0
+            while p < min(len(base), len(sql_b)) and base[p] == sql_b[p]:
+                p += 1
+            while p >= 0 and not (sql_b[p: p + n].startswith(", ") and sql_b[p + n:] == base[p:]):
+                p -= 1
+            if p < 0 or n <= 2:
+                return None
+            defs = _split_defs(sql_b[p + 2: p + n], added)
+            if defs is None:
+                return None
+            for d in defs:
+                s = f"ALTER TABLE {t} ADD COLUMN {d};"
+                conn.execute(s)
+                stmts.append(s)
+        final = conn.execute("SELECT sql FROM sqlite_schema WHERE name = ?", (name,)).fetchone()[0]
+        return stmts if final == sql_b else None
+    except apsw.Error:
+        return None
+    finally:
+        conn.close()
+
+
+def _split_defs(text: str, names: list[str]) -> list[str] | None:
+    """Split ``def1, def2, ...`` into one column definition per name (each starts with its name)."""
+    if len(names) == 1:
+        return [text]
+    nxt = names[1]
+    forms = (nxt, ch.quote(nxt), f"[{nxt}]", f"`{nxt}`", "'" + nxt.replace("'", "''") + "'")
+    i = text.find(", ")
+    while i != -1:
+        rest = text[i + 2:]
+        if any(rest.startswith(f) and (len(rest) == len(f) or not (rest[len(f)].isalnum() or rest[len(f)] == "_"))
+               for f in forms):
+            tail = _split_defs(rest, names[1:])
+            if tail is not None:
+                return [text[:i], *tail]
+        i = text.find(", ", i + 1)
+    return None
 
 
 def _is_rowid(spec: TableSpec, c: str) -> bool:
@@ -409,30 +718,92 @@ def _spec(name: str, a: ch.TableInfo | None, b: ch.TableInfo | None) -> TableSpe
     key_changed = bool(a and b and (a.pk != b.pk or a.without_rowid != b.without_rowid))
     key = ref.pk if ref.pk else (ref.rowid_name,)
     key_exprs = ref.key
-    in_a = frozenset(a.columns) if a else frozenset()
+    renamed: dict[str, str] = {}
+    if a and b and not key_changed:
+        # One column gone and one new at the same place: a rename (as schema_changes
+        # says), so its values are compared, not shown as a dropped and an added column.
+        new = [c for c in b.columns if c not in a.columns]
+        gone = [c for c in a.columns if c not in b.columns]
+        if len(new) == 1 and len(gone) == 1 and a.columns.index(gone[0]) == b.columns.index(new[0]):
+            renamed[new[0]] = gone[0]
+    back = {old: new for new, old in renamed.items()}
+    a_names = tuple(back.get(c, c) for c in a.columns) if a else ()
+    in_a = frozenset(a_names)
     in_b = frozenset(b.columns) if b else frozenset()
     ordered: list[str] = list(key)
-    for info in (b, a):
-        if info:
-            ordered += [c for c in info.columns if c not in ordered]
+    for cols in (b.columns if b else (), a_names):
+        ordered += [c for c in cols if c not in ordered]
     types: dict[str, str] = {}
-    for info in (a, b):
-        if info:
-            types.update(zip(info.columns, info.types, strict=True))
+    if a:
+        types.update(zip(a_names, a.types, strict=True))
+    if b:
+        types.update(zip(b.columns, b.types, strict=True))
     if not ref.pk:
         types[ref.rowid_name] = "INTEGER"
+    typed: set[str] = set()
+    if a and b:
+        # Only where a column can hold both 7 and 7.0 (no affinity, STRICT's ANY, or an
+        # affinity that changed) can two values be equal to SQL and differ in type.
+        ta, tb = dict(zip(a_names, a.types, strict=True)), dict(zip(b.columns, b.types, strict=True))
+        for c in in_a & in_b:
+            aff = {ch.affinity(ta[c]), ch.affinity(tb[c])}
+            if len(aff) > 1 or "BLOB" in aff or "ANY" in (ta[c].upper(), tb[c].upper()):
+                typed.add(c)
+
+    def row(info: ch.TableInfo | None) -> str:
+        if info is None:
+            return "rowid"
+        return ch.quote(info.pk[0]) if info.without_rowid else info.rowid_name
+
+    colorder = tuple(sorted(range(len(key)), key=lambda i: ref.columns.index(key[i]))) if ref.pk else (0,)
     return TableSpec(
         name=name, key=tuple(key), key_exprs=key_exprs, columns=tuple(ordered),
         in_a=in_a, in_b=in_b, types=types, key_changed=key_changed,
         only_in=None if (a and b) else ("a" if a else "b"),
+        key_a=a.key if a else key_exprs, key_b=b.key if b else key_exprs,
+        row_a=row(a), row_b=row(b), typed=frozenset(typed), key_colorder=colorder,
+        generated=frozenset(ref.generated),
+        rowid_b=b.rowid_name if b and b.pk and not b.without_rowid and not _aliases_rowid(b) else None,
+        renamed=renamed,
     )
 
 
-def _arrow_column(values: list[Any], decl_type: str) -> Any:
+def _aliases_rowid(info: ch.TableInfo) -> bool:
+    """An INTEGER PRIMARY KEY column is the rowid itself."""
+    return len(info.pk) == 1 and info.types[info.columns.index(info.pk[0])].upper() == "INTEGER"
+
+
+def _uri(path: Path) -> str:
+    """A read-only ``file:`` URI for a private state (any character in the path is escaped)."""
+    from urllib.parse import quote as urlquote
+
+    return f"file:{urlquote(str(path))}?immutable=1"
+
+
+def _frame(cols: Sequence[str], arrays: Sequence[Any]) -> pandas.DataFrame:
+    """A DataFrame from ``_arrow_column`` results: Int64/Float64/string dtypes, bytes and
+    mixed-type columns as objects holding each value as stored."""
+    import pandas as pd
+    import pyarrow as pa
+
+    typed = [(c, a) for c, a in zip(cols, arrays, strict=True) if isinstance(a, pa.Array)]
+    mapping = {pa.int64(): pd.Int64Dtype(), pa.float64(): pd.Float64Dtype(),
+               pa.string(): pd.StringDtype()}
+    df = pa.Table.from_arrays([a for _, a in typed], names=[c for c, _ in typed]).to_pandas(
+        types_mapper=mapping.get
+    )
+    for i, (c, a) in enumerate(zip(cols, arrays, strict=True)):
+        if not isinstance(a, pa.Array):
+            df.insert(i, c, pd.Series(list(a), dtype=object))
+    return df
+
+
+def _arrow_column(values: Sequence[Any], decl_type: str) -> Any:
     """A column of SQLite values as the narrowest faithful Arrow array (a list if types mix)."""
     import pyarrow as pa
 
-    kinds = {type(v) for v in values if v is not None}
+    kinds = set(map(type, values))
+    kinds.discard(type(None))
     if not kinds:
         aff = ch.affinity(decl_type)
         target = {"INTEGER": pa.int64(), "REAL": pa.float64(), "TEXT": pa.string()}.get(aff, pa.binary())
@@ -468,24 +839,83 @@ def _cleanup(conn: apsw.Connection, directory: Path) -> None:
     shutil.rmtree(directory, ignore_errors=True)
 
 
-def _schema_sql(d: Diff) -> Iterator[str]:
-    """DDL for schema differences: drop what B lacks, create what B adds, add/drop columns."""
-    a_schema = ch.read_schema(d._conn, "a").by_name()
-    b_schema = ch.read_schema(d._conn, "main").by_name()
-    kinds_order = ("trigger", "view", "index", "table")
-    for kind in kinds_order:
-        for name, e in sorted(a_schema.items()):
-            if e.type == kind and e.sql and (name not in b_schema or (kind != "table" and b_schema[name].sql != e.sql)):
-                yield f"DROP {kind.upper()} IF EXISTS {ch.quote(name)};"
-    for name, spec in d.specs.items():
-        if spec.only_in is None:
-            for c in spec.columns:
-                if c in spec.in_a and c not in spec.in_b:
-                    yield f"ALTER TABLE {ch.quote(name)} DROP COLUMN {ch.quote(c)};"
-            for c in spec.columns:
-                if c in spec.in_b and c not in spec.in_a:
-                    yield f"ALTER TABLE {ch.quote(name)} ADD COLUMN {ch.quote(c)} {spec.types.get(c, '')};".replace(" ;", ";")
-    for kind in reversed(kinds_order):
-        for name, e in sorted(b_schema.items()):
-            if e.type == kind and e.sql and (name not in a_schema or (kind != "table" and a_schema[name].sql != e.sql)):
-                yield e.sql + ";"
+# -- which keys can differ, from the history between two commits -------------------
+
+
+@dataclass
+class KeyHint:
+    """The keys of every row that can differ between two commits, read from their patches.
+
+    ``keys[table]`` holds candidate keys (column order, a scalar for a one-column
+    key); a row whose key is not listed is equal on both sides. A table in
+    ``unknown`` must be compared in full; a table in neither has no changed rows.
+    """
+
+    keys: dict[str, set[Any]]
+    unknown: set[str]
+
+
+def changed_keys(repo: Any, a: str, b: str, *, max_commits: int = 10_000,
+                 max_changes: int = 20_000_000) -> KeyHint | None:
+    """Candidate keys between commits *a* and *b*, or None when only a full comparison can tell.
+
+    Both first-parent chains are walked back to their first common commit; every
+    commit on the way must keep its parent's schema (a patchset carries no DDL),
+    and a table's patch must account for every change the commit counted (changes
+    a patchset can't carry, such as rows with a NULL key, make the commit a
+    keyframe: its tables are then compared in full).
+    """
+    if a == b:
+        return KeyHint({}, set())
+    depth: dict[str, int] = {}
+    chain_a: list[str] = []
+    cur: str | None = a
+    while cur is not None and len(chain_a) <= max_commits:
+        depth[cur] = len(chain_a)
+        chain_a.append(cur)
+        c = repo.get_commit(cur)
+        cur = c.parents[0] if c.parents else None
+    path: list[str] = []
+    cur = b
+    while cur not in depth:
+        if cur is None or len(path) > max_commits:
+            return None
+        path.append(cur)
+        c = repo.get_commit(cur)
+        cur = c.parents[0] if c.parents else None
+    path += chain_a[: depth[cur]]
+    from operator import itemgetter
+
+    keys: dict[str, set[Any]] = {}
+    unknown: set[str] = set()
+    seen = 0
+    for oid in path:
+        c = repo.get_commit(oid)
+        if not c.parents or repo.get_commit(c.parents[0]).schema != c.schema:
+            return None
+        tallies: dict[str, list[int]] = {}  # per table, indexed by opcode
+        if c.patch:
+            last = None
+            get: Any = None
+            add: Any = None
+            tally: list[int] = []
+            for change in apsw.Changeset.iter(repo.objects.get(c.patch, "patch")):
+                if change.name != last:  # a patchset holds each table's changes together
+                    last = change.name
+                    get = itemgetter(*sorted(change.pk_columns))
+                    add = keys.setdefault(last, set()).add
+                    tally = tallies.setdefault(last, [0] * 32)
+                op = change.opcode
+                add(get(change.new if op == _INSERT else change.old))
+                tally[op] += 1
+            seen += sum(map(sum, tallies.values()))
+            if seen > max_changes:
+                return None
+        for t in tallies.keys() | c.counts.keys():
+            n = c.counts.get(t, TableCounts())
+            got = tallies.get(t, [0] * 32)
+            if [got[_INSERT], got[_UPDATE], got[_DELETE]] != [n.inserts, n.updates, n.deletes]:
+                unknown.add(t)
+    for t in unknown:
+        keys.pop(t, None)
+    return KeyHint({t: k for t, k in keys.items() if k}, unknown)

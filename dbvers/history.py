@@ -1,8 +1,9 @@
 """The history of one row: every commit that changed it, with its values after the change.
 
 Patches tell cheaply which commits touched the row (their records carry the key);
-only those commits' states are read for the row's full values. Keyframe commits
-without a patch (schema changes) are checked by comparing the row in both states.
+only those commits' states are read for the row's full values. Commits whose
+patch doesn't account for every change they counted (keyframes after a schema
+change, rows with a NULL key, ...) are checked by comparing the row in both states.
 """
 
 from __future__ import annotations
@@ -20,13 +21,30 @@ if TYPE_CHECKING:
     from .repo import Repo
 
 
-def _key_values(pk: Any, width: int) -> tuple[Any, ...]:
+def _key_values(pk: Any, info: ch.TableInfo) -> tuple[Any, ...]:
+    """The key as a tuple in primary-key order (the rowid for a table without a primary key).
+
+    *pk* is a value, a tuple/list in primary-key order, or a dict by column name.
+    """
+    names = list(info.pk) if info.pk else [info.rowid_name]
     if isinstance(pk, dict):
-        return tuple(pk.values())
+        missing = [n for n in names if n not in pk]
+        if missing or len(pk) != len(names):
+            raise UsageError(f"the key of {info.name} is ({', '.join(names)}); pk= gave {', '.join(map(str, pk))}")
+        return tuple(pk[n] for n in names)
     values = tuple(pk) if isinstance(pk, (tuple, list)) else (pk,)
-    if len(values) != width:
-        raise UsageError(f"the key has {width} column(s); pk= gave {len(values)} value(s)")
+    if len(values) != len(names):
+        raise UsageError(f"the key of {info.name} has {len(names)} column(s) ({', '.join(names)}); "
+                         f"pk= gave {len(values)} value(s)")
     return values
+
+
+def _column_order(key: tuple[Any, ...], info: ch.TableInfo) -> tuple[Any, ...]:
+    """The key's values in the order its columns have in the table (a patch's order)."""
+    if not info.pk:
+        return key
+    pos = [info.columns.index(c) for c in info.pk]
+    return tuple(key[i] for i in sorted(range(len(key)), key=pos.__getitem__))
 
 
 def _read_row(repo: Repo, oid: str, table: str, pk: Any) -> tuple[list[str], tuple[Any, ...] | None]:
@@ -36,7 +54,7 @@ def _read_row(repo: Repo, oid: str, table: str, pk: Any) -> tuple[list[str], tup
         if table not in tables:
             return [], None
         info = tables[table]
-        key = _key_values(pk, len(info.key))
+        key = _key_values(pk, info)
         cond = " AND ".join(f"{k} IS ?" for k in info.key)
         cols = list(info.columns)
         select = ", ".join(ch.quote(c) for c in cols)
@@ -46,22 +64,42 @@ def _read_row(repo: Repo, oid: str, table: str, pk: Any) -> tuple[list[str], tup
         conn.close()
 
 
-def _patch_touches(repo: Repo, patch: str, table: str, pk: Any) -> bool:
+def _table_info(repo: Repo, oid: str, table: str) -> ch.TableInfo | None:
+    conn = ch.open_private(repo.materialize(oid))
+    try:
+        return ch.classify_tables(conn).tracked.get(table)
+    finally:
+        conn.close()
+
+
+def _patch_touches(repo: Repo, patch: str, table: str, key: tuple[Any, ...]) -> tuple[bool, dict[str, int]]:
+    """Whether the patch changes the row with *key* (column order), and its changes to *table* by kind."""
+    found = False
+    tally = {"INSERT": 0, "UPDATE": 0, "DELETE": 0}
     for change in apsw.Changeset.iter(repo.objects.get(patch, "patch")):
         if change.name != table:
             continue
+        tally[change.op] += 1
+        if found:
+            continue
         values = change.new if change.op == "INSERT" else change.old
         pk_values = tuple(values[i] for i in sorted(change.pk_columns))
-        key = _key_values(pk, len(pk_values))
         if pk_values == key and all(type(a) is type(b) for a, b in zip(pk_values, key, strict=True)):
-            return True
-    return False
+            found = True
+    return found, tally
 
 
-def _same(a: tuple[Any, ...] | None, b: tuple[Any, ...] | None) -> bool:
-    if a is None or b is None:
-        return a is b
-    return a == b and all(type(x) is type(y) for x, y in zip(a, b, strict=True))
+def _same(pcols: list[str], before: tuple[Any, ...] | None, cols: list[str],
+          after: tuple[Any, ...] | None) -> bool:
+    """The row is unchanged, compared as a diff does: on the newer columns, a new column NULL before."""
+    if before is None or after is None:
+        return before is None and after is None
+    old = dict(zip(pcols, before, strict=True))
+    for c, v in zip(cols, after, strict=True):
+        o = old.get(c)
+        if o != v or type(o) is not type(v):
+            return False
+    return True
 
 
 def row_history(repo: Repo, table: str, pk: Any, ref: str = "HEAD") -> pandas.DataFrame:
@@ -75,20 +113,50 @@ def row_history(repo: Repo, table: str, pk: Any, ref: str = "HEAD") -> pandas.Da
     records: list[dict[str, Any]] = []
     columns: list[str] = []
     oid: str | None = repo.resolve(ref)
+    info_cache: dict[str, ch.TableInfo | None] = {}
+
+    def info_at(o: str) -> ch.TableInfo | None:
+        if o not in info_cache:
+            info_cache[o] = _table_info(repo, o, table)
+        return info_cache[o]
+
+    head_info = info_at(oid)
+    if head_info is not None:
+        _key_values(pk, head_info)  # a key of the wrong shape: one clear error up front
     while oid is not None:
         c = repo.get_commit(oid)
         parent = c.parents[0] if c.parents else None
-        if table in c.counts and (c.patch is None or _patch_touches(repo, c.patch, table, pk)):
-            cols, after = _read_row(repo, oid, table, pk)
-            pcols, before = _read_row(repo, parent, table, pk) if parent else ([], None)
-            if not _same(before, after):
-                kind = "added" if before is None else "removed" if after is None else "modified"
-                names, values = (cols, after) if after is not None else (pcols, before)
-                columns += [n for n in names if n not in columns]
-                rec = {"commit": oid, "timestamp": c.timestamp, "author": c.author,
-                       "message": c.summary, "diff_type": kind}
-                rec.update(zip(names, values or (), strict=True))
-                records.append(rec)
+        if table in c.counts:
+            check = True
+            if c.patch is not None and parent is not None:
+                p = repo.get_commit(parent)
+                info = info_at(oid)
+                if p.schema == c.schema and info is not None:
+                    key = _column_order(_key_values(pk, info), info)
+                    touched, tally = _patch_touches(repo, c.patch, table, key)
+                    n = c.counts[table]
+                    # a patch that accounts for every change counted can say "not this row"
+                    exact = [tally["INSERT"], tally["UPDATE"], tally["DELETE"]] == [n.inserts, n.updates, n.deletes]
+                    check = touched or not exact
+            if check:
+                cols, after = _read_row(repo, oid, table, pk)
+                pcols, before = _read_row(repo, parent, table, pk) if parent else ([], None)
+                if not _same(pcols, before, cols, after):
+                    kind = "added" if before is None else "removed" if after is None else "modified"
+                    names, values = (cols, after) if after is not None else (pcols, before)
+                    columns += [n for n in names if n not in columns]
+                    rec = {"commit": oid, "timestamp": c.timestamp, "author": c.author,
+                           "message": c.summary, "diff_type": kind}
+                    rec.update(zip(names, values or (), strict=True))
+                    records.append(rec)
         oid = parent
     base = ["commit", "timestamp", "author", "message", "diff_type"]
-    return pd.DataFrame.from_records(records, columns=base + columns)
+    if not records:
+        return pd.DataFrame(columns=base + columns)
+    from .diff import _arrow_column, _frame
+
+    # Column by column like a diff's DataFrame: integers stay integers beside NULLs,
+    # and a column whose values changed type keeps each value's own type.
+    names = base + columns
+    return _frame(names, [_arrow_column([r.get(n) for r in records], "TEXT" if n in base else "")
+                          for n in names])

@@ -156,6 +156,36 @@ class Commit:
             ids.append(self.snapshot)
         return ids
 
+    # Notebook and terminal views live in dbvers.render (imported only when shown).
+    def _repr_html_(self) -> str:
+        from .render.html import commit_html
+
+        return commit_html(self)
+
+    def _repr_pretty_(self, p: Any, cycle: bool) -> None:
+        from .render.html import commit_text
+
+        p.text(commit_text(self))
+
+
+class CommitLog(list):  # type: ignore[type-arg]
+    """Commits, newest first (what ``Repo.log`` returns): a plain list that notebooks
+    show as a table with branch and tag labels, and terminal IPython as ``dbvers log``."""
+
+    def __init__(self, commits: Any = (), *, repo: Any = None) -> None:
+        super().__init__(commits)
+        self.repo = repo
+
+    def _repr_html_(self) -> str:
+        from .render.html import log_html
+
+        return log_html(self, self.repo)
+
+    def _repr_pretty_(self, p: Any, cycle: bool) -> None:
+        from .render.html import log_text
+
+        p.text("[...]" if cycle else log_text(self, self.repo))
+
 
 @dataclass(frozen=True)
 class SchemaChange:

@@ -41,7 +41,7 @@ from .errors import (
     UsageError,
 )
 from .fsutil import TMP_PREFIX, RepoLock, publish, temp_path, write_atomic
-from .objects import FORMAT_VERSION, Commit, Schema, SchemaChange, TableCounts
+from .objects import FORMAT_VERSION, Commit, CommitLog, Schema, SchemaChange, TableCounts
 from .refs import HEADS, TAGS, Head, RefStore, validate_name
 from .store import ObjectStore
 
@@ -583,9 +583,9 @@ class Repo:
 
     # -- history -------------------------------------------------------------
     def log(self, ref: str = "HEAD", n: int | None = None) -> list[Commit]:
-        """Commits reachable from *ref*, newest first."""
+        """Commits reachable from *ref*, newest first (a list; notebooks show it as a table)."""
         start = self.resolve(ref)
-        out: list[Commit] = []
+        out: list[Commit] = CommitLog(repo=self)
         seen = {start}
         first = self.get_commit(start)
         heap: list[tuple[float, str]] = [(_newest_first(first.timestamp), start)]
@@ -803,7 +803,7 @@ class Repo:
 
     def diff(self, a: str | None = "HEAD", b: str | None = None) -> Diff:
         """What changed from *a* to *b* (a ref, or ``None`` for the working database)."""
-        from .diff import Diff
+        from .diff import Diff, changed_keys
 
         with self._locked():
             owned: list[Path] = []
@@ -819,8 +819,10 @@ class Repo:
             try:
                 a_path, a_label, a_id = side(a)
                 b_path, b_label, b_id = side(b)
+                # Two commits: their patches name the rows that can differ (no full scan).
+                hint = changed_keys(self, a_id, b_id) if a_id and b_id else None
                 return Diff(a_path, b_path, a_label=a_label, b_label=b_label, a_commit=a_id,
-                            b_commit=b_id, owned=owned, workdir=self.cache_dir)
+                            b_commit=b_id, owned=owned, workdir=self.cache_dir, hint=hint)
             finally:
                 for p in owned:
                     p.unlink(missing_ok=True)
@@ -977,6 +979,25 @@ class Repo:
                 if p.stem not in commits:
                     p.unlink(missing_ok=True)
         return report
+
+    # -- backups (the logic lives in dbvers.backup) ------------------------------
+    def backup(self, dir: str | os.PathLike[str] | None = None, *, incremental: bool = False) -> Any:
+        """Write a verified backup archive of the history into *dir*; returns a ``BackupInfo``."""
+        from .backup import backup as make_backup
+
+        return make_backup(self, dir, incremental=incremental)
+
+    def export_to(self, conn: Any, at: str = "HEAD") -> str:
+        """Write the state of *at* into a ``sqlite3.Connection``'s database; returns the commit id."""
+        from .backup import export_to
+
+        return export_to(self, conn, at)
+
+    def import_from(self, conn: Any) -> None:
+        """Make the working database a copy of a ``sqlite3.Connection``'s database (not committed)."""
+        from .backup import import_from
+
+        import_from(self, conn)
 
 
 def _newest_first(ts: str) -> float:

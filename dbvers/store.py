@@ -20,6 +20,11 @@ from .fsutil import publish, temp_path
 from .objects import OBJECT_TYPES, header, object_id
 
 CHUNK = 8 << 20
+# zstd's own default level. pyarrow's compressed streams use level 1, which makes
+# snapshots ~14 % larger (and backups larger than `tar czf`). Levels are set per
+# frame, so objects are written as one frame per CHUNK; any zstd decoder (and
+# pyarrow's input_stream) reads concatenated frames as one stream.
+ZSTD_LEVEL = 3
 _HEX = set("0123456789abcdef")
 
 
@@ -28,6 +33,14 @@ def _pa() -> Any:
     import pyarrow
 
     return pyarrow
+
+
+def _write_compressed(dest: Path, chunks: Iterator[bytes]) -> None:
+    codec = _pa().Codec("zstd", compression_level=ZSTD_LEVEL)
+    with open(dest, "wb") as out:
+        for chunk in chunks:
+            if chunk:
+                out.write(codec.compress(chunk, asbytes=True))
 
 
 def _parse_header(buf: bytes, object_id_: str) -> tuple[str, int, int]:
@@ -97,9 +110,9 @@ class ObjectStore:
         self.root.mkdir(parents=True, exist_ok=True)
         tmp = temp_path(self.root)
         try:
-            with _pa().output_stream(str(tmp), compression="zstd") as out:
-                out.write(header(obj_type, len(body)))
-                out.write(body)
+            head = header(obj_type, len(body))
+            _write_compressed(tmp, iter([head + body[:CHUNK]] + [
+                body[i:i + CHUNK] for i in range(CHUNK, len(body), CHUNK)]))
             return self._publish(tmp, oid)
         except OSError as e:
             with contextlib.suppress(OSError):
@@ -113,14 +126,20 @@ class ObjectStore:
         head = header(obj_type, size)
         h = hashlib.sha256(head)
         tmp = temp_path(self.root)
+        seen = 0
+
+        def chunks(f: Any) -> Iterator[bytes]:
+            nonlocal seen
+            first = True
+            while (chunk := f.read(CHUNK)) or first:
+                h.update(chunk)
+                seen += len(chunk)
+                yield head + chunk if first else chunk
+                first = False
+
         try:
-            with open(src, "rb") as f, _pa().output_stream(str(tmp), compression="zstd") as out:
-                out.write(head)
-                seen = 0
-                while chunk := f.read(CHUNK):
-                    h.update(chunk)
-                    out.write(chunk)
-                    seen += len(chunk)
+            with open(src, "rb") as f:
+                _write_compressed(tmp, chunks(f))
             if seen != size:
                 raise OSError(f"{src} changed size while being stored")
             return self._publish(tmp, h.hexdigest())

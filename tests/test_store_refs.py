@@ -369,6 +369,7 @@ def test_lock_released_by_dead_process(tmp_path: Path) -> None:
 
 def test_public_api_pinned() -> None:
     assert sorted(dbvers.__all__) == [
+        "BackupInfo",
         "Commit",
         "DbversError",
         "FsckReport",
@@ -380,6 +381,7 @@ def test_public_api_pinned() -> None:
         "__version__",
         "init",
         "open",
+        "restore",
     ]
     for name in dbvers.__all__:
         assert hasattr(dbvers, name), name

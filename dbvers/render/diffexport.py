@@ -16,7 +16,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, TextIO
 
-from ..diff import Diff
+from ..changes import quote
+from ..diff import Diff, _literal
 from ..errors import UsageError
 
 
@@ -28,12 +29,22 @@ def _json_value(v: Any) -> Any:
     return v
 
 
-def _csv_value(v: Any) -> Any:
-    if isinstance(v, bytes):
-        return "x'" + v.hex() + "'"
-    if isinstance(v, float):
-        return repr(v)
-    return "" if v is None else v
+def _parquet_safe(tbl: Any) -> Any:
+    """Parquet has no union type: a column of mixed SQLite types becomes a struct
+    (integer, real, text, blob) with the one field of each value's type set."""
+    import pyarrow as pa
+
+    for i, field in enumerate(tbl.schema):
+        if not pa.types.is_union(field.type):
+            continue
+        values = tbl.column(i).to_pylist()
+        kinds = [("integer", int, pa.int64()), ("real", float, pa.float64()),
+                 ("text", str, pa.string()), ("blob", bytes, pa.binary())]
+        children = [pa.array([v if type(v) is k else None for v in values], type=t) for _, k, t in kinds]
+        mask = pa.array([v is None for v in values])
+        col = pa.StructArray.from_arrays(children, names=[n for n, _, _ in kinds], mask=mask)
+        tbl = tbl.set_column(i, field.name, col)
+    return tbl
 
 
 @contextlib.contextmanager
@@ -50,8 +61,11 @@ def export(diff: Diff, tables: list[str], fmt: str, path: str | None, *, where: 
     """Write the diff of *tables*; return whether any row or schema change was written.
 
     *whole* says the tables are the entire diff, so SQL output includes the DDL.
+    json and csv stream: a table appears when its first changed row does (or
+    when its schema changed), so nothing is counted before writing.
     """
     wrote = bool(diff.schema_changes) and not where
+    schema_tables = {s.name for s in diff.schema_changes if s.type == "table"}
     if fmt == "sql":
         if where or limit is not None or skinny:
             raise UsageError("--format sql writes the whole change; drop --where/--limit/--skinny")
@@ -71,32 +85,62 @@ def export(diff: Diff, tables: list[str], fmt: str, path: str | None, *, where: 
         if len(tables) > 1:
             target.mkdir(parents=True, exist_ok=True)
         for t in tables:
-            tbl = diff.to_arrow(t, where=where, limit=limit, skinny=skinny)
+            tbl = _parquet_safe(diff.to_arrow(t, where=where, limit=limit, skinny=skinny))
             wrote = wrote or tbl.num_rows > 0
             pq.write_table(tbl, target / f"{t}.parquet" if len(tables) > 1 else target)
         return wrote
+    if fmt not in ("json", "csv"):
+        raise UsageError(f"unknown format {fmt!r}")
     with _text_out(path) as out:
         if fmt == "json":
             out.write("{")
-            for i, t in enumerate(tables):
+            first = True
+            for t in tables:
                 cols = diff.output_columns(t, skinny=skinny, where=where)
-                out.write(("," if i else "") + "\n" + json.dumps(t, ensure_ascii=False) + ": [")
+                started = False
+
+                def start(t: str = t) -> None:
+                    nonlocal first
+                    out.write(("" if first else ",") + "\n" + json.dumps(t, ensure_ascii=False) + ": [")
+                    first = False
+
                 for j, row in enumerate(diff.iter_rows(t, where=where, limit=limit, skinny=skinny)):
+                    if not started:
+                        start()
+                        started = True
                     rec = {c: _json_value(v) for c, v in zip(cols, row, strict=True)}
                     out.write(("," if j else "") + "\n  " + json.dumps(rec, ensure_ascii=False))
                     wrote = True
-                out.write("\n]")
+                if not started and t in schema_tables:
+                    start()
+                    started = True
+                if started:
+                    out.write("\n]")
             out.write("\n}\n")
-        elif fmt == "csv":
-            w = csv.writer(out, lineterminator="\n")
-            for i, t in enumerate(tables):
-                cols = diff.output_columns(t, skinny=skinny, where=where)
-                if i:
-                    out.write("\n")
-                w.writerow(["table", *cols])
-                for row in diff.iter_rows(t, where=where, limit=limit, skinny=skinny):
-                    w.writerow([t, *(_csv_value(v) for v in row)])
-                    wrote = True
         else:
-            raise UsageError(f"unknown format {fmt!r}")
+            w = csv.writer(out, lineterminator="\n")
+            first = True
+            for t in tables:
+                cols = diff.output_columns(t, skinny=skinny, where=where)
+                started = False
+                # SQLite writes BLOBs as x'..' text; the csv module writes the rest as
+                # _csv_value would (floats by repr, NULL as an empty field), all in C.
+                exprs = [_literal(t)] + [
+                    f"CASE WHEN typeof({q}) = 'blob' THEN 'x''' || lower(hex({q})) || '''' ELSE {q} END"
+                    for q in map(quote, cols)
+                ]
+                _, cur = diff.query(t, where=where, limit=limit, columns=cols, exprs=exprs)
+                for row in cur:  # the first row only: the rest go to writerows
+                    if not first:
+                        out.write("\n")
+                    w.writerow(["table", *cols])
+                    w.writerow(row)
+                    w.writerows(cur)
+                    started, first, wrote = True, False, True
+                    break
+                if not started and t in schema_tables:
+                    if not first:
+                        out.write("\n")
+                    w.writerow(["table", *cols])
+                    first = False
     return wrote

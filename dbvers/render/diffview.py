@@ -1,13 +1,19 @@
 """The terminal view of a diff: one section per table, streamed row by row.
 
 Added rows are green (``+``), removed red (``-``), modified yellow (``~``) with
-only the key and the changed cells, each as ``old → new``. Lines are cut to the
-terminal width. Without a terminal, plain text is written straight to the
-stream (no colour codes, and fast enough for millions of rows).
+the key and the changed cells, each as ``old → new`` (old red, new green). Lines
+are cut to the terminal width. Without a terminal (or with ``NO_COLOR`` set),
+plain text is written straight to the stream: no colour codes, and fast enough
+for millions of rows.
+
+Nothing is counted before the first row is printed: a table's section starts
+with its first changed row, so ``dbvers diff | head`` prints at once and ends
+the process as soon as ``head`` has its lines.
 """
 
 from __future__ import annotations
 
+import os
 import shutil
 import sys
 from collections.abc import Iterable
@@ -17,6 +23,7 @@ from ..diff import Diff
 from ..objects import TableCounts
 
 ARROW = "→"
+KINDS = {"added": 0, "modified": 1, "removed": 2}
 
 
 def fmt_value(v: Any, width: int = 40) -> str:
@@ -37,26 +44,44 @@ def _differs(a: Any, b: Any) -> bool:
     return a != b or type(a) is not type(b)
 
 
+Segment = tuple[str, str]  # (colour kind or "", text)
+
+
 class DiffPrinter:
     """Writes a diff as text lines; colour (ANSI) only when *colour* is set."""
 
-    COLOURS: ClassVar[dict[str, str]] = {"+": "\x1b[32m", "-": "\x1b[31m", "~": "\x1b[33m", "h": "\x1b[1m", "d": "\x1b[2m"}
+    COLOURS: ClassVar[dict[str, str]] = {
+        "+": "\x1b[32m", "-": "\x1b[31m", "~": "\x1b[33m", "h": "\x1b[1m", "d": "\x1b[2m",
+    }
     RESET = "\x1b[0m"
 
     def __init__(self, out: TextIO | None = None, colour: bool | None = None,
                  width: int | None = None) -> None:
         self.out = out or sys.stdout
         tty = hasattr(self.out, "isatty") and self.out.isatty()
-        self.colour = tty if colour is None else colour
+        self.colour = (tty and not os.environ.get("NO_COLOR")) if colour is None else colour
         self.width = width or (shutil.get_terminal_size((120, 24)).columns if tty else 0)
 
     def _paint(self, kind: str, text: str) -> str:
-        return f"{self.COLOURS[kind]}{text}{self.RESET}" if self.colour else text
+        return f"{self.COLOURS[kind]}{text}{self.RESET}" if self.colour and kind else text
 
     def line(self, kind: str, text: str) -> None:
-        if self.width and len(text) > self.width:
-            text = text[: self.width - 1] + "…"
-        self.out.write((self._paint(kind, text) if kind else text) + "\n")
+        self.segments([(kind, text)])
+
+    def segments(self, parts: list[Segment]) -> None:
+        """One line made of differently coloured parts, cut to the width as a whole."""
+        if not self.colour and not self.width:
+            self.out.write("".join(t for _, t in parts) + "\n")
+            return
+        room = self.width or sys.maxsize
+        out = []
+        for kind, text in parts:
+            if len(text) >= room:
+                out.append(self._paint(kind, text[: room - 1] + "…"))
+                break
+            out.append(self._paint(kind, text))
+            room -= len(text)
+        self.out.write("".join(out) + "\n")
 
     def header(self, title: str, counts: TableCounts | None, schema: Iterable[str]) -> None:
         stat = f"  +{counts.inserts} ~{counts.updates} -{counts.deletes}" if counts else ""
@@ -64,56 +89,100 @@ class DiffPrinter:
         for s in schema:
             self.line("~", f"   schema: {s}")
 
+    def row(self, names: list[str], key: tuple[str, ...], row: tuple[Any, ...],
+            skinny: bool = False) -> None:
+        kind = row[0]
+        old, new = row[1::2], row[2::2]
+        if kind == "added":
+            cells = [f"{c}={fmt_value(v)}" for c, v in zip(names, new, strict=True)
+                     if not skinny or c in key or v is not None]
+            self.line("+", "+ " + "  ".join(cells))
+        elif kind == "removed":
+            cells = [f"{c}={fmt_value(v)}" for c, v in zip(names, old, strict=True)
+                     if not skinny or c in key or v is not None]
+            self.line("-", "- " + "  ".join(cells))
+        else:
+            parts: list[Segment] = [("~", "~ " + "  ".join(
+                f"{c}={fmt_value(o)}" for c, o in zip(names, old, strict=True) if c in key))]
+            for c, o, v in zip(names, old, new, strict=True):
+                if c not in key and _differs(o, v):
+                    parts += [("~", f"  {c}: "), ("-", fmt_value(o)), ("~", f" {ARROW} "), ("+", fmt_value(v))]
+            self.segments(parts)
+
     def rows(self, columns: list[str], key: tuple[str, ...], rows: Iterable[tuple[Any, ...]]) -> int:
         names = [c[5:] for c in columns[1::2]]  # from_<col> -> col
         n = 0
         for row in rows:
-            kind = row[0]
-            old, new = row[1::2], row[2::2]
-            if kind == "added":
-                cells = [f"{c}={fmt_value(v)}" for c, v in zip(names, new, strict=True)]
-                self.line("+", "+ " + "  ".join(cells))
-            elif kind == "removed":
-                cells = [f"{c}={fmt_value(v)}" for c, v in zip(names, old, strict=True)]
-                self.line("-", "- " + "  ".join(cells))
-            else:
-                cells = [f"{c}={fmt_value(o)}" for c, o in zip(names, old, strict=True) if c in key]
-                cells += [
-                    f"{c}: {fmt_value(o)} {ARROW} {fmt_value(v)}"
-                    for c, o, v in zip(names, old, new, strict=True)
-                    if c not in key and _differs(o, v)
-                ]
-                self.line("~", "~ " + "  ".join(cells))
+            self.row(names, key, row)
             n += 1
         return n
+
+
+def _schema_by_table(diff: Diff) -> dict[str, list[str]]:
+    """Schema changes by table ("" for indexes, views and triggers)."""
+    out: dict[str, list[str]] = {}
+    for s in diff.schema_changes:
+        out.setdefault(s.name if s.type == "table" and s.name in diff.specs else "", []).append(str(s))
+    return out
+
+
+def stream_diff(diff: Diff, tables: list[str], *, where: str | None = None, limit: int | None = None,
+                skinny: bool = False, out: TextIO | None = None,
+                colour: bool | None = None) -> tuple[int, TableCounts]:
+    """Print the diff of *tables* as it is computed; return (tables shown, totals).
+
+    A table with neither changed rows nor a schema change prints nothing. With
+    *limit*, the rest of a table's rows are counted in SQL, not fetched.
+    *skinny* leaves out NULL cells of added and removed rows (modified rows
+    always show only the key and the changed cells).
+    """
+    p = DiffPrinter(out, colour)
+    p.line("h", f"diff {diff.a_label}..{diff.b_label}")
+    schema = _schema_by_table(diff)
+    for s in schema.get("", []):
+        p.line("~", f"schema: {s}")
+    totals = [0, 0, 0]
+    shown_tables = 0
+    for table in tables:
+        spec = diff.spec(table)
+        columns = diff.output_columns(table, where=where)
+        names = [c[5:] for c in columns[1::2]]
+        counts = [0, 0, 0]
+        headed = False
+
+        def head(table: str = table, key_changed: bool = spec.key_changed) -> None:
+            p.header(table, None, schema.get(table, []))
+            if key_changed:
+                p.line("d", "   primary key changed: every row is shown removed, then added")
+
+        n = 0
+        for row in diff.iter_rows(table, where=where, limit=limit):
+            if not headed:
+                head()
+                headed = True
+            p.row(names, spec.key, row, skinny)
+            counts[KINDS[row[0]]] += 1
+            n += 1
+        if limit is not None and n >= limit:
+            c = diff.count_kinds(table, where)
+            counts = [c.inserts, c.updates, c.deletes]
+            if c.total > n:
+                if not headed:
+                    head()
+                    headed = True
+                p.line("d", f"   … and {c.total - n} more changed row(s) (--limit {limit})")
+        if not headed and table in schema:
+            head()
+            headed = True
+        shown_tables += headed
+        totals = [t + c for t, c in zip(totals, counts, strict=True)]
+    return shown_tables, TableCounts(*totals)
 
 
 def print_diff(diff: Diff, tables: list[str], *, where: str | None = None, limit: int | None = None,
                skinny: bool = False, out: TextIO | None = None, colour: bool | None = None) -> TableCounts:
     """Stream the whole diff; return the totals (for the summary line)."""
-    p = DiffPrinter(out, colour)
-    p.line("h", f"diff {diff.a_label}..{diff.b_label}")
-    schema = {}
-    for s in diff.schema_changes:
-        if s.type == "table":
-            schema.setdefault(s.name, []).append(str(s))
-        else:
-            schema.setdefault("", []).append(str(s))
-    for s in schema.get("", []):
-        p.line("~", f"schema: {s}")
-    totals = [0, 0, 0]
-    for table in tables:
-        spec = diff.spec(table)
-        counts = diff.count_kinds(table, where) if where else diff.counts().get(table, TableCounts())
-        totals = [totals[0] + counts.inserts, totals[1] + counts.updates, totals[2] + counts.deletes]
-        p.header(table, counts, schema.get(table, []))
-        if spec.key_changed:
-            p.line("d", "   primary key changed: rows are compared as whole rows (all removed, then all added)")
-        columns = diff.output_columns(table, skinny=skinny, where=where)
-        shown = p.rows(columns, spec.key, diff.iter_rows(table, where=where, limit=limit, skinny=skinny))
-        if limit is not None and counts.total > shown:
-            p.line("d", f"   … and {counts.total - shown} more changed row(s) (--limit {limit})")
-    return TableCounts(*totals)
+    return stream_diff(diff, tables, where=where, limit=limit, skinny=skinny, out=out, colour=colour)[1]
 
 
 def summary_line(n_tables: int, totals: TableCounts) -> str:
@@ -123,17 +192,17 @@ def summary_line(n_tables: int, totals: TableCounts) -> str:
 
 def print_stat(diff: Diff, tables: list[str], *, where: str | None = None,
                out: TextIO | None = None, colour: bool | None = None) -> TableCounts:
+    """git's ``--stat``: one line per table with its counts and schema changes."""
     p = DiffPrinter(out, colour)
-    schema: dict[str, list[str]] = {}
-    for s in diff.schema_changes:
-        schema.setdefault(s.name if s.type == "table" else "", []).append(str(s))
+    schema = _schema_by_table(diff)
     width = max((len(t) for t in tables), default=5)
     tot = [0, 0, 0]
     for t in tables:
         c = diff.count_kinds(t, where) if where else diff.counts().get(t, TableCounts())
         tot = [tot[0] + c.inserts, tot[1] + c.updates, tot[2] + c.deletes]
         extra = f"  ({'; '.join(schema[t])})" if t in schema else ""
-        p.line("", f" {t.ljust(width)} | +{c.inserts} ~{c.updates} -{c.deletes}{extra}")
+        p.segments([("", f" {t.ljust(width)} | "), ("+", f"+{c.inserts}"), ("", " "),
+                    ("~", f"~{c.updates}"), ("", " "), ("-", f"-{c.deletes}"), ("", extra)])
     for s in schema.get("", []):
         p.line("", f" {s}")
     return TableCounts(*tot)
