@@ -9,9 +9,9 @@ Three things the session extension alone would get wrong are handled here:
 
 * ``Session.diff`` compares with SQL equality, so integer 7 and real 7.0 in a
   column without affinity look equal. Such type-only changes are found with
-  ``typeof()`` and put into the patchset by giving the old row a sentinel value
-  inside a savepoint that is rolled back (a patchset carries only new values, so
-  the sentinel never reaches it).
+  ``typeof()`` and put into the patchset by diffing from an in-memory copy of
+  the old table where those rows hold a sentinel (a patchset carries only new
+  values, so the sentinel never reaches it). The base state is never written.
 * Rows whose primary key contains NULL are invisible to sessions; a table that
   has them is compared in SQL and, if it changed, forces a keyframe.
 * Virtual tables' shadow tables and ``sqlite_stat*`` are not replayed through
@@ -310,30 +310,63 @@ def _null_pk_rows_differ(conn: apsw.Connection, info: TableInfo) -> int:
     return sum(r[0] for r in conn.execute(diff))
 
 
-def _mark_type_only_changes(conn: apsw.Connection, info: TableInfo) -> None:
-    """Give base rows whose value differs from main only in type a sentinel, so diff sees them.
+def _type_only_condition(qc: str) -> str:
+    # Only integer<->real can compare equal across types; filtering on that first
+    # keeps the join small for text/blob columns. 0.0 and -0.0 are equal too;
+    # atan2(x, -1) tells their signs apart.
+    return (
+        f"typeof(n.{qc}) IN ('integer', 'real') AND typeof(o.{qc}) IN ('integer', 'real') "
+        f"AND n.{qc} = o.{qc} AND (typeof(n.{qc}) <> typeof(o.{qc}) "
+        f"OR (n.{qc} = 0 AND atan2(n.{qc}, -1) <> atan2(o.{qc}, -1)))"
+    )
 
-    Runs inside a savepoint the caller rolls back. The sentinel is random (so
-    UNIQUE indexes hold) and of a type the new value doesn't have.
+
+def _type_only_source(conn: apsw.Connection, info: TableInfo) -> str:
+    """The schema to diff *info*'s table from: ``base``, or a marked copy if values changed type only.
+
+    Session.diff compares with SQL equality and misses 7 -> 7.0. When such rows
+    exist, the old table is copied into an in-memory ``typefix`` database and
+    those rows' old values get a sentinel, so the diff records them (a patchset
+    carries only new values, so the sentinel never reaches it). The base state
+    itself is never written: other readers may have it open.
     """
     t = quote(info.name)
     key = info.key
+    match = _key_match(key, "o", "n")
+    cols = info.untyped_columns()
+    found = [
+        c for c in cols
+        if conn.execute(
+            f"SELECT 1 FROM main.{t} AS n JOIN base.{t} AS o ON {match} "
+            f"WHERE {_type_only_condition(quote(c))} LIMIT 1"
+        ).fetchone()
+    ]
+    if not found:
+        return "base"
+    if not conn.execute("SELECT 1 FROM pragma_database_list WHERE name = 'typefix'").fetchone():
+        conn.execute("ATTACH ':memory:' AS typefix")
+    sql = conn.execute(
+        "SELECT sql FROM base.sqlite_schema WHERE type = 'table' AND name = ?", (info.name,)
+    ).fetchone()[0]
+    # sqlite_schema keeps "CREATE TABLE " normalized, then the text as written.
+    conn.execute(f"DROP TABLE IF EXISTS typefix.{t}")
+    conn.execute("CREATE TABLE typefix." + sql[len("CREATE TABLE "):])
+    stored = [c for c in info.columns if c not in info.generated]
+    names = ", ".join(quote(c) for c in stored)
+    rid = "" if info.without_rowid or info.rowid_hidden else f"{info.rowid_name}, "
+    conn.execute(f"INSERT INTO typefix.{t}({rid}{names}) SELECT {rid}{names} FROM base.{t}")
     key_list = ", ".join(f"o.{k}" for k in key)
     target = f"({', '.join(key)})" if len(key) > 1 else key[0]
-    for c in info.untyped_columns():
+    for c in found:
         qc = quote(c)
         conn.execute(
-            f"UPDATE base.{t} AS u SET {qc} = (SELECT CASE typeof(n.{qc}) WHEN 'blob' "
+            f"UPDATE typefix.{t} AS u SET {qc} = (SELECT CASE typeof(n.{qc}) WHEN 'blob' "
             f"THEN 'dbvers-' || hex(randomblob(16)) ELSE randomblob(16) END "
             f"FROM main.{t} AS n WHERE {_key_match(key, 'n', 'u')}) "
-            # Only integer<->real can compare equal across types; filtering main's
-            # rows on that first keeps the join small for text/blob columns.
             f"WHERE {target} IN (SELECT {key_list} FROM main.{t} AS n JOIN base.{t} AS o "
-            f"ON {_key_match(key, 'o', 'n')} WHERE typeof(n.{qc}) IN ('integer', 'real') "
-            f"AND typeof(o.{qc}) IN ('integer', 'real') AND n.{qc} = o.{qc} "
-            # 0.0 and -0.0 are equal too; atan2(x, -1) tells their signs apart.
-            f"AND (typeof(n.{qc}) <> typeof(o.{qc}) OR (n.{qc} = 0 AND atan2(n.{qc}, -1) <> atan2(o.{qc}, -1))))"
+            f"ON {match} WHERE {_type_only_condition(qc)})"
         )
+    return "typefix"
 
 
 def _hidden_rowid_counts(conn: apsw.Connection, info: TableInfo) -> TableCounts:
@@ -411,7 +444,6 @@ def compute_changes(conn: apsw.Connection) -> Changes:
     if same_shape:
         session = apsw.Session(conn, "main")
         session.config(apsw.SQLITE_SESSION_OBJCONFIG_ROWID, 1)
-        conn.execute("SAVEPOINT dbvers_typefix")
         try:
             for info in same_shape:
                 if info.rowid_hidden:
@@ -420,14 +452,12 @@ def compute_changes(conn: apsw.Connection) -> Changes:
                         counts[info.name] = c
                         needs_keyframe.append(f"{info.name} changed (a column named _rowid_ hides its rowid)")
                     continue
-                # Before the type-only marking below, which edits base rows.
                 if info.has_nullable_pk and (n := _null_pk_rows_differ(conn, info)):
                     counts[info.name] = TableCounts(updates=n)  # so status names the table
                     needs_keyframe.append(f"rows with a NULL primary key changed in {info.name}")
-                if info.untyped_columns():
-                    _mark_type_only_changes(conn, info)
+                source = _type_only_source(conn, info) if info.untyped_columns() else "base"
                 session.attach(info.name)
-                session.diff("base", info.name)
+                session.diff(source, info.name)
                 if (n := _key_type_changes(conn, info)):
                     # 7 -> 7.0 in a key: sessions match the rows as equal and see nothing.
                     e = counts.get(info.name, TableCounts())
@@ -435,9 +465,9 @@ def compute_changes(conn: apsw.Connection) -> Changes:
                     needs_keyframe.append(f"primary-key values of {info.name} changed type only")
             patchset = session.patchset() or None
         finally:
-            conn.execute("ROLLBACK TO dbvers_typefix")
-            conn.execute("RELEASE dbvers_typefix")
             session.close()
+            if conn.execute("SELECT 1 FROM pragma_database_list WHERE name = 'typefix'").fetchone():
+                conn.execute("DETACH typefix")
         if patchset:
             for t, c in count_patchset(patchset).items():
                 e = counts.get(t, TableCounts())

@@ -343,6 +343,12 @@ class Repo:
             return value or None
         return None
 
+    def _keyframe_files(self) -> list[Path]:
+        """keyframes/<commit id> files (a killed writer's temp file is not one)."""
+        if not self.keyframes_dir.is_dir():
+            return []
+        return [p for p in self.keyframes_dir.iterdir() if len(p.name) == 64 and not p.name.startswith(TMP_PREFIX)]
+
     def _cache_path(self, oid: str) -> Path:
         return self.cache_dir / f"{oid}.db"
 
@@ -710,7 +716,11 @@ class Repo:
         either the old or the target state; the refs are moved only if it holds
         the target.
         """
-        for p in [*self.cache_dir.glob(TMP_PREFIX + "*"), *self.objects.root.glob(TMP_PREFIX + "*")]:
+        # Temp files of a killed process, wherever atomic writes make them (we hold the lock).
+        leftovers = [d.glob(TMP_PREFIX + "*") for d in
+                     (self.store_dir, self.cache_dir, self.objects.root, self.keyframes_dir)]
+        leftovers.append((self.store_dir / "refs").rglob(TMP_PREFIX + "*"))
+        for p in [p for group in leftovers for p in group]:
             # Diff directories of other processes may go too: their files stay readable while open.
             if p.is_dir():
                 shutil.rmtree(p, ignore_errors=True)
@@ -913,7 +923,7 @@ class Repo:
                 elif t == "snapshot":
                     report.snapshots += 1
                     self._fsck_snapshot(oid, report)
-            for kf in self.keyframes_dir.glob("*") if self.keyframes_dir.is_dir() else []:
+            for kf in self._keyframe_files():
                 snap = kf.read_text().strip()
                 if types.get(snap) != "snapshot":
                     report.problems.append(f"keyframe of {kf.name[:12]} names missing snapshot {snap[:12]}")
@@ -972,7 +982,7 @@ class Repo:
                 report.removed_bytes += self.objects.stored_size(oid)
                 self.objects.delete(oid)
                 report.removed_objects += 1
-            for kf in list(self.keyframes_dir.glob("*")) if self.keyframes_dir.is_dir() else []:
+            for kf in self._keyframe_files():
                 if kf.name not in commits:
                     kf.unlink()
             for p in self.cache_dir.glob("*.db"):
