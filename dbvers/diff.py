@@ -86,11 +86,42 @@ def _literal(v: Any) -> str:
             return "NULL"
         if v in (float("inf"), float("-inf")):
             return "9e999" if v > 0 else "-9e999"
-        text = repr(v)
-        return text if ("e" in text or "." in text) else text + ".0"
+        return _real_literal(v)
     if isinstance(v, bytes):
         return "X'" + v.hex() + "'"
     return "'" + str(v).replace("'", "''") + "'"
+
+
+def _real_literal(v: float) -> str:
+    """A REAL literal that every SQLite parses to exactly *v*.
+
+    Older SQLite (3.40, for one) doesn't round every decimal correctly, so a
+    decimal is written only when it is *v* exactly (9.5, 20.0, 1.25); other values
+    as exact arithmetic on an integer and powers of two, with the decimal in a
+    comment: ``(3602879701896397 * 1.0 / 36028797018963968 /* 0.1 */)``.
+    """
+    from decimal import Decimal
+
+    text = repr(v)
+    if "e" not in text and "." not in text:
+        text += ".0"
+    d = Decimal(text)
+    if d == Decimal(v) and len(d.as_tuple().digits) <= 18 and abs(d.adjusted()) <= 18:
+        return text
+    p, q = v.as_integer_ratio()  # q is a power of two; p fits 53 bits unless q == 1
+    shift = 0
+    while p % 2 == 0 and p:
+        p //= 2
+        shift += 1
+    k = q.bit_length() - 1 - shift  # v = p / 2**k (k < 0: times 2**-k)
+    out = f"{p} * 1.0"
+    op = " / " if k > 0 else " * "
+    k = abs(k)
+    while k:
+        step = min(k, 62)
+        out += f"{op}{2 ** step}"
+        k -= step
+    return f"({out} /* {v!r} */)"
 
 
 class Diff:
@@ -325,7 +356,7 @@ class Diff:
                 qa = spec.a_col(c)
                 differs.append(f"(n.{q} IS NOT o.{qa} OR typeof(n.{q}) <> typeof(o.{qa}))")
             else:
-                differs.append(f"n.{q} IS NOT o.{spec.a_col(c)}")
+                differs.append(f"n.{q} IS NOT o.{spec.a_col(c)} AND 0")
         changed = " OR ".join(differs)
         o_row, n_row = f"o.{spec.row_a}", f"n.{spec.row_b}"
         if self._hint is not None and spec.name not in self._hint.unknown:
