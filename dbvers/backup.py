@@ -59,6 +59,7 @@ from .errors import (
     BackupLockError,
     BackupSchemaError,
     BackupValidationError,
+    CorruptObjectError,
     DatabaseLockedError,
     DbversError,
     InvalidRefNameError,
@@ -1396,14 +1397,10 @@ def restore_archive(archive: str | os.PathLike[str], to: str | os.PathLike[str] 
                 oid = wrepo.resolve(at)
             except DbversError as e:
                 raise BackupError(f"{e} (in backup {src.name})") from None
-        state = wrepo.materialize(oid)
-        conn = ch.open_private(state)
         try:
-            problems = snapshots.integrity_problems(conn, quick=True)
-        finally:
-            conn.close()
-        if problems:
-            raise BackupValidationError(src.name, f"the rebuilt state fails quick_check ({problems[0][:100]})")
+            state = wrepo.materialize_verified(oid)
+        except CorruptObjectError as e:
+            raise BackupValidationError(src.name, f"the rebuilt state is not sound ({e})") from None
 
         want_uv = wrepo.get_commit(oid).pragmas.get("user_version", 0)
         if target_exists:

@@ -667,14 +667,8 @@ class Repo:
             return []  # a deleted working database has nothing to lose
         return self._full_status(head).dirty_tables
 
-    def _write_working(self, oid: str, *, head: str | None = None,
-                       ref: tuple[str, str | None] | None = None) -> None:
-        """Replace the working database with commit *oid*'s state, verified, in one transaction.
-
-        Before the copy, the ref moves that must follow it (*head*: new HEAD
-        text; *ref*: a ref name and its new value) are written to a pending file,
-        so a process killed after the copy is finished by the next one.
-        """
+    def materialize_verified(self, oid: str) -> Path:
+        """``materialize``, then ``PRAGMA quick_check``: a state fit to hand to a user."""
         src = self.materialize(oid)
         conn = ch.open_private(src)
         try:
@@ -683,7 +677,18 @@ class Repo:
             conn.close()
         if problems:
             src.unlink(missing_ok=True)
-            raise CorruptObjectError(oid, f"materialized state fails quick_check: {problems[0]}")
+            raise CorruptObjectError(oid, f"materialized state fails quick_check: {problems[0][:100]}")
+        return src
+
+    def _write_working(self, oid: str, *, head: str | None = None,
+                       ref: tuple[str, str | None] | None = None) -> None:
+        """Replace the working database with commit *oid*'s state, verified, in one transaction.
+
+        Before the copy, the ref moves that must follow it (*head*: new HEAD
+        text; *ref*: a ref name and its new value) are written to a pending file,
+        so a process killed after the copy is finished by the next one.
+        """
+        src = self.materialize_verified(oid)
         intent = {"target": oid, "head": head, "ref": list(ref) if ref else None}
         write_atomic(self.store_dir / "CHECKOUT", json.dumps(intent).encode())
         (self.cache_dir / "working.json").unlink(missing_ok=True)
