@@ -428,7 +428,9 @@ def cmd_diff(args: argparse.Namespace) -> int:
                 n_tables, totals = stream_diff(d, tables, where=args.where, limit=args.limit,
                                                skinny=args.skinny)
             print(summary_line(n_tables, totals))
-            any_rows = bool(totals.total) or bool(d.schema_changes)
+            # schema changes count for the tables shown (indexes, views, triggers: whole diffs only)
+            any_rows = bool(totals.total) or any(
+                s.name in tables if s.type == "table" else not args.table for s in d.schema_changes)
     return 1 if args.exit_code and any_rows else 0
 
 

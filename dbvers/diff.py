@@ -356,7 +356,7 @@ class Diff:
                 qa = spec.a_col(c)
                 differs.append(f"(n.{q} IS NOT o.{qa} OR typeof(n.{q}) <> typeof(o.{qa}))")
             else:
-                differs.append(f"n.{q} IS NOT o.{spec.a_col(c)} AND 0")
+                differs.append(f"n.{q} IS NOT o.{spec.a_col(c)}")
         changed = " OR ".join(differs)
         o_row, n_row = f"o.{spec.row_a}", f"n.{spec.row_b}"
         if self._hint is not None and spec.name not in self._hint.unknown:
@@ -485,10 +485,12 @@ class Diff:
         n = len(rows)
         columns = list(zip(*rows, strict=True)) if rows else [()] * len(cols)
         del rows
-        arrays = [
-            _arrow_column(values, spec.types.get(name.split("_", 1)[1], "") if name != "diff_type" else "TEXT")
-            for name, values in zip(cols, columns, strict=True)
-        ]
+        def decl(name: str) -> str:  # a column whose affinity changed gets a closer look
+            c = name.split("_", 1)[1]
+            return "" if c in spec.typed else spec.types.get(c, "")
+
+        arrays = [_arrow_column(values, decl(name) if name != "diff_type" else "TEXT")
+                  for name, values in zip(cols, columns, strict=True)]
         return cols, arrays, n
 
     def to_arrow(self, table: str, *, where: str | None = None, limit: int | None = None,
@@ -502,21 +504,16 @@ class Diff:
 
         cols, arrays, n = self._columns(table, where, limit, skinny)
         arrays = [a if isinstance(a, pa.Array) else _union_array(a) for a in arrays]
-        arrays += [pa.array([self.a_commit] * n, type=pa.string()),
-                   pa.array([self.b_commit] * n, type=pa.string())]
+        arrays += [_repeat(self.a_commit, n), _repeat(self.b_commit, n)]
         return pa.Table.from_arrays(arrays, names=[*cols, "from_commit", "to_commit"])
 
     def to_pandas(self, table: str, *, where: str | None = None, limit: int | None = None,
                   skinny: bool = False) -> pandas.DataFrame:
         """Changed rows as a DataFrame: nullable integers stay integers, BLOBs are bytes,
         a column of mixed SQLite types is an object column holding each value as stored."""
-        import pandas as pd
-
         cols, arrays, n = self._columns(table, where, limit, skinny)
-        df = _frame(cols, arrays)
-        df["from_commit"] = pd.Series([self.a_commit] * n, dtype=pd.StringDtype())
-        df["to_commit"] = pd.Series([self.b_commit] * n, dtype=pd.StringDtype())
-        return df
+        return _frame([*cols, "from_commit", "to_commit"],
+                      [*arrays, _repeat(self.a_commit, n), _repeat(self.b_commit, n)])
 
     # -- SQL that turns A into B -------------------------------------------------
     def to_sql(self, tables: Sequence[str] | None = None) -> Iterator[str]:
@@ -829,20 +826,40 @@ def _frame(cols: Sequence[str], arrays: Sequence[Any]) -> pandas.DataFrame:
     return df
 
 
+def _repeat(value: str | None, n: int) -> pyarrow.Array:
+    """*value* n times as a string array, built without a Python list."""
+    import pyarrow as pa
+
+    if value is None:
+        return pa.nulls(n, type=pa.string())
+    import numpy as np
+
+    zeros = pa.array(np.zeros(n, dtype=np.int32))
+    return pa.DictionaryArray.from_arrays(zeros, pa.array([value])).cast(pa.string())
+
+
 def _arrow_column(values: Sequence[Any], decl_type: str) -> Any:
     """A column of SQLite values as the narrowest faithful Arrow array (a list if types mix)."""
     import pyarrow as pa
 
-    kinds = set(map(type, values))
-    kinds.discard(type(None))
-    if not kinds:
-        aff = ch.affinity(decl_type)
+    aff = ch.affinity(decl_type)
+    try:
+        arr = pa.array(values)  # inferred in C; refuses to mix numbers with text or bytes
+    except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError):
+        return values  # 1 and '1' in one column: keep each value's own type
+    t = arr.type
+    if pa.types.is_null(t):
         target = {"INTEGER": pa.int64(), "REAL": pa.float64(), "TEXT": pa.string()}.get(aff, pa.binary())
         return pa.nulls(len(values), type=target)
+    if t == pa.int64() or t == pa.string() or (t == pa.float64() and aff == "REAL"):
+        return arr  # nothing else can hide in these (a REAL column turns integers into reals)
+    # pyarrow reads 1 and 2.5 as doubles, and bytes and text as binary: look closer
+    kinds = set(map(type, values))
+    kinds.discard(type(None))
     single = {int: pa.int64(), float: pa.float64(), str: pa.string(), bytes: pa.binary()}
-    if len(kinds) == 1 and (t := single.get(next(iter(kinds)))) is not None:
-        return pa.array(values, type=t)
-    return values  # 1, 1.0 and '1' in one column: keep each value's own type
+    if len(kinds) == 1 and (k := single.get(next(iter(kinds)))) is not None:
+        return arr if k == t else pa.array(values, type=k)
+    return values
 
 
 def _union_array(values: list[Any]) -> pyarrow.Array:

@@ -64,7 +64,8 @@ def export(diff: Diff, tables: list[str], fmt: str, path: str | None, *, where: 
     json and csv stream: a table appears when its first changed row does (or
     when its schema changed), so nothing is counted before writing.
     """
-    wrote = bool(diff.schema_changes) and not where
+    wrote = not where and any(  # schema changes of these tables (the rest: whole diffs only)
+        s.name in tables if s.type == "table" else whole for s in diff.schema_changes)
     schema_tables = {s.name for s in diff.schema_changes if s.type == "table"}
     if fmt == "sql":
         if where or limit is not None or skinny:
