@@ -51,7 +51,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
-from . import changes as ch
 from . import snapshots, sqlio
 from .errors import (
     BackupError,
@@ -1049,11 +1048,7 @@ def _check_objects(objects: ObjectStore, where: dict[str, Path], integrity: bool
                 tmp = scratch / f"{oid}.db"
                 try:
                     objects.get_to_file(oid, tmp, "snapshot")
-                    conn = ch.open_private(tmp)
-                    try:
-                        problems = snapshots.integrity_problems(conn)
-                    finally:
-                        conn.close()
+                    problems = snapshots.file_problems(tmp)
                 except DbversError as e:
                     problems = [_short(e)]
                 except Exception as e:  # apsw errors: not a database, malformed
@@ -1574,12 +1569,7 @@ def import_from(repo: Repo, conn: sqlite3.Connection) -> None:
                     dst.execute("VACUUM")
             finally:
                 dst.close()
-            check = ch.open_private(tmp)
-            try:
-                problems = snapshots.integrity_problems(check, quick=True)
-            finally:
-                check.close()
-            if problems:
+            if problems := snapshots.file_problems(tmp, quick=True):
                 raise BackupError(f"the connection's database fails quick_check ({problems[0][:100]}); "
                                   "nothing was imported")
             (repo.cache_dir / "working.json").unlink(missing_ok=True)

@@ -239,16 +239,24 @@ class Diff:
                     self._counts[name] = c
         return self._counts
 
-    def count_kinds(self, table: str, where: str | None = None) -> TableCounts:
-        """Added/modified/removed counts of one table, optionally filtered by *where*."""
-        q = ("SELECT sum(diff_type = 'added'), sum(diff_type = 'modified'), "
-             f"sum(diff_type = 'removed') FROM ({self._union_sql(self.spec(table))})")
+    def _filtered(self, table: str, select: str, where: str | None, tail: str = "") -> apsw.Cursor:
+        """Run ``SELECT <select> FROM (<table's diff>) [WHERE where] <tail>``.
+
+        *where* is the user's SQL; an error in it is one line, not a traceback.
+        """
+        q = f"SELECT {select} FROM ({self._union_sql(self.spec(table))})"
         if where:
             q += f" WHERE ({where})"
         try:
-            row = self._conn.execute(q).fetchone()
+            return self._conn.execute(q + tail)
         except apsw.SQLError as e:
             raise UsageError(f"bad --where expression for {table}: {e}") from None
+
+    def count_kinds(self, table: str, where: str | None = None) -> TableCounts:
+        """Added/modified/removed counts of one table, optionally filtered by *where*."""
+        row = self._filtered(
+            table, "sum(diff_type = 'added'), sum(diff_type = 'modified'), sum(diff_type = 'removed')",
+            where).fetchone()
         return TableCounts(int(row[0] or 0), int(row[1] or 0), int(row[2] or 0))
 
     def where_applies(self, table: str, where: str) -> bool:
@@ -417,22 +425,14 @@ class Diff:
         *exprs* selects SQL expressions over the output columns instead (formatting
         done by SQLite, as the CSV export does).
         """
-        spec = self.spec(table)
-        sql = self._union_sql(spec)
-        out = list(columns) if columns is not None else spec.output_columns
+        out = list(columns) if columns is not None else self.spec(table).output_columns
         select = ", ".join(exprs if exprs is not None else [ch.quote(c) for c in out])
-        q = f"SELECT {select} FROM ({sql})"
-        if where:
-            q += f" WHERE ({where})"
+        tail = ""
         if limit is not None or offset:
-            q += f" LIMIT {int(limit) if limit is not None else -1}"
+            tail += f" LIMIT {int(limit) if limit is not None else -1}"
         if offset:
-            q += f" OFFSET {int(offset)}"
-        try:
-            cur = self._conn.execute(q)
-        except apsw.SQLError as e:
-            raise UsageError(f"bad --where expression for {table}: {e}") from None
-        return out, cur
+            tail += f" OFFSET {int(offset)}"
+        return out, self._filtered(table, select, where, tail)
 
     def changed_columns(self, table: str, where: str | None = None) -> list[str]:
         """Key columns plus columns whose value differs in at least one changed row (``--skinny``)."""
@@ -442,13 +442,7 @@ class Diff:
             f"typeof({ch.quote('from_' + c)}) <> typeof({ch.quote('to_' + c)}))"
             for c in spec.columns
         ]
-        q = f"SELECT {', '.join(checks)} FROM ({self._union_sql(spec)})"
-        if where:
-            q += f" WHERE ({where})"
-        try:
-            flags = self._conn.execute(q).fetchone()
-        except apsw.SQLError as e:
-            raise UsageError(f"bad --where expression for {table}: {e}") from None
+        flags = self._filtered(table, ", ".join(checks), where).fetchone()
         return [c for c, f in zip(spec.columns, flags, strict=True) if c in spec.key or f]
 
     def output_columns(self, table: str, *, skinny: bool = False, where: str | None = None) -> list[str]:
@@ -466,14 +460,7 @@ class Diff:
         yield from cur
 
     def count(self, table: str, where: str | None = None) -> int:
-        spec = self.spec(table)
-        q = f"SELECT count(*) FROM ({self._union_sql(spec)})"
-        if where:
-            q += f" WHERE ({where})"
-        try:
-            return int(self._conn.execute(q).fetchone()[0])
-        except apsw.SQLError as e:
-            raise UsageError(f"bad --where expression for {table}: {e}") from None
+        return int(self._filtered(table, "count(*)", where).fetchone()[0])
 
     def _columns(self, table: str, where: str | None, limit: int | None,
                  skinny: bool) -> tuple[list[str], list[Any], int]:

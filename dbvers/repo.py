@@ -670,12 +670,7 @@ class Repo:
     def materialize_verified(self, oid: str) -> Path:
         """``materialize``, then ``PRAGMA quick_check``: a state fit to hand to a user."""
         src = self.materialize(oid)
-        conn = ch.open_private(src)
-        try:
-            problems = snapshots.integrity_problems(conn, quick=True)
-        finally:
-            conn.close()
-        if problems:
+        if problems := snapshots.file_problems(src, quick=True):
             src.unlink(missing_ok=True)
             raise CorruptObjectError(oid, f"materialized state fails quick_check: {problems[0][:100]}")
         return src
@@ -955,12 +950,7 @@ class Repo:
         tmp = temp_path(self.cache_dir, ".db")
         try:
             self.objects.get_to_file(oid, tmp, "snapshot")
-            conn = ch.open_private(tmp)
-            try:
-                problems = snapshots.integrity_problems(conn)
-            finally:
-                conn.close()
-            if problems:
+            if problems := snapshots.file_problems(tmp):
                 report.problems.append(f"snapshot {oid[:12]} fails integrity_check: {problems[0]}")
         except DbversError as e:
             report.problems.append(str(e))

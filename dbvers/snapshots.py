@@ -34,13 +34,18 @@ def integrity_problems(conn: apsw.Connection, quick: bool = False) -> list[str]:
     return [] if rows == ["ok"] else rows
 
 
-def make(store: ObjectStore, db_file: Path) -> str:
-    """Integrity-check the private file *db_file* and store it as a snapshot object."""
-    conn = open_private(db_file)
+def file_problems(path: Path, quick: bool = False) -> list[str]:
+    """``integrity_problems`` of a private database file (opened and closed here)."""
+    conn = open_private(path)
     try:
-        problems = integrity_problems(conn)
+        return integrity_problems(conn, quick)
     finally:
         conn.close()
+
+
+def make(store: ObjectStore, db_file: Path) -> str:
+    """Integrity-check the private file *db_file* and store it as a snapshot object."""
+    problems = file_problems(db_file)
     if problems:
         raise IntegrityError("the database", problems)
     return store.put_file("snapshot", db_file)
