@@ -66,7 +66,7 @@ from .errors import (
     StorageError,
     UsageError,
 )
-from .fsutil import TMP_PREFIX, fsync_dir, publish, temp_path, write_atomic
+from .fsutil import TMP_PREFIX, copy_atomic, fsync_dir, publish, temp_path, write_atomic
 from .objects import FORMAT_VERSION, Commit, canonical_json
 from .refs import HEADS, TAGS, validate_name
 from .store import ObjectStore, _parse_header
@@ -1251,13 +1251,7 @@ def _move_file(src: Path, dest: Path) -> None:
     except OSError as e:
         if e.errno != errno.EXDEV:
             raise
-        tmp = temp_path(dest.parent)
-        try:
-            shutil.copyfile(src, tmp)
-            publish(tmp, dest)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
+        copy_atomic(src, dest)
 
 
 def _install_new(src: Path, target: Path) -> None:
@@ -1267,13 +1261,7 @@ def _install_new(src: Path, target: Path) -> None:
             Path(str(target) + suffix).unlink(missing_ok=True)
         publish(src, target)
     else:
-        tmp = temp_path(target.parent, ".db")
-        try:
-            shutil.copyfile(src, tmp)
-            publish(tmp, target)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
+        copy_atomic(src, target)
 
 
 def restore(archive: str | os.PathLike[str], to: str | os.PathLike[str] | None = None, at: str = "HEAD",

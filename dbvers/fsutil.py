@@ -48,6 +48,19 @@ def publish(tmp: Path, target: Path) -> None:
     fsync_dir(target.parent)
 
 
+def copy_atomic(src: Path, target: Path) -> None:
+    """Copy *src* to *target* through a temp file beside it: *target* is old or new, never half."""
+    import shutil
+
+    tmp = temp_path(target.parent, ".db")
+    try:
+        shutil.copyfile(src, tmp)
+        publish(tmp, target)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
 def write_atomic(target: Path, data: bytes) -> None:
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = temp_path(target.parent)

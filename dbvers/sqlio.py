@@ -122,16 +122,12 @@ def copy_in(private: Path, working: Path, timeout: float) -> None:
 
 
 def _replace_file(private: Path, working: Path) -> None:
-    import shutil
-
-    from .fsutil import publish, temp_path
+    from .fsutil import copy_atomic
 
     try:
-        tmp = temp_path(working.parent, ".db")
-        shutil.copyfile(private, tmp)
         for suffix in ("-wal", "-shm", "-journal"):
             Path(str(working) + suffix).unlink(missing_ok=True)
-        publish(tmp, working)
+        copy_atomic(private, working)
     except OSError as e:
         raise StorageError(str(working), e) from e
 
