@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 import apsw
 
 from . import changes as ch
+from . import columnar
 from .errors import TableNotFoundError, UsageError
 from .objects import SchemaChange, TableCounts
 
@@ -36,6 +37,9 @@ if TYPE_CHECKING:
 DIFF_TYPES = ("added", "modified", "removed")
 _ADDED, _MODIFIED, _REMOVED = ("'added'", "'modified'", "'removed'")  # as SQL literals
 _INSERT, _UPDATE, _DELETE = apsw.SQLITE_INSERT, apsw.SQLITE_UPDATE, apsw.SQLITE_DELETE
+# Below this many candidate keys one connection is as fast as several.
+_PARALLEL_KEYS = 20_000
+_CLASSES_PER_MASK = 15  # 4 bits per column in one 64-bit integer
 
 
 @dataclass(frozen=True)
@@ -60,6 +64,8 @@ class TableSpec:
     generated: frozenset[str] = frozenset()  # B's generated columns (never inserted or set)
     rowid_b: str | None = None  # B's rowid when B is a rowid table keyed on other columns
     renamed: dict[str, str] = field(default_factory=dict)  # B's name -> A's, for a renamed column
+    types_a: dict[str, str] = field(default_factory=dict)  # declared types on each side, by output name
+    types_b: dict[str, str] = field(default_factory=dict)
 
     def a_col(self, c: str) -> str:
         """The quoted name of output column *c* in A's table."""
@@ -144,9 +150,9 @@ class Diff:
         for p in owned:
             p.unlink(missing_ok=True)
         self._conn = apsw.Connection(
-            _uri(self._b), flags=apsw.SQLITE_OPEN_READONLY | apsw.SQLITE_OPEN_URI
+            columnar.uri(self._b), flags=apsw.SQLITE_OPEN_READONLY | apsw.SQLITE_OPEN_URI
         )
-        self._conn.execute("ATTACH ? AS a", (_uri(self._a),))
+        self._conn.execute("ATTACH ? AS a", (columnar.uri(self._a),))
         self._finalizer = weakref.finalize(self, _cleanup, self._conn, self._dir)
         self._specs: dict[str, TableSpec] | None = None
         self._counts: dict[str, TableCounts] | None = None
@@ -239,16 +245,21 @@ class Diff:
                     self._counts[name] = c
         return self._counts
 
+    def _filtered_sql(self, table: str, select: str, where: str | None, tail: str = "",
+                      keys: str | None = None) -> str:
+        """``SELECT <select> FROM (<table's diff>) [WHERE where] <tail>``; *keys* as in ``_union_sql``."""
+        q = f"SELECT {select} FROM ({self._union_sql(self.spec(table), keys)})"
+        if where:
+            q += f" WHERE ({where})"
+        return q + tail
+
     def _filtered(self, table: str, select: str, where: str | None, tail: str = "") -> apsw.Cursor:
-        """Run ``SELECT <select> FROM (<table's diff>) [WHERE where] <tail>``.
+        """Run ``_filtered_sql`` on the diff's connection.
 
         *where* is the user's SQL; an error in it is one line, not a traceback.
         """
-        q = f"SELECT {select} FROM ({self._union_sql(self.spec(table))})"
-        if where:
-            q += f" WHERE ({where})"
         try:
-            return self._conn.execute(q + tail)
+            return self._conn.execute(self._filtered_sql(table, select, where, tail))
         except apsw.SQLError as e:
             raise UsageError(f"bad --where expression for {table}: {e}") from None
 
@@ -317,7 +328,12 @@ class Diff:
             self._key_tables[spec.name] = name
         return name
 
-    def _union_sql(self, spec: TableSpec) -> str:
+    def _keyed(self, spec: TableSpec) -> bool:
+        """Whether *spec*'s diff looks up the keys the patches name (a key table) rather than scan."""
+        return (self._hint is not None and spec.name not in self._hint.unknown
+                and not (spec.only_in or spec.key_changed) and not self.unchanged(spec.name))
+
+    def _union_sql(self, spec: TableSpec, keys: str | None = None) -> str:
         """One query yielding every changed row of *spec*'s table, streaming.
 
         Between two commits whose patches name every changed key (``changed_keys``),
@@ -325,6 +341,9 @@ class Diff:
         sides are scanned, like sqldiff: A left-joined to B (removed and modified
         rows), then B's rows that A lacks (added), each with index lookups into
         the other side.
+
+        *keys* names a temp table of candidate keys the caller has made on the
+        connection that runs the query; by default the diff's own is made.
         """
         t = ch.quote(spec.name)
 
@@ -367,11 +386,12 @@ class Diff:
                 differs.append(f"n.{q} IS NOT o.{spec.a_col(c)}")
         changed = " OR ".join(differs)
         o_row, n_row = f"o.{spec.row_a}", f"n.{spec.row_b}"
-        if self._hint is not None and spec.name not in self._hint.unknown:
-            k = self._key_table(spec)
+        if self._keyed(spec):
+            k = keys or self._key_table(spec)
             pairs = [(spec.key_a[j], spec.key_b[j], f"k.k{i}") for i, j in enumerate(spec.key_colorder)]
-            on_o = " AND ".join(f"o.{ka} IS {kk}" for ka, _, kk in pairs)
-            on_n = " AND ".join(f"n.{kb} IS {kk}" for _, kb, kk in pairs)
+            # '=' rather than 'IS': candidate keys are never NULL (a patchset can't carry one)
+            on_o = " AND ".join(f"o.{ka} = {kk}" for ka, _, kk in pairs)
+            on_n = " AND ".join(f"n.{kb} = {kk}" for _, kb, kk in pairs)
             kind = (f"CASE WHEN {o_row} IS NULL THEN 'added' WHEN {n_row} IS NULL THEN 'removed' "
                     "ELSE 'modified' END")
             cond = f"({o_row} IS NULL) <> ({n_row} IS NULL)"
@@ -464,21 +484,88 @@ class Diff:
 
     def _columns(self, table: str, where: str | None, limit: int | None,
                  skinny: bool) -> tuple[list[str], list[Any], int]:
-        """Output names, one array per column (pyarrow, or a list for mixed types), row count."""
+        """Output names, one array per column (pyarrow, or a list for mixed types), row count.
+
+        Built in C through ``columnar`` when it can tell every column's values kept
+        their types; otherwise (or without the driver) row by row through apsw.
+        """
         spec = self.spec(table)
         cols = self.output_columns(table, skinny=skinny, where=where)
+        got = self._columns_columnar(spec, cols, where, limit)
+        if got is not None:
+            return cols, got[0], got[1]
         _, cur = self.query(table, where=where, limit=limit, columns=cols)
         rows = cur.fetchall()
         n = len(rows)
         columns = list(zip(*rows, strict=True)) if rows else [()] * len(cols)
         del rows
-        def decl(name: str) -> str:  # a column whose affinity changed gets a closer look
-            c = name.split("_", 1)[1]
-            return "" if c in spec.typed else spec.types.get(c, "")
-
-        arrays = [_arrow_column(values, decl(name) if name != "diff_type" else "TEXT")
-                  for name, values in zip(cols, columns, strict=True)]
+        arrays = [_arrow_column(values, _null_decl(spec, name)) for name, values in zip(cols, columns, strict=True)]
         return cols, arrays, n
+
+    def _columns_columnar(self, spec: TableSpec, cols: list[str], where: str | None,
+                          limit: int | None) -> tuple[list[Any], int] | None:
+        """``_columns``'s arrays straight from SQLite into Arrow, or None to go row by row.
+
+        Columns whose affinity lets several storage classes in (BLOB, NUMERIC) get
+        their classes counted in the same query; the rest are checked against their
+        affinity: whatever the driver inferred must be what the values were.
+        Between commits the patches' keys are split into contiguous ranges, one per
+        core, each looked up on its own connection; the parts concatenate in key order.
+        """
+        if not columnar.available():
+            return None
+        import numpy as np
+        import pyarrow as pa
+
+        partitions: list[dict[str, pa.Table]] = [{}]
+        keys = None
+        if self.unchanged(spec.name):
+            max_rows = 1
+        elif not self._keyed(spec):  # at most every row of both sides (more: ColumnarError)
+            t = ch.quote(spec.name)
+            max_rows = sum(self._conn.execute(f"SELECT count(*) FROM {db}.{t}").fetchone()[0]
+                           for db, present in (("a", spec.in_a), ("main", spec.in_b)) if present)
+        else:  # at most a row per key
+            assert self._hint is not None
+            # in the order apsw's key table has, so both ways list rows alike
+            table = columnar.key_table(self._hint.keys[spec.name], len(spec.key_colorder))
+            if table is None:
+                return None  # keys of mixed types
+            n = table.num_rows
+            parts = columnar.workers() if limit is None and n >= _PARALLEL_KEYS else 1
+            step = max_rows = max(1, -(-n // parts))
+            keys = "dbvers_keys"
+            partitions = [{keys: table.slice(i, step)} for i in range(0, n, step)] or [{keys: table}]
+        select = [ch.quote(c) for c in cols]
+        counted = [c for c in cols if _side_affinity(spec, c) in ("BLOB", "NUMERIC")]
+        for m in range(0, len(counted), _CLASSES_PER_MASK):
+            # parenthesized: SQLite's << and | bind equally, left to right
+            terms = [f"((CASE typeof({ch.quote(c)}) WHEN 'integer' THEN 1 WHEN 'real' THEN 2 "
+                     f"WHEN 'text' THEN 4 WHEN 'blob' THEN 8 ELSE 0 END) << {4 * j})"
+                     for j, c in enumerate(counted[m:m + _CLASSES_PER_MASK])]
+            select.append(" | ".join(terms) + f" AS dbvers_classes_{m // _CLASSES_PER_MASK}")
+        tail = ""
+        if limit is not None:
+            tail, max_rows = f" LIMIT {int(limit)}", min(max_rows, int(limit))
+        sql = self._filtered_sql(spec.name, ", ".join(select), where, tail, keys=keys)
+        try:
+            result = columnar.read(self._b, {"a": self._a}, sql, max_rows, partitions)
+        except columnar.ColumnarError:
+            return None  # a bad --where, a type the driver would change: apsw says which
+        classes: dict[str, int] = {}
+        for m in range(0, len(counted), _CLASSES_PER_MASK):
+            masks = result.column(len(cols) + m // _CLASSES_PER_MASK).to_numpy()
+            seen = int(np.bitwise_or.reduce(masks)) if len(masks) else 0
+            for j, c in enumerate(counted[m:m + _CLASSES_PER_MASK]):
+                classes[c] = (seen >> (4 * j)) & 15
+        arrays = []
+        for i, name in enumerate(cols):
+            arr = _faithful(result.column(i), _side_affinity(spec, name),
+                            classes.get(name), _null_decl(spec, name))
+            if arr is None:
+                return None
+            arrays.append(arr)
+        return arrays, result.num_rows
 
     def to_arrow(self, table: str, *, where: str | None = None, limit: int | None = None,
                  skinny: bool = False) -> pyarrow.Table:
@@ -490,7 +577,7 @@ class Diff:
         import pyarrow as pa
 
         cols, arrays, n = self._columns(table, where, limit, skinny)
-        arrays = [a if isinstance(a, pa.Array) else _union_array(a) for a in arrays]
+        arrays = [_union_array(a) if isinstance(a, (list, tuple)) else a for a in arrays]
         arrays += [_repeat(self.a_commit, n), _repeat(self.b_commit, n)]
         return pa.Table.from_arrays(arrays, names=[*cols, "from_commit", "to_commit"])
 
@@ -748,21 +835,21 @@ def _spec(name: str, a: ch.TableInfo | None, b: ch.TableInfo | None) -> TableSpe
     ordered: list[str] = list(key)
     for cols in (b.columns if b else (), a_names):
         ordered += [c for c in cols if c not in ordered]
-    types: dict[str, str] = {}
-    if a:
-        types.update(zip(a_names, a.types, strict=True))
-    if b:
-        types.update(zip(b.columns, b.types, strict=True))
-    if not ref.pk:
-        types[ref.rowid_name] = "INTEGER"
+    types_a = dict(zip(a_names, a.types, strict=True)) if a else {}
+    types_b = dict(zip(b.columns, b.types, strict=True)) if b else {}
+    if not ref.pk:  # the rowid stands in for the key, on each side the table has
+        for side, info in ((types_a, a), (types_b, b)):
+            if info is not None:
+                side[ref.rowid_name] = "INTEGER"
+    types = {**types_a, **types_b}
     typed: set[str] = set()
     if a and b:
         # Only where a column can hold both 7 and 7.0 (no affinity, STRICT's ANY, or an
         # affinity that changed) can two values be equal to SQL and differ in type.
-        ta, tb = dict(zip(a_names, a.types, strict=True)), dict(zip(b.columns, b.types, strict=True))
         for c in in_a & in_b:
-            aff = {ch.affinity(ta[c]), ch.affinity(tb[c])}
-            if len(aff) > 1 or "BLOB" in aff or "ANY" in (ta[c].upper(), tb[c].upper()):
+            ta, tb = types_a[c], types_b[c]
+            aff = {ch.affinity(ta), ch.affinity(tb)}
+            if len(aff) > 1 or "BLOB" in aff or "ANY" in (ta.upper(), tb.upper()):
                 typed.add(c)
 
     def row(info: ch.TableInfo | None) -> str:
@@ -779,7 +866,7 @@ def _spec(name: str, a: ch.TableInfo | None, b: ch.TableInfo | None) -> TableSpe
         row_a=row(a), row_b=row(b), typed=frozenset(typed), key_colorder=colorder,
         generated=frozenset(ref.generated),
         rowid_b=b.rowid_name if b and b.pk and not b.without_rowid and not _aliases_rowid(b) else None,
-        renamed=renamed,
+        renamed=renamed, types_a=types_a, types_b=types_b,
     )
 
 
@@ -788,27 +875,20 @@ def _aliases_rowid(info: ch.TableInfo) -> bool:
     return len(info.pk) == 1 and info.types[info.columns.index(info.pk[0])].upper() == "INTEGER"
 
 
-def _uri(path: Path) -> str:
-    """A read-only ``file:`` URI for a private state (any character in the path is escaped)."""
-    from urllib.parse import quote as urlquote
-
-    return f"file:{urlquote(str(path))}?immutable=1"
-
-
 def _frame(cols: Sequence[str], arrays: Sequence[Any]) -> pandas.DataFrame:
     """A DataFrame from ``_arrow_column`` results: Int64/Float64/string dtypes, bytes and
     mixed-type columns as objects holding each value as stored."""
     import pandas as pd
     import pyarrow as pa
 
-    typed = [(c, a) for c, a in zip(cols, arrays, strict=True) if isinstance(a, pa.Array)]
+    typed = [(c, a) for c, a in zip(cols, arrays, strict=True) if not isinstance(a, (list, tuple))]
     mapping = {pa.int64(): pd.Int64Dtype(), pa.float64(): pd.Float64Dtype(),
                pa.string(): pd.StringDtype()}
     df = pa.Table.from_arrays([a for _, a in typed], names=[c for c, _ in typed]).to_pandas(
         types_mapper=mapping.get
     )
     for i, (c, a) in enumerate(zip(cols, arrays, strict=True)):
-        if not isinstance(a, pa.Array):
+        if isinstance(a, (list, tuple)):
             df.insert(i, c, pd.Series(list(a), dtype=object))
     return df
 
@@ -825,6 +905,55 @@ def _repeat(value: str | None, n: int) -> pyarrow.Array:
     return pa.DictionaryArray.from_arrays(zeros, pa.array([value])).cast(pa.string())
 
 
+def _side_affinity(spec: TableSpec, name: str) -> str | None:
+    """The affinity of output column *name* on the side it comes from; None when that side lacks it."""
+    if name == "diff_type":
+        return "TEXT"
+    side, c = name.split("_", 1)
+    decl = (spec.types_a if side == "from" else spec.types_b).get(c)
+    return None if decl is None else ch.affinity(decl)
+
+
+def _null_decl(spec: TableSpec, name: str) -> str:
+    """The declared type that picks an all-NULL output column's Arrow type (none when the
+    column's affinity changed between the sides)."""
+    if name == "diff_type":
+        return "TEXT"
+    c = name.split("_", 1)[1]
+    return "" if c in spec.typed else spec.types.get(c, "")
+
+
+def _null_type(decl_type: str) -> pyarrow.DataType:
+    import pyarrow as pa
+
+    aff = ch.affinity(decl_type)
+    return {"INTEGER": pa.int64(), "REAL": pa.float64(), "TEXT": pa.string()}.get(aff, pa.binary())
+
+
+def _faithful(arr: pyarrow.ChunkedArray, affinity: str | None, classes: int | None,
+              null_decl: str) -> pyarrow.ChunkedArray | pyarrow.Array | None:
+    """*arr* as read by the columnar driver if it holds every value as stored, else None.
+
+    The driver types a column by all its values at once (``columnar``): ``int64``
+    only when all are integers, ``double`` when integers and reals mix, ``string``
+    when text and numbers mix, ``binary`` when any is a blob. So an INTEGER, REAL
+    or TEXT affinity column read as its own type holds that class alone (those
+    affinities turn numbers into reals or text); for the others *classes* (1
+    integer, 2 real, 4 text, 8 blob, counted by SQLite) must name a single class.
+    """
+    import pyarrow as pa
+
+    if len(arr) == arr.null_count:
+        return pa.nulls(len(arr), type=_null_type(null_decl))
+    if classes is not None:
+        want = {1: pa.int64(), 2: pa.float64(), 4: pa.string(), 8: pa.binary()}.get(classes)
+    elif arr.type == pa.int64():
+        want = arr.type
+    else:
+        want = {"REAL": pa.float64(), "TEXT": pa.string()}.get(affinity or "")
+    return arr if want is not None and arr.type == want else None
+
+
 def _arrow_column(values: Sequence[Any], decl_type: str) -> Any:
     """A column of SQLite values as the narrowest faithful Arrow array (a list if types mix)."""
     import pyarrow as pa
@@ -836,8 +965,7 @@ def _arrow_column(values: Sequence[Any], decl_type: str) -> Any:
         return values  # 1 and '1' in one column: keep each value's own type
     t = arr.type
     if pa.types.is_null(t):
-        target = {"INTEGER": pa.int64(), "REAL": pa.float64(), "TEXT": pa.string()}.get(aff, pa.binary())
-        return pa.nulls(len(values), type=target)
+        return pa.nulls(len(values), type=_null_type(decl_type))
     if t == pa.int64() or t == pa.string() or (t == pa.float64() and aff == "REAL"):
         return arr  # nothing else can hide in these (a REAL column turns integers into reals)
     # pyarrow reads 1 and 2.5 as doubles, and bytes and text as binary: look closer
