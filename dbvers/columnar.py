@@ -14,9 +14,9 @@ all of its values (an integer and a real make ``double``, a number and text make
 ``string``, anything with a blob makes ``binary``). Any failure raises
 ``ColumnarError``; callers then use the row-by-row path.
 
-A query can be split into partitions, each run on its own connection in its own
-thread (SQLite and the driver release the GIL), with its own rows loaded into
-temp tables first; the results are concatenated in partition order.
+Several queries -- the parts of one result -- run at once, each on its own
+connection in its own thread (SQLite and the driver release the GIL), each with
+its own rows loaded into temp tables first; their results are concatenated in order.
 """
 
 from __future__ import annotations
@@ -116,31 +116,49 @@ def _load(cur: Any, name: str, rows: pyarrow.Table) -> None:
         cur.adbc_ingest(name, rows, mode="append", temporary=True)
 
 
-def read(main: Path, attached: Mapping[str, Path], sql: str, max_rows: int,
-         partitions: Sequence[Mapping[str, pyarrow.Table]] = ({},)) -> pyarrow.Table:
-    """Run *sql* on *main* (with *attached* databases) once per partition; one table of all rows.
+Query = tuple[str, Mapping[str, "pyarrow.Table"]]  # SQL, and temp tables to load before it runs
 
-    Each partition maps temp-table names to the rows to load before the query runs,
-    and yields at most *max_rows* rows (more raise ``ColumnarError``).
+
+def read(main: Path, attached: Mapping[str, Path], queries: Sequence[Query], max_rows: int) -> pyarrow.Table:
+    """Run each query on its own connection to *main* (with *attached* databases), several
+    at once; their rows, concatenated in order, as one table.
+
+    Each query yields at most *max_rows* rows (more raise ``ColumnarError``). A column
+    that is all NULL in one query takes the type the others found; two queries finding
+    different types raise ``ColumnarError``.
     """
     if not available():
         raise ColumnarError("adbc-driver-sqlite is not installed")
     if max_rows >= 2**31 - 1:
         raise ColumnarError("too many rows for one batch")
-    import pyarrow as pa
-
     try:
-        if len(partitions) == 1:
-            return _run(main, attached, sql, partitions[0], max_rows)
-        with ThreadPoolExecutor(max_workers=min(len(partitions), workers())) as pool:
-            parts = list(pool.map(lambda p: _run(main, attached, sql, p, max_rows), partitions))
-        if len({t.schema for t in parts}) > 1:  # each part inferred its own types
-            raise ColumnarError("partitions disagree on column types")
-        return pa.concat_tables(parts)
+        if len(queries) == 1:
+            return _run(main, attached, *queries[0], max_rows)
+        with ThreadPoolExecutor(max_workers=min(len(queries), workers())) as pool:
+            parts = list(pool.map(lambda q: _run(main, attached, *q, max_rows), queries))
+        return _concat(parts)
     except ColumnarError:
         raise
     except Exception as e:  # the driver's errors (type changes after the first batch, SQL errors)
         raise ColumnarError(str(e).splitlines()[0] if str(e) else type(e).__name__) from e
+
+
+def _concat(parts: list[pyarrow.Table]) -> pyarrow.Table:
+    """Tables whose types each query inferred on its own, as one."""
+    import pyarrow as pa
+
+    fields = []
+    for i, f in enumerate(parts[0].schema):
+        found = {p.schema.types[i] for p in parts if p.column(i).null_count < p.num_rows}
+        if len(found) > 1:
+            raise ColumnarError(f"column {f.name} has values of several types")
+        fields.append(f.with_type(found.pop()) if found else f)
+    schema = pa.schema(fields)
+    same = [p if p.schema == schema else
+            pa.Table.from_arrays([c if c.type == t else pa.nulls(p.num_rows, t)
+                                  for c, t in zip(p.columns, schema.types, strict=True)], schema=schema)
+            for p in parts]
+    return pa.concat_tables(same)
 
 
 def key_table(keys: Collection[Any], width: int) -> pyarrow.Table | None:
@@ -161,4 +179,4 @@ def key_table(keys: Collection[Any], width: int) -> pyarrow.Table | None:
     return pa.Table.from_arrays(arrays, names=names).sort_by([(n, "ascending") for n in names])
 
 
-__all__ = ["ColumnarError", "available", "key_table", "read", "uri", "workers"]
+__all__ = ["ColumnarError", "Query", "available", "key_table", "read", "uri", "workers"]

@@ -37,8 +37,9 @@ if TYPE_CHECKING:
 DIFF_TYPES = ("added", "modified", "removed")
 _ADDED, _MODIFIED, _REMOVED = ("'added'", "'modified'", "'removed'")  # as SQL literals
 _INSERT, _UPDATE, _DELETE = apsw.SQLITE_INSERT, apsw.SQLITE_UPDATE, apsw.SQLITE_DELETE
-# Below this many candidate keys one connection is as fast as several.
-_PARALLEL_KEYS = 20_000
+# Below this many candidate keys (or half as many rows to compare) one connection is
+# as fast as several.
+_PARALLEL_ROWS = 20_000
 _CLASSES_PER_MASK = 15  # 4 bits per column in one 64-bit integer
 
 
@@ -246,9 +247,10 @@ class Diff:
         return self._counts
 
     def _filtered_sql(self, table: str, select: str, where: str | None, tail: str = "",
-                      keys: str | None = None) -> str:
-        """``SELECT <select> FROM (<table's diff>) [WHERE where] <tail>``; *keys* as in ``_union_sql``."""
-        q = f"SELECT {select} FROM ({self._union_sql(self.spec(table), keys)})"
+                      keys: str | None = None, scan: tuple[int, int, int] | None = None) -> str:
+        """``SELECT <select> FROM (<table's diff>) [WHERE where] <tail>``; *keys* and *scan*
+        as in ``_union_sql``."""
+        q = f"SELECT {select} FROM ({self._union_sql(self.spec(table), keys, scan)})"
         if where:
             q += f" WHERE ({where})"
         return q + tail
@@ -333,7 +335,8 @@ class Diff:
         return (self._hint is not None and spec.name not in self._hint.unknown
                 and not (spec.only_in or spec.key_changed) and not self.unchanged(spec.name))
 
-    def _union_sql(self, spec: TableSpec, keys: str | None = None) -> str:
+    def _union_sql(self, spec: TableSpec, keys: str | None = None,
+                   scan: tuple[int, int, int] | None = None) -> str:
         """One query yielding every changed row of *spec*'s table, streaming.
 
         Between two commits whose patches name every changed key (``changed_keys``),
@@ -344,6 +347,8 @@ class Diff:
 
         *keys* names a temp table of candidate keys the caller has made on the
         connection that runs the query; by default the diff's own is made.
+        *scan* = (arm, lo, hi) asks for one arm of a full comparison, restricted to
+        the rowids lo..hi of the side it scans (``_scanned_arms``).
         """
         t = ch.quote(spec.name)
 
@@ -372,19 +377,7 @@ class Diff:
             return " UNION ALL ".join(arms)
         if self.unchanged(spec.name):
             return f"{select(_MODIFIED, None, None)} WHERE 0"
-        differs = []
-        for c in spec.columns:
-            if c in spec.key or c not in spec.in_b:
-                continue
-            q = ch.quote(c)
-            if c not in spec.in_a:
-                differs.append(f"n.{q} IS NOT NULL")  # a new column counts as NULL on A's side
-            elif c in spec.typed:
-                qa = spec.a_col(c)
-                differs.append(f"(n.{q} IS NOT o.{qa} OR typeof(n.{q}) <> typeof(o.{qa}))")
-            else:
-                differs.append(f"n.{q} IS NOT o.{spec.a_col(c)}")
-        changed = " OR ".join(differs)
+        changed = _changed_sql(spec)
         o_row, n_row = f"o.{spec.row_a}", f"n.{spec.row_b}"
         if self._keyed(spec):
             k = keys or self._key_table(spec)
@@ -404,6 +397,7 @@ class Diff:
 
         match = km("o", "n")
         kind = f"CASE WHEN {n_row} IS NULL THEN 'removed' ELSE 'modified' END"
+        arms: list[tuple[str, str, str]] = []  # (select ... from, where, the scanned side's rowid)
         if spec.rowid_b is not None and spec.row_a in ch.ROWID_NAMES:
             # A rowid table keyed on other columns: a row keeps its rowid across
             # updates, so pair rows by rowid first (both scans then read the other
@@ -411,30 +405,48 @@ class Diff:
             # only for rows without a same-key partner at the same rowid.
             ra, rb = spec.row_a, spec.row_b
             gone = f"NOT EXISTS (SELECT 1 FROM main.{t} AS x WHERE {km('o', 'x')})"
-            arms = [
-                f"{select(kind, 'o', 'n')} FROM a.{t} AS o LEFT JOIN main.{t} AS n "
-                f"ON n.{rb} = o.{ra} AND {match} WHERE ({n_row} IS NULL AND {gone})"
-                + (f" OR ({n_row} IS NOT NULL AND ({changed}))" if changed else "")
-            ]
+            arms.append((
+                f"{select(kind, 'o', 'n')} FROM a.{t} AS o LEFT JOIN main.{t} AS n ON n.{rb} = o.{ra} AND {match}",
+                f"({n_row} IS NULL AND {gone})" + (f" OR ({n_row} IS NOT NULL AND ({changed}))" if changed else ""),
+                f"o.{ra}",
+            ))
             if changed:  # same key at another rowid
-                arms.append(
+                arms.append((
                     f"{select(_MODIFIED, 'o', 'n')} FROM a.{t} AS o LEFT JOIN main.{t} AS r "
-                    f"ON r.{rb} = o.{ra} AND {km('o', 'r')} JOIN main.{t} AS n ON {match} "
-                    f"WHERE r.{rb} IS NULL AND ({changed})"
-                )
-            arms.append(
+                    f"ON r.{rb} = o.{ra} AND {km('o', 'r')} JOIN main.{t} AS n ON {match}",
+                    f"r.{rb} IS NULL AND ({changed})",
+                    f"o.{ra}",
+                ))
+            arms.append((
                 f"{select(_ADDED, None, 'n')} FROM main.{t} AS n LEFT JOIN a.{t} AS r "
-                f"ON r.{ra} = n.{rb} AND {km('r', 'n')} "
-                f"WHERE CASE WHEN r.{ra} IS NULL THEN NOT EXISTS (SELECT 1 FROM a.{t} AS o WHERE {match}) "
-                "ELSE 0 END"
-            )
-            return " UNION ALL ".join(arms)
-        cond = f"{n_row} IS NULL" + (f" OR {changed}" if changed else "")
-        return (
-            f"{select(kind, 'o', 'n')} FROM a.{t} AS o LEFT JOIN main.{t} AS n ON {match} WHERE {cond}"
-            f" UNION ALL {select(_ADDED, None, 'n')} FROM main.{t} AS n "
-            f"WHERE NOT EXISTS (SELECT 1 FROM a.{t} AS o WHERE {match})"
-        )
+                f"ON r.{ra} = n.{rb} AND {km('r', 'n')}",
+                f"CASE WHEN r.{ra} IS NULL THEN NOT EXISTS (SELECT 1 FROM a.{t} AS o WHERE {match}) ELSE 0 END",
+                f"n.{rb}",
+            ))
+        else:
+            arms.append((
+                f"{select(kind, 'o', 'n')} FROM a.{t} AS o LEFT JOIN main.{t} AS n ON {match}",
+                f"{n_row} IS NULL" + (f" OR {changed}" if changed else ""),
+                f"o.{spec.row_a}",
+            ))
+            arms.append((
+                f"{select(_ADDED, None, 'n')} FROM main.{t} AS n",
+                f"NOT EXISTS (SELECT 1 FROM a.{t} AS o WHERE {match})",
+                f"n.{spec.row_b}",
+            ))
+        if scan is None:
+            return " UNION ALL ".join(f"{head} WHERE {cond}" for head, cond, _ in arms)
+        arm, lo, hi = scan
+        head, cond, rowid = arms[arm]
+        return f"{head} WHERE ({cond}) AND {rowid} BETWEEN {int(lo)} AND {int(hi)}"
+
+    def _scanned_arms(self, spec: TableSpec) -> int:
+        """How many arms ``_union_sql`` unions when it scans both sides, each in rowid order
+        (so each can be split into rowid ranges); 0 when it doesn't."""
+        if (spec.only_in or spec.key_changed or self.unchanged(spec.name) or self._keyed(spec)
+                or spec.row_a not in ch.ROWID_NAMES or spec.row_b not in ch.ROWID_NAMES):
+            return 0
+        return 3 if spec.rowid_b is not None and _changed_sql(spec) else 2
 
     def query(self, table: str, *, where: str | None = None, limit: int | None = None,
               columns: Sequence[str] | None = None, offset: int = 0,
@@ -511,31 +523,12 @@ class Diff:
         affinity: whatever the driver inferred must be what the values were.
         Between commits the patches' keys are split into contiguous ranges, one per
         core, each looked up on its own connection; the parts concatenate in key order.
+        A full comparison of large rowid tables runs each arm in rowid ranges likewise.
         """
         if not columnar.available():
             return None
         import numpy as np
-        import pyarrow as pa
 
-        partitions: list[dict[str, pa.Table]] = [{}]
-        keys = None
-        if self.unchanged(spec.name):
-            max_rows = 1
-        elif not self._keyed(spec):  # at most every row of both sides (more: ColumnarError)
-            t = ch.quote(spec.name)
-            max_rows = sum(self._conn.execute(f"SELECT count(*) FROM {db}.{t}").fetchone()[0]
-                           for db, present in (("a", spec.in_a), ("main", spec.in_b)) if present)
-        else:  # at most a row per key
-            assert self._hint is not None
-            # in the order apsw's key table has, so both ways list rows alike
-            table = columnar.key_table(self._hint.keys[spec.name], len(spec.key_colorder))
-            if table is None:
-                return None  # keys of mixed types
-            n = table.num_rows
-            parts = columnar.workers() if limit is None and n >= _PARALLEL_KEYS else 1
-            step = max_rows = max(1, -(-n // parts))
-            keys = "dbvers_keys"
-            partitions = [{keys: table.slice(i, step)} for i in range(0, n, step)] or [{keys: table}]
         select = [ch.quote(c) for c in cols]
         counted = [c for c in cols if _side_affinity(spec, c) in ("BLOB", "NUMERIC")]
         for m in range(0, len(counted), _CLASSES_PER_MASK):
@@ -544,12 +537,39 @@ class Diff:
                      f"WHEN 'text' THEN 4 WHEN 'blob' THEN 8 ELSE 0 END) << {4 * j})"
                      for j, c in enumerate(counted[m:m + _CLASSES_PER_MASK])]
             select.append(" | ".join(terms) + f" AS dbvers_classes_{m // _CLASSES_PER_MASK}")
-        tail = ""
+        selected = ", ".join(select)
+        tail = f" LIMIT {int(limit)}" if limit is not None else ""
+        queries: list[columnar.Query]
+        if self.unchanged(spec.name):
+            max_rows = 1
+            queries = [(self._filtered_sql(spec.name, selected, where), {})]
+        elif self._keyed(spec):  # at most a row per key
+            assert self._hint is not None
+            # in the order apsw's key table has, so both ways list rows alike
+            table = columnar.key_table(self._hint.keys[spec.name], len(spec.key_colorder))
+            if table is None:
+                return None  # keys of mixed types
+            n = table.num_rows
+            parts = columnar.workers() if limit is None and n >= _PARALLEL_ROWS else 1
+            step = max_rows = max(1, -(-n // parts))
+            sql = self._filtered_sql(spec.name, selected, where, tail, keys="dbvers_keys")
+            queries = [(sql, {"dbvers_keys": table.slice(i, step)}) for i in range(0, n, step)]
+            queries = queries or [(sql, {"dbvers_keys": table})]
+        else:  # at most every row of both sides (more: ColumnarError)
+            t = ch.quote(spec.name)
+            max_rows = sum(self._conn.execute(f"SELECT count(*) FROM {db}.{t}").fetchone()[0]
+                           for db, present in (("a", spec.in_a), ("main", spec.in_b)) if present)
+            queries = [(self._filtered_sql(spec.name, selected, where, tail), {})]
+            arms = self._scanned_arms(spec)
+            if arms and limit is None and max_rows >= 2 * _PARALLEL_ROWS:
+                # each arm of the comparison in rowid ranges, arm after arm as the one query lists them
+                ranges = _rowid_ranges(self._conn, spec, columnar.workers())
+                queries = [(self._filtered_sql(spec.name, selected, where, scan=(arm, lo, hi)), {})
+                           for arm in range(arms) for lo, hi in ranges]
         if limit is not None:
-            tail, max_rows = f" LIMIT {int(limit)}", min(max_rows, int(limit))
-        sql = self._filtered_sql(spec.name, ", ".join(select), where, tail, keys=keys)
+            max_rows = min(max_rows, int(limit))
         try:
-            result = columnar.read(self._b, {"a": self._a}, sql, max_rows, partitions)
+            result = columnar.read(self._b, {"a": self._a}, queries, max_rows)
         except columnar.ColumnarError:
             return None  # a bad --where, a type the driver would change: apsw says which
         classes: dict[str, int] = {}
@@ -903,6 +923,40 @@ def _repeat(value: str | None, n: int) -> pyarrow.Array:
 
     zeros = pa.array(np.zeros(n, dtype=np.int32))
     return pa.DictionaryArray.from_arrays(zeros, pa.array([value])).cast(pa.string())
+
+
+def _rowid_ranges(conn: apsw.Connection, spec: TableSpec, parts: int) -> list[tuple[int, int]]:
+    """*parts* contiguous ranges covering the rowids of both sides of *spec*'s table."""
+    t = ch.quote(spec.name)
+    # one aggregate per query: SQLite answers a lone min() or max() of the rowid from the
+    # b-tree's ends, both in one query by a full scan
+    ends = [conn.execute(f"SELECT (SELECT min({row}) FROM {db}.{t}), (SELECT max({row}) FROM {db}.{t})").fetchone()
+            for db, row in (("a", spec.row_a), ("main", spec.row_b))]
+    lows = [lo for lo, _ in ends if lo is not None]
+    highs = [hi for _, hi in ends if hi is not None]
+    if not lows:
+        return [(0, 0)]
+    lo, hi = min(lows), max(highs)
+    step = max(1, -(-(hi - lo + 1) // parts))
+    return [(start, min(start + step - 1, hi)) for start in range(lo, hi + 1, step)]
+
+
+def _changed_sql(spec: TableSpec) -> str:
+    """SQL that is true when row n (B) differs from row o (A) with the same key; empty
+    when no column can differ."""
+    differs = []
+    for c in spec.columns:
+        if c in spec.key or c not in spec.in_b:
+            continue
+        q = ch.quote(c)
+        if c not in spec.in_a:
+            differs.append(f"n.{q} IS NOT NULL")  # a new column counts as NULL on A's side
+        elif c in spec.typed:
+            qa = spec.a_col(c)
+            differs.append(f"(n.{q} IS NOT o.{qa} OR typeof(n.{q}) <> typeof(o.{qa}))")
+        else:
+            differs.append(f"n.{q} IS NOT o.{spec.a_col(c)}")
+    return " OR ".join(differs)
 
 
 def _side_affinity(spec: TableSpec, name: str) -> str | None:

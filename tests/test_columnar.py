@@ -148,13 +148,13 @@ def many(tmp_path: Path) -> tuple[dbvers.Repo, str, str]:
 def test_parallel_parts_concatenate_in_key_order(many: tuple[dbvers.Repo, str, str],
                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     repo, a, b = many
-    monkeypatch.setattr(diff_module, "_PARALLEL_KEYS", 1)
+    monkeypatch.setattr(diff_module, "_PARALLEL_ROWS", 1)
     monkeypatch.setattr(columnar, "workers", lambda: 3)
     parts: list[int] = []
     real_read = columnar.read
 
     def read(*args: Any, **kw: Any) -> Any:
-        parts.append(len(args[4]))
+        parts.append(len(args[2]))
         return real_read(*args, **kw)
 
     monkeypatch.setattr(columnar, "read", read)
@@ -193,8 +193,8 @@ def test_more_rows_than_promised_is_refused(tmp_path: Path) -> None:
     p = tmp_path / "r.db"
     execute(p, "CREATE TABLE t(v); INSERT INTO t VALUES (1), ('two'), (3);")
     with pytest.raises(columnar.ColumnarError):
-        columnar.read(p, {}, "SELECT v FROM t", 1)
-    assert columnar.read(p, {}, "SELECT v FROM t", 3).column(0).to_pylist() == ["1", "two", "3"]
+        columnar.read(p, {}, [("SELECT v FROM t", {})], 1)
+    assert columnar.read(p, {}, [("SELECT v FROM t", {})], 3).column(0).to_pylist() == ["1", "two", "3"]
 
 
 def test_reader_leaves_files_unchanged_and_unlocked(tmp_path: Path) -> None:
@@ -204,7 +204,8 @@ def test_reader_leaves_files_unchanged_and_unlocked(tmp_path: Path) -> None:
     writer = sqlite3.connect(p)
     writer.execute("BEGIN IMMEDIATE")  # another process could be writing: no lock is asked for
     try:
-        assert columnar.read(p, {"x": p}, "SELECT v FROM main.t UNION ALL SELECT v FROM x.t", 2).num_rows == 2
+        sql = "SELECT v FROM main.t UNION ALL SELECT v FROM x.t"
+        assert columnar.read(p, {"x": p}, [(sql, {})], 2).num_rows == 2
     finally:
         writer.rollback()
         writer.close()
@@ -253,3 +254,75 @@ def test_any_values_read_alike(tmp_path_factory: pytest.TempPathFactory, types: 
     b = repo.commit("edits", allow_empty=True).id
     with repo.diff(a, b) as d:
         compare(d, "t", columnar_expected=None)
+
+
+def test_wal_mode_database(tmp_path: Path) -> None:
+    p = tmp_path / "w.db"
+    execute(p, "PRAGMA journal_mode = WAL; CREATE TABLE t(k INTEGER PRIMARY KEY, v TEXT);"
+               "INSERT INTO t VALUES (1, 'a'), (2, 'b');")
+    repo = dbvers.init(p)
+    a = repo.resolve("HEAD")
+    holder = sqlite3.connect(p)  # keeps the WAL file in place while the diff reads
+    holder.executescript("UPDATE t SET v = 'c' WHERE k = 1; INSERT INTO t VALUES (3, 'd');")
+    try:
+        with repo.diff(a) as d:
+            assert len(compare(d, "t", columnar_expected=True)) == 2
+        b = repo.commit("wal").id
+        with repo.diff(a, b) as d:
+            assert len(compare(d, "t", columnar_expected=True)) == 2
+    finally:
+        holder.close()
+
+
+@pytest.mark.parametrize("ddl", [
+    "CREATE TABLE t(k INTEGER PRIMARY KEY, v TEXT, x REAL);",
+    "CREATE TABLE t(k TEXT PRIMARY KEY, v TEXT, x REAL);",  # rowid table keyed on text: three arms
+    "CREATE TABLE t(k, v TEXT, x REAL);",  # no key: rowids
+], ids=["integer-key", "text-key", "rowid"])
+def test_full_comparison_in_rowid_ranges(tmp_path: Path, ddl: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    p = tmp_path / "f.db"
+    conn = sqlite3.connect(p)
+    conn.executescript(ddl)
+    conn.executemany("INSERT INTO t VALUES (?, ?, ?)", [(i, f"n{i}", i * 0.5) for i in range(300)])
+    conn.commit()
+    conn.close()
+    repo = dbvers.init(p)
+    execute(p, "UPDATE t SET v = v || '!' WHERE k % 3 = 0; DELETE FROM t WHERE k < 10;"
+               "INSERT INTO t VALUES (1000, 'new', 1.5), (1001, 'new', NULL);")
+    monkeypatch.setattr(diff_module, "_PARALLEL_ROWS", 1)
+    monkeypatch.setattr(columnar, "workers", lambda: 3)
+    queries: list[int] = []
+    real_read = columnar.read
+
+    def read(*args: Any, **kw: Any) -> Any:
+        queries.append(len(args[2]))
+        return real_read(*args, **kw)
+
+    monkeypatch.setattr(columnar, "read", read)
+    with repo.diff() as d:
+        spec = d.spec("t")
+        arms = d._scanned_arms(spec)
+        assert arms >= 2
+        df = compare(d, "t", columnar_expected=True)
+        assert queries[0] == 3 * arms
+        kinds = df["diff_type"].value_counts().to_dict()
+        c = d.count_kinds("t")  # counted by SQLite in one query
+        assert (kinds.get("added"), kinds.get("modified"), kinds.get("removed")) == (c.inserts, c.updates, c.deletes)
+        assert c.inserts == 2 and c.updates > 80 and c.deletes >= 2
+        assert len(compare(d, "t", columnar_expected=True, where="diff_type <> 'modified'")) == c.inserts + c.deletes
+
+
+def test_a_part_with_only_nulls_in_a_column_takes_the_others_type(tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    # Keys 50..99 are all added: in that part every from_ column is NULL, and the
+    # driver types an all-NULL column as int64; the table still reads in one piece.
+    before = [(i, f"v{i}", i * 0.25, b"x") for i in range(50)]
+    after = [(i, f"w{i}", i * 0.25, b"y") for i in range(100)]
+    repo, a, b = two_commits(tmp_path / "n.db", "CREATE TABLE t(k INTEGER PRIMARY KEY, v TEXT, x REAL, y BLOB);",
+                             before, after)
+    monkeypatch.setattr(diff_module, "_PARALLEL_ROWS", 1)
+    monkeypatch.setattr(columnar, "workers", lambda: 2)
+    with repo.diff(a, b) as d:
+        df = compare(d, "t", columnar_expected=True)
+    assert df["diff_type"].tolist() == ["modified"] * 50 + ["added"] * 50
+    assert str(df["from_v"].dtype) == "string" and str(df["from_x"].dtype) == "Float64"
