@@ -10,8 +10,9 @@ from __future__ import annotations
 
 from .backup import BackupInfo, restore
 from .errors import DbversError
+from .maintenance import FsckReport, GcReport
 from .objects import Commit, SchemaChange, TableCounts
-from .repo import FsckReport, GcReport, Repo, Status
+from .repo import Repo, Status
 from .repo import init_repo as init
 from .repo import open_repo as open
 

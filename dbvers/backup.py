@@ -466,7 +466,7 @@ def _collect(repo: Repo) -> _StoreState:
             if not repo.objects.has(oid):
                 raise BackupError(f"the store is damaged: {ref} points to missing commit {oid[:12]}; "
                                   "run 'dbvers fsck' before backing up")
-        commits = repo._reachable_commits()
+        commits = repo.reachable_commits()
         objects: set[str] = set()
         snaps: set[str] = set()
         roots: list[str] = []

@@ -233,7 +233,7 @@ class Diff:
 
     @property
     def schema_changes(self) -> list[SchemaChange]:
-        from .repo import describe_schema_changes
+        from .schemadiff import describe_schema_changes
 
         return describe_schema_changes(ch.read_schema(self._conn, "a"), ch.read_schema(self._conn, "main"))
 

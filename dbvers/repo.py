@@ -1,4 +1,4 @@
-"""The repository: commit, materialize, checkout, branches, tags, log, fsck, gc.
+"""The repository: commit, materialize, checkout, branches, tags, log (fsck and gc in maintenance).
 
 A repository is a working database plus a store directory. Every operation
 holds the store's lock, writes objects first and moves a ref last (the commit
@@ -17,20 +17,19 @@ import re
 import shutil
 import socket
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from . import changes as ch
-from . import snapshots, sqlio
+from . import maintenance, snapshots, sqlio
 from .errors import (
     AmbiguousRefError,
     CorruptObjectError,
     DatabaseLockedError,
     DbversError,
     DirtyWorkingDatabaseError,
-    MissingObjectError,
     NothingToCommitError,
     RefExistsError,
     RepositoryExistsError,
@@ -41,8 +40,10 @@ from .errors import (
     UsageError,
 )
 from .fsutil import TMP_PREFIX, RepoLock, publish, temp_path, write_atomic
+from .maintenance import FsckReport, GcReport
 from .objects import FORMAT_VERSION, Commit, CommitLog, Schema, SchemaChange, TableCounts
 from .refs import HEADS, TAGS, Head, RefStore, validate_name
+from .schemadiff import describe_schema_changes, schema_changes
 from .store import ObjectStore
 
 if TYPE_CHECKING:
@@ -111,26 +112,6 @@ class Status:
             "untracked": self.changes.untracked,
             "pragmas_changed": {k: list(v) for k, v in self.pragmas_changed.items()},
         }
-
-
-@dataclass
-class FsckReport:
-    objects: int = 0
-    commits: int = 0
-    snapshots: int = 0
-    refs: int = 0
-    problems: list[str] = field(default_factory=list)
-
-    @property
-    def ok(self) -> bool:
-        return not self.problems
-
-
-@dataclass
-class GcReport:
-    removed_objects: int = 0
-    removed_bytes: int = 0
-    kept_objects: int = 0
 
 
 def find_store(start: Path) -> Path:
@@ -880,110 +861,20 @@ class Repo:
             write_atomic(self.keyframes_dir / oid, (snap + "\n").encode())
             return snap
 
-    def _reachable_commits(self) -> set[str]:
-        roots = set(self.refs.branches().values()) | set(self.refs.tags().values())
-        roots |= self.refs.reflog_ids()
-        if self.head.commit:
-            roots.add(self.head.commit)
-        seen: set[str] = set()
-        stack = [r for r in roots if self.objects.has(r)]
-        while stack:
-            oid = stack.pop()
-            if oid in seen:
-                continue
-            seen.add(oid)
-            with contextlib.suppress(DbversError):
-                stack.extend(self.get_commit(oid).parents)
-        return seen
+    # (fsck and gc: the logic lives in dbvers.maintenance)
+    def reachable_commits(self) -> set[str]:
+        """Commits reachable from a branch, tag, HEAD or reflog entry (what gc keeps)."""
+        return maintenance.reachable_commits(self)
 
     def fsck(self) -> FsckReport:
         """Verify every object's hash, every snapshot's integrity, every ref and commit link."""
-        report = FsckReport()
         with self._locked():
-            types: dict[str, str] = {}
-            for oid in self.objects.iter_ids():
-                report.objects += 1
-                try:
-                    types[oid] = self.objects.verify(oid)
-                except DbversError as e:
-                    report.problems.append(str(e))
-            refs = {"HEAD": self.head.commit}
-            refs.update({HEADS + k: v for k, v in self.refs.branches().items()})
-            refs.update({TAGS + k: v for k, v in self.refs.tags().items()})
-            for name, oid in refs.items():
-                report.refs += 1
-                if oid is None:
-                    report.problems.append(f"{name} points to no commit")
-                elif types.get(oid) != "commit":
-                    report.problems.append(f"{name} points to {oid[:12]}, which is not a commit in the store")
-            for oid, t in types.items():
-                if t == "commit":
-                    report.commits += 1
-                    self._fsck_commit(oid, types, report)
-                elif t == "snapshot":
-                    report.snapshots += 1
-                    self._fsck_snapshot(oid, report)
-            for kf in self._keyframe_files():
-                snap = kf.read_text().strip()
-                if types.get(snap) != "snapshot":
-                    report.problems.append(f"keyframe of {kf.name[:12]} names missing snapshot {snap[:12]}")
-        return report
-
-    def _fsck_commit(self, oid: str, types: dict[str, str], report: FsckReport) -> None:
-        try:
-            c = self.get_commit(oid)
-        except DbversError as e:
-            report.problems.append(str(e))
-            return
-        wanted = [(c.schema, "schema")] + [(p, "commit") for p in c.parents]
-        if c.patch:
-            wanted.append((c.patch, "patch"))
-        if c.snapshot:
-            wanted.append((c.snapshot, "snapshot"))
-        for ref_oid, kind in wanted:
-            if types.get(ref_oid) != kind:
-                report.problems.append(f"commit {oid[:12]} refers to missing {kind} {ref_oid[:12]}")
-        if not c.parents and not c.snapshot:
-            report.problems.append(f"root commit {oid[:12]} has no snapshot")
-
-    def _fsck_snapshot(self, oid: str, report: FsckReport) -> None:
-        tmp = temp_path(self.cache_dir, ".db")
-        try:
-            self.objects.get_to_file(oid, tmp, "snapshot")
-            if problems := snapshots.file_problems(tmp):
-                report.problems.append(f"snapshot {oid[:12]} fails integrity_check: {problems[0]}")
-        except DbversError as e:
-            report.problems.append(str(e))
-        finally:
-            tmp.unlink(missing_ok=True)
+            return maintenance.fsck(self)
 
     def gc(self) -> GcReport:
         """Remove objects no ref, tag, HEAD or reflog entry reaches (nothing a user did is lost)."""
-        report = GcReport()
         with self._locked():
-            commits = self._reachable_commits()
-            keep: set[str] = set(commits)
-            for oid in commits:
-                try:
-                    keep.update(self.get_commit(oid).referenced_objects())
-                except MissingObjectError:
-                    continue
-                if (snap := self.snapshot_of(oid)) is not None:
-                    keep.add(snap)
-            for oid in list(self.objects.iter_ids()):
-                if oid in keep:
-                    report.kept_objects += 1
-                    continue
-                report.removed_bytes += self.objects.stored_size(oid)
-                self.objects.delete(oid)
-                report.removed_objects += 1
-            for kf in self._keyframe_files():
-                if kf.name not in commits:
-                    kf.unlink()
-            for p in self.cache_dir.glob("*.db"):
-                if p.stem not in commits:
-                    p.unlink(missing_ok=True)
-        return report
+            return maintenance.gc(self)
 
     # -- backups (the logic lives in dbvers.backup) ------------------------------
     def backup(self, dir: str | os.PathLike[str] | None = None, *, incremental: bool = False) -> Any:
@@ -1011,57 +902,3 @@ def _newest_first(ts: str) -> float:
         return -datetime.strptime(ts, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC).timestamp()
     except ValueError:
         return 0.0
-
-
-def schema_changes(conn: Any) -> list[SchemaChange]:
-    """Human lines for the schema differences between ``base`` and ``main``."""
-    return describe_schema_changes(ch.read_schema(conn, "base"), ch.read_schema(conn, "main"))
-
-
-def describe_schema_changes(old: Schema, new: Schema) -> list[SchemaChange]:
-    out: list[SchemaChange] = []
-    o, n = old.by_name(), new.by_name()
-    for name in sorted(n.keys() - o.keys()):
-        if not name.startswith("sqlite_autoindex"):
-            out.append(SchemaChange(n[name].type, name, "created"))
-    for name in sorted(o.keys() - n.keys()):
-        if not name.startswith("sqlite_autoindex"):
-            out.append(SchemaChange(o[name].type, name, "dropped"))
-    for name in sorted(o.keys() & n.keys()):
-        if o[name].sql != n[name].sql:
-            detail = ""
-            if o[name].type == "table":
-                detail = _column_change(o[name].sql or "", n[name].sql or "")
-            out.append(SchemaChange(n[name].type, name, "altered", detail))
-    return out
-
-
-def _table_columns(sql: str) -> list[str]:
-    """Column names declared by a CREATE TABLE statement (parsed by SQLite itself)."""
-    import apsw
-
-    conn = apsw.Connection(":memory:")
-    try:
-        conn.execute(sql)
-        name = conn.execute("SELECT name FROM sqlite_schema WHERE type = 'table'").fetchone()[0]
-        return [r[1] for r in conn.execute(f"PRAGMA table_info({ch.quote(name)})")]
-    except apsw.Error:
-        return []
-    finally:
-        conn.close()
-
-
-def _column_change(old_sql: str, new_sql: str) -> str:
-    a, b = _table_columns(old_sql), _table_columns(new_sql)
-    if not a or not b:
-        return ""
-    added = [c for c in b if c not in a]
-    removed = [c for c in a if c not in b]
-    if len(added) == 1 and len(removed) == 1 and a.index(removed[0]) == b.index(added[0]):
-        return f"column {removed[0]} renamed to {added[0]}"
-    parts = []
-    if added:
-        parts.append("columns added: " + ", ".join(added))
-    if removed:
-        parts.append("columns dropped: " + ", ".join(removed))
-    return "; ".join(parts)

@@ -464,7 +464,7 @@ def test_restore_into_existing_repository(history: dict[str, Any], tmp_path: Pat
     assert newest in {e.new for e in repo.refs.reflog("refs/heads/main")}  # nothing lost
     assert repo.resolve(newest) == newest and repo.resolve("exp")
     assert repo.fsck().ok and repo.status().clean
-    assert tip in repo._reachable_commits()
+    assert tip in repo.reachable_commits()
 
 
 def test_restore_refuses_to_lose_uncommitted_changes(repo: dbvers.Repo, tmp_path: Path) -> None:

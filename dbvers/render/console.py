@@ -11,8 +11,9 @@ from datetime import datetime
 from rich.console import Console
 from rich.markup import escape
 
+from ..maintenance import FsckReport, GcReport
 from ..objects import Commit, SchemaChange, TableCounts
-from ..repo import FsckReport, GcReport, Status
+from ..repo import Status
 
 
 def counts_text(c: TableCounts) -> str:
