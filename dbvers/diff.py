@@ -15,6 +15,7 @@ pandas and pyarrow are imported only by the methods that return them.
 from __future__ import annotations
 
 import contextlib
+import logging
 import shutil
 import tempfile
 import weakref
@@ -41,6 +42,7 @@ _INSERT, _UPDATE, _DELETE = apsw.SQLITE_INSERT, apsw.SQLITE_UPDATE, apsw.SQLITE_
 # as fast as several.
 _PARALLEL_ROWS = 20_000
 _CLASSES_PER_MASK = 15  # 4 bits per column in one 64-bit integer
+_log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -548,7 +550,8 @@ class Diff:
             # in the order apsw's key table has, so both ways list rows alike
             table = columnar.key_table(self._hint.keys[spec.name], len(spec.key_colorder))
             if table is None:
-                return None  # keys of mixed types
+                _log.debug("%s: keys of mixed types, read row by row", spec.name)
+                return None
             n = table.num_rows
             parts = columnar.workers() if limit is None and n >= _PARALLEL_ROWS else 1
             step = max_rows = max(1, -(-n // parts))
@@ -570,8 +573,9 @@ class Diff:
             max_rows = min(max_rows, int(limit))
         try:
             result = columnar.read(self._b, {"a": self._a}, queries, max_rows)
-        except columnar.ColumnarError:
-            return None  # a bad --where, a type the driver would change: apsw says which
+        except columnar.ColumnarError as e:  # a bad --where (apsw will say so), a type it would change
+            _log.debug("%s: %s, read row by row", spec.name, e)
+            return None
         classes: dict[str, int] = {}
         for m in range(0, len(counted), _CLASSES_PER_MASK):
             masks = result.column(len(cols) + m // _CLASSES_PER_MASK).to_numpy()
@@ -583,6 +587,7 @@ class Diff:
             arr = _faithful(result.column(i), _side_affinity(spec, name),
                             classes.get(name), _null_decl(spec, name))
             if arr is None:
+                _log.debug("%s: %s holds values the driver converted, read row by row", spec.name, name)
                 return None
             arrays.append(arr)
         return arrays, result.num_rows

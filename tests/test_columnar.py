@@ -326,3 +326,16 @@ def test_a_part_with_only_nulls_in_a_column_takes_the_others_type(tmp_path: Path
         df = compare(d, "t", columnar_expected=True)
     assert df["diff_type"].tolist() == ["modified"] * 50 + ["added"] * 50
     assert str(df["from_v"].dtype) == "string" and str(df["from_x"].dtype) == "Float64"
+
+
+def test_paths_with_uri_characters(tmp_path: Path) -> None:
+    d = tmp_path / "a #b?c%20d'e"
+    d.mkdir()
+    p = d / "x.db"
+    execute(p, "CREATE TABLE t(k INTEGER PRIMARY KEY, v TEXT); INSERT INTO t VALUES (1, 'a');")
+    repo = dbvers.init(p, store=d / "store #1?")
+    a = repo.resolve("HEAD")
+    execute(p, "UPDATE t SET v = 'b'")
+    b = repo.commit("b").id
+    with repo.diff(a, b) as diff:
+        assert compare(diff, "t", columnar_expected=True)["to_v"].tolist() == ["b"]
