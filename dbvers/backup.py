@@ -714,11 +714,7 @@ def _check_complete(objects: ObjectStore, types: dict[str, str], metadata: dict[
             c = Commit.from_bytes(objects.get(oid, "commit"))
         except (ValueError, KeyError, TypeError) as e:
             raise BackupValidationError(label, f"commit {oid[:12]} is unreadable ({e})") from None
-        wanted = [(c.schema, "schema")]
-        if c.patch:
-            wanted.append((c.patch, "patch"))
-        if c.snapshot:
-            wanted.append((c.snapshot, "snapshot"))
+        wanted = c.typed_references()
         kf = metadata.get(f"keyframes/{oid}")
         if kf:
             wanted.append((kf.decode(errors="replace").strip(), "snapshot"))

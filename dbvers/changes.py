@@ -24,11 +24,12 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import apsw
 
 from .errors import CorruptObjectError
-from .objects import Schema, SchemaEntry, TableCounts
+from .objects import RowidFixups, Schema, SchemaEntry, TableCounts
 
 ROWID_NAMES = ("rowid", "_rowid_", "oid")
 INTERNAL_TABLES = ("sqlite_sequence",)
@@ -148,6 +149,17 @@ class TableInfo:
         return not self.pk and not self.without_rowid and "_rowid_" in self.columns
 
     @property
+    def aliases_rowid(self) -> bool:
+        """An INTEGER PRIMARY KEY: the key column is the rowid itself."""
+        return (len(self.pk) == 1 and not self.without_rowid
+                and self.types[self.columns.index(self.pk[0])].upper() == "INTEGER")
+
+    @property
+    def hidden_rowid(self) -> bool:
+        """A rowid table keyed on other columns: its rowid is in no column and in no patchset."""
+        return bool(self.pk) and not self.without_rowid and not self.aliases_rowid
+
+    @property
     def has_nullable_pk(self) -> bool:
         # Ordinary tables with a non-INTEGER PRIMARY KEY accept NULL key values
         # (a SQLite legacy); WITHOUT ROWID tables and rowid aliases cannot hold them.
@@ -241,6 +253,7 @@ class Changes:
     needs_keyframe: list[str] = field(default_factory=list)  # why a patchset can't carry it
     untracked: list[str] = field(default_factory=list)  # virtual tables, named in status
     key_changed: list[str] = field(default_factory=list)  # tables whose key changed
+    rowids: RowidFixups | None = None  # filled in for a commit (rowid_fixups)
 
     @property
     def changed_tables(self) -> list[str]:
@@ -510,11 +523,81 @@ def compute_changes(conn: apsw.Connection) -> Changes:
     )
 
 
+def rowid_fixups(conn: apsw.Connection, patchset: bytes, counts: dict[str, TableCounts]) -> RowidFixups | None:
+    """The hidden rowids (``TableInfo.hidden_rowid``) of the rows *patchset* inserts, and of
+    the rows it updates whose rowid changed (``INSERT OR REPLACE`` gives a row a new one),
+    as ``main`` holds them (``base`` attached: the parent state); None when there are none.
+    """
+    tables = {name: info for name, info in classify_tables(conn, "main").tracked.items()
+              if info.hidden_rowid and info.rowid_name not in info.columns
+              and (c := counts.get(name)) is not None and c.inserts + c.updates}
+    if not tables:
+        return None
+    keys: dict[str, list[tuple[Any, ...]]] = {}
+    columns: dict[str, tuple[str, ...]] = {}
+    for change in apsw.Changeset.iter(patchset):
+        info = tables.get(change.name)
+        if info is None or change.opcode not in (apsw.SQLITE_INSERT, apsw.SQLITE_UPDATE):
+            continue
+        positions = sorted(change.pk_columns)
+        columns[change.name] = tuple(info.columns[i] for i in positions)
+        values = change.new if change.opcode == apsw.SQLITE_INSERT else change.old  # an update's old holds its key
+        keys.setdefault(change.name, []).append(tuple(values[i] for i in positions))
+    found: dict[str, tuple[tuple[str, ...], tuple[tuple[Any, ...], ...]]] = {}
+    for name, rows in keys.items():
+        cols, rid, t = columns[name], tables[name].rowid_name, quote(name)
+        ks = [f"k{i}" for i in range(len(cols))]
+        conn.execute(f"CREATE TEMP TABLE dbvers_fix({', '.join(ks)})")
+        try:
+            conn.executemany(f"INSERT INTO temp.dbvers_fix VALUES ({', '.join('?' * len(ks))})", rows)
+            on_n, on_o = (" AND ".join(f"{a}.{quote(c)} IS k.{k}" for c, k in zip(cols, ks, strict=True))
+                          for a in ("n", "o"))
+            moved = conn.execute(
+                f"SELECT n.{rid}, {', '.join('k.' + k for k in ks)} FROM temp.dbvers_fix AS k "
+                f"JOIN main.{t} AS n ON {on_n} LEFT JOIN base.{t} AS o ON {on_o} "
+                f"WHERE o.{rid} IS NOT n.{rid} ORDER BY n.{rid}"
+            ).fetchall()
+        finally:
+            conn.execute("DROP TABLE temp.dbvers_fix")
+        if moved:
+            found[name] = (cols, tuple(tuple(r) for r in moved))
+    return RowidFixups(found) if found else None
+
+
+def _restore_rowids(conn: apsw.Connection, fixups: RowidFixups, oid: str) -> None:
+    """Move each listed row to its recorded rowid: first all of them out of the way (below
+    the smallest rowid, or above the largest), then each to its place, so no two collide."""
+    tracked = classify_tables(conn, "main").tracked
+    for name, (cols, rows) in fixups.tables.items():
+        info = tracked.get(name)
+        if info is None or info.rowid_name in info.columns:
+            raise CorruptObjectError(oid, f"rowids recorded for {name}, which has no hidden rowid")
+        rid, t, n = info.rowid_name, quote(name), len(rows)
+        lo = conn.execute(f"SELECT min({rid}) FROM main.{t}").fetchone()[0]
+        hi = conn.execute(f"SELECT max({rid}) FROM main.{t}").fetchone()[0]
+        if lo is None:
+            raise CorruptObjectError(oid, f"rowids recorded for rows of {name}, which is empty")
+        if lo - n >= -(2**63):
+            start = lo - n
+        elif hi + n <= 2**63 - 1:
+            start = hi + 1
+        else:
+            raise CorruptObjectError(oid, f"no room to renumber rows of {name}")
+        where = " AND ".join(f"{quote(c)} IS ?" for c in cols)
+        sql = f"UPDATE main.{t} SET {rid} = ? WHERE {where}"
+        before = conn.total_changes()
+        conn.executemany(sql, [(start + i, *row[1:]) for i, row in enumerate(rows)])
+        conn.executemany(sql, [(row[0], *row[1:]) for row in rows])
+        if conn.total_changes() - before != 2 * n:
+            raise CorruptObjectError(oid, f"recorded rowids name rows of {name} the state lacks")
+
+
 # -- replaying --------------------------------------------------------------
 
 
-def apply_patchsets(conn: apsw.Connection, patchsets: Iterable[tuple[str, bytes]]) -> None:
-    """Apply (id, patchset) pairs in order, in one transaction.
+def apply_patchsets(conn: apsw.Connection,
+                    patchsets: Iterable[tuple[str, bytes, RowidFixups | None]]) -> None:
+    """Apply (id, patchset, rowid fixups) in order, in one transaction.
 
     Any conflict means the store is inconsistent (a patch that doesn't fit its
     parent state), so it is reported as a corrupt object, never skipped.
@@ -528,10 +611,15 @@ def apply_patchsets(conn: apsw.Connection, patchsets: Iterable[tuple[str, bytes]
     conn.execute("BEGIN")
     oid = ""
     try:
-        for oid, ps in patchsets:  # noqa: B007 - oid names the failing patch below
+        for oid, ps, fixups in patchsets:  # oid names the failing patch below
             apsw.Changeset.apply(
                 ps, conn, conflict=on_conflict, flags=apsw.SQLITE_CHANGESETAPPLY_NOSAVEPOINT
             )
+            if fixups is not None:
+                _restore_rowids(conn, fixups, oid)
+    except CorruptObjectError:
+        conn.execute("ROLLBACK")
+        raise
     except apsw.Error as e:
         conn.execute("ROLLBACK")
         what = conflicts[0] if conflicts else str(e)

@@ -890,14 +890,9 @@ def _spec(name: str, a: ch.TableInfo | None, b: ch.TableInfo | None) -> TableSpe
         key_a=a.key if a else key_exprs, key_b=b.key if b else key_exprs,
         row_a=row(a), row_b=row(b), typed=frozenset(typed), key_colorder=colorder,
         generated=frozenset(ref.generated),
-        rowid_b=b.rowid_name if b and b.pk and not b.without_rowid and not _aliases_rowid(b) else None,
+        rowid_b=b.rowid_name if b and b.hidden_rowid else None,
         renamed=renamed, types_a=types_a, types_b=types_b,
     )
-
-
-def _aliases_rowid(info: ch.TableInfo) -> bool:
-    """An INTEGER PRIMARY KEY column is the rowid itself."""
-    return len(info.pk) == 1 and info.types[info.columns.index(info.pk[0])].upper() == "INTEGER"
 
 
 def _frame(cols: Sequence[str], arrays: Sequence[Any]) -> pandas.DataFrame:

@@ -93,11 +93,7 @@ def _fsck_commit(repo: Repo, oid: str, types: dict[str, str], report: FsckReport
     except DbversError as e:
         report.problems.append(str(e))
         return
-    wanted = [(c.schema, "schema")] + [(p, "commit") for p in c.parents]
-    if c.patch:
-        wanted.append((c.patch, "patch"))
-    if c.snapshot:
-        wanted.append((c.snapshot, "snapshot"))
+    wanted = c.typed_references() + [(p, "commit") for p in c.parents]
     for ref_oid, kind in wanted:
         if types.get(ref_oid) != kind:
             report.problems.append(f"commit {oid[:12]} refers to missing {kind} {ref_oid[:12]}")

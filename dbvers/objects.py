@@ -15,7 +15,7 @@ from functools import cached_property
 from typing import Any
 
 FORMAT_VERSION = 1
-OBJECT_TYPES = ("commit", "schema", "patch", "snapshot")
+OBJECT_TYPES = ("commit", "schema", "patch", "snapshot", "rowids")
 SHORT_ID_LEN = 10
 
 
@@ -99,10 +99,14 @@ class Commit:
     sequences: tuple[tuple[int, str, int], ...] = ()
     meta: dict[str, Any] = field(default_factory=dict)
     format: int = FORMAT_VERSION
+    # Hidden rowids a replay of the patch would get wrong (a "rowids" object; see RowidFixups).
+    rowids: str | None = None
 
     def to_bytes(self) -> bytes:
+        optional = {"rowids": self.rowids} if self.rowids else {}  # absent: older commits keep their ids
         return canonical_json(
             {
+                **optional,
                 "format": self.format,
                 "parents": list(self.parents),
                 "schema": self.schema,
@@ -134,6 +138,7 @@ class Commit:
             sequences=tuple(tuple(s) for s in raw.get("sequences", [])),  # type: ignore[misc]
             meta=raw.get("meta", {}),
             format=raw.get("format", FORMAT_VERSION),
+            rowids=raw.get("rowids"),
         )
 
     @cached_property
@@ -148,13 +153,19 @@ class Commit:
     def summary(self) -> str:
         return self.message.splitlines()[0] if self.message else ""
 
-    def referenced_objects(self) -> list[str]:
-        ids = [self.schema]
+    def typed_references(self) -> list[tuple[str, str]]:
+        """(id, type) of every object this commit names, parents excluded."""
+        refs = [(self.schema, "schema")]
         if self.patch:
-            ids.append(self.patch)
+            refs.append((self.patch, "patch"))
         if self.snapshot:
-            ids.append(self.snapshot)
-        return ids
+            refs.append((self.snapshot, "snapshot"))
+        if self.rowids:
+            refs.append((self.rowids, "rowids"))
+        return refs
+
+    def referenced_objects(self) -> list[str]:
+        return [oid for oid, _ in self.typed_references()]
 
     # Notebook and terminal views live in dbvers.render (imported only when shown).
     def _repr_html_(self) -> str:
@@ -185,6 +196,47 @@ class CommitLog(list):  # type: ignore[type-arg]
         from .render.html import log_text
 
         p.text("[...]" if cycle else log_text(self, self.repo))
+
+
+def _tag(v: Any) -> Any:
+    """A SQLite value in JSON without loss: integers and text as they are, reals and blobs tagged."""
+    if isinstance(v, float):
+        return {"real": v.hex()}
+    if isinstance(v, bytes):
+        return {"blob": v.hex()}
+    return v
+
+
+def _untag(v: Any) -> Any:
+    if isinstance(v, dict):
+        return float.fromhex(v["real"]) if "real" in v else bytes.fromhex(v["blob"])
+    return v
+
+
+@dataclass(frozen=True)
+class RowidFixups:
+    """The hidden rowids of rows a commit inserted or replaced in rowid tables keyed on other
+    columns. A patchset names those rows by primary key, so replaying it would give them
+    whatever rowid SQLite picks next; after the patch, each listed row is moved to its rowid.
+
+    ``tables[name] = (key column names, ((rowid, key values...), ...))``
+    """
+
+    tables: dict[str, tuple[tuple[str, ...], tuple[tuple[Any, ...], ...]]]
+
+    def to_bytes(self) -> bytes:
+        return canonical_json({
+            name: {"key": list(cols), "rows": [[_tag(v) for v in row] for row in rows]}
+            for name, (cols, rows) in sorted(self.tables.items())
+        })
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> RowidFixups:
+        raw = json.loads(data)
+        return cls({
+            name: (tuple(t["key"]), tuple(tuple(_untag(v) for v in row) for row in t["rows"]))
+            for name, t in raw.items()
+        })
 
 
 @dataclass(frozen=True)

@@ -41,7 +41,15 @@ from .errors import (
 )
 from .fsutil import TMP_PREFIX, RepoLock, publish, temp_path, write_atomic
 from .maintenance import FsckReport, GcReport
-from .objects import FORMAT_VERSION, Commit, CommitLog, Schema, SchemaChange, TableCounts
+from .objects import (
+    FORMAT_VERSION,
+    Commit,
+    CommitLog,
+    RowidFixups,
+    Schema,
+    SchemaChange,
+    TableCounts,
+)
 from .refs import HEADS, TAGS, Head, RefStore, validate_name
 from .schemadiff import describe_schema_changes, schema_changes
 from .store import ObjectStore
@@ -364,9 +372,11 @@ class Repo:
             cur = commit.parents[0]
         try:
             chain.reverse()
-            ch.apply_patchsets(
-                conn, ((c.patch, self.objects.get(c.patch, "patch")) for c in chain if c.patch)
-            )
+            ch.apply_patchsets(conn, (
+                (c.patch, self.objects.get(c.patch, "patch"),
+                 RowidFixups.from_bytes(self.objects.get(c.rowids, "rowids")) if c.rowids else None)
+                for c in chain if c.patch
+            ))
             final = self.get_commit(oid)
             ch.restore_extras(conn, final.pragmas, final.sequences)
             if ch.read_schema(conn).id != final.schema:
@@ -417,11 +427,15 @@ class Repo:
             raise
         return tmp
 
-    def _compare(self, new_file: Path, old_file: Path) -> tuple[ch.Changes, Any]:
+    def _compare(self, new_file: Path, old_file: Path, *, rowids: bool = False) -> tuple[ch.Changes, Any]:
+        """What turns *old_file* into *new_file*; with *rowids*, also the hidden rowids a
+        replay of the patchset would get wrong (what a commit records)."""
         conn = ch.open_private(new_file)
         try:
             ch.attach(conn, old_file)
             changes = ch.compute_changes(conn)
+            if rowids and changes.patchset and not changes.schema_changed:
+                changes.rowids = ch.rowid_fixups(conn, changes.patchset, changes.counts)
             extras = (
                 ch.read_schema(conn),
                 ch.read_pragmas(conn),
@@ -518,7 +532,7 @@ class Repo:
                     changes = None
                 else:
                     base = self.materialize(parent)
-                    changes, extras = self._compare(tmp, base)
+                    changes, extras = self._compare(tmp, base, rowids=True)
                     counts = changes.counts
                 schema, pragmas, sequences, _ = extras
                 if changes is not None and parent is not None and not allow_empty:
@@ -532,6 +546,9 @@ class Repo:
                     parent, changes, self.objects.stored_size(patch_id) if patch_id else 0
                 )
                 snap_id = snapshots.make(self.objects, tmp) if reason else None
+                rowids_id = None
+                if patch_id and changes is not None and changes.rowids is not None:
+                    rowids_id = self.objects.put_bytes("rowids", changes.rowids.to_bytes())
                 schema_id = self.objects.put_bytes("schema", schema.to_bytes())
                 commit_meta = dict(meta or {})
                 if reason:
@@ -550,6 +567,7 @@ class Repo:
                     pragmas=pragmas,
                     sequences=sequences,
                     meta=commit_meta,
+                    rowids=rowids_id,
                 )
                 oid = self.objects.put_bytes("commit", commit.to_bytes())
                 self._move_head(head, oid, f"commit: {commit.summary}")
