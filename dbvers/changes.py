@@ -163,13 +163,8 @@ class TableInfo:
     def has_nullable_pk(self) -> bool:
         # Ordinary tables with a non-INTEGER PRIMARY KEY accept NULL key values
         # (a SQLite legacy); WITHOUT ROWID tables and rowid aliases cannot hold them.
-        if not self.pk or self.without_rowid or set(self.pk) <= set(self.notnull):
-            return False
-        if len(self.pk) == 1:
-            i = self.columns.index(self.pk[0])
-            if self.types[i].upper() == "INTEGER":
-                return False
-        return True
+        return bool(self.pk) and not self.without_rowid and not set(self.pk) <= set(self.notnull) \
+            and not self.aliases_rowid
 
     def untyped_columns(self) -> list[str]:
         """Non-key columns where int 7 and real 7.0 can both be stored (BLOB affinity)."""

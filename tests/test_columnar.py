@@ -138,6 +138,22 @@ def test_keys(tmp_path: Path, ddl: str, before: list[tuple[Any, ...]], after: li
         compare(d, "t", columnar_expected=kept)
 
 
+def split_reads(monkeypatch: pytest.MonkeyPatch, workers: int) -> list[int]:
+    """Make even small diffs split their reads across *workers*; returns, per read, how many
+    queries it ran."""
+    monkeypatch.setattr(diff_module, "_PARALLEL_ROWS", 1)
+    monkeypatch.setattr(columnar, "workers", lambda: workers)
+    counts: list[int] = []
+    real_read = columnar.read
+
+    def read(*args: Any, **kw: Any) -> Any:
+        counts.append(len(args[2]))
+        return real_read(*args, **kw)
+
+    monkeypatch.setattr(columnar, "read", read)
+    return counts
+
+
 @pytest.fixture
 def many(tmp_path: Path) -> tuple[dbvers.Repo, str, str]:
     before = [(i, f"n{i}", i * 0.5) for i in range(300)]
@@ -148,16 +164,7 @@ def many(tmp_path: Path) -> tuple[dbvers.Repo, str, str]:
 def test_parallel_parts_concatenate_in_key_order(many: tuple[dbvers.Repo, str, str],
                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     repo, a, b = many
-    monkeypatch.setattr(diff_module, "_PARALLEL_ROWS", 1)
-    monkeypatch.setattr(columnar, "workers", lambda: 3)
-    parts: list[int] = []
-    real_read = columnar.read
-
-    def read(*args: Any, **kw: Any) -> Any:
-        parts.append(len(args[2]))
-        return real_read(*args, **kw)
-
-    monkeypatch.setattr(columnar, "read", read)
+    parts = split_reads(monkeypatch, 3)
     with repo.diff(a, b) as d:
         df = compare(d, "t", columnar_expected=True)
     assert parts[0] == 3
@@ -289,16 +296,7 @@ def test_full_comparison_in_rowid_ranges(tmp_path: Path, ddl: str, monkeypatch: 
     repo = dbvers.init(p)
     execute(p, "UPDATE t SET v = v || '!' WHERE k % 3 = 0; DELETE FROM t WHERE k < 10;"
                "INSERT INTO t VALUES (1000, 'new', 1.5), (1001, 'new', NULL);")
-    monkeypatch.setattr(diff_module, "_PARALLEL_ROWS", 1)
-    monkeypatch.setattr(columnar, "workers", lambda: 3)
-    queries: list[int] = []
-    real_read = columnar.read
-
-    def read(*args: Any, **kw: Any) -> Any:
-        queries.append(len(args[2]))
-        return real_read(*args, **kw)
-
-    monkeypatch.setattr(columnar, "read", read)
+    queries = split_reads(monkeypatch, 3)
     with repo.diff() as d:
         spec = d.spec("t")
         arms = d._scanned_arms(spec)
@@ -320,10 +318,10 @@ def test_a_part_with_only_nulls_in_a_column_takes_the_others_type(tmp_path: Path
     after = [(i, f"w{i}", i * 0.25, b"y") for i in range(100)]
     repo, a, b = two_commits(tmp_path / "n.db", "CREATE TABLE t(k INTEGER PRIMARY KEY, v TEXT, x REAL, y BLOB);",
                              before, after)
-    monkeypatch.setattr(diff_module, "_PARALLEL_ROWS", 1)
-    monkeypatch.setattr(columnar, "workers", lambda: 2)
+    parts = split_reads(monkeypatch, 2)
     with repo.diff(a, b) as d:
         df = compare(d, "t", columnar_expected=True)
+    assert parts[0] == 2
     assert df["diff_type"].tolist() == ["modified"] * 50 + ["added"] * 50
     assert str(df["from_v"].dtype) == "string" and str(df["from_x"].dtype) == "Float64"
 
