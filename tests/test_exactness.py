@@ -311,6 +311,28 @@ def test_hidden_rowids_survive_every_way_rows_come_and_go(empty_db: Path) -> Non
     h.verify()
 
 
+def test_renumbered_hidden_rowids_do_not_break_replay(empty_db: Path) -> None:
+    # Setting the hidden rowid of a table keyed on other columns (or a VACUUM that
+    # renumbers one) is no change a patchset sees, so a replayed state keeps the old
+    # rowids, and a later insert's recorded rowid can be taken by another row.
+    h = History(empty_db, "CREATE TABLE c(k TEXT PRIMARY KEY, v); INSERT INTO c VALUES ('a', 1), ('b', 2), ('c', 3);")
+    h.run("DELETE FROM c WHERE k = 'a'; UPDATE c SET rowid = rowid - 1")  # b, c: rowids 2, 3 -> 1, 2
+    h.commit("delete, renumber")
+    h.run("INSERT INTO c VALUES ('d', 4)")  # rowid 3, where the replay keeps c
+    last = h.commit("insert")
+    h.drop_caches()
+    h.repo.checkout(h.states[0][1], force=True)
+    h.repo.checkout(last.id, force=True)  # rebuilt from the root snapshot and both patches
+    conn = sqlite3.connect(empty_db)
+    try:
+        rows = conn.execute("SELECT rowid, k, v FROM c ORDER BY k").fetchall()
+    finally:
+        conn.close()
+    assert [(k, v) for _, k, v in rows] == [("b", 2), ("c", 3), ("d", 4)]
+    assert dict((k, r) for r, k, _ in rows)["d"] == 3  # the recorded rowid wins
+    assert h.repo.fsck().ok
+
+
 def test_rowid_fixups_are_kept_by_gc_and_backups(empty_db: Path, tmp_path: Path) -> None:
     h = History(empty_db, "CREATE TABLE c(k TEXT PRIMARY KEY, v); INSERT INTO c VALUES ('a', 1), ('b', 2);")
     h.run("INSERT INTO c VALUES ('aa', 3); DELETE FROM c WHERE k = 'b'")  # replayed bare: 'aa' at 2, not 3
