@@ -249,6 +249,7 @@ class Changes:
     needs_keyframe: list[str] = field(default_factory=list)  # why a patchset can't carry it
     untracked: list[str] = field(default_factory=list)  # virtual tables, named in status
     key_changed: list[str] = field(default_factory=list)  # tables whose key changed
+    tables: dict[str, TableInfo] = field(default_factory=dict)  # main's tracked tables
     rowids: RowidFixups | None = None  # filled in for a commit (rowid_fixups)
 
     @property
@@ -516,22 +517,23 @@ def compute_changes(conn: apsw.Connection) -> Changes:
         needs_keyframe=needs_keyframe,
         untracked=new.virtual,
         key_changed=key_changed,
+        tables=new.tracked,
     )
 
 
-def rowid_fixups(conn: apsw.Connection, patchset: bytes, counts: dict[str, TableCounts]) -> RowidFixups | None:
-    """The hidden rowids (``TableInfo.hidden_rowid``) of the rows *patchset* inserts, and of
-    the rows it updates whose rowid changed (``INSERT OR REPLACE`` gives a row a new one),
-    as ``main`` holds them (``base`` attached: the parent state); None when there are none.
+def rowid_fixups(conn: apsw.Connection, changes: Changes) -> RowidFixups | None:
+    """The hidden rowids (``TableInfo.hidden_rowid``) of the rows *changes*' patchset inserts,
+    and of the rows it updates whose rowid changed (``INSERT OR REPLACE`` gives a row a new
+    one), as ``main`` holds them (``base`` attached: the parent state); None when there are none.
     """
-    tables = {name: info for name, info in classify_tables(conn, "main").tracked.items()
+    tables = {name: info for name, info in changes.tables.items()
               if info.hidden_rowid and info.rowid_name not in info.columns
-              and (c := counts.get(name)) is not None and c.inserts + c.updates}
-    if not tables:
+              and (c := changes.counts.get(name)) is not None and c.inserts + c.updates}
+    if not tables or not changes.patchset:
         return None
     keys: dict[str, list[tuple[Any, ...]]] = {}
     columns: dict[str, tuple[str, ...]] = {}
-    for change in apsw.Changeset.iter(patchset):
+    for change in apsw.Changeset.iter(changes.patchset):
         info = tables.get(change.name)
         if info is None or change.opcode not in (apsw.SQLITE_INSERT, apsw.SQLITE_UPDATE):
             continue

@@ -435,7 +435,7 @@ class Repo:
             ch.attach(conn, old_file)
             changes = ch.compute_changes(conn)
             if rowids and changes.patchset and not changes.schema_changed:
-                changes.rowids = ch.rowid_fixups(conn, changes.patchset, changes.counts)
+                changes.rowids = ch.rowid_fixups(conn, changes)
             extras = (
                 ch.read_schema(conn),
                 ch.read_pragmas(conn),
