@@ -32,10 +32,8 @@ no handle ever crosses between the libraries.
 
 from __future__ import annotations
 
-import configparser
 import contextlib
 import errno
-import io
 import json
 import os
 import re
@@ -70,6 +68,7 @@ from .archive import (
     _TarWriter,
     read_manifest,
 )
+from .config import SCHEMA, env_override, parse_config, read_config, write_config
 from .errors import (
     BackupError,
     BackupIOError,
@@ -184,7 +183,8 @@ def _iso(t: datetime) -> str:
 
 
 def _timeout() -> float:
-    return float(os.environ.get("DBVERS_LOCK_TIMEOUT", "10"))
+    override = env_override("DBVERS_LOCK_TIMEOUT")
+    return float(override if override is not None else SCHEMA["lock", "timeout"].default or 10)
 
 
 def _mb(n: float) -> str:
@@ -881,7 +881,7 @@ def restore(archive: str | os.PathLike[str], to: str | os.PathLike[str] | None =
 def restore_archive(archive: str | os.PathLike[str], to: str | os.PathLike[str] | None = None,
                     at: str = "HEAD", *, yes: bool = False,
                     store: str | os.PathLike[str] | None = None) -> RestoreResult:
-    from .repo import STORE_NAME, Repo, _read_config
+    from .repo import STORE_NAME, Repo
 
     src = Path(archive).expanduser().resolve()
     if not src.is_file():
@@ -902,7 +902,7 @@ def restore_archive(archive: str | os.PathLike[str], to: str | os.PathLike[str] 
     # What is there now, and may it be replaced?
     existing: Repo | None = None
     if (store_dir / "config").is_file():
-        tracked = (store_dir / _read_config(store_dir).get("core", "database")).resolve()
+        tracked = (store_dir / read_config(store_dir).get("core", "database")).resolve()
         if tracked != target:
             raise UsageError(f"{store_dir} tracks {tracked}, not {target}; pass --store DIR")
         existing = Repo(store_dir, target)
@@ -946,16 +946,12 @@ def restore_archive(archive: str | os.PathLike[str], to: str | os.PathLike[str] 
         metadata = scanned[-1].metadata
         _write_metadata(work, metadata)
         final_store = existing.store_dir if existing else store_dir
-        cfg = configparser.ConfigParser()
-        with contextlib.suppress(configparser.Error, UnicodeDecodeError):
-            cfg.read_string(metadata.get("config", b"").decode("utf-8"))
+        cfg = parse_config(metadata.get("config", b"").decode("utf-8", "replace"))
         if not cfg.has_section("core"):
             cfg.add_section("core")
         cfg.set("core", "format", str(min(top["store_format"], FORMAT_VERSION)))
         cfg.set("core", "database", os.path.relpath(target, final_store))
-        buf = io.StringIO()
-        cfg.write(buf)
-        write_atomic(work / "config", buf.getvalue().encode())
+        write_config(work, cfg)
         objects = ObjectStore(work / "objects")
         types, _ = _check_objects(objects, where, False, work)
         _check_complete(objects, types, metadata, src.name)

@@ -55,6 +55,20 @@ class UnsupportedFormatError(DbversError):
         )
 
 
+class ConfigValueError(DbversError):
+    """A setting in ``.dbvers/config`` (or its environment override) has a value dbvers can't use."""
+
+    def __init__(self, path: str, section: str, key: str, value: str, allowed: str) -> None:
+        self.path = path
+        self.section = section
+        self.key = key
+        self.value = value
+        self.allowed = allowed
+        super().__init__(
+            f"{path}: [{section}] {key} = {value!r} is not valid; it must be {allowed}"
+        )
+
+
 class UnknownRefError(DbversError):
     def __init__(self, ref: str, detail: str = "") -> None:
         self.ref = ref

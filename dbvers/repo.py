@@ -7,7 +7,6 @@ point), and touches the working database only through :mod:`dbvers.sqlio`.
 
 from __future__ import annotations
 
-import configparser
 import contextlib
 import getpass
 import heapq
@@ -24,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import changes as ch
 from . import maintenance, snapshots, sqlio
+from .config import SCHEMA, Config, env_override, new_config, read_config, write_config
 from .errors import (
     AmbiguousRefError,
     CorruptObjectError,
@@ -60,11 +60,6 @@ if TYPE_CHECKING:
     from .diff import Diff
 
 STORE_NAME = ".dbvers"
-DEFAULTS: dict[str, dict[str, str]] = {
-    "snapshot": {"max_patch_ratio": "0.05", "max_commits": "100"},
-    "cache": {"keep": "2"},
-    "lock": {"timeout": "10"},
-}
 _REV_RE = re.compile(r"^(?P<base>.*?)(?P<suffix>(?:[~^]\d*)*)$")
 
 
@@ -72,7 +67,7 @@ def _now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-def _default_author(cfg: configparser.ConfigParser) -> str:
+def _default_author(cfg: Config) -> str:
     if env := os.environ.get("DBVERS_AUTHOR"):
         return env
     name = cfg.get("user", "name", fallback="")
@@ -131,34 +126,13 @@ def find_store(start: Path) -> Path:
     raise RepositoryNotFoundError(str(start))
 
 
-def _read_config(store: Path) -> configparser.ConfigParser:
-    cfg = configparser.ConfigParser()
-    cfg.read_dict(DEFAULTS)
-    try:
-        found = cfg.read(store / "config", encoding="utf-8")
-    except (configparser.Error, UnicodeDecodeError) as e:
-        reason = str(e).splitlines()[0] if str(e) else type(e).__name__
-        raise DbversError(f"{store / 'config'} is unreadable ({reason}); repair or restore it") from None
-    if not found:
-        raise RepositoryNotFoundError(str(store))
-    return cfg
-
-
-def _write_config(store: Path, cfg: configparser.ConfigParser) -> None:
-    import io
-
-    buf = io.StringIO()
-    cfg.write(buf)
-    write_atomic(store / "config", buf.getvalue().encode())
-
-
 def init_repo(db_path: str | os.PathLike[str], *, store: str | os.PathLike[str] | None = None,
          message: str = "Initial commit") -> Repo:
     """Start versioning *db_path*: create its store and commit its current state."""
     db = Path(db_path).resolve()
     store_dir = Path(store).resolve() if store else db.parent / STORE_NAME
     if (store_dir / "config").is_file():
-        tracked = _read_config(store_dir).get("core", "database", fallback="?")
+        tracked = read_config(store_dir).get("core", "database", fallback="?")
         raise RepositoryExistsError(str(store_dir), str((store_dir / tracked).resolve()))
     if store_dir.exists() and any(store_dir.iterdir()):
         raise UsageError(f"{store_dir} exists and is not empty; choose another --store")
@@ -176,14 +150,14 @@ def init_repo(db_path: str | os.PathLike[str], *, store: str | os.PathLike[str] 
         shutil.rmtree(building)
     for sub in ("objects", "refs/heads", "refs/tags", "logs", "cache", "keyframes"):
         (building / sub).mkdir(parents=True)
-    cfg = configparser.ConfigParser()
+    cfg = new_config()
     cfg.read_dict(
         {
             "core": {"format": str(FORMAT_VERSION), "database": os.path.relpath(db, store_dir)},
-            "snapshot": DEFAULTS["snapshot"],
+            "snapshot": {k: SCHEMA["snapshot", k].default or "" for k in ("max_patch_ratio", "max_commits")},
         }
     )
-    _write_config(building, cfg)
+    write_config(building, cfg)
     write_atomic(building / "HEAD", b"ref: refs/heads/main\n")
     try:
         repo = Repo(building, db)
@@ -210,7 +184,7 @@ def open_repo(db_path: str | os.PathLike[str] | None = None, *,
                 raise RepositoryNotFoundError(str(db.parent))
     else:
         store_dir = find_store(Path.cwd())
-    cfg = _read_config(store_dir)
+    cfg = read_config(store_dir)
     db = (store_dir / cfg.get("core", "database")).resolve()
     if db_path and not Path(db_path).is_dir() and Path(db_path).resolve() != db:
         raise UsageError(f"{store_dir} tracks {db}, not {Path(db_path).resolve()}; use --store")
@@ -221,7 +195,7 @@ class Repo:
     def __init__(self, store_dir: Path, db_path: Path) -> None:
         self.store_dir = store_dir
         self.path = db_path
-        self.config = _read_config(store_dir)
+        self.config = read_config(store_dir)
         fmt = self.config.getint("core", "format", fallback=FORMAT_VERSION)
         if fmt > FORMAT_VERSION:
             raise UnsupportedFormatError(fmt, FORMAT_VERSION)
@@ -238,16 +212,15 @@ class Repo:
     # -- plumbing ------------------------------------------------------------
     @contextlib.contextmanager
     def _locked(self) -> Iterator[None]:
-        timeout = os.environ.get("DBVERS_LOCK_TIMEOUT")
-        if timeout is not None:
-            self.lock.timeout = float(timeout)
+        self.lock.timeout = self._timeout()
         with self.lock.held():
             if self.lock._depth == 1:
                 self._recover()
             yield
 
     def _timeout(self) -> float:
-        return float(os.environ.get("DBVERS_LOCK_TIMEOUT", self.config.getfloat("lock", "timeout")))
+        override = env_override("DBVERS_LOCK_TIMEOUT")
+        return float(override) if override is not None else self.config.getfloat("lock", "timeout")
 
     def get_commit(self, oid: str) -> Commit:
         c = self._commits.get(oid)

@@ -1,0 +1,162 @@
+"""The store's ``config`` file: one typed reader and writer.
+
+``.dbvers/config`` is INI, like git's. It is read once per ``Repo`` and every
+known key is checked against :data:`SCHEMA` right then, so a bad value is one
+clear error at the start of a command (naming the file, section, key and what is
+allowed), never a ``ValueError`` traceback from deep inside a commit. Values are
+read raw: ``%`` has no special meaning (``name = Grace 100% Hopper`` is a name).
+Unknown sections and keys are kept as they are, as git does, so a newer dbvers's
+settings survive an older one.
+"""
+
+from __future__ import annotations
+
+import configparser
+import io
+import math
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import ConfigValueError, DbversError, RepositoryNotFoundError
+from .fsutil import write_atomic
+
+Config = configparser.RawConfigParser
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One known key: how to check it and how to say what is allowed."""
+
+    check: Callable[[str], object]
+    allowed: str
+    default: str | None = None
+
+
+def _int_at_least(low: int) -> Callable[[str], int]:
+    def check(raw: str) -> int:
+        value = int(raw.strip())
+        if value < low:
+            raise ValueError(raw)
+        return value
+
+    return check
+
+
+def _float_above(low: float, *, inclusive: bool) -> Callable[[str], float]:
+    def check(raw: str) -> float:
+        value = float(raw.strip())
+        if not math.isfinite(value) or value < low or (value == low and not inclusive):
+            raise ValueError(raw)
+        return value
+
+    return check
+
+
+def _text(raw: str) -> str:
+    return raw
+
+
+def _nonempty(raw: str) -> str:
+    if not raw.strip():
+        raise ValueError(raw)
+    return raw
+
+
+SCHEMA: dict[tuple[str, str], Setting] = {
+    ("core", "format"): Setting(_int_at_least(1), "a whole number of at least 1"),
+    ("core", "database"): Setting(_nonempty, "the tracked database's path, relative to the store"),
+    ("snapshot", "max_patch_ratio"): Setting(
+        _float_above(0.0, inclusive=False), "a number above 0, such as 0.05 (a share, not a percentage)",
+        "0.05"),
+    ("snapshot", "max_commits"): Setting(_int_at_least(1), "a whole number of at least 1", "100"),
+    ("cache", "keep"): Setting(_int_at_least(1), "a whole number of at least 1", "2"),
+    ("lock", "timeout"): Setting(_float_above(0.0, inclusive=True), "a number of seconds, 0 or more",
+                                 "10"),
+    ("user", "name"): Setting(_text, "any text"),
+    ("user", "email"): Setting(_text, "any text"),
+    ("backup", "dir"): Setting(_text, "a directory path"),
+    ("backup", "keep"): Setting(_int_at_least(1), "a whole number of at least 1"),
+    ("backup", "max_age"): Setting(_float_above(0.0, inclusive=False), "a number of days above 0"),
+}
+
+# Environment variables that override a setting, checked by the same rule.
+ENVIRONMENT: dict[str, tuple[str, str]] = {"DBVERS_LOCK_TIMEOUT": ("lock", "timeout")}
+
+
+def new_config() -> Config:
+    """An empty config with dbvers's parsing rules (no interpolation, keys as written)."""
+    cfg = configparser.RawConfigParser(interpolation=None, strict=True)
+    cfg.optionxform = str  # type: ignore[assignment,method-assign]
+    return cfg
+
+
+def with_defaults(cfg: Config) -> Config:
+    """Fill in every default the file doesn't set, so readers need no fallbacks."""
+    for (section, key), setting in SCHEMA.items():
+        if setting.default is None or cfg.has_option(section, key):
+            continue
+        if not cfg.has_section(section):
+            cfg.add_section(section)
+        cfg.set(section, key, setting.default)
+    return cfg
+
+
+def validate(cfg: Config, path: Path) -> None:
+    """Check every known key that is set; the first bad one is a :class:`ConfigValueError`."""
+    for (section, key), setting in SCHEMA.items():
+        if not cfg.has_option(section, key):
+            continue
+        raw = cfg.get(section, key)
+        try:
+            setting.check(raw)
+        except ValueError:
+            raise ConfigValueError(str(path), section, key, raw, setting.allowed) from None
+
+
+def read_config(store: Path) -> Config:
+    """Read and check ``store/config``; a missing file means there is no repository."""
+    path = store / "config"
+    cfg = new_config()
+    try:
+        found = cfg.read(path, encoding="utf-8")
+    except (configparser.Error, UnicodeDecodeError) as e:
+        reason = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise DbversError(f"{path} is unreadable ({reason}); repair or restore it") from None
+    except OSError as e:
+        raise DbversError(f"{path} is unreadable ({e.strerror or e}); repair or restore it") from None
+    if not found:
+        raise RepositoryNotFoundError(str(store))
+    validate(cfg, path)
+    return with_defaults(cfg)
+
+
+def parse_config(text: str) -> Config:
+    """A config from text (a backup's copy); unreadable text gives an empty config."""
+    cfg = new_config()
+    try:
+        cfg.read_string(text)
+    except configparser.Error:
+        return new_config()
+    return cfg
+
+
+def write_config(store: Path, cfg: Config) -> None:
+    """Write *cfg* to ``store/config`` atomically."""
+    buf = io.StringIO()
+    cfg.write(buf)
+    write_atomic(store / "config", buf.getvalue().encode())
+
+
+def env_override(name: str) -> str | None:
+    """An overriding environment variable's value, checked like the key it overrides."""
+    raw = os.environ.get(name)
+    if raw is None:
+        return None
+    section, key = ENVIRONMENT[name]
+    try:
+        SCHEMA[section, key].check(raw)
+    except ValueError:
+        raise ConfigValueError(f"${name}", section, key, raw, SCHEMA[section, key].allowed) from None
+    return raw
