@@ -14,8 +14,10 @@ Three things the session extension alone would get wrong are handled here:
   values, so the sentinel never reaches it). The base state is never written.
 * Rows whose primary key contains NULL are invisible to sessions; a table that
   has them is compared in SQL and, if it changed, forces a keyframe.
-* Virtual tables' shadow tables and ``sqlite_stat*`` are not replayed through
-  patchsets; a change to them forces a keyframe so they are kept exactly.
+* Virtual tables' shadow tables are not replayed through patchsets; a change to
+  them forces a keyframe so they are kept exactly. The planner's ``sqlite_stat*``
+  tables are left out altogether unless ``[stats] version`` asks for them (then
+  they are kept like shadow tables).
   ``sqlite_sequence`` is carried in the commit itself.
 """
 
@@ -75,10 +77,19 @@ def detach(conn: apsw.Connection, name: str = "base") -> None:
 # -- reading a state --------------------------------------------------------
 
 
-def read_schema(conn: apsw.Connection, db: str = "main") -> Schema:
+def is_stats_table(name: str) -> bool:
+    """``sqlite_stat1``..``sqlite_stat4``: the query planner's statistics (ANALYZE, PRAGMA optimize)."""
+    return name.startswith("sqlite_stat")
+
+
+def read_schema(conn: apsw.Connection, db: str = "main", *, stats: bool = False) -> Schema:
+    """The schema of *db*; the planner's statistics tables only when *stats* (they are
+    planner data, not the user's: see ``[stats] version`` in the guide)."""
     rows = conn.execute(
         f"SELECT type, name, tbl_name, sql FROM {quote(db)}.sqlite_schema ORDER BY rowid"
     ).fetchall()
+    if not stats:
+        rows = [r for r in rows if not is_stats_table(r[1])]
     # Sorted, so that two states with the same objects have the same schema id
     # whatever order their sqlite_schema rows happen to be in.
     return Schema(tuple(sorted((SchemaEntry(*r) for r in rows), key=lambda e: (e.type, e.name))))
@@ -183,7 +194,7 @@ class TableSet:
     opaque: dict[str, TableInfo]  # shadow and sqlite_stat tables: kept through keyframes
 
 
-def classify_tables(conn: apsw.Connection, db: str = "main") -> TableSet:
+def classify_tables(conn: apsw.Connection, db: str = "main", *, stats: bool = False) -> TableSet:
     q = quote(db)
     tracked: dict[str, TableInfo] = {}
     opaque: dict[str, TableInfo] = {}
@@ -198,8 +209,10 @@ def classify_tables(conn: apsw.Connection, db: str = "main") -> TableSet:
             continue
         if kind == "view":
             continue
+        if is_stats_table(name) and not stats:
+            continue
         info = table_info(conn, name, db, bool(wr))
-        if kind == "shadow" or name.startswith("sqlite_stat"):
+        if kind == "shadow" or is_stats_table(name):
             opaque[name] = info
         elif kind == "table":
             tracked[name] = info
@@ -432,10 +445,11 @@ def count_patchset(patchset: bytes) -> dict[str, TableCounts]:
     return {t: TableCounts(*v) for t, v in tallies.items()}
 
 
-def compute_changes(conn: apsw.Connection) -> Changes:
-    """Compare ``main`` (new) against the attached ``base`` (old)."""
-    new_schema, old_schema = read_schema(conn, "main"), read_schema(conn, "base")
-    new, old = classify_tables(conn, "main"), classify_tables(conn, "base")
+def compute_changes(conn: apsw.Connection, *, stats: bool = False) -> Changes:
+    """Compare ``main`` (new) against the attached ``base`` (old); the planner's
+    statistics tables count only with *stats*."""
+    new_schema, old_schema = read_schema(conn, "main", stats=stats), read_schema(conn, "base", stats=stats)
+    new, old = classify_tables(conn, "main", stats=stats), classify_tables(conn, "base", stats=stats)
     counts: dict[str, TableCounts] = {}
     needs_keyframe: list[str] = []
     key_changed: list[str] = []
@@ -497,16 +511,22 @@ def compute_changes(conn: apsw.Connection) -> Changes:
     opaque_same = [
         i for n, i in new.opaque.items() if n in old.opaque and old.opaque[n].shape == i.shape
     ]
-    if opaque_same:
+    # sqlite_stat1 rows of tables without an index have a NULL idx, which sessions
+    # (matching on tbl, idx with =) report as changed on every comparison, so the
+    # statistics tables are compared in SQL, where EXCEPT treats NULLs as equal.
+    stats_same = [i for i in opaque_same if is_stats_table(i.name)]
+    if stats_same and any(_contents_differ(conn, i.name) for i in stats_same):
+        needs_keyframe.append("contents of sqlite_stat tables changed")
+    shadow_same = [i for i in opaque_same if not is_stats_table(i.name)]
+    if shadow_same:
         probe = apsw.Session(conn, "main")
         probe.config(apsw.SQLITE_SESSION_OBJCONFIG_ROWID, 1)
         try:
-            for info in opaque_same:
+            for info in shadow_same:
                 probe.attach(info.name)
                 probe.diff("base", info.name)
             if not probe.is_empty:
-                owners = ", ".join(new.virtual) or "sqlite_stat tables"
-                needs_keyframe.append(f"contents of {owners} changed")
+                needs_keyframe.append(f"contents of {', '.join(new.virtual)} changed")
         finally:
             probe.close()
 
@@ -519,6 +539,14 @@ def compute_changes(conn: apsw.Connection) -> Changes:
         key_changed=key_changed,
         tables=new.tracked,
     )
+
+
+def _contents_differ(conn: apsw.Connection, table: str) -> bool:
+    q = quote(table)
+    return bool(conn.execute(
+        f"SELECT EXISTS (SELECT * FROM main.{q} EXCEPT SELECT * FROM base.{q})"
+        f" OR EXISTS (SELECT * FROM base.{q} EXCEPT SELECT * FROM main.{q})"
+    ).fetchone()[0])
 
 
 def rowid_fixups(conn: apsw.Connection, changes: Changes) -> RowidFixups | None:

@@ -54,6 +54,13 @@ def _float_above(low: float, *, inclusive: bool) -> Callable[[str], float]:
     return check
 
 
+def _boolean(raw: str) -> bool:
+    value = configparser.RawConfigParser.BOOLEAN_STATES.get(raw.strip().lower())
+    if value is None:
+        raise ValueError(raw)
+    return value
+
+
 def _text(raw: str) -> str:
     return raw
 
@@ -74,6 +81,7 @@ SCHEMA: dict[tuple[str, str], Setting] = {
     ("cache", "keep"): Setting(_int_at_least(1), "a whole number of at least 1", "2"),
     ("lock", "timeout"): Setting(_float_above(0.0, inclusive=True), "a number of seconds, 0 or more",
                                  "10"),
+    ("stats", "version"): Setting(_boolean, "true or false", "false"),
     ("user", "name"): Setting(_text, "any text"),
     ("user", "email"): Setting(_text, "any text"),
     ("backup", "dir"): Setting(_text, "a directory path"),

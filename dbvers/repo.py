@@ -205,6 +205,8 @@ class Repo:
         self.keyframes_dir = store_dir / "keyframes"
         self.lock = RepoLock(store_dir / "lock", self.config.getfloat("lock", "timeout"))
         self._commits: dict[str, Commit] = {}
+        # The planner's sqlite_stat* tables are versioned only when asked (guide: "What is versioned").
+        self.version_stats = self.config.getboolean("stats", "version")
 
     def __repr__(self) -> str:
         return f"<dbvers.Repo {self.path}>"
@@ -352,7 +354,8 @@ class Repo:
             ))
             final = self.get_commit(oid)
             ch.restore_extras(conn, final.pragmas, final.sequences)
-            if ch.read_schema(conn).id != final.schema:
+            # A commit made before statistics were left out recorded them in its schema.
+            if final.schema not in (ch.read_schema(conn).id, ch.read_schema(conn, stats=True).id):
                 raise CorruptObjectError(oid, "materialized schema does not match the commit")
             self.cache_dir.mkdir(exist_ok=True)
             snapshots.save(conn, target)
@@ -406,14 +409,14 @@ class Repo:
         conn = ch.open_private(new_file)
         try:
             ch.attach(conn, old_file)
-            changes = ch.compute_changes(conn)
+            changes = ch.compute_changes(conn, stats=self.version_stats)
             if rowids and changes.patchset and not changes.schema_changed:
                 changes.rowids = ch.rowid_fixups(conn, changes)
             extras = (
-                ch.read_schema(conn),
+                ch.read_schema(conn, stats=self.version_stats),
                 ch.read_pragmas(conn),
                 ch.read_sequences(conn),
-                schema_changes(conn),
+                schema_changes(conn, stats=self.version_stats),
             )
             ch.detach(conn)
         finally:
@@ -495,7 +498,8 @@ class Repo:
                 if parent is None:
                     conn = ch.open_private(tmp)
                     try:
-                        extras = (ch.read_schema(conn), ch.read_pragmas(conn), ch.read_sequences(conn), [])
+                        extras = (ch.read_schema(conn, stats=self.version_stats), ch.read_pragmas(conn),
+                                  ch.read_sequences(conn), [])
                         counts = {
                             t: TableCounts(inserts=int(conn.execute(f"SELECT count(*) FROM {ch.quote(t)}").fetchone()[0]))
                             for t in ch.classify_tables(conn).tracked

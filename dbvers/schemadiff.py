@@ -9,9 +9,10 @@ from . import changes as ch
 from .objects import Schema, SchemaChange
 
 
-def schema_changes(conn: Any) -> list[SchemaChange]:
+def schema_changes(conn: Any, *, stats: bool = False) -> list[SchemaChange]:
     """Human lines for the schema differences between ``base`` and ``main``."""
-    return describe_schema_changes(ch.read_schema(conn, "base"), ch.read_schema(conn, "main"))
+    return describe_schema_changes(ch.read_schema(conn, "base", stats=stats),
+                                   ch.read_schema(conn, "main", stats=stats))
 
 
 def describe_schema_changes(old: Schema, new: Schema) -> list[SchemaChange]:
