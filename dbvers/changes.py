@@ -402,6 +402,68 @@ def _type_only_source(conn: apsw.Connection, info: TableInfo) -> str:
     return "typefix"
 
 
+def _same_value(a: str, b: str) -> str:
+    """SQL for "a and b hold the same value": type included, and 0.0 differs from -0.0."""
+    return (f"({a} IS {b} AND typeof({a}) = typeof({b}) "
+            f"AND NOT ({a} = 0 AND atan2({a}, -1) <> atan2({b}, -1)))")
+
+
+def _stored_columns_patchset(conn: apsw.Connection, info: TableInfo) -> bytes | None:
+    """The patchset of a table with generated columns.
+
+    ``Session.diff`` can't record an UPDATE of such a table (SQLite stops with
+    "database schema has changed"), so the rows that differ are copied, stored
+    columns only, into two private in-memory tables shaped as the session sees
+    the real one (the same columns in the same order, the same key), and those
+    are diffed instead. The patchset names the table, not the schema, so it
+    applies to the real table; SQLite recomputes the generated columns. Values
+    are copied without affinity, and the old copy's values that equal the new
+    ones in SQL but not in type (7 and 7.0, 0.0 and -0.0) get a sentinel, as in
+    :func:`_type_only_source`, so the diff records them.
+    """
+    t = quote(info.name)
+    stored = [c for c in info.columns if c not in info.generated]
+    nonkey = [quote(c) for c in stored if c not in info.pk]
+    rid = [] if info.pk or info.without_rowid else [info.rowid_name]
+    names = ", ".join([*rid, *(quote(c) for c in stored)])
+    defs = ", ".join(quote(c) for c in stored)
+    if info.pk:
+        defs += f", PRIMARY KEY ({', '.join(quote(c) for c in info.pk)})"
+    tail = " WITHOUT ROWID" if info.without_rowid else ""
+    for db in ("gen_new", "gen_old"):
+        if not conn.execute("SELECT 1 FROM pragma_database_list WHERE name = ?", (db,)).fetchone():
+            conn.execute(f"ATTACH ':memory:' AS {db}")
+        conn.execute(f"DROP TABLE IF EXISTS {db}.{t}")
+        conn.execute(f"CREATE TABLE {db}.{t}({defs}){tail}")
+    same_row = " AND ".join([_key_match(info.key, "o", "n"),
+                             *(_same_value(f"n.{c}", f"o.{c}") for c in nonkey)])
+    for db, src, other in (("gen_new", "main", "base"), ("gen_old", "base", "main")):
+        a, b = ("n", "o") if src == "main" else ("o", "n")
+        conn.execute(
+            f"INSERT INTO {db}.{t}({names}) SELECT {', '.join(f'{a}.{c}' for c in names.split(', '))} "
+            f"FROM {src}.{t} AS {a} WHERE NOT EXISTS "
+            f"(SELECT 1 FROM {other}.{t} AS {b} WHERE {same_row})"
+        )
+    for c in nonkey:
+        conn.execute(
+            f"UPDATE gen_old.{t} AS u SET {c} = CASE typeof(n.{c}) WHEN 'blob' "
+            f"THEN 'dbvers-' || hex(randomblob(16)) ELSE randomblob(16) END "
+            f"FROM gen_new.{t} AS n WHERE {_key_match(info.key, 'n', 'u')} AND n.{c} IS u.{c} "
+            f"AND NOT {_same_value(f'n.{c}', f'u.{c}')}"
+        )
+    session = apsw.Session(conn, "gen_new")
+    try:
+        session.config(apsw.SQLITE_SESSION_OBJCONFIG_ROWID, 1)
+        session.attach(info.name)
+        session.diff("gen_old", info.name)
+        patchset = session.patchset() or None
+    finally:
+        session.close()
+    for db in ("gen_new", "gen_old"):
+        conn.execute(f"DROP TABLE {db}.{t}")
+    return patchset
+
+
 def _hidden_rowid_counts(conn: apsw.Connection, info: TableInfo) -> TableCounts:
     """Changes of a table whose rowid sessions can't see (see ``TableInfo.rowid_hidden``)."""
     if info.rowid_name not in info.columns:
@@ -475,6 +537,11 @@ def compute_changes(conn: apsw.Connection, *, stats: bool = False) -> Changes:
         counts[name] = TableCounts(deletes=_count(conn, f"SELECT count(*) FROM base.{quote(name)}"))
 
     patchset: bytes | None = None
+    # Before the main session exists: these attach private schemas of their own.
+    generated_parts = [
+        ps for info in same_shape
+        if info.generated and not info.rowid_hidden and (ps := _stored_columns_patchset(conn, info))
+    ]
     if same_shape:
         session = apsw.Session(conn, "main")
         session.config(apsw.SQLITE_SESSION_OBJCONFIG_ROWID, 1)
@@ -489,15 +556,18 @@ def compute_changes(conn: apsw.Connection, *, stats: bool = False) -> Changes:
                 if info.has_nullable_pk and (n := _null_pk_rows_differ(conn, info)):
                     counts[info.name] = TableCounts(updates=n)  # so status names the table
                     needs_keyframe.append(f"rows with a NULL primary key changed in {info.name}")
-                source = _type_only_source(conn, info) if info.untyped_columns() else "base"
-                session.attach(info.name)
-                session.diff(source, info.name)
+                if not info.generated:  # those were diffed above
+                    source = _type_only_source(conn, info) if info.untyped_columns() else "base"
+                    session.attach(info.name)
+                    session.diff(source, info.name)
                 if (n := _key_type_changes(conn, info)):
                     # 7 -> 7.0 in a key: sessions match the rows as equal and see nothing.
                     e = counts.get(info.name, TableCounts())
                     counts[info.name] = TableCounts(e.inserts, e.updates + n, e.deletes)
                     needs_keyframe.append(f"primary-key values of {info.name} changed type only")
             patchset = session.patchset() or None
+            for part in generated_parts:
+                patchset = apsw.Changeset.concat(patchset, part) if patchset else part
         finally:
             session.close()
             if conn.execute("SELECT 1 FROM pragma_database_list WHERE name = 'typefix'").fetchone():
