@@ -282,24 +282,38 @@ def _key_match(key: Iterable[str], a: str, b: str) -> str:
     return " AND ".join(f"{a}.{k} IS {b}.{k}" for k in key)
 
 
-def _differs(cols: Iterable[str], a: str, b: str) -> str:
-    parts = [
-        f"({a}.{quote(c)} IS NOT {b}.{quote(c)} OR typeof({a}.{quote(c)}) <> typeof({b}.{quote(c)}))"
-        for c in cols
-    ]
+def _differs(cols: Iterable[str], a: str, b: str, renamed: dict[str, str] | None = None) -> str:
+    """SQL for "row *a* and row *b* differ on *cols*" (types included); a column
+    renamed in *a* (*renamed*: a's name -> b's) is compared under b's old name."""
+    parts = []
+    for c in cols:
+        x, y = f"{a}.{quote(c)}", f"{b}.{quote((renamed or {}).get(c, c))}"
+        parts.append(f"({x} IS NOT {y} OR typeof({x}) <> typeof({y}))")
     return " OR ".join(parts) if parts else "0"
+
+
+def renamed_columns(before: TableInfo, after: TableInfo) -> dict[str, str]:
+    """{new name: old name} when one column is gone and one is new at the same place:
+    ``ALTER TABLE ... RENAME COLUMN`` (as the schema change says), whose values are
+    compared, not counted as a dropped and a filled column."""
+    new = [c for c in after.columns if c not in before.columns]
+    gone = [c for c in before.columns if c not in after.columns]
+    if len(new) == 1 and len(gone) == 1 and before.columns.index(gone[0]) == after.columns.index(new[0]):
+        return {new[0]: gone[0]}
+    return {}
 
 
 def count_by_key(
     conn: apsw.Connection, table: str, key: tuple[str, ...], shared: list[str],
-    added: Sequence[str] = (),
+    added: Sequence[str] = (), renamed: dict[str, str] | None = None,
 ) -> TableCounts:
     """Count inserts/updates/deletes between base.table and main.table matching rows on *key*.
 
     Used where the session extension can't be (the table's columns changed).
     Values are compared on the columns both sides share, types included; a
     column only main has counts as NULL on the base side (as a diff shows it),
-    so filling a new column modifies the row.
+    so filling a new column modifies the row. A renamed column (*renamed*: new
+    name -> old) is one of the shared ones.
     """
     t = quote(table)
     inserts = _count(
@@ -315,16 +329,17 @@ def count_by_key(
     updates = _count(
         conn,
         f"SELECT count(*) FROM main.{t} AS n JOIN base.{t} AS o ON {_key_match(key, 'o', 'n')} "
-        f"WHERE {_differs(shared, 'n', 'o')}"
+        f"WHERE {_differs(shared, 'n', 'o', renamed)}"
         + "".join(f" OR n.{quote(c)} IS NOT NULL" for c in added),
     )
     return TableCounts(inserts, updates, deletes)
 
 
-def _null_pk_rows_differ(conn: apsw.Connection, info: TableInfo) -> int:
+def _null_pk_counts(conn: apsw.Connection, info: TableInfo) -> TableCounts:
     """Rows with a NULL in the primary key are invisible to sessions: compare them in SQL.
 
-    Returns how many such rows are new or gone (0: none changed).
+    Such rows are matched on their rowid (a table that can hold them is a rowid
+    table), so a changed row counts once, as an update.
     """
     t = quote(info.name)
     nullpk = " OR ".join(f"{quote(c)} IS NULL" for c in info.pk)
@@ -333,14 +348,16 @@ def _null_pk_rows_differ(conn: apsw.Connection, info: TableInfo) -> int:
     has_new = conn.execute(f"SELECT 1 FROM main.{t} WHERE {nullpk} LIMIT 1").fetchone()
     has_old = conn.execute(f"SELECT 1 FROM base.{t} WHERE {nullpk} LIMIT 1").fetchone()
     if not has_new and not has_old:
-        return 0
-    diff = (
-        f"SELECT count(*) FROM (SELECT {rid}, {cols} FROM main.{t} WHERE {nullpk} "
-        f"EXCEPT SELECT {rid}, {cols} FROM base.{t} WHERE {nullpk}) "
-        f"UNION ALL SELECT count(*) FROM (SELECT {rid}, {cols} FROM base.{t} WHERE {nullpk} "
-        f"EXCEPT SELECT {rid}, {cols} FROM main.{t} WHERE {nullpk})"
-    )
-    return sum(r[0] for r in conn.execute(diff))
+        return TableCounts()
+    inserts, updates, deletes = conn.execute(
+        f"WITH n(r) AS (SELECT {rid} FROM (SELECT {rid}, {cols} FROM main.{t} WHERE {nullpk} "
+        f"EXCEPT SELECT {rid}, {cols} FROM base.{t} WHERE {nullpk})), "
+        f"o(r) AS (SELECT {rid} FROM (SELECT {rid}, {cols} FROM base.{t} WHERE {nullpk} "
+        f"EXCEPT SELECT {rid}, {cols} FROM main.{t} WHERE {nullpk})) "
+        "SELECT (SELECT count(*) FROM n WHERE r NOT IN o), (SELECT count(*) FROM n WHERE r IN o), "
+        "(SELECT count(*) FROM o WHERE r NOT IN n)"
+    ).fetchone()
+    return TableCounts(inserts, updates, deletes)
 
 
 def _type_only_condition(qc: str) -> str:
@@ -524,9 +541,11 @@ def compute_changes(conn: apsw.Connection, *, stats: bool = False) -> Changes:
         elif before.shape == info.shape:
             same_shape.append(info)
         elif before.pk == info.pk and before.without_rowid == info.without_rowid:
-            shared = [c for c in info.columns if c in before.columns and c not in info.pk]
-            added = [c for c in info.columns if c not in before.columns]
-            counts[name] = count_by_key(conn, name, info.key, shared, added)
+            renamed = renamed_columns(before, info)
+            shared = [c for c in info.columns
+                      if (c in before.columns or c in renamed) and c not in info.pk]
+            added = [c for c in info.columns if c not in before.columns and c not in renamed]
+            counts[name] = count_by_key(conn, name, info.key, shared, added, renamed)
         else:
             key_changed.append(name)
             counts[name] = TableCounts(
@@ -553,8 +572,8 @@ def compute_changes(conn: apsw.Connection, *, stats: bool = False) -> Changes:
                         counts[info.name] = c
                         needs_keyframe.append(f"{info.name} changed (a column named _rowid_ hides its rowid)")
                     continue
-                if info.has_nullable_pk and (n := _null_pk_rows_differ(conn, info)):
-                    counts[info.name] = TableCounts(updates=n)  # so status names the table
+                if info.has_nullable_pk and (nulls := _null_pk_counts(conn, info)).total:
+                    counts[info.name] = nulls
                     needs_keyframe.append(f"rows with a NULL primary key changed in {info.name}")
                 if not info.generated:  # those were diffed above
                     source = _type_only_source(conn, info) if info.untyped_columns() else "base"

@@ -849,10 +849,7 @@ def _spec(name: str, a: ch.TableInfo | None, b: ch.TableInfo | None) -> TableSpe
     if a and b and not key_changed:
         # One column gone and one new at the same place: a rename (as schema_changes
         # says), so its values are compared, not shown as a dropped and an added column.
-        new = [c for c in b.columns if c not in a.columns]
-        gone = [c for c in a.columns if c not in b.columns]
-        if len(new) == 1 and len(gone) == 1 and a.columns.index(gone[0]) == b.columns.index(new[0]):
-            renamed[new[0]] = gone[0]
+        renamed = ch.renamed_columns(a, b)
     back = {old: new for new, old in renamed.items()}
     a_names = tuple(back.get(c, c) for c in a.columns) if a else ()
     in_a = frozenset(a_names)
