@@ -604,7 +604,7 @@ def compute_changes(conn: apsw.Connection, *, stats: bool = False) -> Changes:
     # (matching on tbl, idx with =) report as changed on every comparison, so the
     # statistics tables are compared in SQL, where EXCEPT treats NULLs as equal.
     stats_same = [i for i in opaque_same if is_stats_table(i.name)]
-    if stats_same and any(_contents_differ(conn, i.name) for i in stats_same):
+    if stats_same and any(contents_differ(conn, i.name) for i in stats_same):
         needs_keyframe.append("contents of sqlite_stat tables changed")
     shadow_same = [i for i in opaque_same if not is_stats_table(i.name)]
     if shadow_same:
@@ -630,12 +630,26 @@ def compute_changes(conn: apsw.Connection, *, stats: bool = False) -> Changes:
     )
 
 
-def _contents_differ(conn: apsw.Connection, table: str) -> bool:
-    q = quote(table)
+def contents_differ(conn: apsw.Connection, table: str, new: str = "main", old: str = "base") -> bool:
+    """Whether *table*'s rows differ between schemas *new* and *old* (as sets, NULLs equal)."""
+    q, n, o = quote(table), quote(new), quote(old)
     return bool(conn.execute(
-        f"SELECT EXISTS (SELECT * FROM main.{q} EXCEPT SELECT * FROM base.{q})"
-        f" OR EXISTS (SELECT * FROM base.{q} EXCEPT SELECT * FROM main.{q})"
+        f"SELECT EXISTS (SELECT * FROM {n}.{q} EXCEPT SELECT * FROM {o}.{q})"
+        f" OR EXISTS (SELECT * FROM {o}.{q} EXCEPT SELECT * FROM {n}.{q})"
     ).fetchone()[0])
+
+
+def changed_virtual_tables(conn: apsw.Connection, new: str = "main", old: str = "base") -> list[str]:
+    """Virtual tables (FTS5 and friends) whose contents differ: their shadow tables'
+    rows, compared in SQL; a virtual table only one side has counts as changed."""
+    a, b = classify_tables(conn, old), classify_tables(conn, new)
+    changed = sorted(set(a.virtual) ^ set(b.virtual))
+    for v in sorted(set(a.virtual) & set(b.virtual)):
+        shadows = [n for n in b.opaque if n.startswith(v + "_")]
+        if any(n not in a.opaque or a.opaque[n].shape != b.opaque[n].shape
+               or contents_differ(conn, n, new, old) for n in shadows):
+            changed.append(v)
+    return changed
 
 
 def rowid_fixups(conn: apsw.Connection, changes: Changes) -> RowidFixups | None:

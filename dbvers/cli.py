@@ -418,7 +418,7 @@ def cmd_diff(args: argparse.Namespace) -> int:
                 skinny=args.skinny, whole=not args.table and not args.where,
             )
         else:
-            from .render.diffview import print_stat, stream_diff, summary_line
+            from .render.diffview import extra_lines, print_stat, stream_diff, summary_line
 
             if args.stat:
                 totals = print_stat(d, tables, where=args.where)
@@ -427,10 +427,16 @@ def cmd_diff(args: argparse.Namespace) -> int:
             else:
                 n_tables, totals = stream_diff(d, tables, where=args.where, limit=args.limit,
                                                skinny=args.skinny)
+            if not args.table:
+                for line in extra_lines(d):
+                    print(line)
             print(summary_line(n_tables, totals))
             # schema changes count for the tables shown (indexes, views, triggers: whole diffs only)
             any_rows = bool(totals.total) or any(
                 s.name in tables if s.type == "table" else not args.table for s in d.schema_changes)
+        if not args.table and not args.where:
+            # What has no rows to show still differs: virtual tables' contents, header pragmas.
+            any_rows = any_rows or bool(d.virtual_changes or d.pragma_changes)
     return 1 if args.exit_code and any_rows else 0
 
 

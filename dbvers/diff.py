@@ -239,6 +239,24 @@ class Diff:
 
         return describe_schema_changes(ch.read_schema(self._conn, "a"), ch.read_schema(self._conn, "main"))
 
+    @property
+    def pragma_changes(self) -> dict[str, tuple[int, int]]:
+        """Header values a commit versions that differ: {name: (in A, in B)}."""
+        pa, pb = ch.read_pragmas(self._conn, "a"), ch.read_pragmas(self._conn, "main")
+        return {k: (pa[k], pb[k]) for k in pb if pa.get(k) != pb[k]}
+
+    @property
+    def virtual_changes(self) -> list[str]:
+        """Virtual tables (FTS5, ...) whose contents differ; they have no row diff of their
+        own (their rows live in shadow tables), so they are named, not shown row by row."""
+        return ch.changed_virtual_tables(self._conn, "main", "a")
+
+    @property
+    def changed(self) -> bool:
+        """Whether anything a commit would record differs: rows, schema, virtual tables'
+        contents or header pragmas (what ``--exit-code`` and ``status`` go by)."""
+        return bool(self.tables or self.virtual_changes or self.pragma_changes)
+
     def counts(self) -> dict[str, TableCounts]:
         """Per-table added/modified/removed counts (all tables that differ)."""
         if self._counts is None:

@@ -185,6 +185,14 @@ def print_diff(diff: Diff, tables: list[str], *, where: str | None = None, limit
     return stream_diff(diff, tables, where=where, limit=limit, skinny=skinny, out=out, colour=colour)[1]
 
 
+def extra_lines(diff: Diff) -> list[str]:
+    """Lines for what differs without rows to show: virtual tables and header pragmas."""
+    lines = [f"── {v}: contents changed (virtual table; its rows live in shadow tables)"
+             for v in diff.virtual_changes]
+    lines += [f"PRAGMA {k}: {a} → {b}" for k, (a, b) in diff.pragma_changes.items()]
+    return lines
+
+
 def summary_line(n_tables: int, totals: TableCounts) -> str:
     return (f"{n_tables} table(s) changed, {totals.inserts} row(s) added, "
             f"{totals.updates} modified, {totals.deletes} removed")
