@@ -421,9 +421,7 @@ def cmd_diff(args: argparse.Namespace) -> int:
             from .render.diffview import extra_lines, print_stat, stream_diff, summary_line
 
             if args.stat:
-                totals = print_stat(d, tables, where=args.where)
-                schema_tables = {s.name for s in d.schema_changes if s.type == "table"}
-                n_tables = len([t for t in tables if t in d.counts() or t in schema_tables])
+                n_tables, totals = print_stat(d, tables, where=args.where)
             else:
                 n_tables, totals = stream_diff(d, tables, where=args.where, limit=args.limit,
                                                skinny=args.skinny)

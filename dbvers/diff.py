@@ -486,20 +486,35 @@ class Diff:
             tail += f" OFFSET {int(offset)}"
         return out, self._filtered(table, select, where, tail)
 
-    def changed_columns(self, table: str, where: str | None = None) -> list[str]:
-        """Key columns plus columns whose value differs in at least one changed row (``--skinny``)."""
+    def changed_columns(self, table: str, where: str | None = None, *, limit: int | None = None,
+                        offset: int = 0) -> list[str]:
+        """Key columns plus columns whose value differs in at least one changed row (``--skinny``).
+
+        With *limit*/*offset*, only the rows that page shows count (the same rows
+        ``query`` returns for them): what is shown is computed from what is shown.
+        """
         spec = self.spec(table)
-        checks = [
+        checks = ", ".join(
             f"max({ch.quote('from_' + c)} IS NOT {ch.quote('to_' + c)} OR "
             f"typeof({ch.quote('from_' + c)}) <> typeof({ch.quote('to_' + c)}))"
             for c in spec.columns
-        ]
-        flags = self._filtered(table, ", ".join(checks), where).fetchone()
+        )
+        if limit is None and not offset:
+            flags = self._filtered(table, checks, where).fetchone()
+        else:
+            tail = f" LIMIT {int(limit) if limit is not None else -1} OFFSET {int(offset)}"
+            try:
+                flags = self._conn.execute(
+                    f"SELECT {checks} FROM ({self._filtered_sql(table, '*', where, tail)})").fetchone()
+            except apsw.SQLError as e:
+                raise UsageError(f"bad --where expression for {table}: {e}") from None
         return [c for c, f in zip(spec.columns, flags, strict=True) if c in spec.key or f]
 
-    def output_columns(self, table: str, *, skinny: bool = False, where: str | None = None) -> list[str]:
+    def output_columns(self, table: str, *, skinny: bool = False, where: str | None = None,
+                       limit: int | None = None, offset: int = 0) -> list[str]:
         spec = self.spec(table)
-        cols = self.changed_columns(table, where) if skinny else list(spec.columns)
+        cols = (self.changed_columns(table, where, limit=limit, offset=offset) if skinny
+                else list(spec.columns))
         out = ["diff_type"]
         for c in cols:
             out += [f"from_{c}", f"to_{c}"]
@@ -507,7 +522,7 @@ class Diff:
 
     def iter_rows(self, table: str, *, where: str | None = None, limit: int | None = None,
                   skinny: bool = False, offset: int = 0) -> Iterator[tuple[Any, ...]]:
-        cols = self.output_columns(table, skinny=skinny, where=where)
+        cols = self.output_columns(table, skinny=skinny, where=where, limit=limit, offset=offset)
         _, cur = self.query(table, where=where, limit=limit, columns=cols, offset=offset)
         yield from cur
 
@@ -522,7 +537,7 @@ class Diff:
         their types; otherwise (or without the driver) row by row through apsw.
         """
         spec = self.spec(table)
-        cols = self.output_columns(table, skinny=skinny, where=where)
+        cols = self.output_columns(table, skinny=skinny, where=where, limit=limit)
         got = self._columns_columnar(spec, cols, where, limit)
         if got is not None:
             return cols, got[0], got[1]

@@ -9,16 +9,18 @@ from __future__ import annotations
 import base64
 import contextlib
 import csv
+import hashlib
 import json
 import math
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any, TextIO
 
 from ..changes import quote
 from ..diff import Diff, _literal
 from ..errors import UsageError
+from ..fsutil import publish, temp_path
 
 
 def _json_value(v: Any) -> Any:
@@ -47,13 +49,51 @@ def _parquet_safe(tbl: Any) -> Any:
     return tbl
 
 
+# A table name becomes a file name by percent-encoding every byte outside this set
+# (so no separator, no "..", no control character, nothing a shell or another OS
+# minds); urllib.parse.unquote turns it back. A leading "." is encoded too, so no
+# name is hidden or special. Names that would only differ in case get their capitals
+# encoded (case-insensitive file systems); one over the file-name limit is cut and
+# given a hash, and every parquet file also names its table in its metadata.
+_SAFE = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-.")
+_MAX_NAME = 200
+
+
+def table_file_name(table: str, others: Iterable[str] = (), suffix: str = "") -> str:
+    """A safe, unique, reversible file name for *table* among the tables *others*."""
+    fold = {t.casefold() for t in others if t != table}
+    capitals = table.casefold() in fold
+
+    def enc(ch: str) -> str:
+        if ch in _SAFE and not (capitals and ch.isupper()):
+            return ch
+        return "".join(f"%{b:02X}" for b in ch.encode("utf-8", "surrogateescape"))
+
+    name = "".join(enc(c) for c in table)
+    if name.startswith("."):
+        name = "%2E" + name[1:]
+    if len(name) + len(suffix) > _MAX_NAME:
+        digest = hashlib.sha256(table.encode("utf-8", "surrogateescape")).hexdigest()[:16]
+        name = name[: _MAX_NAME - len(suffix) - 17] + "~" + digest
+    return (name or "%00") + suffix
+
+
 @contextlib.contextmanager
 def _text_out(path: str | None) -> Iterator[TextIO]:
-    if path:
-        with open(path, "w", encoding="utf-8", newline="") as f:
-            yield f
-    else:
+    """stdout, or *path* written through a temp file beside it: a failed export leaves
+    the old file (or none), never a partial one."""
+    if not path:
         yield sys.stdout
+        return
+    target = Path(path)
+    tmp = temp_path(target.parent if str(target.parent) else Path("."), target.suffix)
+    try:
+        with open(tmp, "w", encoding="utf-8", newline="") as f:
+            yield f
+        publish(tmp, target)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def export(diff: Diff, tables: list[str], fmt: str, path: str | None, *, where: str | None = None,
@@ -83,12 +123,27 @@ def export(diff: Diff, tables: list[str], fmt: str, path: str | None, *, where: 
         import pyarrow.parquet as pq
 
         target = Path(path)
-        if len(tables) > 1:
+        many = len(tables) > 1
+        if many:
             target.mkdir(parents=True, exist_ok=True)
-        for t in tables:
-            tbl = _parquet_safe(diff.to_arrow(t, where=where, limit=limit, skinny=skinny))
-            wrote = wrote or tbl.num_rows > 0
-            pq.write_table(tbl, target / f"{t}.parquet" if len(tables) > 1 else target)
+        # Every file is written under a temp name first and renamed only when all are
+        # written, so a failure leaves none of this export behind.
+        written: list[tuple[Path, Path]] = []
+        try:
+            for t in tables:
+                tbl = _parquet_safe(diff.to_arrow(t, where=where, limit=limit, skinny=skinny))
+                tbl = tbl.replace_schema_metadata({**(tbl.schema.metadata or {}),
+                                                   b"dbvers.table": t.encode("utf-8", "surrogateescape")})
+                wrote = wrote or tbl.num_rows > 0
+                dest = target / table_file_name(t, tables, ".parquet") if many else target
+                tmp = temp_path(dest.parent, ".parquet")
+                written.append((tmp, dest))
+                pq.write_table(tbl, tmp)
+            for tmp, dest in written:
+                publish(tmp, dest)
+        finally:
+            for tmp, _ in written:
+                tmp.unlink(missing_ok=True)
         return wrote
     if fmt not in ("json", "csv"):
         raise UsageError(f"unknown format {fmt!r}")
@@ -97,7 +152,7 @@ def export(diff: Diff, tables: list[str], fmt: str, path: str | None, *, where: 
             out.write("{")
             first = True
             for t in tables:
-                cols = diff.output_columns(t, skinny=skinny, where=where)
+                cols = diff.output_columns(t, skinny=skinny, where=where, limit=limit)
                 started = False
 
                 def start(t: str = t) -> None:
@@ -122,7 +177,7 @@ def export(diff: Diff, tables: list[str], fmt: str, path: str | None, *, where: 
             w = csv.writer(out, lineterminator="\n")
             first = True
             for t in tables:
-                cols = diff.output_columns(t, skinny=skinny, where=where)
+                cols = diff.output_columns(t, skinny=skinny, where=where, limit=limit)
                 started = False
                 # SQLite writes BLOBs as x'..' text; the csv module writes the rest as
                 # _csv_value would (floats by repr, NULL as an empty field), all in C.

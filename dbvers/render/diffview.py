@@ -199,18 +199,25 @@ def summary_line(n_tables: int, totals: TableCounts) -> str:
 
 
 def print_stat(diff: Diff, tables: list[str], *, where: str | None = None,
-               out: TextIO | None = None, colour: bool | None = None) -> TableCounts:
-    """git's ``--stat``: one line per table with its counts and schema changes."""
+               out: TextIO | None = None, colour: bool | None = None) -> tuple[int, TableCounts]:
+    """git's ``--stat``: one line per table with its counts and schema changes; returns
+    (tables shown, totals). With *where*, only tables with a matching row are shown."""
     p = DiffPrinter(out, colour)
     schema = _schema_by_table(diff)
+    if where:
+        counted = {t: diff.count_kinds(t, where) for t in tables}
+        tables = [t for t in tables if counted[t].total]
+    else:
+        counted = {t: diff.counts().get(t, TableCounts()) for t in tables}
+        tables = [t for t in tables if counted[t].total or t in schema]
     width = max((len(t) for t in tables), default=5)
     tot = [0, 0, 0]
     for t in tables:
-        c = diff.count_kinds(t, where) if where else diff.counts().get(t, TableCounts())
+        c = counted[t]
         tot = [tot[0] + c.inserts, tot[1] + c.updates, tot[2] + c.deletes]
         extra = f"  ({'; '.join(schema[t])})" if t in schema else ""
         p.segments([("", f" {t.ljust(width)} | "), ("+", f"+{c.inserts}"), ("", " "),
                     ("~", f"~{c.updates}"), ("", " "), ("-", f"-{c.deletes}"), ("", extra)])
     for s in schema.get("", []):
         p.line("", f" {s}")
-    return TableCounts(*tot)
+    return len(tables), TableCounts(*tot)

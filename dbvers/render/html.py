@@ -203,7 +203,7 @@ def page_html(diff: Diff, table: str, *, offset: int = 0, limit: int = PAGE_SIZE
               where: str | None = None, skinny: bool = False) -> tuple[str, int]:
     """One page of a table's changed rows as an HTML table; returns (html, rows shown)."""
     spec = diff.spec(table)
-    columns = diff.output_columns(table, skinny=skinny, where=where)
+    columns = diff.output_columns(table, skinny=skinny, where=where, limit=limit, offset=offset)
     rows = diff.iter_rows(table, where=where, limit=limit, offset=offset, skinny=skinny)
     html, n = rows_html(columns, spec.key, rows)
     if spec.key_changed:
