@@ -27,7 +27,6 @@ from . import maintenance, snapshots, sqlio
 from .errors import (
     AmbiguousRefError,
     CorruptObjectError,
-    DatabaseLockedError,
     DbversError,
     DirtyWorkingDatabaseError,
     NothingToCommitError,
@@ -688,9 +687,9 @@ class Repo:
         (self.cache_dir / "working.json").unlink(missing_ok=True)
         try:
             sqlio.copy_in(src, self.path, self._timeout())
-        except DatabaseLockedError:
-            # The copy never started its transaction: the working database is unchanged,
-            # so the ref moves must not be finished by a later recovery either.
+        except DbversError:
+            # The copy's transaction never committed (locked, disk full, ...): the working
+            # database is unchanged, so the ref moves must not be finished by a later recovery.
             (self.store_dir / "CHECKOUT").unlink(missing_ok=True)
             raise
         self._record_clean(sqlio.fingerprint(self.path), oid)

@@ -187,6 +187,67 @@ def _layout(conn: sqlite3.Connection) -> tuple[int, int]:
             int(conn.execute("PRAGMA auto_vacuum").fetchone()[0]))
 
 
+def _quote(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def rebuild_layout(path: Path, page_size: int, auto_vacuum: int) -> None:
+    """Give the private file *path* another page size and auto_vacuum mode, rows and rowids kept.
+
+    VACUUM does the rebuild, but it renumbers the rowids of rowid tables without
+    an INTEGER PRIMARY KEY (dbvers versions those rowids), so every table whose
+    rowids VACUUM could have changed gets its rows put back at their old rowids,
+    from the file as it was, with triggers out of the way.
+    """
+    import shutil
+
+    from .fsutil import temp_path
+
+    before = temp_path(path.parent, ".db")
+    try:
+        shutil.copyfile(path, before)
+        with _connect(path, 30.0) as conn:
+            conn.execute(f"PRAGMA page_size = {int(page_size)}")
+            conn.execute(f"PRAGMA auto_vacuum = {int(auto_vacuum)}")
+            conn.execute("VACUUM")
+            conn.execute("ATTACH ? AS old", (str(before),))
+            fix: list[str] = []
+            for name, kind, wr in conn.execute(
+                    "SELECT name, type, wr FROM pragma_table_list WHERE schema = 'old'").fetchall():
+                if kind not in ("table", "shadow") or wr or name in ("sqlite_schema", "sqlite_temp_schema"):
+                    continue
+                rid = _rowid_name(conn, name)
+                n, lo, hi = conn.execute(f"SELECT count(*), min({rid}), max({rid}) FROM old.{_quote(name)}"
+                                         ).fetchone() if rid else (0, None, None)
+                if n and (lo, hi) != (1, n):  # rowids 1..n in order are what VACUUM gives anyway
+                    fix.append(name)
+            if fix:
+                conn.execute("BEGIN")
+                triggers = conn.execute("SELECT name, sql FROM main.sqlite_schema WHERE type = 'trigger' "
+                                        "ORDER BY rowid").fetchall()
+                for t, _ in triggers:
+                    conn.execute(f"DROP TRIGGER main.{_quote(t)}")
+                for name in fix:
+                    rid = _rowid_name(conn, name)
+                    cols = [r[1] for r in conn.execute(f"PRAGMA old.table_xinfo({_quote(name)})") if r[6] == 0]
+                    listed = ", ".join([str(rid), *map(_quote, cols)])
+                    q = _quote(name)
+                    conn.execute(f"DELETE FROM main.{q}")
+                    conn.execute(f"INSERT INTO main.{q}({listed}) SELECT {listed} FROM old.{q}")
+                for _, sql in triggers:
+                    conn.execute(sql)
+                conn.execute("COMMIT")
+            conn.execute("DETACH old")
+    finally:
+        before.unlink(missing_ok=True)
+
+
+def _rowid_name(conn: sqlite3.Connection, table: str) -> str | None:
+    """A name that means the rowid in *table* (None when its columns take all three)."""
+    cols = {r[1].lower() for r in conn.execute(f"PRAGMA old.table_xinfo({_quote(table)})")}
+    return next((n for n in ("_rowid_", "rowid", "oid") if n not in cols), None)
+
+
 def _fitted(private: Path, layout: tuple[int, int], timeout: float) -> Path | None:
     """A temp copy of *private* rebuilt with *layout*, or None when it already has it."""
     import shutil
@@ -199,10 +260,7 @@ def _fitted(private: Path, layout: tuple[int, int], timeout: float) -> Path | No
     tmp = temp_path(private.parent, ".db")
     try:
         shutil.copyfile(private, tmp)
-        with _connect(tmp, timeout) as conn:
-            conn.execute(f"PRAGMA page_size = {int(layout[0])}")
-            conn.execute(f"PRAGMA auto_vacuum = {int(layout[1])}")
-            conn.execute("VACUUM")  # keeps rowids, user_version and application_id
+        rebuild_layout(tmp, *layout)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
@@ -214,7 +272,8 @@ def copy_in(private: Path, working: Path, timeout: float) -> None:
 
     The backup API writes every page under one write transaction on *working*, so
     readers see either the old or the new state, and connections other code holds
-    open see the new state on their next statement.
+    open see the new state on their next statement. Any error leaves *working*
+    unchanged (the transaction never committed).
 
     How the working file stores its pages (page size, auto_vacuum, journal mode) is
     the file's own setting, not versioned data, and stays as it is: the backup API
@@ -240,16 +299,13 @@ def copy_in(private: Path, working: Path, timeout: float) -> None:
     target = working
     try:
         with _connect(working, timeout) as dst:
-            empty = int(dst.execute("PRAGMA page_count").fetchone()[0]) == 0
-            mode = str(dst.execute("PRAGMA journal_mode").fetchone()[0]).lower()
-            if not empty:
+            # (The backup API keeps a WAL destination in WAL mode by itself.)
+            if int(dst.execute("PRAGMA page_count").fetchone()[0]) > 0:
                 target = private.parent  # where a disk-full would come from now
                 fitted = _fitted(private, _layout(dst), timeout)
                 target = working
             with _connect(fitted or private, timeout) as src:
                 src.backup(dst, pages=-1, progress=progress, sleep=0.05)
-            if mode == "wal" and str(dst.execute("PRAGMA journal_mode").fetchone()[0]).lower() != "wal":
-                dst.execute("PRAGMA journal_mode = WAL")
     except sqlite3.DatabaseError as e:
         raise _error(e, working, target, time.monotonic() - start) from None
     except OSError as e:
