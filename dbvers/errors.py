@@ -129,12 +129,11 @@ class DatabaseLockedError(DbversError):
 class CorruptDatabaseError(DbversError):
     """The working database itself is damaged (SQLite reports a malformed page)."""
 
-    def __init__(self, path: str, detail: str) -> None:
+    def __init__(self, path: str, detail: str, fix: str = "") -> None:
         self.path = path
-        super().__init__(
-            f"{path} is corrupt ({detail}); nothing was changed: run 'dbvers restore --force' to "
-            "replace it with HEAD's state (losing uncommitted changes), or repair it with sqlite3's .recover"
-        )
+        fix = fix or ("run 'dbvers restore --force' to replace it with HEAD's state (losing uncommitted "
+                      "changes), or repair it with sqlite3's .recover")
+        super().__init__(f"{path} is corrupt ({detail}); nothing was changed: {fix}")
 
 
 class CorruptObjectError(DbversError):

@@ -207,3 +207,157 @@ def test_file_settings_survive(tmp_path: Path, move: str, page_size: int, auto_v
     assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
     conn.close()
 
+
+
+# -- item 9 (part): a corrupt working database and a full disk are one-line refusals ----------
+
+
+def _corrupt_middle_page(db: Path) -> None:
+    """Garbage over one page in the middle of the file; the header (page 1) stays valid."""
+    size = db.stat().st_size
+    page = 4096
+    n = size // page
+    assert n >= 6
+    with open(db, "r+b") as f:  # the test's own write: no SQLite connection is open here
+        f.seek((n // 2) * page)
+        f.write(bytes(range(256)) * (page // 256))
+
+
+@pytest.fixture
+def corrupt_repo(tmp_path: Path) -> dbvers.Repo:
+    db = tmp_path / "big.db"
+    execute(db, "CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT); CREATE INDEX t_v ON t(v);")
+    conn = sqlite3.connect(str(db))
+    conn.executemany("INSERT INTO t VALUES (?, ?)", [(i, f"value {i} " * 20) for i in range(400)])
+    conn.commit()
+    conn.close()
+    repo = dbvers.init(db)
+    execute(db, "UPDATE t SET v = 'changed' WHERE id = 1")
+    repo.commit("second")
+    _corrupt_middle_page(db)
+    return repo
+
+
+def _store_files(repo: dbvers.Repo) -> dict[str, bytes]:
+    skip = ("cache", "lock")
+    return {str(p.relative_to(repo.store_dir)): p.read_bytes() for p in sorted(repo.store_dir.rglob("*"))
+            if p.is_file() and not str(p.relative_to(repo.store_dir)).startswith(skip)}
+
+
+@pytest.mark.parametrize("args", [["status"], ["commit", "-m", "x"], ["checkout", "HEAD~1"],
+                                  ["reset", "--hard", "HEAD~1"]])
+def test_corrupt_working_database_is_a_one_line_error(corrupt_repo: dbvers.Repo, args: list[str]) -> None:
+    from conftest import run_cli
+
+    repo = corrupt_repo
+    before_db, before_store = repo.path.read_bytes(), _store_files(repo)
+    r = run_cli("--db", str(repo.path), *args)
+    assert r.returncode == 2, r.stderr
+    assert "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert "corrupt" in r.stderr and "restore --force" in r.stderr
+    assert repo.path.read_bytes() == before_db and _store_files(repo) == before_store
+
+
+def test_init_of_a_corrupt_database_is_a_one_line_error(tmp_path: Path) -> None:
+    from conftest import run_cli
+
+    db = tmp_path / "big.db"
+    execute(db, "CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT);")
+    conn = sqlite3.connect(str(db))
+    conn.executemany("INSERT INTO t VALUES (?, ?)", [(i, f"value {i} " * 20) for i in range(400)])
+    conn.commit()
+    conn.close()
+    _corrupt_middle_page(db)
+    before = db.read_bytes()
+    r = run_cli("init", str(db))
+    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1 and "corrupt" in r.stderr, r.stderr
+    assert db.read_bytes() == before and not (tmp_path / ".dbvers").exists()
+
+
+def test_restore_force_repairs_a_corrupt_working_database(corrupt_repo: dbvers.Repo) -> None:
+    repo = corrupt_repo
+    with pytest.raises(DbversError, match="corrupt"):
+        repo.status()
+    repo.restore(force=True)
+    assert repo.status().clean
+    conn = sqlite3.connect(str(repo.path))
+    assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+    assert conn.execute("SELECT v FROM t WHERE id = 1").fetchone() == ("changed",)
+    conn.close()
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Any:
+    """A real 3 MB file system (tmpfs), filled up on demand; skipped where mounting is not allowed."""
+    import os
+
+    mnt = tmp_path / "small"
+    mnt.mkdir()
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", str(mnt)], capture_output=True)
+    if r.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs here: {r.stderr.decode().strip()}")
+
+    def fill(leave: int = 0) -> None:
+        with open(mnt / "filler", "ab") as f:
+            try:
+                while True:
+                    free = os.statvfs(mnt).f_bavail * os.statvfs(mnt).f_frsize
+                    if free <= leave:
+                        break
+                    f.write(b"\0" * min(65536, free - leave))
+                    f.flush()
+            except OSError:
+                pass
+
+    try:
+        yield mnt, fill
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], capture_output=True)
+
+
+def _blob_db(db: Path) -> None:
+    execute(db, "CREATE TABLE t(id INTEGER PRIMARY KEY, v);")
+    execute(db, "INSERT INTO t VALUES (1, 'small')")
+
+
+def test_commit_on_a_full_disk_changes_nothing(tmp_path: Path, small_disk: Any) -> None:
+    """The store's disk is full: commit's copy-out fails with one line and nothing moves."""
+    mnt, fill = small_disk
+    db = tmp_path / "data.db"
+    _blob_db(db)
+    repo = dbvers.init(db, store=mnt / "store")
+    execute(db, "INSERT INTO t VALUES (2, zeroblob(1000000))")
+    head, before = repo.head.commit, _store_files(repo)
+    fill(leave=4096)
+    with pytest.raises(DbversError) as e:
+        repo.commit("big")
+    assert "\n" not in str(e.value) and ("disk" in str(e.value) or "space" in str(e.value)), e.value
+    assert repo.head.commit == head and _store_files(repo) == before
+    (mnt / "filler").unlink()
+    repo.commit("big")  # and once there is space, it works
+    assert repo.head.commit != head
+
+
+def test_checkout_on_a_full_disk_changes_nothing(tmp_path: Path, small_disk: Any) -> None:
+    """The working database's disk is full: checkout's copy-in fails with one line, the
+    database keeps its state and HEAD does not move."""
+    mnt, fill = small_disk
+    db = mnt / "data.db"
+    _blob_db(db)
+    repo = dbvers.init(db, store=tmp_path / "store")
+    execute(db, "INSERT INTO t VALUES (2, zeroblob(1000000))")
+    repo.commit("big")
+    execute(db, "DELETE FROM t WHERE id = 2; VACUUM;")
+    repo.commit("small again")
+    head, state = repo.head.commit, dump_state(db)
+    repo.materialize(repo.resolve("HEAD~1"))  # the store's disk is not the full one
+    fill(leave=4096)
+    with pytest.raises(DbversError) as e:
+        repo.checkout("HEAD~1")
+    assert "\n" not in str(e.value) and ("disk" in str(e.value) or "space" in str(e.value)), e.value
+    assert repo.head.commit == head and dump_state(db) == state
+    assert not (repo.store_dir / "CHECKOUT").exists()
+    (mnt / "filler").unlink()
+    repo.checkout("HEAD~1")
+    assert repo.status().clean
