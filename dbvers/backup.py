@@ -192,18 +192,10 @@ def _mb(n: float) -> str:
 
 
 def _page_size(path: Path) -> int:
+    """The page size of a private file (the working database's goes through sqlio)."""
     with open(path, "rb") as f:
         head = f.read(20)
-    if len(head) < 20:
-        return 4096
-    n = int.from_bytes(head[16:18], "big")
-    return 65536 if n == 1 else n
-
-
-def _is_wal_file(path: Path) -> bool:
-    with open(path, "rb") as f:
-        head = f.read(20)
-    return len(head) >= 20 and head[18] == 2
+    return sqlio.page_size_of(head)
 
 
 # -- writing archives ------------------------------------------------------------------
@@ -1143,10 +1135,8 @@ def import_from(repo: Repo, conn: sqlite3.Connection) -> None:
             dst = sqlite3.connect(str(tmp), isolation_level=None)
             try:
                 conn.backup(dst)
+                # copy_in gives the state the working file's page size and auto_vacuum.
                 dst.execute("PRAGMA journal_mode = DELETE")
-                if repo.path.exists() and _is_wal_file(repo.path) and _page_size(repo.path) != _page_size(tmp):
-                    dst.execute(f"PRAGMA page_size = {_page_size(repo.path)}")
-                    dst.execute("VACUUM")
             finally:
                 dst.close()
             if problems := snapshots.file_problems(tmp, quick=True):

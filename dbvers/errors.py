@@ -140,6 +140,16 @@ class DatabaseLockedError(DbversError):
         )
 
 
+class CorruptDatabaseError(DbversError):
+    """The working database itself is damaged (SQLite reports a malformed page)."""
+
+    def __init__(self, path: str, detail: str, fix: str = "") -> None:
+        self.path = path
+        fix = fix or ("run 'dbvers restore --force' to replace it with HEAD's state (losing uncommitted "
+                      "changes), or repair it with sqlite3's .recover")
+        super().__init__(f"{path} is corrupt ({detail}); nothing was changed: {fix}")
+
+
 class CorruptObjectError(DbversError):
     def __init__(self, object_id: str, detail: str) -> None:
         self.object_id = object_id
@@ -173,6 +183,18 @@ class StorageError(DbversError):
         self.path = path
         self.errno = err.errno
         super().__init__(f"cannot write {path}: {err.strerror or err}; nothing was changed")
+
+
+class DatabaseFullError(StorageError):
+    """SQLite ran out of disk space (SQLITE_FULL) while copying into or out of the working database."""
+
+    def __init__(self, path: str, detail: str) -> None:
+        import errno
+
+        self.path = path
+        self.errno = errno.ENOSPC
+        DbversError.__init__(self, f"cannot write {path}: {detail}; free some disk space and try again; "
+                                   "nothing was changed")
 
 
 class BackupError(DbversError):

@@ -26,8 +26,8 @@ from . import maintenance, snapshots, sqlio
 from .config import SCHEMA, Config, env_override, new_config, read_config, write_config
 from .errors import (
     AmbiguousRefError,
+    CorruptDatabaseError,
     CorruptObjectError,
-    DatabaseLockedError,
     DbversError,
     DirtyWorkingDatabaseError,
     NothingToCommitError,
@@ -403,6 +403,30 @@ class Repo:
             raise
         return tmp
 
+    @contextlib.contextmanager
+    def _reading_copy(self, copy: Path) -> Iterator[None]:
+        """Turn SQLite's "malformed" while reading *copy* (a private copy of the working
+        database) into the user's error: the copy has the working file's damaged pages."""
+        import apsw
+
+        try:
+            yield
+        except snapshots.IntegrityError as e:
+            raise CorruptDatabaseError(str(self.path), e.problems[0][:100], self._corrupt_fix()) from None
+        except (apsw.CorruptError, apsw.NotADBError) as e:
+            try:
+                damaged = bool(snapshots.file_problems(copy, quick=True))
+            except apsw.Error:
+                damaged = True
+            if not damaged:
+                raise  # the copy is sound: the damage is in dbvers's own files
+            raise CorruptDatabaseError(str(self.path), str(e), self._corrupt_fix()) from None
+
+    def _corrupt_fix(self) -> str:
+        if self.head.commit is None:
+            return "repair it (e.g. sqlite3's .recover) and run the command again"
+        return ""
+
     def _compare(self, new_file: Path, old_file: Path, *, rowids: bool = False) -> tuple[ch.Changes, Any]:
         """What turns *old_file* into *new_file*; with *rowids*, also the hidden rowids a
         replay of the patchset would get wrong (what a commit records)."""
@@ -444,7 +468,9 @@ class Repo:
         fp = sqlio.fingerprint(self.path)
         tmp = self._copy_out()
         try:
-            changes, (_, pragmas, sequences, sch) = self._compare(tmp, self.materialize(head.commit))
+            base = self.materialize(head.commit)
+            with self._reading_copy(tmp):
+                changes, (_, pragmas, sequences, sch) = self._compare(tmp, base)
         finally:
             tmp.unlink(missing_ok=True)
         hc = self.get_commit(head.commit)
@@ -496,20 +522,22 @@ class Repo:
             tmp = self._copy_out()
             try:
                 if parent is None:
-                    conn = ch.open_private(tmp)
-                    try:
-                        extras = (ch.read_schema(conn, stats=self.version_stats), ch.read_pragmas(conn),
-                                  ch.read_sequences(conn), [])
-                        counts = {
-                            t: TableCounts(inserts=int(conn.execute(f"SELECT count(*) FROM {ch.quote(t)}").fetchone()[0]))
-                            for t in ch.classify_tables(conn).tracked
-                        }
-                    finally:
-                        conn.close()
+                    with self._reading_copy(tmp):
+                        conn = ch.open_private(tmp)
+                        try:
+                            extras = (ch.read_schema(conn, stats=self.version_stats), ch.read_pragmas(conn),
+                                      ch.read_sequences(conn), [])
+                            counts = {
+                                t: TableCounts(inserts=int(conn.execute(f"SELECT count(*) FROM {ch.quote(t)}").fetchone()[0]))
+                                for t in ch.classify_tables(conn).tracked
+                            }
+                        finally:
+                            conn.close()
                     changes = None
                 else:
                     base = self.materialize(parent)
-                    changes, extras = self._compare(tmp, base, rowids=True)
+                    with self._reading_copy(tmp):
+                        changes, extras = self._compare(tmp, base, rowids=True)
                     counts = changes.counts
                 schema, pragmas, sequences, _ = extras
                 if changes is not None and parent is not None and not allow_empty:
@@ -522,7 +550,8 @@ class Repo:
                 reason = self._keyframe_reason(
                     parent, changes, self.objects.stored_size(patch_id) if patch_id else 0
                 )
-                snap_id = snapshots.make(self.objects, tmp) if reason else None
+                with self._reading_copy(tmp):
+                    snap_id = snapshots.make(self.objects, tmp) if reason else None
                 rowids_id = None
                 if patch_id and changes is not None and changes.rowids is not None:
                     rowids_id = self.objects.put_bytes("rowids", changes.rowids.to_bytes())
@@ -665,9 +694,9 @@ class Repo:
         (self.cache_dir / "working.json").unlink(missing_ok=True)
         try:
             sqlio.copy_in(src, self.path, self._timeout())
-        except DatabaseLockedError:
-            # The copy never started its transaction: the working database is unchanged,
-            # so the ref moves must not be finished by a later recovery either.
+        except DbversError:
+            # The copy's transaction never committed (locked, disk full, ...): the working
+            # database is unchanged, so the ref moves must not be finished by a later recovery.
             (self.store_dir / "CHECKOUT").unlink(missing_ok=True)
             raise
         self._record_clean(sqlio.fingerprint(self.path), oid)
@@ -827,22 +856,27 @@ class Repo:
                 path = self.materialize(self.resolve(at))
                 label = at
             try:
-                conn = ch.open_private(path)
-                try:
-                    if table not in ch.classify_tables(conn).tracked and not conn.execute(
-                        "SELECT 1 FROM sqlite_schema WHERE name = ? AND type IN ('table', 'view')",
-                        (table,),
-                    ).fetchone():
-                        raise TableNotFoundError(table, label)
-                    cur = conn.execute(f"SELECT * FROM {ch.quote(table)}")
-                    names = [d[0] for d in cur.get_description()]
-                    rows = cur.fetchall()
-                finally:
-                    conn.close()
+                with self._reading_copy(path) if tmp else contextlib.nullcontext():
+                    rows, names = self._read_rows(path, table, label)
             finally:
                 if tmp:
                     tmp.unlink(missing_ok=True)
         return pd.DataFrame.from_records(rows, columns=names)
+
+    @staticmethod
+    def _read_rows(path: Path, table: str, label: str) -> tuple[list[Any], list[str]]:
+        conn = ch.open_private(path)
+        try:
+            if table not in ch.classify_tables(conn).tracked and not conn.execute(
+                "SELECT 1 FROM sqlite_schema WHERE name = ? AND type IN ('table', 'view')",
+                (table,),
+            ).fetchone():
+                raise TableNotFoundError(table, label)
+            cur = conn.execute(f"SELECT * FROM {ch.quote(table)}")
+            names = [d[0] for d in cur.get_description()]
+            return cur.fetchall(), names
+        finally:
+            conn.close()
 
     # -- maintenance -----------------------------------------------------------
     def snapshot(self) -> str:

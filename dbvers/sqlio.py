@@ -14,14 +14,94 @@ from __future__ import annotations
 import contextlib
 import os
 import sqlite3
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from .errors import DatabaseLockedError, NotADatabaseError, StorageError
+from .errors import (
+    CorruptDatabaseError,
+    DatabaseFullError,
+    DatabaseLockedError,
+    NotADatabaseError,
+    StorageError,
+)
 
 SQLITE_MAGIC = b"SQLite format 3\x00"
 _BUSY_CODES = (5, 6)  # SQLITE_BUSY, SQLITE_LOCKED
+_FULL_CODE = 13  # SQLITE_FULL
+_CORRUPT_CODES = (11, 26)  # SQLITE_CORRUPT, SQLITE_NOTADB
+_WAL_MAGIC = (0x377F0682, 0x377F0683)
+_WAL_HEADER = 32
+_WAL_FRAME_HEADER = 24
+
+# -- raw header reads without ever closing a descriptor --------------------------------------
+#
+# POSIX drops every fcntl lock a process holds on a file when the process closes ANY
+# descriptor of that file, so a plain open()/close() of the working database would release
+# the locks of the user's own sqlite3 connection in this process (the notebook case) and let
+# another process write "under" it. SQLite's SQL surface has no way to read the header's file
+# change counter or the WAL header's salts (data_version is per connection, schema_version
+# only moves with the schema, and this sqlite3 lacks sqlite_dbpage), so header bytes are read
+# with pread() on a descriptor that is opened once per inode and never closed: nothing here
+# can release a lock. The only exception is a WAL file that has been unlinked: SQLite never
+# takes POSIX locks on a WAL (it opens every file but the main database without locking) and
+# an unlinked file cannot be opened again, so its descriptor is closed to keep a notebook
+# that recreates its WAL every cell from accumulating descriptors and deleted files.
+_pins_lock = threading.Lock()
+_pinned: dict[tuple[int, int], int] = {}  # (st_dev, st_ino) -> read-only descriptor, never closed
+_wal_pins: dict[tuple[int, int], int] = {}  # the same for WAL files, closed once unlinked
+
+
+def _pinned_fd(path: Path | str, *, wal: bool = False) -> tuple[int, os.stat_result]:
+    """A never-closed read-only descriptor of the file at *path* now, and its stat."""
+    st = os.stat(path)
+    table = _wal_pins if wal else _pinned
+    with _pins_lock:
+        fd = table.get((st.st_dev, st.st_ino))
+        if fd is not None:
+            return fd, st
+        if wal:
+            _prune_unlinked_wals()
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+        st = os.fstat(fd)  # the file may have been replaced since the stat above
+        key = (st.st_dev, st.st_ino)
+        if key in table:
+            # Another name for an inode already pinned: this descriptor has to stay open too
+            # (closing it would drop the locks), so it is kept under a key of its own.
+            table[(st.st_dev, -fd)] = fd
+        else:
+            table[key] = fd
+        return fd, st
+
+
+def _prune_unlinked_wals() -> None:
+    for key, fd in list(_wal_pins.items()):
+        try:
+            gone = os.fstat(fd).st_nlink == 0
+        except OSError:
+            gone = True
+        if gone:
+            del _wal_pins[key]
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
+
+def read_header(path: Path | str, size: int = 100) -> bytes:
+    """The first *size* bytes of the working database (b"" for an empty file), lock-safely.
+
+    Raises OSError when the file cannot be opened.
+    """
+    fd, _ = _pinned_fd(path)
+    return os.pread(fd, size, 0)
+
+
+def page_size_of(header: bytes) -> int:
+    """The page size a database header records (4096 for an empty file)."""
+    if len(header) < 18:
+        return 4096
+    n = int.from_bytes(header[16:18], "big")
+    return 65536 if n == 1 else n
 
 
 def check_database_file(path: Path) -> None:
@@ -31,8 +111,7 @@ def check_database_file(path: Path) -> None:
     if path.is_dir():
         raise NotADatabaseError(str(path), "it is a directory")
     try:
-        with open(path, "rb") as f:
-            head = f.read(len(SQLITE_MAGIC))
+        head = read_header(path, len(SQLITE_MAGIC))
     except OSError as e:
         raise NotADatabaseError(str(path), e.strerror or str(e)) from None
     if head and head != SQLITE_MAGIC:
@@ -60,6 +139,20 @@ def create_empty(path: Path) -> None:
         conn.execute("VACUUM")
 
 
+def _error(e: sqlite3.DatabaseError, working: Path, written: Path, waited: float) -> Exception:
+    """The DbversError for a sqlite3 error met while copying *working* (writing *written*)."""
+    code = (getattr(e, "sqlite_errorcode", None) or 0) & 0xFF
+    if _is_busy(e):
+        return DatabaseLockedError(str(working), waited)
+    if code == _FULL_CODE or "disk is full" in str(e):
+        return DatabaseFullError(str(written), str(e))
+    if "not a database" in str(e):
+        return NotADatabaseError(str(working), str(e))
+    if code in _CORRUPT_CODES or "malformed" in str(e):
+        return CorruptDatabaseError(str(working), str(e))
+    return e
+
+
 def copy_out(working: Path, dest: Path, timeout: float) -> None:
     """Copy one consistent committed state of *working* into the private file *dest*.
 
@@ -81,15 +174,97 @@ def copy_out(working: Path, dest: Path, timeout: float) -> None:
     except sqlite3.DatabaseError as e:
         with contextlib.suppress(OSError):
             dest.unlink()
-        if _is_busy(e):
-            raise DatabaseLockedError(str(working), time.monotonic() - start) from None
-        if "not a database" in str(e) or "malformed" in str(e):
-            raise NotADatabaseError(str(working), str(e)) from None
-        raise
+        raise _error(e, working, dest, time.monotonic() - start) from None
     except OSError as e:
         with contextlib.suppress(OSError):
             dest.unlink()
         raise StorageError(str(dest), e) from e
+
+
+def _layout(conn: sqlite3.Connection) -> tuple[int, int]:
+    """What a database's pages look like: (page size, auto_vacuum mode)."""
+    return (int(conn.execute("PRAGMA page_size").fetchone()[0]),
+            int(conn.execute("PRAGMA auto_vacuum").fetchone()[0]))
+
+
+def _quote(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def rebuild_layout(path: Path, page_size: int, auto_vacuum: int) -> None:
+    """Give the private file *path* another page size and auto_vacuum mode, rows and rowids kept.
+
+    VACUUM does the rebuild, but it renumbers the rowids of rowid tables without
+    an INTEGER PRIMARY KEY (dbvers versions those rowids), so every table whose
+    rowids VACUUM could have changed gets its rows put back at their old rowids,
+    from the file as it was, with triggers out of the way.
+    """
+    import shutil
+
+    from .fsutil import temp_path
+
+    before = temp_path(path.parent, ".db")
+    try:
+        shutil.copyfile(path, before)
+        with _connect(path, 30.0) as conn:
+            conn.execute(f"PRAGMA page_size = {int(page_size)}")
+            conn.execute(f"PRAGMA auto_vacuum = {int(auto_vacuum)}")
+            conn.execute("VACUUM")
+            conn.execute("ATTACH ? AS old", (str(before),))
+            fix: list[str] = []
+            for name, kind, wr in conn.execute(
+                    "SELECT name, type, wr FROM pragma_table_list WHERE schema = 'old'").fetchall():
+                if kind not in ("table", "shadow") or wr or name in ("sqlite_schema", "sqlite_temp_schema"):
+                    continue
+                rid = _rowid_name(conn, name)
+                n, lo, hi = conn.execute(f"SELECT count(*), min({rid}), max({rid}) FROM old.{_quote(name)}"
+                                         ).fetchone() if rid else (0, None, None)
+                if n and (lo, hi) != (1, n):  # rowids 1..n in order are what VACUUM gives anyway
+                    fix.append(name)
+            if fix:
+                conn.execute("BEGIN")
+                triggers = conn.execute("SELECT name, sql FROM main.sqlite_schema WHERE type = 'trigger' "
+                                        "ORDER BY rowid").fetchall()
+                for t, _ in triggers:
+                    conn.execute(f"DROP TRIGGER main.{_quote(t)}")
+                for name in fix:
+                    rid = _rowid_name(conn, name)
+                    cols = [r[1] for r in conn.execute(f"PRAGMA old.table_xinfo({_quote(name)})") if r[6] == 0]
+                    listed = ", ".join([str(rid), *map(_quote, cols)])
+                    q = _quote(name)
+                    conn.execute(f"DELETE FROM main.{q}")
+                    conn.execute(f"INSERT INTO main.{q}({listed}) SELECT {listed} FROM old.{q}")
+                for _, sql in triggers:
+                    conn.execute(sql)
+                conn.execute("COMMIT")
+            conn.execute("DETACH old")
+    finally:
+        before.unlink(missing_ok=True)
+
+
+def _rowid_name(conn: sqlite3.Connection, table: str) -> str | None:
+    """A name that means the rowid in *table* (None when its columns take all three)."""
+    cols = {r[1].lower() for r in conn.execute(f"PRAGMA old.table_xinfo({_quote(table)})")}
+    return next((n for n in ("_rowid_", "rowid", "oid") if n not in cols), None)
+
+
+def _fitted(private: Path, layout: tuple[int, int], timeout: float) -> Path | None:
+    """A temp copy of *private* rebuilt with *layout*, or None when it already has it."""
+    import shutil
+
+    from .fsutil import temp_path
+
+    with _connect(private, timeout) as conn:
+        if _layout(conn) == layout:
+            return None
+    tmp = temp_path(private.parent, ".db")
+    try:
+        shutil.copyfile(private, tmp)
+        rebuild_layout(tmp, *layout)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return tmp
 
 
 def copy_in(private: Path, working: Path, timeout: float) -> None:
@@ -97,7 +272,15 @@ def copy_in(private: Path, working: Path, timeout: float) -> None:
 
     The backup API writes every page under one write transaction on *working*, so
     readers see either the old or the new state, and connections other code holds
-    open see the new state on their next statement.
+    open see the new state on their next statement. Any error leaves *working*
+    unchanged (the transaction never committed).
+
+    How the working file stores its pages (page size, auto_vacuum, journal mode) is
+    the file's own setting, not versioned data, and stays as it is: the backup API
+    would copy the state's page size and auto_vacuum along with its pages, and
+    cannot change the page size of a WAL database at all, so the state is first
+    rebuilt privately with the working file's layout. The encoding, user_version
+    and application_id are the state's.
     """
     try:
         check_database_file(working)
@@ -112,13 +295,24 @@ def copy_in(private: Path, working: Path, timeout: float) -> None:
         if status in _BUSY_CODES and time.monotonic() - start > timeout:
             raise DatabaseLockedError(str(working), time.monotonic() - start)
 
+    fitted: Path | None = None
+    target = working
     try:
-        with _connect(private, timeout) as src, _connect(working, timeout) as dst:
-            src.backup(dst, pages=-1, progress=progress, sleep=0.05)
+        with _connect(working, timeout) as dst:
+            # (The backup API keeps a WAL destination in WAL mode by itself.)
+            if int(dst.execute("PRAGMA page_count").fetchone()[0]) > 0:
+                target = private.parent  # where a disk-full would come from now
+                fitted = _fitted(private, _layout(dst), timeout)
+                target = working
+            with _connect(fitted or private, timeout) as src:
+                src.backup(dst, pages=-1, progress=progress, sleep=0.05)
     except sqlite3.DatabaseError as e:
-        if _is_busy(e):
-            raise DatabaseLockedError(str(working), time.monotonic() - start) from None
-        raise
+        raise _error(e, working, target, time.monotonic() - start) from None
+    except OSError as e:
+        raise StorageError(str(target), e) from e
+    finally:
+        if fitted is not None:
+            fitted.unlink(missing_ok=True)
 
 
 def _replace_file(private: Path, working: Path) -> None:
@@ -132,25 +326,54 @@ def _replace_file(private: Path, working: Path) -> None:
         raise StorageError(str(working), e) from e
 
 
+def _wal_state(wal: Path) -> list[int | str]:
+    """What a WAL holds: its checkpoint sequence and salts, and how many frames carry them.
+
+    The salts change whenever the WAL restarts from its beginning, and the frames
+    written since then are the prefix of frames carrying the current salts (older
+    frames hold older ones): a change that leaves the WAL's size and (coarse) mtime
+    alone still changes this.
+    """
+    fd, st = _pinned_fd(wal, wal=True)
+    head = os.pread(fd, _WAL_HEADER, 0)
+    if len(head) < _WAL_HEADER or int.from_bytes(head[:4], "big") not in _WAL_MAGIC:
+        return ["nowalheader"]
+    page = int.from_bytes(head[8:12], "big")
+    salts = head[16:24]
+    frame = page + _WAL_FRAME_HEADER
+    lo, hi = 0, max(0, (st.st_size - _WAL_HEADER) // frame) if page else 0
+    while lo < hi:  # the number of leading frames with the current salts
+        mid = (lo + hi + 1) // 2
+        if os.pread(fd, 8, _WAL_HEADER + (mid - 1) * frame + 8) == salts:
+            lo = mid
+        else:
+            hi = mid - 1
+    return [int.from_bytes(head[12:16], "big"), salts.hex(), lo]
+
+
 def fingerprint(path: Path) -> str | None:
     """A cheap key that changes whenever the working database's content can have changed.
 
-    Inode, size and mtime (ns) of the file and of its WAL, plus SQLite's file
-    change counter (header bytes 24-27, bumped by every write transaction in
-    rollback-journal mode). Like git's index stat data: equal fingerprints let
-    status and checkout skip a full diff; any doubt means a real diff.
+    Inode, size and mtime (ns) of the file and of its WAL, SQLite's file change
+    counter (header bytes 24-27, bumped by every write transaction in
+    rollback-journal mode), and the WAL's checkpoint sequence, salts and frame
+    count (see _wal_state). Like git's index stat data: equal fingerprints let
+    status and checkout skip a full diff; any doubt means a real diff. Nothing is
+    read through a descriptor that gets closed (see _pinned_fd).
     """
     try:
-        st = os.stat(path)
-        with open(path, "rb") as f:
-            f.seek(24)
-            counter = int.from_bytes(f.read(4) or b"\0", "big")
+        fd, st = _pinned_fd(path)
+        head = os.pread(fd, 100, 0)
     except OSError:
         return None
-    parts = [st.st_ino, st.st_size, st.st_mtime_ns, counter]
+    parts: list[int | str] = [st.st_ino, st.st_size, st.st_mtime_ns,
+                              int.from_bytes(head[24:28] or b"\0", "big"), head[18:20].hex()]
+    wal = Path(str(path) + "-wal")
     try:
-        wal = os.stat(str(path) + "-wal")
-        parts += [wal.st_ino, wal.st_size, wal.st_mtime_ns]
+        wst = os.stat(wal)
+        parts += [wst.st_ino, wst.st_size, wst.st_mtime_ns, *_wal_state(wal)]
     except FileNotFoundError:
         parts.append("nowal")
+    except OSError:
+        return None
     return ":".join(map(str, parts))
