@@ -93,7 +93,8 @@ class DamagedRefError(DbversError):
         self.ref = ref
         self.path = path
         self.detail = detail
-        fix = ("write 'ref: refs/heads/main' or a commit id into that file" if ref == "HEAD"
+        fix = ("'dbvers checkout --force BRANCH' (drops uncommitted changes) or write "
+               "'ref: refs/heads/main' into that file" if ref == "HEAD"
                else f"write a commit id into that file (logs/{ref} lists the ones it held) or delete it")
         super().__init__(
             f"{ref} is damaged: {detail} ({path}); run 'dbvers fsck', then {fix}, "

@@ -289,13 +289,18 @@ class RefStore:
     def check_writable(self, refs: list[str]) -> None:
         """Prove, before an operation changes anything, that *refs* can be moved: each ref's
         folder takes a new file and each reflog can be appended to. Nothing is left behind."""
+        head = None
+        with contextlib.suppress(DamagedRefError):
+            head = self.head()
+        if head is not None and head.branch is not None and HEADS + head.branch in refs:
+            refs = [*refs, "HEAD"]  # moving the checked-out branch appends to HEAD's reflog too
         for ref in refs:
             path, log = self._file(ref), self._file(ref, log=True)
             if ref != "HEAD":
                 self._check_free(ref, path, self._namespace_dir(ref))
                 self._check_free(ref, log, self.root / "logs" / "refs")
             try:
-                if log.is_file():
+                if log.exists():  # a folder there fails here (EISDIR), not after the working copy
                     with open(log, "ab"):
                         pass
                 else:

@@ -27,6 +27,7 @@ from . import maintenance, snapshots, sqlio
 from .errors import (
     AmbiguousRefError,
     CorruptObjectError,
+    DamagedRefError,
     DatabaseLockedError,
     DbversError,
     DirtyWorkingDatabaseError,
@@ -781,7 +782,12 @@ class Repo:
             # A branch name means that branch, even if a tag has the same name.
             oid = self.refs.lookup(HEADS + ref) if create_branch is None else None
             oid = oid or self.resolve(ref)
-            head = self.head
+            try:
+                head = self.head
+            except DamagedRefError as e:
+                if not force or e.ref != "HEAD":
+                    raise
+                head = Head(None, None)  # --force replaces a damaged HEAD, as writing the file by hand would
             if create_branch is not None:
                 new_head, new_ref = f"ref: {HEADS}{create_branch}\n", (HEADS + create_branch, oid)
             elif self.refs.lookup(HEADS + ref) is not None:
