@@ -27,10 +27,9 @@ from .errors import (
     BackupIOError,
     BackupSchemaError,
     BackupValidationError,
-    InvalidRefNameError,
 )
 from .objects import FORMAT_VERSION, canonical_json
-from .refs import validate_name
+from .refs import is_valid_ref
 from .store import ObjectStore, _parse_header
 
 BACKUP_FORMAT = 1
@@ -61,23 +60,17 @@ def _describe(name: str) -> str:
     return f"object {m[1]}{m[2]} (member {name})" if m else f"member {name}"
 
 
-def _check_ref_path(rest: str) -> bool:
-    try:
-        validate_name(rest)
-    except InvalidRefNameError:
-        return False
-    return True
-
-
 def _allowed_name(name: str) -> bool:
-    """The names a store uses: anything else has no business in a dbvers archive."""
+    """The names a store uses: anything else has no business in a dbvers archive.
+
+    Ref and reflog members pass the same full-name check as every ref path of a store.
+    """
     if name in ("HEAD", "config", MANIFEST) or _OBJECT_RE.match(name) or _KEYFRAME_RE.match(name):
         return True
     if name.startswith("refs/"):
-        return _check_ref_path(name[5:])
+        return is_valid_ref(name)
     if name.startswith("logs/"):
-        rest = name[5:]
-        return rest == "HEAD" or (rest.startswith("refs/") and _check_ref_path(rest[5:]))
+        return is_valid_ref(name[5:])
     return False
 
 

@@ -88,7 +88,56 @@ class AmbiguousRefError(UnknownRefError):
 class InvalidRefNameError(DbversError):
     def __init__(self, name: str, why: str) -> None:
         self.name = name
-        super().__init__(f"'{name}' is not a valid name: {why}")
+        # The name is shown escaped and cut: a newline or a 10 kB name must not break the one-line message.
+        shown = name.encode("utf-8", "backslashreplace").decode("utf-8")
+        shown = "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in shown)
+        if len(shown) > 80:
+            shown = shown[:77] + "..."
+        super().__init__(f"'{shown}' is not a valid name: {why}")
+
+
+class DamagedRefError(DbversError):
+    """A ref or HEAD file exists but can't be used (garbage, empty, not UTF-8, a directory, missing HEAD).
+
+    Only a ref that does not exist is an unborn branch: anything else stops the
+    command before it moves a ref, so history is never silently restarted.
+    """
+
+    def __init__(self, ref: str, path: str, detail: str) -> None:
+        self.ref = ref
+        self.path = path
+        self.detail = detail
+        fix = ("'dbvers checkout --force BRANCH' (drops uncommitted changes) or write "
+               "'ref: refs/heads/main' into that file" if ref == "HEAD"
+               else f"write a commit id into that file (logs/{ref} lists the ones it held) or delete it")
+        super().__init__(
+            f"{ref} is damaged: {detail} ({path}); run 'dbvers fsck', then {fix}, "
+            "or restore the store from a backup"
+        )
+
+
+class RefPathConflictError(DbversError):
+    """A ref can't be created because a file or folder of the store is where it would go."""
+
+    def __init__(self, ref: str, blocking: str) -> None:
+        self.ref = ref
+        self.blocking = blocking
+        super().__init__(
+            f"cannot create {ref}: {blocking} is in the way (a name cannot be both a ref and a "
+            "folder of refs, like 'a' and 'a/b'); choose another name"
+        )
+
+
+class UnfinishedMoveError(DbversError):
+    """The working database was changed, but a ref move after it failed (recorded; finished later)."""
+
+    def __init__(self, commit: str, path: str, reason: str) -> None:
+        self.commit = commit
+        self.path = path
+        super().__init__(
+            f"the working database now holds {commit[:10]} but {path} could not be written ({reason}); "
+            "fix that and run 'dbvers status' to finish moving HEAD"
+        )
 
 
 class RefExistsError(DbversError):

@@ -10,7 +10,6 @@ from typing import TYPE_CHECKING
 from . import snapshots
 from .errors import DbversError, MissingObjectError
 from .fsutil import temp_path
-from .refs import HEADS, TAGS
 
 if TYPE_CHECKING:
     from .repo import Repo
@@ -64,9 +63,11 @@ def fsck(repo: Repo) -> FsckReport:
             types[oid] = repo.objects.verify(oid)
         except DbversError as e:
             report.problems.append(str(e))
-    refs = {"HEAD": repo.head.commit}
-    refs.update({HEADS + k: v for k, v in repo.refs.branches().items()})
-    refs.update({TAGS + k: v for k, v in repo.refs.tags().items()})
+    # fsck reads every ref tolerantly: a damaged one is reported, never a reason to stop.
+    refs, damaged = repo.refs.check()
+    for bad in damaged:
+        report.refs += 1
+        report.problems.append(f"{bad.ref} is damaged: {bad.detail} ({bad.path})")
     for name, oid in refs.items():
         report.refs += 1
         if oid is None:

@@ -28,13 +28,16 @@ from .errors import (
     AmbiguousRefError,
     CorruptDatabaseError,
     CorruptObjectError,
+    DamagedRefError,
     DbversError,
     DirtyWorkingDatabaseError,
     NothingToCommitError,
     RefExistsError,
     RepositoryExistsError,
     RepositoryNotFoundError,
+    StorageError,
     TableNotFoundError,
+    UnfinishedMoveError,
     UnknownRefError,
     UnsupportedFormatError,
     UsageError,
@@ -275,7 +278,7 @@ class Repo:
         if name in ("HEAD", "@"):
             return self._head_commit()
         for ref in (TAGS + name, HEADS + name, name if name.startswith("refs/") else None):
-            if ref and (oid := self.refs.read(ref)):
+            if ref and (oid := self.refs.lookup(ref)):
                 return oid
         lowered = name.lower()
         if re.fullmatch(r"[0-9a-f]{4,64}", lowered):
@@ -577,11 +580,14 @@ class Repo:
                 )
                 oid = self.objects.put_bytes("commit", commit.to_bytes())
                 self._move_head(head, oid, f"commit: {commit.summary}")
-                # The copy we diffed is exactly the committed state: it becomes the base cache.
-                publish(tmp, self._cache_path(oid))
-                self._record_clean(fp, oid)
-                self._prune_cache(keep={oid})
                 self._commits[oid] = commit
+                # Past the commit point: the cache is derived data, so failing to keep it must not
+                # turn a made commit into an error that says nothing was changed.
+                with contextlib.suppress(OSError, DbversError):
+                    # The copy we diffed is exactly the committed state: it becomes the base cache.
+                    publish(tmp, self._cache_path(oid))
+                    self._record_clean(fp, oid)
+                    self._prune_cache(keep={oid})
                 return commit
             finally:
                 tmp.unlink(missing_ok=True)
@@ -637,6 +643,7 @@ class Repo:
             return oid
 
     def delete_branch(self, name: str) -> str:
+        validate_name(name)
         with self._locked():
             oid = self.refs.read(HEADS + name)
             if oid is None:
@@ -657,6 +664,7 @@ class Repo:
             return oid
 
     def delete_tag(self, name: str) -> str:
+        validate_name(name)
         with self._locked():
             oid = self.refs.read(TAGS + name)
             if oid is None:
@@ -689,6 +697,9 @@ class Repo:
         so a process killed after the copy is finished by the next one.
         """
         src = self.materialize_verified(oid)
+        # The refs must be movable before the working database changes (read-only logs, a folder in
+        # the way): otherwise the copy would be made and the command fail after it.
+        self.refs.check_writable([*([ref[0]] if ref else []), *(["HEAD"] if head else [])])
         intent = {"target": oid, "head": head, "ref": list(ref) if ref else None}
         write_atomic(self.store_dir / "CHECKOUT", json.dumps(intent).encode())
         (self.cache_dir / "working.json").unlink(missing_ok=True)
@@ -702,17 +713,30 @@ class Repo:
         self._record_clean(sqlio.fingerprint(self.path), oid)
 
     def _apply_intent(self, head: str | None, ref: list[Any] | tuple[Any, ...] | None, why: str) -> None:
+        # Both moves are proven writable before the first: a failure can't leave only the branch moved.
+        self.refs.check_writable([*([ref[0]] if ref else []), *(["HEAD"] if head else [])])
         if ref:
             name, new = ref
             current = self.refs.read(name)
             if current != new:
                 self.refs.update(name, new, expect=current, message=why)
-        if head and (self.store_dir / "HEAD").read_text() != head:
+        if head and self.refs.head_text() != head:
             if head.startswith("ref: "):
                 self.refs.set_head(branch=head[5:].strip().removeprefix(HEADS), message=why)
             else:
                 self.refs.set_head(commit=head.strip(), message=why)
         (self.store_dir / "CHECKOUT").unlink(missing_ok=True)
+
+    def _finish_move(self, head: str | None, ref: tuple[str, str | None] | None, why: str,
+                     written: str | None) -> None:
+        """Move the refs after the working database was (or was not) rewritten to *written*."""
+        try:
+            self._apply_intent(head, ref, why)
+        except StorageError as e:
+            if written is None:
+                raise  # nothing was changed: the plain error says so
+            # The CHECKOUT record stays: the next command finishes the move once the store is writable.
+            raise UnfinishedMoveError(written, e.path, os.strerror(e.errno) if e.errno else str(e)) from None
 
     def _recover(self) -> None:
         """Finish or forget a checkout/reset that a killed process left half done.
@@ -762,23 +786,30 @@ class Repo:
                 if self.refs.read(HEADS + create_branch):
                     raise RefExistsError(create_branch, "branch")
             # A branch name means that branch, even if a tag has the same name.
-            oid = self.refs.read(HEADS + ref) if create_branch is None else None
+            oid = self.refs.lookup(HEADS + ref) if create_branch is None else None
             oid = oid or self.resolve(ref)
-            head = self.head
+            try:
+                head = self.head
+            except DamagedRefError as e:
+                if not force or e.ref != "HEAD":
+                    raise
+                head = Head(None, None)  # --force replaces a damaged HEAD, as writing the file by hand would
             if create_branch is not None:
                 new_head, new_ref = f"ref: {HEADS}{create_branch}\n", (HEADS + create_branch, oid)
-            elif self.refs.read(HEADS + ref) is not None:
+            elif self.refs.lookup(HEADS + ref) is not None:
                 new_head, new_ref = f"ref: {HEADS}{ref}\n", None
             elif ref in ("HEAD", "@") and head.branch is not None:
                 new_head, new_ref = f"ref: {HEADS}{head.branch}\n", None
             else:
                 new_head, new_ref = f"{oid}\n", None
             why = f"checkout: moving to {create_branch or ref}"
+            written = None
             if oid != head.commit or force:
                 if not force and (dirty := self._dirty_tables()):
                     raise DirtyWorkingDatabaseError(dirty, "checkout")
                 self._write_working(oid, head=new_head, ref=new_ref)
-            self._apply_intent(new_head, new_ref, why)
+                written = oid
+            self._finish_move(new_head, new_ref, why, written)
             self._prune_cache(keep={oid})
             return oid
 
@@ -791,11 +822,13 @@ class Repo:
                 new_head, new_ref = None, (HEADS + head.branch, oid)
             else:
                 new_head, new_ref = f"{oid}\n", None
+            written = None
             if hard:
                 if not force and (dirty := self._dirty_tables()):
                     raise DirtyWorkingDatabaseError(dirty, "reset --hard")
                 self._write_working(oid, head=new_head, ref=new_ref)
-            self._apply_intent(new_head, new_ref, f"reset: moving to {ref}")
+                written = oid
+            self._finish_move(new_head, new_ref, f"reset: moving to {ref}", written)
             return oid
 
     def restore(self, *, force: bool = False) -> str:

@@ -18,6 +18,7 @@ from conftest import execute
 import dbvers
 from dbvers.errors import (
     CorruptObjectError,
+    DamagedRefError,
     InvalidRefNameError,
     MissingObjectError,
     RefConflictError,
@@ -258,13 +259,18 @@ def test_refs_update_and_head(refs: RefStore) -> None:
     assert (refs.root / "refs/heads").is_dir()
 
 
-def test_read_ignores_garbage(refs: RefStore) -> None:
+def test_read_refuses_garbage(refs: RefStore) -> None:
+    # Only a ref that does not exist is unborn; one that can't be read is damaged (issue 9, item 11).
     p = refs.root / "refs/heads/junk"
     p.parent.mkdir(parents=True)
     p.write_text("not an id\n")
-    assert refs.read(HEADS + "junk") is None
-    assert refs.branches() == {}
+    with pytest.raises(DamagedRefError, match="refs/heads/junk is damaged"):
+        refs.read(HEADS + "junk")
+    with pytest.raises(DamagedRefError):
+        refs.branches()
     assert refs.read("refs/heads/nothing") is None
+    values, damaged = refs.check()
+    assert [d.ref for d in damaged] == ["refs/heads/junk"] and values == {"HEAD": None}
 
 
 def test_reflog_lines(refs: RefStore) -> None:
