@@ -354,6 +354,11 @@ class Repo:
             return None
         if not re.fullmatch(r"[0-9a-f]{64}", value) or not self.objects.has(value):
             return None
+        try:
+            if self.objects.object_type(value) != "snapshot":
+                return None
+        except (DbversError, OSError):
+            return None  # unreadable: an older snapshot serves, and fsck names this one
         return value
 
     def keyframe_files(self) -> list[Path]:
