@@ -150,7 +150,13 @@ def cmd_commit(args: argparse.Namespace) -> int:
         return 0
     from .render.console import print_commit_result
 
-    print_commit_result(_console(args), repo.head.branch, c, repo.show(c.id)[1])
+    try:
+        changes = repo.show(c.id)[1]
+    except DbversError as e:
+        # The commit is made (its ref moved): a damaged older object only costs the summary.
+        print(f"dbvers: warning: committed, but its schema changes can't be shown: {e}", file=sys.stderr)
+        changes = []
+    print_commit_result(_console(args), repo.head.branch, c, changes)
     return 0
 
 

@@ -218,6 +218,23 @@ class MissingObjectError(CorruptObjectError):
         self.object_id = object_id
 
 
+class HistoryDamagedError(DbversError):
+    """A ref, HEAD, reflog line or commit of the history can't be read or resolved.
+
+    Raised by operations that must see the whole history to be safe (``gc``
+    deletes what it cannot see), before they change anything.
+    """
+
+    def __init__(self, action: str, problems: list[str]) -> None:
+        self.action = action
+        self.problems = problems
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        super().__init__(
+            f"the history is damaged: {problems[0]}{more}; {action} refused and nothing was changed; "
+            "run 'dbvers fsck' and repair or restore the store from a backup"
+        )
+
+
 class TableNotFoundError(DbversError):
     def __init__(self, table: str, at: str) -> None:
         self.table = table

@@ -21,6 +21,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import apsw
+
 from . import changes as ch
 from . import maintenance, snapshots, sqlio
 from .config import SCHEMA, Config, env_override, new_config, read_config, write_config
@@ -216,11 +218,20 @@ class Repo:
 
     # -- plumbing ------------------------------------------------------------
     @contextlib.contextmanager
-    def _locked(self) -> Iterator[None]:
+    def _locked(self, recovery_problems: list[str] | None = None) -> Iterator[None]:
+        """Hold the repository lock, finishing a killed operation first. With
+        *recovery_problems* (fsck), a recovery that fails is noted there instead of
+        raised: fsck must run whatever else is damaged."""
         self.lock.timeout = self._timeout()
         with self.lock.held():
             if self.lock._depth == 1:
-                self._recover()
+                try:
+                    self._recover()
+                except (DbversError, OSError, apsw.Error, ValueError) as e:
+                    if recovery_problems is None:
+                        raise
+                    recovery_problems.append(
+                        f"an interrupted operation could not be recovered ({str(e).splitlines()[0][:120]})")
             yield
 
     def _timeout(self) -> float:
@@ -301,16 +312,34 @@ class Repo:
 
     # -- materialization -----------------------------------------------------
     def snapshot_of(self, oid: str) -> str | None:
+        """The snapshot to start *oid*'s state from: the commit's own, else a usable keyframe record."""
         c = self.get_commit(oid)
         if c.snapshot:
             return c.snapshot
-        kf = self.keyframes_dir / oid
-        if kf.is_file():
-            value = kf.read_text().strip()
-            return value or None
-        return None
+        return self.keyframe_of(oid)
 
-    def _keyframe_files(self) -> list[Path]:
+    def keyframe_of(self, oid: str) -> str | None:
+        """The snapshot id ``keyframes/<oid>`` records, if it names a stored object.
+
+        A keyframe record is optional derived data (``dbvers snapshot``): one that
+        is unreadable, garbage or names a missing object is treated as absent (fsck
+        reports it), so materialization falls back to an older snapshot.
+        """
+        kf = self.keyframes_dir / oid
+        try:
+            value = kf.read_bytes().decode("ascii").strip()
+        except (OSError, UnicodeDecodeError):
+            return None
+        if not re.fullmatch(r"[0-9a-f]{64}", value) or not self.objects.has(value):
+            return None
+        try:
+            if self.objects.object_type(value) != "snapshot":
+                return None
+        except (DbversError, OSError):
+            return None  # unreadable: an older snapshot serves, and fsck names this one
+        return value
+
+    def keyframe_files(self) -> list[Path]:
         """keyframes/<commit id> files (a killed writer's temp file is not one)."""
         if not self.keyframes_dir.is_dir():
             return []
@@ -319,30 +348,53 @@ class Repo:
     def _cache_path(self, oid: str) -> Path:
         return self.cache_dir / f"{oid}.db"
 
-    def materialize(self, oid: str) -> Path:
+    def _cached(self, oid: str) -> Path | None:
+        """The cached materialization of *oid* if it looks whole; a damaged one is removed.
+
+        The cache is derived data: whatever is wrong with a file there (garbage,
+        truncation) costs a rebuild from the store, never a wrong answer or a crash.
+        """
+        p = self._cache_path(oid)
+        if not p.exists():
+            return None
+        if snapshots.looks_whole(p):
+            return p
+        with contextlib.suppress(OSError):
+            p.unlink()
+        return None
+
+    def materialize(self, oid: str, *, use_cache: bool = True) -> Path:
         """A private file holding commit *oid*'s state (cached; rebuilt from the store if needed).
 
         The nearest keyframe (snapshot, or a cached materialization) on the
         first-parent chain is loaded into memory, the patchsets after it are
         applied in order in one transaction, and the result's schema is checked
-        against the commit before it is published to the cache.
+        against the commit before it is published to the cache. ``use_cache=False``
+        rebuilds from the store's objects alone.
         """
         target = self._cache_path(oid)
-        if target.is_file():
+        if use_cache and self._cached(oid) is not None:
             self.get_commit(oid)  # a corrupt or missing commit is refused even when its state is cached
-            os.utime(target)
+            with contextlib.suppress(OSError):
+                os.utime(target)
             return target
         chain: list[Commit] = []
         cur = oid
         while True:
             commit = self.get_commit(cur)
-            cached = self._cache_path(cur)
-            if cur != oid and cached.is_file():
-                conn = snapshots.load_bytes(cached.read_bytes(), cur)
-                break
-            snap = self.snapshot_of(cur)
-            if snap:
-                conn = snapshots.load(self.objects, snap)
+            conn = None
+            if use_cache and cur != oid and (cached := self._cached(cur)) is not None:
+                with contextlib.suppress(DbversError, OSError):
+                    conn = snapshots.load_bytes(cached.read_bytes(), cur)
+                if conn is None:
+                    cached.unlink(missing_ok=True)  # derived: the store rebuilds it
+            if conn is None and commit.snapshot:
+                conn = snapshots.load(self.objects, commit.snapshot)  # history: its damage is an error
+            if conn is None and (kf := self.keyframe_of(cur)) is not None:
+                # An optional keyframe that fails to load is skipped for an older one.
+                with contextlib.suppress(DbversError):
+                    conn = snapshots.load(self.objects, kf)
+            if conn is not None:
                 break
             chain.append(commit)
             if not commit.parents:
@@ -392,6 +444,8 @@ class Repo:
             rec = json.loads((self.cache_dir / "working.json").read_text())
         except (OSError, ValueError):
             return False
+        if not isinstance(rec, dict):
+            return False  # derived data gone bad: the next full status rewrites it
         fp = sqlio.fingerprint(self.path)
         return fp is not None and rec.get("fingerprint") == fp and rec.get("commit") == self.head.commit
 
@@ -581,8 +635,8 @@ class Repo:
                 oid = self.objects.put_bytes("commit", commit.to_bytes())
                 self._move_head(head, oid, f"commit: {commit.summary}")
                 self._commits[oid] = commit
-                # Past the commit point: the cache is derived data, so failing to keep it must not
-                # turn a made commit into an error that says nothing was changed.
+                # Past the commit point only derived data is written: a failure here must not
+                # report the (done) commit as failed; the cache and clean record rebuild later.
                 with contextlib.suppress(OSError, DbversError):
                     # The copy we diffed is exactly the committed state: it becomes the base cache.
                     publish(tmp, self._cache_path(oid))
@@ -681,12 +735,24 @@ class Repo:
         return self._full_status(head).dirty_tables
 
     def materialize_verified(self, oid: str) -> Path:
-        """``materialize``, then ``PRAGMA quick_check``: a state fit to hand to a user."""
-        src = self.materialize(oid)
-        if problems := snapshots.file_problems(src, quick=True):
+        """``materialize``, then ``PRAGMA quick_check``: a state fit to hand to a user.
+
+        A cached state that fails the check is derived data gone bad: it is
+        dropped and rebuilt from the store once; only a rebuilt state that fails is
+        an error.
+        """
+        for attempt in (1, 2):
+            src = self.materialize(oid, use_cache=attempt == 1)
+            try:
+                problems = snapshots.file_problems(src, quick=True)
+            except apsw.Error as e:
+                problems = [str(e)]
+            if not problems:
+                return src
             src.unlink(missing_ok=True)
-            raise CorruptObjectError(oid, f"materialized state fails quick_check: {problems[0][:100]}")
-        return src
+            if attempt == 2:
+                raise CorruptObjectError(oid, f"materialized state fails quick_check: {problems[0][:100]}")
+        raise AssertionError("unreachable")  # pragma: no cover
 
     def _write_working(self, oid: str, *, head: str | None = None,
                        ref: tuple[str, str | None] | None = None) -> None:
@@ -925,13 +991,23 @@ class Repo:
 
     # (fsck and gc: the logic lives in dbvers.maintenance)
     def reachable_commits(self) -> set[str]:
-        """Commits reachable from a branch, tag, HEAD or reflog entry (what gc keeps)."""
+        """Commits reachable from a branch, tag, HEAD or reflog entry (what gc keeps).
+
+        Raises ``HistoryDamagedError`` when a ref, reflog line or commit on the way
+        can't be read: the answer would be wrong, not just incomplete.
+        """
         return maintenance.reachable_commits(self)
 
     def fsck(self) -> FsckReport:
-        """Verify every object's hash, every snapshot's integrity, every ref and commit link."""
-        with self._locked():
-            return maintenance.fsck(self)
+        """Verify every object's hash, every snapshot's integrity, every ref and commit link.
+
+        Runs whatever else is damaged: what it can't read is a problem in the report.
+        """
+        recovery: list[str] = []
+        with self._locked(recovery):
+            report = maintenance.fsck(self)
+        report.problems[:0] = recovery
+        return report
 
     def gc(self) -> GcReport:
         """Remove objects no ref, tag, HEAD or reflog entry reaches (nothing a user did is lost)."""

@@ -43,6 +43,39 @@ def file_problems(path: Path, quick: bool = False) -> list[str]:
         conn.close()
 
 
+_MAGIC = b"SQLite format 3\x00"
+
+
+def looks_whole(path: Path) -> bool:
+    """A cheap (constant-time) check that the private file *path* is a whole SQLite database.
+
+    For derived files (the materialization cache) that are rebuilt when this says
+    no: the header's magic and page size, and the file's size against the page
+    count the header records. It catches garbage, truncation and a zero-length
+    file (never a valid materialization here: rebuilding one is cheap). It does not
+    read every page: a file damaged inside a page is found by SQLite on use.
+    """
+    try:
+        size = path.stat().st_size
+        # A private file no connection writes in place (caches are replaced by rename),
+        # so a descriptor closed here can't drop a lock anybody relies on.
+        with open(path, "rb") as f:
+            head = f.read(100)
+    except OSError:
+        return False
+    if len(head) < 100 or not head.startswith(_MAGIC):
+        return False
+    page = int.from_bytes(head[16:18], "big")
+    page = 65536 if page == 1 else page
+    if page < 512 or page & (page - 1) or size % page:
+        return False
+    pages = int.from_bytes(head[28:32], "big")
+    # The in-header page count is valid only when its version stamp matches the change counter.
+    if pages and head[24:28] == head[92:96] and head[18] == 1 and head[19] == 1:
+        return pages * page == size
+    return size > 0
+
+
 def make(store: ObjectStore, db_file: Path) -> str:
     """Integrity-check the private file *db_file* and store it as a snapshot object."""
     problems = file_problems(db_file)

@@ -3,6 +3,8 @@
 ``objects/<2 hex>/<62 hex>`` holds zstd (pyarrow's codec) of the object's
 canonical bytes (``objects.header`` + body). Writes go to a temp file that is
 fsynced and renamed; every read recomputes the SHA-256 and refuses a mismatch.
+A write of an id that already exists re-verifies the stored copy and replaces
+it (atomically) when it is damaged, so nothing new is ever built on a bad object.
 Large objects (snapshots) stream through files so memory stays flat.
 """
 
@@ -15,7 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from .errors import CorruptObjectError, MissingObjectError, StorageError
+from .errors import CorruptObjectError, DbversError, MissingObjectError, StorageError
 from .fsutil import publish, temp_path
 from .objects import OBJECT_TYPES, header, object_id
 
@@ -94,9 +96,27 @@ class ObjectStore:
         return sorted(d.name + f.name for f in d.iterdir() if f.name.startswith(rest))
 
     # -- writing -----------------------------------------------------------
+    def _reusable(self, oid: str) -> bool:
+        """True when *oid* is already stored intact, so a write of it can be skipped.
+
+        An existing file is re-verified rather than trusted: a commit that reuses
+        an object (same schema, same snapshot) must not build on a damaged copy,
+        and a write that has the right bytes in hand is the cheapest repair there
+        is. Verifying decompresses and hashes (zstd decodes several times faster
+        than it encodes), so it never costs more than the write it replaces.
+        """
+        if not self.path(oid).exists():
+            return False
+        try:
+            self.verify(oid)
+        except DbversError:
+            return False
+        return True
+
     def _publish(self, tmp: Path, oid: str) -> str:
+        """Install *tmp* as object *oid*, replacing a damaged copy atomically (rename over it)."""
         target = self.path(oid)
-        if target.exists():
+        if self._reusable(oid):
             tmp.unlink()
             return oid
         target.parent.mkdir(exist_ok=True)
@@ -105,7 +125,7 @@ class ObjectStore:
 
     def put_bytes(self, obj_type: str, body: bytes) -> str:
         oid = object_id(obj_type, body)
-        if self.has(oid):
+        if self._reusable(oid):
             return oid
         self.root.mkdir(parents=True, exist_ok=True)
         tmp = temp_path(self.root)
@@ -113,7 +133,10 @@ class ObjectStore:
             head = header(obj_type, len(body))
             _write_compressed(tmp, iter([head + body[:CHUNK]] + [
                 body[i:i + CHUNK] for i in range(CHUNK, len(body), CHUNK)]))
-            return self._publish(tmp, oid)
+            target = self.path(oid)
+            target.parent.mkdir(exist_ok=True)
+            publish(tmp, target)
+            return oid
         except OSError as e:
             with contextlib.suppress(OSError):
                 tmp.unlink()
