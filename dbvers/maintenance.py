@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 from . import snapshots
 from .errors import DbversError, MissingObjectError
-from .fsutil import temp_path
+from .fsutil import TMP_PREFIX, temp_path
 from .refs import HEADS, TAGS
 
 if TYPE_CHECKING:
@@ -136,6 +136,6 @@ def gc(repo: Repo) -> GcReport:
         if kf.name not in commits:
             kf.unlink()
     for p in repo.cache_dir.glob("*.db"):
-        if p.stem not in commits:
+        if p.stem not in commits and not p.name.startswith(TMP_PREFIX):  # temps: their owners' to remove
             p.unlink(missing_ok=True)
     return report

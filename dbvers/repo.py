@@ -441,7 +441,9 @@ class Repo:
         head = self.head.commit
         if head:
             keep = keep | {head}
-        files = sorted(self.cache_dir.glob("*.db"), key=lambda p: p.stat().st_mtime, reverse=True)
+        # Only materialized states: a temp file (a copy in the making) is its owner's to remove.
+        files = sorted((p for p in self.cache_dir.glob("*.db") if not p.name.startswith(TMP_PREFIX)),
+                       key=lambda p: p.stat().st_mtime, reverse=True)
         kept = 0
         for p in files:
             if p.stem in keep:
