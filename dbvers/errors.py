@@ -160,11 +160,25 @@ class CheckoutJournalError(DbversError):
 
 
 class DatabaseLockedError(DbversError):
-    def __init__(self, path: str, waited: float) -> None:
+    """The working database stayed locked for the whole timeout.
+
+    *holder*: ``"process"`` (a connection of this very process, such as the
+    notebook's own), another process's pid, or None (unknown).
+    """
+
+    def __init__(self, path: str, waited: float, holder: str | int | None = None) -> None:
         self.path = path
         self.waited = waited
+        self.holder = holder
+        if holder == "process":
+            super().__init__(
+                f"database {path} is locked by this process: one of its own connections holds a "
+                f"transaction (waited {waited:.0f}s); commit or roll it back and try again"
+            )
+            return
+        pid = f" (pid {holder})" if isinstance(holder, int) else ""
         super().__init__(
-            f"database {path} is locked by another process (waited {waited:.0f}s); "
+            f"database {path} is locked by another process{pid} (waited {waited:.0f}s); "
             "finish or close the other writer and try again"
         )
 

@@ -211,6 +211,44 @@ def remove_stale_temps(directory: Path, *, recursive: bool = False, pattern: str
     return removed
 
 
+def sqlite_lock_holder(db: Path) -> str | int | None:
+    """Who holds POSIX locks on SQLite database *db* (or its ``-shm``): ``"process"`` when
+    only this process does (a connection of the caller's own), another pid, or None.
+
+    Read from ``/proc/locks`` and ``os.stat`` only: opening the database to ask
+    (``F_GETLK``) would drop this process's own SQLite locks when closed.
+    """
+    keys = set()
+    for path in (db, db.with_name(db.name + "-shm")):
+        with contextlib.suppress(OSError):
+            st = os.stat(path)
+            keys.add((os.major(st.st_dev), os.minor(st.st_dev), st.st_ino))
+    try:
+        text = Path("/proc/locks").read_text()
+    except OSError:
+        return None
+    writers: set[int] = set()
+    readers: set[int] = set()
+    for line in text.splitlines():
+        f = line.split()
+        # "3: POSIX  ADVISORY  WRITE 1234 fe:00:2149728 120 120" (a "->" line is a waiter)
+        if len(f) < 8 or f[1] != "POSIX":
+            continue
+        try:
+            major, minor, ino = f[5].split(":")
+            key, pid = (int(major, 16), int(minor, 16), int(ino)), int(f[4])
+        except ValueError:
+            continue
+        if key in keys and pid > 0:
+            (writers if f[3] == "WRITE" else readers).add(pid)
+    me = os.getpid()
+    for pids in (writers, readers):
+        if pids:
+            others = pids - {me}
+            return min(others) if others else "process"
+    return None
+
+
 # Lock files this process holds through some RepoLock, by (device, inode): a waiter that
 # times out can then say the holder is this very process (another Repo object on the store).
 _held_here: dict[tuple[int, int], int] = {}

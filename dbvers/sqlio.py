@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from .errors import DatabaseLockedError, NotADatabaseError, StorageError
+from .fsutil import sqlite_lock_holder
 
 SQLITE_MAGIC = b"SQLite format 3\x00"
 _BUSY_CODES = (5, 6)  # SQLITE_BUSY, SQLITE_LOCKED
@@ -82,7 +83,8 @@ def copy_out(working: Path, dest: Path, timeout: float) -> None:
         with contextlib.suppress(OSError):
             dest.unlink()
         if _is_busy(e):
-            raise DatabaseLockedError(str(working), time.monotonic() - start) from None
+            raise DatabaseLockedError(str(working), time.monotonic() - start,
+                                      sqlite_lock_holder(working)) from None
         if "not a database" in str(e) or "malformed" in str(e):
             raise NotADatabaseError(str(working), str(e)) from None
         raise
@@ -117,8 +119,12 @@ def copy_in(private: Path, working: Path, timeout: float) -> None:
             src.backup(dst, pages=-1, progress=progress, sleep=0.05)
     except sqlite3.DatabaseError as e:
         if _is_busy(e):
-            raise DatabaseLockedError(str(working), time.monotonic() - start) from None
+            raise DatabaseLockedError(str(working), time.monotonic() - start,
+                                      sqlite_lock_holder(working)) from None
         raise
+    except DatabaseLockedError as e:
+        # Raised by progress() while our own connection still held locks: ask who holds it now.
+        raise DatabaseLockedError(e.path, e.waited, sqlite_lock_holder(working)) from None
 
 
 def _replace_file(private: Path, working: Path) -> None:

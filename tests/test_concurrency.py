@@ -10,6 +10,7 @@ import json
 import os
 import shutil
 import signal
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -24,6 +25,7 @@ from conftest import execute, run_cli
 import dbvers
 from dbvers.errors import (
     CheckoutJournalError,
+    DatabaseLockedError,
     LockFileError,
     ReadOnlyStoreError,
     RepositoryBusyError,
@@ -400,3 +402,42 @@ def test_damaged_checkout_journal_through_the_cli(repo: dbvers.Repo, db_path: Pa
     assert "CHECKOUT" in r.stderr and "dbvers fsck" in r.stderr and "orders" in r.stdout
     msg = one_line_error(run_cli("--db", str(db_path), "commit", "-m", "x"))
     assert str(journal) in msg and "delete" in msg, msg
+
+
+# -- minor: who holds the working database's lock -----------------------------------------
+
+
+def test_database_locked_by_this_process_says_so(repo: dbvers.Repo, db_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """The notebook case: the user's own sqlite3 connection holds a write transaction."""
+    execute(db_path, "PRAGMA journal_mode = WAL")
+    repo.commit("wal", allow_empty=True)
+    execute(db_path, "UPDATE orders SET qty = 99")
+    repo.commit("99")
+    monkeypatch.setenv("DBVERS_LOCK_TIMEOUT", "0.3")
+    mine = sqlite3.connect(db_path, isolation_level=None)
+    try:
+        mine.execute("BEGIN IMMEDIATE")
+        with pytest.raises(DatabaseLockedError) as exc:
+            repo.checkout("HEAD~1")
+        msg = str(exc.value)
+        assert exc.value.holder == "process" and "locked by this process" in msg, msg
+        assert "another process" not in msg
+    finally:
+        mine.execute("ROLLBACK")
+        mine.close()
+    repo.checkout("HEAD~1")
+
+
+def test_database_locked_by_another_process_names_its_pid(repo: dbvers.Repo, db_path: Path) -> None:
+    code = ("import sqlite3, sys, time; c = sqlite3.connect(sys.argv[1], isolation_level=None); "
+            "c.execute('BEGIN EXCLUSIVE'); print('ready', flush=True); time.sleep(60)")
+    proc = subprocess.Popen([sys.executable, "-c", code, str(db_path)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
+        msg = one_line_error(run_cli("--db", str(db_path), "commit", "-m", "x", "--allow-empty",
+                                     env={"DBVERS_LOCK_TIMEOUT": "0.3"}))
+        assert f"locked by another process (pid {proc.pid})" in msg, msg
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
