@@ -286,7 +286,7 @@ class RepoLock:
     def _open(self, write: bool) -> tuple[int | None, bool]:
         """A descriptor on the lock file and whether the store is read-only for us."""
         try:
-            return os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644), False
+            return os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666), False
         except IsADirectoryError:
             raise LockFileError(str(self.path), "is a directory") from None
         except OSError as e:

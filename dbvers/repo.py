@@ -768,14 +768,21 @@ class Repo:
         read-only ones run and report it in ``journal_problem``.
         """
         self.journal_problem = None
+        pending = self.store_dir / "CHECKOUT"
         if self.lock.read_only:
-            return  # nothing can be cleaned or finished in a store this process can't write
+            # Nothing can be cleaned or finished in a store this process can't write; a damaged
+            # journal is still worth a word from fsck and status.
+            if pending.exists():
+                try:
+                    self._read_journal(pending)
+                except CheckoutJournalError as e:
+                    self.journal_problem = str(e)
+            return
         # Temp files of killed processes only: a live process's (a Diff's pinned states,
         # another thread's copy) stay, whoever sweeps (see fsutil.remove_stale_temps).
         for d in (self.store_dir, self.store_dir / "cache", self.objects.root, self.keyframes_dir):
             remove_stale_temps(d)
         remove_stale_temps(self.store_dir / "refs", recursive=True)
-        pending = self.store_dir / "CHECKOUT"
         if not pending.exists() and not pending.is_symlink():
             return
         try:

@@ -421,8 +421,8 @@ def test_database_locked_by_this_process_says_so(repo: dbvers.Repo, db_path: Pat
         with pytest.raises(DatabaseLockedError) as exc:
             repo.checkout("HEAD~1")
         msg = str(exc.value)
-        assert exc.value.holder == "process" and "locked by this process" in msg, msg
-        assert "another process" not in msg
+        assert "locked by this process" in msg and "another process" not in msg, msg
+        assert exc.value.holder == "process"
     finally:
         mine.execute("ROLLBACK")
         mine.close()
