@@ -130,6 +130,8 @@ def cmd_init(args: argparse.Namespace) -> int:
 def cmd_status(args: argparse.Namespace) -> int:
     repo = _open(args)
     st = repo.status()
+    if repo.journal_problem:
+        print(f"dbvers: warning: {repo.journal_problem}", file=sys.stderr)
     if args.format:
         _emit(args, st.to_json())
         return 0

@@ -29,6 +29,7 @@ import apsw
 from . import changes as ch
 from . import columnar
 from .errors import TableNotFoundError, UsageError
+from .fsutil import temp_prefix
 from .objects import SchemaChange, TableCounts
 
 if TYPE_CHECKING:
@@ -147,7 +148,8 @@ class Diff:
         self._key_tables: dict[str, str] = {}
         # Hard links (or copies) of both states in a private directory: the cache
         # may prune its files while this Diff is alive.
-        self._dir = Path(tempfile.mkdtemp(prefix=".tmp-diff-", dir=workdir))
+        # Its name carries this process's pid: recoveries remove it only once this process is gone.
+        self._dir = Path(tempfile.mkdtemp(prefix=temp_prefix("diff"), dir=workdir))
         self._a = self._pin(a_path, "a.db")
         self._b = self._pin(b_path, "b.db")
         for p in owned:

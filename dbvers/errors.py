@@ -170,21 +170,78 @@ class NothingToCommitError(DbversError):
 
 
 class RepositoryBusyError(DbversError):
-    def __init__(self, lock_path: str, waited: float) -> None:
+    """The store's lock stayed held for the whole timeout.
+
+    *holder*: ``"thread"`` (another thread of this process, on the same Repo),
+    ``"process"`` (this process, through another Repo object or thread), a pid, or
+    None when the lock file doesn't say.
+    """
+
+    def __init__(self, lock_path: str, waited: float, holder: str | int | None = None) -> None:
         self.lock_path = lock_path
         self.waited = waited
-        super().__init__(
-            f"repository is busy: another dbvers process has held {lock_path} "
-            f"for {waited:.0f}s; try again when it finishes"
-        )
+        self.holder = holder
+        if holder == "thread":
+            who, fix = "another thread of this process (same Repo)", "let that call finish first"
+        elif holder == "process":
+            who = "this process (another Repo object or thread holds it)"
+            fix = "finish that operation first, or use one Repo object"
+        elif isinstance(holder, int):
+            who, fix = f"another dbvers process (pid {holder})", "try again when it finishes"
+        else:
+            who, fix = "another dbvers process", "try again when it finishes"
+        super().__init__(f"repository is busy: {lock_path} is locked by {who} "
+                         f"(waited {waited:.0f}s); {fix}")
+
+
+class LockFileError(DbversError):
+    """The store's lock file can't be used (it is a directory, or the file system refuses)."""
+
+    def __init__(self, lock_path: str, why: str) -> None:
+        self.lock_path = lock_path
+        super().__init__(f"cannot lock the repository: {lock_path} {why}; "
+                         f"remove it (no dbvers command may be running) and try again")
+
+
+class ReadOnlyStoreError(DbversError):
+    """A command that writes the store ran against a store this process can't write."""
+
+    def __init__(self, store: str) -> None:
+        self.store = store
+        super().__init__(f"the store {store} is read-only; read-only commands (status, diff, log, "
+                         "show, fsck) work, to change it make it writable or use a copy")
+
+
+class CheckoutJournalError(DbversError):
+    """``.dbvers/CHECKOUT`` (the journal of an interrupted checkout) can't be used."""
+
+    def __init__(self, path: str, why: str) -> None:
+        self.path = path
+        self.why = why
+        super().__init__(f"the checkout journal {path} is damaged ({why}); check 'dbvers status' "
+                         f"and 'dbvers fsck', then delete {path} to continue")
 
 
 class DatabaseLockedError(DbversError):
-    def __init__(self, path: str, waited: float) -> None:
+    """The working database stayed locked for the whole timeout.
+
+    *holder*: ``"process"`` (a connection of this very process, such as the
+    notebook's own), another process's pid, or None (unknown).
+    """
+
+    def __init__(self, path: str, waited: float, holder: str | int | None = None) -> None:
         self.path = path
         self.waited = waited
+        self.holder = holder
+        if holder == "process":
+            super().__init__(
+                f"database {path} is locked by this process: one of its own connections holds a "
+                f"transaction (waited {waited:.0f}s); commit or roll it back and try again"
+            )
+            return
+        pid = f" (pid {holder})" if isinstance(holder, int) else ""
         super().__init__(
-            f"database {path} is locked by another process (waited {waited:.0f}s); "
+            f"database {path} is locked by another process{pid} (waited {waited:.0f}s); "
             "finish or close the other writer and try again"
         )
 

@@ -12,7 +12,7 @@ import apsw
 
 from . import snapshots
 from .errors import DbversError, HistoryDamagedError, MissingObjectError
-from .fsutil import temp_path
+from .fsutil import TMP_PREFIX, temp_path
 from .refs import HEADS, validate_name
 
 if TYPE_CHECKING:
@@ -300,6 +300,6 @@ def gc(repo: Repo) -> GcReport:
         if kf.name not in commits:
             kf.unlink()
     for p in repo.cache_dir.glob("*.db"):
-        if p.stem not in commits:
+        if p.stem not in commits and not p.name.startswith(TMP_PREFIX):  # temps: their owners' to remove
             p.unlink(missing_ok=True)
     return report

@@ -28,6 +28,7 @@ from . import maintenance, snapshots, sqlio
 from .config import SCHEMA, Config, env_override, new_config, read_config, write_config
 from .errors import (
     AmbiguousRefError,
+    CheckoutJournalError,
     CorruptDatabaseError,
     CorruptObjectError,
     DamagedRefError,
@@ -44,7 +45,15 @@ from .errors import (
     UnsupportedFormatError,
     UsageError,
 )
-from .fsutil import TMP_PREFIX, RepoLock, publish, temp_path, write_atomic
+from .fsutil import (
+    TMP_PREFIX,
+    RepoLock,
+    publish,
+    remove_stale_temps,
+    temp_path,
+    temp_prefix,
+    write_atomic,
+)
 from .maintenance import FsckReport, GcReport
 from .objects import (
     FORMAT_VERSION,
@@ -66,6 +75,9 @@ if TYPE_CHECKING:
 
 STORE_NAME = ".dbvers"
 _REV_RE = re.compile(r"^(?P<base>.*?)(?P<suffix>(?:[~^]\d*)*)$")
+_OID_RE = re.compile(r"[0-9a-f]{64}")
+# Per store, this process's private stand-in for a cache it can't write (a read-only store).
+_private_caches: dict[Path, Path] = {}
 
 
 def _now() -> str:
@@ -212,27 +224,64 @@ class Repo:
         self._commits: dict[str, Commit] = {}
         # The planner's sqlite_stat* tables are versioned only when asked (guide: "What is versioned").
         self.version_stats = self.config.getboolean("stats", "version")
+        # Why the last recovery couldn't use .dbvers/CHECKOUT (read-only commands run anyway).
+        self.journal_problem: str | None = None
 
     def __repr__(self) -> str:
         return f"<dbvers.Repo {self.path}>"
 
     # -- plumbing ------------------------------------------------------------
     @contextlib.contextmanager
-    def _locked(self, recovery_problems: list[str] | None = None) -> Iterator[None]:
-        """Hold the repository lock, finishing a killed operation first. With
-        *recovery_problems* (fsck), a recovery that fails is noted there instead of
-        raised: fsck must run whatever else is damaged."""
+    def _locked(self, *, write: bool = True,
+                recovery_problems: list[str] | None = None) -> Iterator[None]:
+        """Hold the store's lock (re-entrant per thread; other threads and processes wait),
+        finishing a killed operation first.
+
+        *write*: the operation changes the store. A read-only one (``write=False``)
+        also runs on a store this process can't write, with a private cache, and
+        despite a damaged checkout journal (which it reports in ``journal_problem``).
+        With *recovery_problems* (fsck), a recovery that fails is noted there instead
+        of raised: fsck must run whatever else is damaged.
+        """
         self.lock.timeout = self._timeout()
-        with self.lock.held():
-            if self.lock._depth == 1:
+        with self.lock.held(write) as fresh:
+            self._choose_cache_dir()
+            if fresh:
                 try:
-                    self._recover()
+                    self._recover(write)
                 except (DbversError, OSError, apsw.Error, ValueError) as e:
                     if recovery_problems is None:
                         raise
                     recovery_problems.append(
                         f"an interrupted operation could not be recovered ({str(e).splitlines()[0][:120]})")
             yield
+
+    def _choose_cache_dir(self) -> None:
+        """The store's cache, or (store or cache not writable) a private one outside the store."""
+        store_cache = self.store_dir / "cache"
+        if not self.lock.read_only and (not store_cache.exists() or os.access(store_cache, os.W_OK)):
+            self.cache_dir = store_cache
+            return
+        key = self.store_dir.resolve()
+        private = _private_caches.get(key)
+        if private is None or not private.is_dir():
+            import atexit
+            import tempfile
+
+            tmp_root = Path(tempfile.gettempdir())
+            remove_stale_temps(tmp_root, pattern="cache-*")  # private caches of killed processes
+            private = Path(tempfile.mkdtemp(prefix=temp_prefix("cache"), dir=tmp_root))
+            # Kept until exit, not until this Repo goes: a live Diff may have pinned files here.
+            atexit.register(shutil.rmtree, private, True)
+            # Start from what the store's cache already knows (HEAD's state, the clean record).
+            with contextlib.suppress(OSError, DbversError):
+                head = self.head.commit
+                names = ["working.json"] + ([f"{head}.db"] if head else [])
+                for name in names:
+                    if (store_cache / name).is_file():
+                        shutil.copyfile(store_cache / name, private / name)
+            _private_caches[key] = private
+        self.cache_dir = private
 
     def _timeout(self) -> float:
         override = env_override("DBVERS_LOCK_TIMEOUT")
@@ -424,7 +473,9 @@ class Repo:
         head = self.head.commit
         if head:
             keep = keep | {head}
-        files = sorted(self.cache_dir.glob("*.db"), key=lambda p: p.stat().st_mtime, reverse=True)
+        # Only materialized states: a temp file (a copy in the making) is its owner's to remove.
+        files = sorted((p for p in self.cache_dir.glob("*.db") if not p.name.startswith(TMP_PREFIX)),
+                       key=lambda p: p.stat().st_mtime, reverse=True)
         kept = 0
         for p in files:
             if p.stem in keep:
@@ -506,7 +557,7 @@ class Repo:
 
     # -- status and commit ---------------------------------------------------
     def status(self) -> Status:
-        with self._locked():
+        with self._locked(write=False):
             head = self.head
             if head.commit is not None and self._known_clean():
                 hc = self.get_commit(head.commit)
@@ -804,41 +855,87 @@ class Repo:
             # The CHECKOUT record stays: the next command finishes the move once the store is writable.
             raise UnfinishedMoveError(written, e.path, os.strerror(e.errno) if e.errno else str(e)) from None
 
-    def _recover(self) -> None:
-        """Finish or forget a checkout/reset that a killed process left half done.
+    def _recover(self, write: bool = True) -> None:
+        """Clean up after killed processes and finish or forget a checkout/reset one left half done.
 
         The working database was copied in within one transaction, so it holds
         either the old or the target state; the refs are moved only if it holds
-        the target.
+        the target. A journal that can't be used (damaged, or naming a commit the
+        store can't read) refuses write commands with :class:`CheckoutJournalError`;
+        read-only ones run and report it in ``journal_problem``.
         """
-        # Temp files of a killed process, wherever atomic writes make them (we hold the lock).
-        leftovers = [d.glob(TMP_PREFIX + "*") for d in
-                     (self.store_dir, self.cache_dir, self.objects.root, self.keyframes_dir)]
-        leftovers.append((self.store_dir / "refs").rglob(TMP_PREFIX + "*"))
-        for p in [p for group in leftovers for p in group]:
-            # Diff directories of other processes may go too: their files stay readable while open.
-            if p.is_dir():
-                shutil.rmtree(p, ignore_errors=True)
-            else:
-                p.unlink(missing_ok=True)
+        self.journal_problem = None
         pending = self.store_dir / "CHECKOUT"
-        if not pending.is_file():
+        if self.lock.read_only:
+            # Nothing can be cleaned or finished in a store this process can't write; a damaged
+            # journal is still worth a word from fsck and status.
+            if pending.exists():
+                try:
+                    self._read_journal(pending)
+                except CheckoutJournalError as e:
+                    self.journal_problem = str(e)
+            return
+        # Temp files of killed processes only: a live process's (a Diff's pinned states,
+        # another thread's copy) stay, whoever sweeps (see fsutil.remove_stale_temps).
+        for d in (self.store_dir, self.store_dir / "cache", self.objects.root, self.keyframes_dir):
+            remove_stale_temps(d)
+        remove_stale_temps(self.store_dir / "refs", recursive=True)
+        if not pending.exists() and not pending.is_symlink():
             return
         try:
-            intent = json.loads(pending.read_text())
-            target = intent["target"]
-        except (ValueError, KeyError):
-            pending.unlink()
-            return
-        if intent.get("head") or intent.get("ref"):
-            tmp = self._copy_out()
-            try:
-                changes, (_, pragmas, _, _) = self._compare(tmp, self.materialize(target))
-            finally:
-                tmp.unlink(missing_ok=True)
-            if changes.empty and pragmas == self.get_commit(target).pragmas:
-                self._apply_intent(intent.get("head"), intent.get("ref"), "recovered after interruption")
-        pending.unlink(missing_ok=True)
+            target, head, ref = self._read_journal(pending)
+            if head or ref:
+                tmp = self._copy_out()
+                try:
+                    changes, (_, pragmas, _, _) = self._compare(tmp, self.materialize(target))
+                finally:
+                    tmp.unlink(missing_ok=True)
+                if changes.empty and pragmas == self.get_commit(target).pragmas:
+                    self._apply_intent(head, ref, "recovered after interruption")
+            pending.unlink(missing_ok=True)
+        except DbversError as e:
+            if write:
+                raise
+            self.journal_problem = str(e)
+
+    def _read_journal(self, pending: Path) -> tuple[str, str | None, list[str] | None]:
+        """The checkout journal's (target, new HEAD text, [ref, new id]), checked field by field."""
+        try:
+            intent = json.loads(pending.read_bytes())
+        except OSError as e:
+            raise CheckoutJournalError(str(pending), e.strerror or str(e)) from None
+        except ValueError:
+            raise CheckoutJournalError(str(pending), "not JSON") from None
+        if not isinstance(intent, dict):
+            raise CheckoutJournalError(str(pending), "not a JSON object")
+        target, head, ref = intent.get("target"), intent.get("head"), intent.get("ref")
+        if not isinstance(target, str) or not _OID_RE.fullmatch(target):
+            raise CheckoutJournalError(str(pending), "no valid target commit id")
+        if head is not None:
+            name = head[5:].strip().removeprefix(HEADS) if isinstance(head, str) and head.startswith(
+                "ref: " + HEADS) else None
+            if not isinstance(head, str) or not (
+                    _OID_RE.fullmatch(head.strip()) or (name and self._valid_name(name))):
+                raise CheckoutJournalError(str(pending), "its new HEAD is not a branch or a commit id")
+        if ref is not None and not (
+                isinstance(ref, list) and len(ref) == 2 and isinstance(ref[0], str)
+                and ref[0].startswith(HEADS) and self._valid_name(ref[0].removeprefix(HEADS))
+                and isinstance(ref[1], str) and _OID_RE.fullmatch(ref[1])):
+            raise CheckoutJournalError(str(pending), "its branch update is not a branch and a commit id")
+        try:
+            self.get_commit(target)
+        except DbversError as e:
+            raise CheckoutJournalError(str(pending), f"its target commit {target[:12]} can't be read: "
+                                       f"{str(e).split(';')[0]}") from None
+        return target, head, ref
+
+    @staticmethod
+    def _valid_name(name: str) -> bool:
+        try:
+            validate_name(name)
+        except DbversError:
+            return False
+        return True
 
     def checkout(self, ref: str, *, force: bool = False, create_branch: str | None = None) -> str:
         """Make *ref* current: a branch attaches HEAD, anything else detaches it (like git).
@@ -912,14 +1009,14 @@ class Repo:
         """Every commit that changed one row (``pk``: a value, or a tuple for composite keys)."""
         from .history import row_history
 
-        with self._locked():
+        with self._locked(write=False):
             return row_history(self, table, pk, ref)
 
     def diff(self, a: str | None = "HEAD", b: str | None = None) -> Diff:
         """What changed from *a* to *b* (a ref, or ``None`` for the working database)."""
         from .diff import Diff, changed_keys
 
-        with self._locked():
+        with self._locked(write=False):
             owned: list[Path] = []
 
             def side(ref: str | None) -> tuple[Path, str, str | None]:
@@ -946,7 +1043,7 @@ class Repo:
         """A table's rows at a commit (``at=None``: the working database) as a DataFrame."""
         import pandas as pd
 
-        with self._locked():
+        with self._locked(write=False):
             tmp = None
             if at is None:
                 path = tmp = self._copy_out()
@@ -1004,8 +1101,10 @@ class Repo:
         Runs whatever else is damaged: what it can't read is a problem in the report.
         """
         recovery: list[str] = []
-        with self._locked(recovery):
+        with self._locked(write=False, recovery_problems=recovery):
             report = maintenance.fsck(self)
+            if self.journal_problem:
+                report.problems.append(self.journal_problem)
         report.problems[:0] = recovery
         return report
 

@@ -26,6 +26,7 @@ from .errors import (
     NotADatabaseError,
     StorageError,
 )
+from .fsutil import sqlite_lock_holder
 
 SQLITE_MAGIC = b"SQLite format 3\x00"
 _BUSY_CODES = (5, 6)  # SQLITE_BUSY, SQLITE_LOCKED
@@ -143,7 +144,7 @@ def _error(e: sqlite3.DatabaseError, working: Path, written: Path, waited: float
     """The DbversError for a sqlite3 error met while copying *working* (writing *written*)."""
     code = (getattr(e, "sqlite_errorcode", None) or 0) & 0xFF
     if _is_busy(e):
-        return DatabaseLockedError(str(working), waited)
+        return DatabaseLockedError(str(working), waited, sqlite_lock_holder(working))
     if code == _FULL_CODE or "disk is full" in str(e):
         return DatabaseFullError(str(written), str(e))
     if "not a database" in str(e):
@@ -308,6 +309,9 @@ def copy_in(private: Path, working: Path, timeout: float) -> None:
                 src.backup(dst, pages=-1, progress=progress, sleep=0.05)
     except sqlite3.DatabaseError as e:
         raise _error(e, working, target, time.monotonic() - start) from None
+    except DatabaseLockedError as e:
+        # Raised by progress() while our own connection still held locks: ask who holds it now.
+        raise DatabaseLockedError(e.path, e.waited, sqlite_lock_holder(working)) from None
     except OSError as e:
         raise StorageError(str(target), e) from e
     finally:

@@ -346,11 +346,19 @@ def test_lock_reentrant_and_waits(tmp_path: Path) -> None:
         assert lock._depth == 1
     assert lock._depth == 0
 
+    # The holder takes and releases the lock in its own thread (the lock is per thread).
     holder = RepoLock(path, timeout=5)
-    holder.acquire()
-    timer = threading.Timer(0.3, holder.release)
+    taken = threading.Event()
+
+    def hold() -> None:
+        with holder.held():
+            taken.set()
+            time.sleep(0.3)
+
+    timer = threading.Thread(target=hold)
     timer.start()
     try:
+        assert taken.wait(5)
         waiter = RepoLock(path, timeout=5)
         start = time.monotonic()
         with waiter.held():
