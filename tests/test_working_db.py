@@ -361,3 +361,39 @@ def test_checkout_on_a_full_disk_changes_nothing(tmp_path: Path, small_disk: Any
     (mnt / "filler").unlink()
     repo.checkout("HEAD~1")
     assert repo.status().clean
+
+
+# -- minor: the WAL fingerprint sees writes that leave the WAL's size and mtime alone ---------
+
+
+def test_status_sees_wal_writes_on_coarse_timestamps(tmp_path: Path) -> None:
+    """After a checkpoint the next writer restarts the WAL from its start: the file keeps
+    its size, and on a file system with coarse timestamps its mtime too (simulated by
+    putting the mtime back). The clean fingerprint must still see both writes."""
+    import os
+
+    db = tmp_path / "w.db"
+    user = sqlite3.connect(str(db), isolation_level=None)  # kept open: the WAL stays, as in a notebook
+    user.execute("PRAGMA journal_mode = WAL")
+    user.execute("CREATE TABLE t(id INTEGER PRIMARY KEY, v)")
+    user.executemany("INSERT INTO t VALUES (?, ?)", [(i, "x" * 500) for i in range(400)])
+    user.execute("PRAGMA wal_checkpoint(RESTART)")
+    repo = dbvers.init(db)
+    wal = Path(str(db) + "-wal")
+
+    def write_keeping_stat(sql: str) -> None:
+        before = os.stat(wal), os.stat(db)
+        user.execute(sql)
+        after = os.stat(wal), os.stat(db)
+        assert [s.st_size for s in before] == [s.st_size for s in after]
+        for p, s in zip((wal, db), before, strict=True):
+            os.utime(p, ns=(s.st_atime_ns, s.st_mtime_ns))
+
+    assert repo.status().clean
+    write_keeping_stat("UPDATE t SET v = 'restarted' WHERE id = 1")  # new salts
+    assert not repo.status().clean
+    repo.commit("one")
+    assert repo.status().clean
+    write_keeping_stat("UPDATE t SET v = 'appended' WHERE id = 2")  # same salts, one more frame
+    assert not repo.status().clean
+    user.close()
