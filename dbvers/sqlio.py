@@ -191,8 +191,8 @@ def _quote(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
-def rebuild_layout(path: Path, page_size: int, auto_vacuum: int) -> None:
-    """Give the private file *path* another page size and auto_vacuum mode, rows and rowids kept.
+def rebuild_layout(path: Path, page_size: int, auto_vacuum: int | None = None) -> None:
+    """Give the private file *path* another page size (and auto_vacuum mode), rows and rowids kept.
 
     VACUUM does the rebuild, but it renumbers the rowids of rowid tables without
     an INTEGER PRIMARY KEY (dbvers versions those rowids), so every table whose
@@ -208,7 +208,8 @@ def rebuild_layout(path: Path, page_size: int, auto_vacuum: int) -> None:
         shutil.copyfile(path, before)
         with _connect(path, 30.0) as conn:
             conn.execute(f"PRAGMA page_size = {int(page_size)}")
-            conn.execute(f"PRAGMA auto_vacuum = {int(auto_vacuum)}")
+            if auto_vacuum is not None:
+                conn.execute(f"PRAGMA auto_vacuum = {int(auto_vacuum)}")
             conn.execute("VACUUM")
             conn.execute("ATTACH ? AS old", (str(before),))
             fix: list[str] = []

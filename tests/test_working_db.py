@@ -397,3 +397,16 @@ def test_status_sees_wal_writes_on_coarse_timestamps(tmp_path: Path) -> None:
     write_keeping_stat("UPDATE t SET v = 'appended' WHERE id = 2")  # same salts, one more frame
     assert not repo.status().clean
     user.close()
+
+
+def test_export_to_a_wal_file_with_another_page_size_keeps_rowids(gappy: Path, tmp_path: Path) -> None:
+    repo = dbvers.init(gappy)
+    target = tmp_path / "out.db"
+    conn = sqlite3.connect(str(target), isolation_level=None)
+    conn.execute("PRAGMA page_size = 8192")
+    conn.execute("CREATE TABLE x(y)")
+    conn.execute("PRAGMA journal_mode = WAL")
+    repo.export_to(conn)
+    assert conn.execute("PRAGMA page_size").fetchone()[0] == 8192
+    conn.close()
+    assert dump_state(target) == dump_state(gappy)
