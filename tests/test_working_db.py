@@ -174,6 +174,7 @@ def test_restore_discards_changes_after_page_size_change_in_wal(gappy: Path) -> 
 _LAYOUTS = [(8192, "FULL", True), (1024, "INCREMENTAL", False), (65536, "NONE", True)]
 
 
+@pytest.mark.filterwarnings("ignore:.*user_version")  # the backup restore says it goes back to 7
 @pytest.mark.parametrize("move", [*sorted(_MOVES), "restore"])
 @pytest.mark.parametrize(("page_size", "auto_vacuum", "wal"), _LAYOUTS)
 def test_file_settings_survive(tmp_path: Path, move: str, page_size: int, auto_vacuum: str, wal: bool) -> None:
