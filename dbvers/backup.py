@@ -1102,13 +1102,9 @@ def export_to(repo: Repo, conn: sqlite3.Connection, at: str = "HEAD") -> str:
         mode = str(conn.execute("PRAGMA journal_mode").fetchone()[0]).lower()
         if want != _page_size(tmp) and (not main or mode in ("wal", "memory")):
             # The backup API cannot change the page size of an in-memory or WAL target:
-            # give our private copy the target's page size instead.
-            fix = sqlite3.connect(str(tmp), isolation_level=None)
-            try:
-                fix.execute(f"PRAGMA page_size = {int(want)}")
-                fix.execute("VACUUM")
-            finally:
-                fix.close()
+            # give our private copy the target's page size instead (a bare VACUUM would
+            # renumber the rowids of tables without an INTEGER PRIMARY KEY).
+            sqlio.rebuild_layout(tmp, int(want))
         source = sqlite3.connect(str(tmp), isolation_level=None)
         try:
             source.backup(conn)

@@ -7,6 +7,11 @@ here, with ``sqlite3`` only, and only to copy a consistent state out of it or a
 verified state into it, both through SQLite's online backup API. apsw works on
 dbvers's private files alone; those are never open in ``sqlite3`` and apsw at
 the same time.
+
+Besides those connections, the working database's bytes are read (header fields
+for fingerprints and checks) only through descriptors this module never closes,
+because closing any descriptor of a file drops this process's POSIX locks on it,
+the locks of the user's own open ``sqlite3`` transaction included.
 """
 
 from __future__ import annotations
@@ -64,7 +69,8 @@ def _pinned_fd(path: Path | str, *, wal: bool = False) -> tuple[int, os.stat_res
             return fd, st
         if wal:
             _prune_unlinked_wals()
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+        # O_NONBLOCK: a FIFO given as the database must not hang the open (no effect on files).
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NONBLOCK", 0))
         st = os.fstat(fd)  # the file may have been replaced since the stat above
         key = (st.st_dev, st.st_ino)
         if key in table:
@@ -192,8 +198,8 @@ def _quote(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
-def rebuild_layout(path: Path, page_size: int, auto_vacuum: int) -> None:
-    """Give the private file *path* another page size and auto_vacuum mode, rows and rowids kept.
+def rebuild_layout(path: Path, page_size: int, auto_vacuum: int | None = None) -> None:
+    """Give the private file *path* another page size (and auto_vacuum mode), rows and rowids kept.
 
     VACUUM does the rebuild, but it renumbers the rowids of rowid tables without
     an INTEGER PRIMARY KEY (dbvers versions those rowids), so every table whose
@@ -209,7 +215,8 @@ def rebuild_layout(path: Path, page_size: int, auto_vacuum: int) -> None:
         shutil.copyfile(path, before)
         with _connect(path, 30.0) as conn:
             conn.execute(f"PRAGMA page_size = {int(page_size)}")
-            conn.execute(f"PRAGMA auto_vacuum = {int(auto_vacuum)}")
+            if auto_vacuum is not None:
+                conn.execute(f"PRAGMA auto_vacuum = {int(auto_vacuum)}")
             conn.execute("VACUUM")
             conn.execute("ATTACH ? AS old", (str(before),))
             fix: list[str] = []

@@ -174,6 +174,7 @@ def test_restore_discards_changes_after_page_size_change_in_wal(gappy: Path) -> 
 _LAYOUTS = [(8192, "FULL", True), (1024, "INCREMENTAL", False), (65536, "NONE", True)]
 
 
+@pytest.mark.filterwarnings("ignore:.*user_version")  # the backup restore says it goes back to 7
 @pytest.mark.parametrize("move", [*sorted(_MOVES), "restore"])
 @pytest.mark.parametrize(("page_size", "auto_vacuum", "wal"), _LAYOUTS)
 def test_file_settings_survive(tmp_path: Path, move: str, page_size: int, auto_vacuum: str, wal: bool) -> None:
@@ -361,3 +362,52 @@ def test_checkout_on_a_full_disk_changes_nothing(tmp_path: Path, small_disk: Any
     (mnt / "filler").unlink()
     repo.checkout("HEAD~1")
     assert repo.status().clean
+
+
+# -- minor: the WAL fingerprint sees writes that leave the WAL's size and mtime alone ---------
+
+
+def test_status_sees_wal_writes_on_coarse_timestamps(tmp_path: Path) -> None:
+    """After a checkpoint the next writer restarts the WAL from its start: the file keeps
+    its size, and on a file system with coarse timestamps its mtime too (simulated by
+    putting the mtime back). The clean fingerprint must still see both writes."""
+    import os
+
+    db = tmp_path / "w.db"
+    user = sqlite3.connect(str(db), isolation_level=None)  # kept open: the WAL stays, as in a notebook
+    user.execute("PRAGMA journal_mode = WAL")
+    user.execute("CREATE TABLE t(id INTEGER PRIMARY KEY, v)")
+    user.executemany("INSERT INTO t VALUES (?, ?)", [(i, "x" * 500) for i in range(400)])
+    user.execute("PRAGMA wal_checkpoint(RESTART)")
+    repo = dbvers.init(db)
+    wal = Path(str(db) + "-wal")
+
+    def write_keeping_stat(sql: str) -> None:
+        before = os.stat(wal), os.stat(db)
+        user.execute(sql)
+        after = os.stat(wal), os.stat(db)
+        assert [s.st_size for s in before] == [s.st_size for s in after]
+        for p, s in zip((wal, db), before, strict=True):
+            os.utime(p, ns=(s.st_atime_ns, s.st_mtime_ns))
+
+    assert repo.status().clean
+    write_keeping_stat("UPDATE t SET v = 'restarted' WHERE id = 1")  # new salts
+    assert not repo.status().clean
+    repo.commit("one")
+    assert repo.status().clean
+    write_keeping_stat("UPDATE t SET v = 'appended' WHERE id = 2")  # same salts, one more frame
+    assert not repo.status().clean
+    user.close()
+
+
+def test_export_to_a_wal_file_with_another_page_size_keeps_rowids(gappy: Path, tmp_path: Path) -> None:
+    repo = dbvers.init(gappy)
+    target = tmp_path / "out.db"
+    conn = sqlite3.connect(str(target), isolation_level=None)
+    conn.execute("PRAGMA page_size = 8192")
+    conn.execute("CREATE TABLE x(y)")
+    conn.execute("PRAGMA journal_mode = WAL")
+    repo.export_to(conn)
+    assert conn.execute("PRAGMA page_size").fetchone()[0] == 8192
+    conn.close()
+    assert dump_state(target) == dump_state(gappy)
