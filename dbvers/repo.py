@@ -555,6 +555,15 @@ class Repo:
             conn.close()
         return changes, extras
 
+    def _compare_with(self, new_file: Path, oid: str, *, rowids: bool = False) -> tuple[ch.Changes, Any]:
+        """``_compare`` against commit *oid*'s materialized state; a cached state that SQLite
+        finds damaged inside (past what ``looks_whole`` checks) is rebuilt from the store once."""
+        try:
+            return self._compare(new_file, self.materialize(oid), rowids=rowids)
+        except (apsw.CorruptError, apsw.NotADBError):
+            self._cache_path(oid).unlink(missing_ok=True)
+        return self._compare(new_file, self.materialize(oid, use_cache=False), rowids=rowids)
+
     # -- status and commit ---------------------------------------------------
     def status(self) -> Status:
         with self._locked(write=False):
@@ -576,9 +585,8 @@ class Repo:
         fp = sqlio.fingerprint(self.path)
         tmp = self._copy_out()
         try:
-            base = self.materialize(head.commit)
             with self._reading_copy(tmp):
-                changes, (_, pragmas, sequences, sch) = self._compare(tmp, base)
+                changes, (_, pragmas, sequences, sch) = self._compare_with(tmp, head.commit)
         finally:
             tmp.unlink(missing_ok=True)
         hc = self.get_commit(head.commit)
@@ -643,9 +651,8 @@ class Repo:
                             conn.close()
                     changes = None
                 else:
-                    base = self.materialize(parent)
                     with self._reading_copy(tmp):
-                        changes, extras = self._compare(tmp, base, rowids=True)
+                        changes, extras = self._compare_with(tmp, parent, rowids=True)
                     counts = changes.counts
                 schema, pragmas, sequences, _ = extras
                 if changes is not None and parent is not None and not allow_empty:

@@ -330,6 +330,34 @@ def test_cache_damaged_inside_is_rebuilt_for_checkout(hist: dbvers.Repo) -> None
     assert dump_state(hist.path) == expected["at v1"]
 
 
+def damage_pages(p: Path) -> None:
+    """Overwrite every page but the first: the header still looks whole."""
+    data = bytearray(p.read_bytes())
+    page = int.from_bytes(data[16:18], "big")
+    data[page:] = b"\x5a" * (len(data) - page)
+    p.write_bytes(bytes(data))
+
+
+def test_cache_damaged_inside_is_rebuilt_for_status_and_commit(hist: dbvers.Repo) -> None:
+    d = hist.path.parent
+    head = hist.resolve("HEAD")
+    damage_pages(hist.cache_dir / f"{head}.db")
+    (hist.cache_dir / "working.json").unlink()  # force a full comparison with the cached state
+    assert json.loads(ok("status", "--format", "json", cwd=d))["clean"] is True
+    damage_pages(hist.cache_dir / f"{head}.db")
+    execute(hist.path, "UPDATE orders SET qty = 42 WHERE id = 3;")
+    expected = dump_state(hist.path)
+    ok("commit", "-m", "over a damaged cache", cwd=d)
+    c = hist.get_commit(hist.resolve("HEAD"))
+    assert c.counts["orders"].updates == 1 and sum(t.inserts + t.deletes for t in c.counts.values()) == 0
+    shutil_rmtree(hist.cache_dir)
+    hist.cache_dir.mkdir()
+    ok("checkout", "-f", "HEAD~1", cwd=d)
+    ok("checkout", "main", cwd=d)
+    assert dump_state(hist.path) == expected
+    assert fsck_problems(d) == []
+
+
 KEYFRAME_GARBAGE: dict[str, Callable[[dbvers.Repo], bytes]] = {
     "binary": lambda r: b"\xff\xfe\x00\x01 not a keyframe",
     "text": lambda r: b"../../../../etc/passwd\n",
