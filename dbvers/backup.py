@@ -694,6 +694,8 @@ def _check_complete(objects: ObjectStore, types: dict[str, str], metadata: dict[
     refs, head, reflog = _roots_of(metadata)
     starts: list[tuple[str, str]] = [(oid, ref) for ref, oid in refs.items()]
     if head.startswith("ref: "):
+        if not head[5:].startswith(HEADS):
+            raise BackupValidationError(label, f"its HEAD names {head[5:][:80]!r}, which is not a branch")
         if head[5:] not in refs:
             raise BackupValidationError(label, f"HEAD names {head[5:]}, which the backup lacks")
     elif _ID_RE.match(head):
@@ -726,6 +728,34 @@ def _check_complete(objects: ObjectStore, types: dict[str, str], metadata: dict[
             raise BackupValidationError(label, f"root commit {oid[:12]} has no snapshot")
         stack.extend((p, f"commit {oid[:12]}") for p in c.parents)
     return len(seen)
+
+
+def _root_commits(objects: ObjectStore, commits: list[str]) -> set[str]:
+    roots: set[str] = set()
+    for oid in commits:
+        try:
+            if not Commit.from_bytes(objects.get(oid, "commit")).parents:
+                roots.add(oid)
+        except (ValueError, KeyError, TypeError):
+            continue
+    return roots
+
+
+def _check_same_history(repo: Repo, objects: ObjectStore, types: dict[str, str], label: str) -> None:
+    """Refuse to graft a foreign history onto *repo* unless asked (``--yes``).
+
+    The roots are computed from the commits themselves, never taken from
+    backup.json's ``roots`` (a forger re-signs the manifest at will).
+    """
+    theirs = _root_commits(objects, [oid for oid, kind in types.items() if kind == "commit"])
+    with repo._locked():
+        ours = _root_commits(repo.objects, sorted(repo.reachable_commits()))
+    if ours and not ours & theirs:
+        raise BackupError(
+            f"backup {label} shares no history with the repository of {repo.path.name} (no common root "
+            "commit): restoring would move its branch onto another database's history; "
+            "pass --yes to restore anyway"
+        )
 
 
 def verify(path: str | os.PathLike[str]) -> list[VerifyResult]:
@@ -959,6 +989,8 @@ def restore_archive(archive: str | os.PathLike[str], to: str | os.PathLike[str] 
         objects = ObjectStore(work / "objects")
         types, _ = _check_objects(objects, where, False, work)
         _check_complete(objects, types, metadata, src.name)
+        if existing is not None and not yes:
+            _check_same_history(existing, objects, types, src.name)
 
         wrepo = Repo(work, target)
         refs, head_text, _ = _roots_of(metadata)

@@ -1,0 +1,127 @@
+"""Backups against hostile archives and hostile timing (issue 9): names from an archive never
+become paths outside the target, foreign histories need --yes, a killed restore is finished or
+rolled back by the next command, decompression is bounded and checked against its claims, and
+damaged working databases get one-line errors (and restore --force repairs them)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import dump_state, execute, run_cli
+
+import dbvers
+from dbvers import archive as fmt
+from dbvers import backup as bk
+from dbvers.errors import BackupError, BackupValidationError
+
+
+def new_db(path: Path, sql: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    conn = sqlite3.connect(path)
+    conn.executescript(sql)
+    conn.commit()
+    conn.close()
+    return path
+
+
+def rewrite_manifest(src: Path, dest: Path, edit: Any) -> None:
+    """A forger's edit: change backup.json and re-sign it (plain SHA-256 proves nothing)."""
+    raw = src.read_bytes()
+    with open(src, "rb") as f:
+        off, ti = fmt._find_manifest(f, len(raw))
+    m = bk.read_manifest(src)
+    edit(m)
+    body = fmt._sign(m)
+    out = raw[:off] + fmt._header("backup.json", len(body), int(ti.mtime)) + body
+    out += b"\0" * (-len(out) % 512) + b"\0" * 1024
+    out += b"\0" * (-len(out) % 10240)
+    dest.write_bytes(out)
+
+
+def tree(d: Path) -> dict[str, bytes]:
+    return {p.relative_to(d).as_posix(): (b"" if p.is_dir() else p.read_bytes())
+            for p in sorted(d.rglob("*")) if p.name != "lock"}
+
+
+@pytest.fixture
+def archive(tmp_path: Path) -> Path:
+    db = new_db(tmp_path / "src" / "data.db", "CREATE TABLE t(id INTEGER PRIMARY KEY, v); INSERT INTO t VALUES (1, 'a');")
+    repo = dbvers.init(db)
+    execute(db, "INSERT INTO t VALUES (2, 'b')")
+    repo.commit("two")
+    return repo.backup(tmp_path / "backups").path
+
+
+# -- item 2: names from an archive ----------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["../escaped.db", "ABS", "sub/inner.db", "", "nul\0.db", "..", ".",
+                                  "back\\slash.db", "x" * 300])
+def test_database_name_from_an_archive_must_be_a_bare_file_name(archive: Path, tmp_path: Path, name: str) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    if name == "ABS":
+        name = str(outside / "abs.db")
+    bad = tmp_path / "backups" / "bad.dbvers.tar"
+
+    def rename(m: dict[str, Any]) -> None:
+        m["database"]["name"] = name
+
+    rewrite_manifest(archive, bad, rename)
+    cwd = tmp_path / "here" / "deeper"
+    cwd.mkdir(parents=True)
+    before = tree(tmp_path / "here"), tree(outside), sorted(p.name for p in tmp_path.iterdir())
+    r = run_cli("restore", "--from", str(bad), cwd=cwd)
+    assert r.returncode == 2, r.stderr
+    assert "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert "bare file name" in r.stderr
+    assert (tree(tmp_path / "here"), tree(outside), sorted(p.name for p in tmp_path.iterdir())) == before
+    assert not bk.verify(bad)[0].ok
+    with pytest.raises(BackupValidationError):
+        dbvers.restore(bad, to=tmp_path / "elsewhere.db")
+    assert not (tmp_path / "elsewhere.db").exists()
+
+
+@pytest.mark.parametrize("field", ["size", "snapshots", "roots"])
+def test_sizes_and_names_of_backup_json_are_checked(archive: Path, tmp_path: Path, field: str) -> None:
+    bad = tmp_path / "backups" / "bad.dbvers.tar"
+
+    def edit(m: dict[str, Any]) -> None:
+        if field == "size":
+            m["database"]["size"] = -1
+        elif field == "snapshots":
+            m["snapshots"] = {"../../x": 5}
+        else:
+            m["roots"] = ["../HEAD"]
+
+    rewrite_manifest(archive, bad, edit)
+    with pytest.raises(BackupValidationError):
+        dbvers.restore(bad, to=tmp_path / "r.db")
+    assert not (tmp_path / "r.db").exists() and not (tmp_path / ".dbvers").exists()
+
+
+def test_restoring_a_foreign_history_into_a_repository_needs_yes(archive: Path, tmp_path: Path) -> None:
+    other = new_db(tmp_path / "other" / "data.db", "CREATE TABLE mine(x); INSERT INTO mine VALUES (1);")
+    orepo = dbvers.init(other)
+    before_db, before_store = dump_state(other), tree(orepo.store_dir)
+    r = run_cli("restore", "--from", str(archive), "--to", str(other))
+    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1 and "--yes" in r.stderr and "no history" in r.stderr
+    assert dump_state(other) == before_db and tree(orepo.store_dir) == before_store
+    # the same history is restored without asking, a foreign one with --yes
+    dbvers.restore(archive, to=other, yes=True)
+    assert [r[1:] for r in dump_state(other)["tables"]["t"]] == [(("integer", 1), ("text", "a")),
+                                                                 (("integer", 2), ("text", "b"))]
+    repo = dbvers.open(other)
+    assert repo.fsck().ok
+    own = tmp_path / "own" / "data.db"
+    shutil.copytree(archive.parents[1] / "src", own.parent)
+    dbvers.restore(archive, to=own)  # same roots: no question asked
