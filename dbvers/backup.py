@@ -80,6 +80,7 @@ from .errors import (
     DatabaseLockedError,
     DbversError,
     NotADatabaseError,
+    RepositoryBusyError,
     StorageError,
     UsageError,
 )
@@ -288,13 +289,29 @@ def _retention(repo: Repo) -> tuple[int | None, float | None]:
 
 
 def _uncommitted(repo: Repo) -> list[str]:
-    """Tables whose uncommitted changes the backup does not hold (it holds commits only)."""
+    """Tables whose uncommitted changes the backup does not hold (it holds commits only).
+
+    A working database that cannot be read (damaged pages, a truncated file) is
+    refused here, before anything is written: its state cannot be compared, so the
+    promise "the backup holds what is committed, and here is what it lacks" cannot
+    be kept. A lock held by a writer only means the comparison is skipped.
+    """
+    import apsw
+
     if not repo.path.exists():
         return []
     try:
         st = repo.status()
-    except DbversError:
+    except (DatabaseLockedError, RepositoryBusyError):
         return []
+    except (DbversError, apsw.Error, sqlite3.DatabaseError) as e:
+        if isinstance(e, sqlite3.DatabaseError) and sqlio._is_busy(e):
+            return []
+        detail = str(e).splitlines()[0][:160] if str(e) else type(e).__name__
+        raise BackupError(
+            f"the working database {repo.path.name} cannot be read ({detail}); nothing was backed up: "
+            "run 'dbvers restore --force' to put HEAD's state back (or repair it), then back up"
+        ) from None
     return [] if st.clean else st.dirty_tables
 
 
@@ -327,13 +344,14 @@ def backup(repo: Repo, directory: str | os.PathLike[str] | None = None, *, incre
     target_dir = Path(directory).expanduser().resolve() if directory else default_dir(repo)
     if target_dir.exists() and not target_dir.is_dir():
         raise UsageError(f"{target_dir} is not a directory")
+    # Everything that can refuse runs before the first file (or directory) is made.
+    state = _collect(repo)
+    uncommitted = _uncommitted(repo)
     try:
         target_dir.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise _io_error(target_dir, e) from None
     _remove_stale_temps(target_dir)
-    state = _collect(repo)
-    uncommitted = _uncommitted(repo)
     db_name = repo.path.name
 
     note = None
@@ -353,7 +371,10 @@ def backup(repo: Repo, directory: str | os.PathLike[str] | None = None, *, incre
     except OSError:
         db_size = 0
 
-    tmp = temp_path(target_dir, ".tar")
+    try:
+        tmp = _owned_temp(target_dir, "backup", ".tar")
+    except OSError as e:
+        raise _io_error(target_dir, e) from None
     try:
         with open(tmp, "wb", buffering=CHUNK) as f:
             w = _TarWriter(f, int(created.timestamp()))
@@ -414,13 +435,50 @@ def _version() -> str:
     return __version__
 
 
+def _pid_alive(pid: int) -> bool:
+    """Whether process *pid* exists (one that is not ours to signal counts as alive)."""
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _owned_temp(directory: Path, kind: str, suffix: str = "") -> Path:
+    """A new private file ``.tmp-<kind>-<pid>-<random><suffix>``: its name says who owns it."""
+    while True:
+        p = directory / f"{TMP_PREFIX}{kind}-{os.getpid()}-{secrets.token_hex(4)}{suffix}"
+        try:
+            fd = os.open(p, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o666)
+        except FileExistsError:
+            continue
+        os.close(fd)
+        return p
+
+
+def _owner_pid(p: Path, kind: str) -> int | None:
+    m = re.match(rf"^{re.escape(TMP_PREFIX)}{kind}-(\d+)-", p.name)
+    return int(m[1]) if m else None
+
+
 def _remove_stale_temps(directory: Path, older_than: float = 3600.0) -> None:
+    """Delete the temp archives of killed backups: by owner pid, at once; unowned ones after an hour."""
     import time
 
     now = time.time()
     for p in directory.glob(TMP_PREFIX + "*.tar"):
+        pid = _owner_pid(p, "backup")
         with contextlib.suppress(OSError):
-            if now - p.stat().st_mtime > older_than:
+            if not p.is_file() or p.is_symlink():
+                continue
+            if pid is not None:
+                if not _pid_alive(pid):
+                    p.unlink()
+            elif now - p.stat().st_mtime > older_than:
                 p.unlink()
 
 
@@ -849,18 +907,9 @@ def _user_version(target: Path) -> int | None:
 
 def _remove_stale_restore_dirs(parent: Path) -> None:
     for p in parent.glob(TMP_PREFIX + "restore-*"):
-        m = re.match(rf"^{re.escape(TMP_PREFIX)}restore-(\d+)-", p.name)
-        if not m or not p.is_dir():
-            continue
-        pid = int(m[1])
-        if pid == os.getpid():
-            continue
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
+        pid = _owner_pid(p, "restore")
+        if pid is not None and p.is_dir() and not p.is_symlink() and not _pid_alive(pid):
             shutil.rmtree(p, ignore_errors=True)
-        except PermissionError:
-            pass
 
 
 def _check_space(directory: Path, need: int) -> None:
@@ -942,13 +991,13 @@ def restore_archive(archive: str | os.PathLike[str], to: str | os.PathLike[str] 
     if target_exists:
         try:
             sqlio.check_database_file(target)
+            _check_unlocked(target, timeout)
         except NotADatabaseError as e:
             if not yes:
                 raise BackupError(f"{e}; pass --yes to replace it with the backup") from None
-            notes.append(f"{target} was not a SQLite database; replaced")
+            notes.append(f"{target} was not a readable SQLite database; replaced")
             target_exists = False
         else:
-            _check_unlocked(target, timeout)
             if existing is None and not yes:
                 raise BackupError(f"{target} exists and is not tracked by dbvers: restoring would replace "
                                   "its contents; pass --yes to replace it")
@@ -1061,8 +1110,18 @@ def restore_archive(archive: str | os.PathLike[str], to: str | os.PathLike[str] 
 def _merge_into(repo: Repo, work: Path, metadata: dict[str, bytes], state: Path, oid: str,
                 branch: str | None, why: str, yes: bool) -> None:
     """Restore into an existing repository: add the objects, then move the working database."""
+    import apsw
+
     with repo._locked():
-        if not yes and (dirty := repo._dirty_tables()):
+        try:
+            dirty = [] if yes else repo._dirty_tables()
+        except (NotADatabaseError, apsw.Error, sqlite3.DatabaseError) as e:
+            if isinstance(e, sqlite3.DatabaseError) and sqlio._is_busy(e):
+                raise
+            detail = str(e).splitlines()[0][:160] if str(e) else type(e).__name__
+            raise BackupError(f"{repo.path.name} cannot be read ({detail}), so its uncommitted changes cannot be "
+                              "checked; pass --yes to replace it with the backup's state") from None
+        if dirty:
             raise BackupError(f"uncommitted changes in {', '.join(dirty[:10])} would be lost by the restore; "
                               "commit them, or pass --yes to discard them")
         for d in sorted((work / "objects").iterdir()):

@@ -125,3 +125,71 @@ def test_restoring_a_foreign_history_into_a_repository_needs_yes(archive: Path, 
     own = tmp_path / "own" / "data.db"
     shutil.copytree(archive.parents[1] / "src", own.parent)
     dbvers.restore(archive, to=own)  # same roots: no question asked
+
+
+# -- item 9: damaged working databases -------------------------------------------------------
+
+
+def corrupt_pages(db: Path) -> None:
+    """Overwrite a page in the middle of the file, the way a failing disk does."""
+    with open(db, "r+b") as f:  # the test process holds no SQLite connection on it
+        f.seek(4096 * 3)
+        f.write(b"\xff" * 4096)
+
+
+@pytest.fixture
+def bigger(tmp_path: Path) -> dbvers.Repo:
+    rows = ", ".join(f"({i}, '{'x' * 200}')" for i in range(400))
+    db = new_db(tmp_path / "w" / "data.db", f"CREATE TABLE t(id INTEGER PRIMARY KEY, v); INSERT INTO t VALUES {rows};")
+    return dbvers.init(db)
+
+
+def test_backup_of_a_damaged_working_database_is_a_one_line_error_that_creates_nothing(
+        bigger: dbvers.Repo, tmp_path: Path) -> None:
+    corrupt_pages(bigger.path)
+    out = tmp_path / "nowhere" / "backups"
+    r = run_cli("backup", str(out), cwd=bigger.path.parent)
+    assert r.returncode == 2, r.stderr
+    assert "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert "restore --force" in r.stderr
+    assert not (tmp_path / "nowhere").exists()
+
+
+@pytest.mark.parametrize("damage", ["truncated", "pages"])
+def test_restore_force_repairs_a_damaged_working_database(bigger: dbvers.Repo, damage: str) -> None:
+    want = dump_state(bigger.path)
+    if damage == "truncated":
+        os.truncate(bigger.path, bigger.path.stat().st_size // 2)
+    else:
+        corrupt_pages(bigger.path)
+    r = run_cli("restore", "--force", cwd=bigger.path.parent)
+    assert r.returncode == 0, r.stderr
+    assert dump_state(bigger.path) == want
+    repo = dbvers.open(bigger.path)
+    assert repo.status().clean and repo.fsck().ok
+
+
+def test_restore_from_a_backup_over_a_truncated_tracked_database(bigger: dbvers.Repo, tmp_path: Path) -> None:
+    want = dump_state(bigger.path)
+    archive = bigger.backup(tmp_path / "b").path
+    os.truncate(bigger.path, bigger.path.stat().st_size // 2)
+    r = run_cli("restore", "--from", str(archive), "--to", str(bigger.path), "--yes")
+    assert r.returncode == 0, r.stderr
+    assert dump_state(bigger.path) == want
+
+
+# -- minor: temp files of killed backups ------------------------------------------------------
+
+
+def test_temp_archives_of_dead_backups_are_removed_by_the_next_backup(archive: Path, tmp_path: Path) -> None:
+    d = archive.parent
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead_pid = int(dead.stdout)
+    stale = d / f".tmp-backup-{dead_pid}-0badf00d.tar"
+    live = d / f".tmp-backup-{os.getpid()}-0badf00d.tar"  # this test process: alive, maybe busy
+    stale.write_bytes(b"\0" * 10240)
+    live.write_bytes(b"\0" * 10240)
+    r = run_cli("backup", str(d), cwd=tmp_path / "src")
+    assert r.returncode == 0, r.stderr
+    assert not stale.exists() and live.exists()
+    assert not [p for p in d.iterdir() if p.name.startswith(".tmp-") and p != live]
