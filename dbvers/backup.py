@@ -93,6 +93,9 @@ if TYPE_CHECKING:
     from .repo import Repo
 
 VERIFIED_INDEX = ".dbvers-verified.json"
+# A restore to a new (or untracked) database: the journal and the verified state it installs.
+RESTORE_JOURNAL = "RESTORE"
+RESTORE_STATE = "RESTORE.db"
 _STAMP = "%Y%m%dT%H%M%S."  # + milliseconds + "Z": ISO 8601 basic format, sorts by time
 
 
@@ -985,6 +988,8 @@ def restore_archive(archive: str | os.PathLike[str], to: str | os.PathLike[str] 
         if tracked != target:
             raise UsageError(f"{store_dir} tracks {tracked}, not {target}; pass --store DIR")
         existing = Repo(store_dir, target)
+        with existing._locked():  # its recovery finishes a restore a killed process left half done
+            pass
     elif store_dir.exists() and (not store_dir.is_dir() or any(store_dir.iterdir())):
         raise UsageError(f"{store_dir} exists and is not a dbvers store; pass --store DIR")
     target_exists = target.exists() and (target.stat().st_size > 0 or existing is not None)
@@ -1079,19 +1084,21 @@ def restore_archive(archive: str | os.PathLike[str], to: str | os.PathLike[str] 
                 wrepo.refs.set_head(branch=branch, message=why)
             else:
                 wrepo.refs.set_head(commit=oid, message=why)
-            if target_exists:
-                sqlio.copy_in(state, target, timeout)
-            else:
-                _install_new(state, target)
-            for stale in ("lock", "CHECKOUT"):
-                (work / stale).unlink(missing_ok=True)
-            if store_dir.is_dir():
-                store_dir.rmdir()  # empty (checked above)
-            os.rename(work, store_dir)
-            fsync_dir(store_dir.parent)
-            repo = Repo(store_dir, target)
-            with repo._locked():
-                repo._record_clean(sqlio.fingerprint(target), oid)
+            # One recoverable operation: the store goes in first, holding the verified state
+            # and a journal saying the database is still to be installed; the database goes
+            # in last. A process killed anywhere leaves either no store and the old database,
+            # or a store whose journal the next command (a rerun of restore included) finishes.
+            staging = work / RESTORE_STATE
+            os.replace(state, staging)
+            write_atomic(work / RESTORE_JOURNAL, json.dumps({"commit": oid, "why": why}).encode())
+            (work / "CHECKOUT").unlink(missing_ok=True)
+            with wrepo.lock.held():  # the lock file moves with the directory: others wait for us
+                if store_dir.is_dir():
+                    store_dir.rmdir()  # empty (checked above)
+                os.rename(work, store_dir)
+                fsync_dir(store_dir.parent)
+                repo = Repo(store_dir, target)
+                finish_restore(repo)
         else:
             created = False
             repo = existing
@@ -1105,6 +1112,48 @@ def restore_archive(archive: str | os.PathLike[str], to: str | os.PathLike[str] 
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return RestoreResult(repo, oid, branch, src, chain, created, notes)
+
+
+def finish_restore(repo: Repo) -> bool:
+    """Install the database of a restore whose store is in place (the caller holds the lock).
+
+    Called by the restore itself and, after a kill, by the next command's recovery.
+    The journal goes last: while it exists, the staged state is installed again
+    (a rename, or one copy-in transaction: either is safe to repeat). A journal
+    without its staged state means the install already happened. Returns whether
+    there was a journal.
+    """
+    journal = repo.store_dir / RESTORE_JOURNAL
+    if not journal.is_file():
+        return False
+    try:
+        oid = json.loads(journal.read_text())["commit"]
+        if not isinstance(oid, str) or not _ID_RE.match(oid):
+            raise ValueError(oid)
+    except (ValueError, KeyError, TypeError, OSError):
+        oid = repo.head.commit or ""
+    staging = repo.store_dir / RESTORE_STATE
+    if staging.is_file():
+        target = repo.path
+        try:
+            sqlio.check_database_file(target)
+            in_place = target.stat().st_size > 0
+        except NotADatabaseError:
+            in_place = False
+        if in_place:
+            sqlio.copy_in(staging, target, repo._timeout())
+            repo.cache_dir.mkdir(exist_ok=True)
+            if oid:
+                os.replace(staging, repo._cache_path(oid))  # it is HEAD's state: the base cache
+            else:
+                staging.unlink()
+        else:
+            _install_new(staging, target)
+        if oid:
+            repo._record_clean(sqlio.fingerprint(target), oid)
+    journal.unlink(missing_ok=True)
+    fsync_dir(repo.store_dir)
+    return True
 
 
 def _merge_into(repo: Repo, work: Path, metadata: dict[str, bytes], state: Path, oid: str,

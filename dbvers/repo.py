@@ -725,6 +725,11 @@ class Repo:
                 shutil.rmtree(p, ignore_errors=True)
             else:
                 p.unlink(missing_ok=True)
+        if (self.store_dir / "RESTORE").is_file():
+            # A restore from a backup installed this store but was killed before the database.
+            from .backup import finish_restore
+
+            finish_restore(self)
         pending = self.store_dir / "CHECKOUT"
         if not pending.is_file():
             return
