@@ -692,6 +692,29 @@ def _write_metadata(store_dir: Path, metadata: dict[str, bytes]) -> None:
         (store_dir / sub).mkdir(parents=True, exist_ok=True)
 
 
+def _check_claims(objects: ObjectStore, where: dict[str, Path], chain: list[_Scanned]) -> None:
+    """Every snapshot's declared size is the one backup.json claims, before anything is expanded.
+
+    The free-space check trusts those claims, and reads stop at an object's declared
+    size (``ObjectStore`` checks as it decompresses), so a small archive can never
+    expand into more than it said. Only the header of each object is read here.
+    """
+    claims: dict[str, int] = {}
+    for s in chain:
+        claims.update(s.manifest["snapshots"])
+    for oid, archive in where.items():
+        try:
+            kind, size = objects.object_type(oid), objects.body_size(oid)
+        except DbversError as e:
+            raise BackupValidationError(archive.name, f"object {oid} is corrupt ({_short(e)})",
+                                        member=_object_member(oid)) from None
+        if kind == "snapshot" and claims.get(oid) != size:
+            claimed = "nothing" if oid not in claims else f"{claims[oid]:,} bytes"
+            raise BackupValidationError(
+                archive.name, f"snapshot {oid[:12]} expands to {size:,} bytes but backup.json claims {claimed}",
+                member=_object_member(oid))
+
+
 def _check_objects(objects: ObjectStore, where: dict[str, Path], integrity: bool,
                    scratch: Path) -> tuple[dict[str, str], int]:
     """Every object against its id (and, with *integrity*, every snapshot's integrity_check)."""
@@ -860,6 +883,7 @@ def _verify_one(path: Path, checked: dict[Path, VerifyResult]) -> VerifyResult:
                 raise BackupValidationError(path.name, f"its parent backup {earlier.name} is damaged ({prior.problem})")
         scanned, where = _extract_chain(chain, scratch)
         objects = ObjectStore(scratch / "objects")
+        _check_claims(objects, where, scanned)
         types, n_snap = _check_objects(objects, where, True, scratch)
         result.commits = _check_complete(objects, types, scanned[-1].metadata, path.name)
         result.objects = len(scanned[-1].objects)
@@ -1041,6 +1065,7 @@ def restore_archive(archive: str | os.PathLike[str], to: str | os.PathLike[str] 
         cfg.write(buf)
         write_atomic(work / "config", buf.getvalue().encode())
         objects = ObjectStore(work / "objects")
+        _check_claims(objects, where, scanned)
         types, _ = _check_objects(objects, where, False, work)
         _check_complete(objects, types, metadata, src.name)
         if existing is not None and not yes:

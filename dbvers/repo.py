@@ -360,11 +360,11 @@ class Repo:
             commit = self.get_commit(cur)
             cached = self._cache_path(cur)
             if cur != oid and cached.is_file():
-                conn = snapshots.load_bytes(cached.read_bytes(), cur)
+                conn = snapshots.load_file(cached, cur, self.cache_dir)
                 break
             snap = self.snapshot_of(cur)
             if snap:
-                conn = snapshots.load(self.objects, snap)
+                conn = snapshots.load(self.objects, snap, self.cache_dir)
                 break
             chain.append(commit)
             if not commit.parents:

@@ -19,7 +19,7 @@ from conftest import dump_state, execute, run_cli
 import dbvers
 from dbvers import archive as fmt
 from dbvers import backup as bk
-from dbvers.errors import BackupError, BackupValidationError
+from dbvers.errors import BackupValidationError
 
 
 def new_db(path: Path, sql: str) -> Path:
@@ -266,3 +266,52 @@ def test_restore_killed_at_every_rename_is_finished_by_the_next_command(tmp_path
         if finished:
             break
     assert finished, "the restore never completed"
+
+
+# -- item 12: decompression is bounded and checked against what the archive claims ----------------
+
+MEASURE = """
+import resource, sys
+import apsw, pyarrow, sqlite3
+import dbvers, dbvers.backup
+base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+dbvers.restore(sys.argv[1], to=sys.argv[2])
+print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base) / 1024)
+"""
+
+
+def test_restore_of_a_zeroblob_bomb_runs_in_bounded_memory(tmp_path: Path) -> None:
+    # 200 MB of zeroblobs make a backup of a few hundred kB: restoring it must not hold
+    # the state in memory (it peaked at three times the database's size).
+    db = new_db(tmp_path / "src" / "data.db", "CREATE TABLE t(b); WITH RECURSIVE n(i) AS "
+                "(SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 200) INSERT INTO t SELECT zeroblob(1000000) FROM n;")
+    archive = dbvers.init(db).backup(tmp_path / "b").path
+    assert archive.stat().st_size < 2_000_000
+    target = tmp_path / "out" / "data.db"
+    target.parent.mkdir()
+    r = subprocess.run([sys.executable, "-c", MEASURE, str(archive), str(target)], capture_output=True,
+                       text=True, cwd=tmp_path, timeout=300)
+    assert r.returncode == 0, r.stderr
+    peak_mb = float(r.stdout.split()[-1])
+    assert peak_mb < 100, f"restore peaked at {peak_mb:.0f} MB above the interpreter"
+    conn = sqlite3.connect(target)
+    assert conn.execute("SELECT count(*), sum(length(b)) FROM t").fetchone() == (200, 200_000_000)
+    conn.close()
+
+
+def test_a_snapshot_larger_than_backup_json_claims_is_refused(archive: Path, tmp_path: Path) -> None:
+    bad = tmp_path / "backups" / "bad.dbvers.tar"
+
+    def understate(m: dict[str, Any]) -> None:
+        assert m["snapshots"]
+        m["snapshots"] = {oid: size // 2 for oid, size in m["snapshots"].items()}
+        m["database"]["size"] = 1
+
+    rewrite_manifest(archive, bad, understate)
+    target = tmp_path / "r" / "data.db"
+    target.parent.mkdir()
+    with pytest.raises(BackupValidationError, match="claims"):
+        dbvers.restore(bad, to=target)
+    assert not list(target.parent.iterdir())
+    result = bk.verify(bad)[0]
+    assert not result.ok and "claims" in (result.problem or "")
