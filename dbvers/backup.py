@@ -1189,8 +1189,11 @@ def _merge_into(repo: Repo, work: Path, metadata: dict[str, bytes], state: Path,
     with repo._locked():
         try:
             dirty = [] if yes else repo._dirty_tables()
-        except (NotADatabaseError, apsw.Error, sqlite3.DatabaseError) as e:
-            if isinstance(e, sqlite3.DatabaseError) and sqlio._is_busy(e):
+        except (DbversError, apsw.Error, sqlite3.DatabaseError) as e:
+            # Locks and a damaged store keep their own messages; anything else means the
+            # working file itself cannot be read (whichever class reports it).
+            if isinstance(e, (DatabaseLockedError, RepositoryBusyError, CorruptObjectError)) or (
+                    isinstance(e, sqlite3.DatabaseError) and sqlio._is_busy(e)):
                 raise
             detail = str(e).splitlines()[0][:160] if str(e) else type(e).__name__
             raise BackupError(f"{repo.path.name} cannot be read ({detail}), so its uncommitted changes cannot be "
