@@ -43,6 +43,32 @@ _KEYFRAME_RE = re.compile(r"^keyframes/([0-9a-f]{64})$")
 _ID_RE = re.compile(r"^[0-9a-f]{64}$")
 
 
+def bare_file_name_problem(name: str) -> str | None:
+    """Why *name* (a file name read from an archive) cannot be used as one (None: it can).
+
+    A name that an archive supplies becomes a path beside the restore's target, so
+    it must be a single, ordinary component: nothing that climbs out of, or lands
+    outside, the directory it is joined to.
+    """
+    if not name:
+        return "is empty"
+    if "\0" in name:
+        return "contains a NUL byte"
+    if name.startswith(("/", "\\")) or re.match(r"^[A-Za-z]:", name):
+        return "is an absolute path"
+    if "/" in name or "\\" in name or os.sep in name or (os.altsep and os.altsep in name):
+        return "contains a path separator"
+    if name in (".", ".."):
+        return "names a directory"
+    try:
+        encoded = name.encode("utf-8")
+    except UnicodeEncodeError:
+        return "is not valid text"
+    if len(encoded) > 255:
+        return "is longer than a file name can be"
+    return None
+
+
 def _parse_iso(s: str) -> datetime:
     return datetime.strptime(s, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
 
@@ -122,6 +148,11 @@ def _sign(manifest: dict[str, Any]) -> bytes:
     return canonical_json({**body, "checksum": hashlib.sha256(canonical_json(body)).hexdigest()})
 
 
+def _natural(v: Any) -> bool:
+    """A size or a count: a non-negative int (JSON's true/false are not numbers)."""
+    return isinstance(v, int) and not isinstance(v, bool) and v >= 0
+
+
 def _require(m: dict[str, Any], key: str, kind: type | tuple[type, ...], label: str) -> Any:
     v = m.get(key)
     if not isinstance(v, kind) or isinstance(v, bool):
@@ -160,18 +191,34 @@ def _parse_manifest(raw: bytes, label: str) -> dict[str, Any]:
     parent = m.get("parent")
     if m["kind"] == "incremental" and not (
         isinstance(parent, dict) and isinstance(parent.get("file"), str)
-        and isinstance(parent.get("id"), str) and "/" not in parent["file"]
+        and isinstance(parent.get("id"), str) and bare_file_name_problem(parent["file"]) is None
     ):
         raise BackupValidationError(label, "incremental backup.json names no valid parent")
     db = m["database"]
-    if not (isinstance(db.get("name"), str) and isinstance(db.get("size"), int)
-            and isinstance(db.get("user_version"), int)):
+    if not (isinstance(db.get("name"), str) and _natural(db.get("size"))
+            and isinstance(db.get("user_version"), int) and not isinstance(db.get("user_version"), bool)):
         raise BackupValidationError(label, "backup.json has no valid 'database'")
+    # Every field that becomes a path or a size is checked here, once, for every reader
+    # (restore, verify, list, prune): the checksums prove nothing against a forger, who
+    # can re-sign an edited backup.json.
+    if problem := bare_file_name_problem(db["name"]):
+        raise BackupValidationError(
+            label, f"backup.json's database name {db['name'][:80]!r} {problem}; a backup names a bare file name")
     for mem in m["members"]:
         if not (isinstance(mem, dict) and isinstance(mem.get("name"), str)
-                and all(isinstance(mem.get(k), int) for k in ("offset", "size"))
+                and all(_natural(mem.get(k)) for k in ("offset", "size"))
                 and all(isinstance(mem.get(k), str) for k in ("sha256", "tar_sha256"))):
             raise BackupValidationError(label, "backup.json has a malformed member entry")
+        if mem["name"] == MANIFEST or not _allowed_name(mem["name"]):
+            raise BackupValidationError(label, f"backup.json lists {mem['name'][:80]!r}, "
+                                               "which is not a file of a dbvers store")
+    if not all(isinstance(k, str) and _ID_RE.match(k) and _natural(v) for k, v in m["snapshots"].items()):
+        raise BackupValidationError(label, "backup.json has a malformed 'snapshots' entry")
+    if not all(isinstance(r, str) and _ID_RE.match(r) for r in m["roots"]):
+        raise BackupValidationError(label, "backup.json has a malformed 'roots' entry")
+    for key in ("commits", "objects"):
+        if not _natural(m[key]):
+            raise BackupValidationError(label, f"backup.json has no valid '{key}'")
     try:
         _parse_iso(m["created_at"])
     except ValueError:

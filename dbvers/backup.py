@@ -79,6 +79,7 @@ from .errors import (
     DatabaseLockedError,
     DbversError,
     NotADatabaseError,
+    RepositoryBusyError,
     StorageError,
     UsageError,
 )
@@ -91,6 +92,9 @@ if TYPE_CHECKING:
     from .repo import Repo
 
 VERIFIED_INDEX = ".dbvers-verified.json"
+# A restore to a new (or untracked) database: the journal and the verified state it installs.
+RESTORE_JOURNAL = "RESTORE"
+RESTORE_STATE = "RESTORE.db"
 _STAMP = "%Y%m%dT%H%M%S."  # + milliseconds + "Z": ISO 8601 basic format, sorts by time
 
 
@@ -280,13 +284,29 @@ def _retention(repo: Repo) -> tuple[int | None, float | None]:
 
 
 def _uncommitted(repo: Repo) -> list[str]:
-    """Tables whose uncommitted changes the backup does not hold (it holds commits only)."""
+    """Tables whose uncommitted changes the backup does not hold (it holds commits only).
+
+    A working database that cannot be read (damaged pages, a truncated file) is
+    refused here, before anything is written: its state cannot be compared, so the
+    promise "the backup holds what is committed, and here is what it lacks" cannot
+    be kept. A lock held by a writer only means the comparison is skipped.
+    """
+    import apsw
+
     if not repo.path.exists():
         return []
     try:
         st = repo.status()
-    except DbversError:
+    except (DatabaseLockedError, RepositoryBusyError):
         return []
+    except (DbversError, apsw.Error, sqlite3.DatabaseError) as e:
+        if isinstance(e, sqlite3.DatabaseError) and sqlio._is_busy(e):
+            return []
+        detail = str(e).splitlines()[0][:160] if str(e) else type(e).__name__
+        raise BackupError(
+            f"the working database {repo.path.name} cannot be read ({detail}); nothing was backed up: "
+            "run 'dbvers restore --force' to put HEAD's state back (or repair it), then back up"
+        ) from None
     return [] if st.clean else st.dirty_tables
 
 
@@ -319,13 +339,14 @@ def backup(repo: Repo, directory: str | os.PathLike[str] | None = None, *, incre
     target_dir = Path(directory).expanduser().resolve() if directory else default_dir(repo)
     if target_dir.exists() and not target_dir.is_dir():
         raise UsageError(f"{target_dir} is not a directory")
+    # Everything that can refuse runs before the first file (or directory) is made.
+    state = _collect(repo)
+    uncommitted = _uncommitted(repo)
     try:
         target_dir.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise _io_error(target_dir, e) from None
     _remove_stale_temps(target_dir)
-    state = _collect(repo)
-    uncommitted = _uncommitted(repo)
     db_name = repo.path.name
 
     note = None
@@ -345,7 +366,10 @@ def backup(repo: Repo, directory: str | os.PathLike[str] | None = None, *, incre
     except OSError:
         db_size = 0
 
-    tmp = temp_path(target_dir, ".tar")
+    try:
+        tmp = _owned_temp(target_dir, "backup", ".tar")
+    except OSError as e:
+        raise _io_error(target_dir, e) from None
     try:
         with open(tmp, "wb", buffering=CHUNK) as f:
             w = _TarWriter(f, int(created.timestamp()))
@@ -406,13 +430,50 @@ def _version() -> str:
     return __version__
 
 
+def _pid_alive(pid: int) -> bool:
+    """Whether process *pid* exists (one that is not ours to signal counts as alive)."""
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _owned_temp(directory: Path, kind: str, suffix: str = "") -> Path:
+    """A new private file ``.tmp-<kind>-<pid>-<random><suffix>``: its name says who owns it."""
+    while True:
+        p = directory / f"{TMP_PREFIX}{kind}-{os.getpid()}-{secrets.token_hex(4)}{suffix}"
+        try:
+            fd = os.open(p, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o666)
+        except FileExistsError:
+            continue
+        os.close(fd)
+        return p
+
+
+def _owner_pid(p: Path, kind: str) -> int | None:
+    m = re.match(rf"^{re.escape(TMP_PREFIX)}{kind}-(\d+)-", p.name)
+    return int(m[1]) if m else None
+
+
 def _remove_stale_temps(directory: Path, older_than: float = 3600.0) -> None:
+    """Delete the temp archives of killed backups: by owner pid, at once; unowned ones after an hour."""
     import time
 
     now = time.time()
     for p in directory.glob(TMP_PREFIX + "*.tar"):
+        pid = _owner_pid(p, "backup")
         with contextlib.suppress(OSError):
-            if now - p.stat().st_mtime > older_than:
+            if not p.is_file() or p.is_symlink():
+                continue
+            if pid is not None:
+                if not _pid_alive(pid):
+                    p.unlink()
+            elif now - p.stat().st_mtime > older_than:
                 p.unlink()
 
 
@@ -623,6 +684,29 @@ def _write_metadata(store_dir: Path, metadata: dict[str, bytes]) -> None:
         (store_dir / sub).mkdir(parents=True, exist_ok=True)
 
 
+def _check_claims(objects: ObjectStore, where: dict[str, Path], chain: list[_Scanned]) -> None:
+    """Every snapshot's declared size is the one backup.json claims, before anything is expanded.
+
+    The free-space check trusts those claims, and reads stop at an object's declared
+    size (``ObjectStore`` checks as it decompresses), so a small archive can never
+    expand into more than it said. Only the header of each object is read here.
+    """
+    claims: dict[str, int] = {}
+    for s in chain:
+        claims.update(s.manifest["snapshots"])
+    for oid, archive in where.items():
+        try:
+            kind, size = objects.object_type(oid), objects.body_size(oid)
+        except DbversError as e:
+            raise BackupValidationError(archive.name, f"object {oid} is corrupt ({_short(e)})",
+                                        member=_object_member(oid)) from None
+        if kind == "snapshot" and claims.get(oid) != size:
+            claimed = "nothing" if oid not in claims else f"{claims[oid]:,} bytes"
+            raise BackupValidationError(
+                archive.name, f"snapshot {oid[:12]} expands to {size:,} bytes but backup.json claims {claimed}",
+                member=_object_member(oid))
+
+
 def _check_objects(objects: ObjectStore, where: dict[str, Path], integrity: bool,
                    scratch: Path) -> tuple[dict[str, str], int]:
     """Every object against its id (and, with *integrity*, every snapshot's integrity_check)."""
@@ -686,6 +770,8 @@ def _check_complete(objects: ObjectStore, types: dict[str, str], metadata: dict[
     refs, head, reflog = _roots_of(metadata)
     starts: list[tuple[str, str]] = [(oid, ref) for ref, oid in refs.items()]
     if head.startswith("ref: "):
+        if not head[5:].startswith(HEADS):
+            raise BackupValidationError(label, f"its HEAD names {head[5:][:80]!r}, which is not a branch")
         if head[5:] not in refs:
             raise BackupValidationError(label, f"HEAD names {head[5:]}, which the backup lacks")
     elif _ID_RE.match(head):
@@ -718,6 +804,34 @@ def _check_complete(objects: ObjectStore, types: dict[str, str], metadata: dict[
             raise BackupValidationError(label, f"root commit {oid[:12]} has no snapshot")
         stack.extend((p, f"commit {oid[:12]}") for p in c.parents)
     return len(seen)
+
+
+def _root_commits(objects: ObjectStore, commits: list[str]) -> set[str]:
+    roots: set[str] = set()
+    for oid in commits:
+        try:
+            if not Commit.from_bytes(objects.get(oid, "commit")).parents:
+                roots.add(oid)
+        except (ValueError, KeyError, TypeError):
+            continue
+    return roots
+
+
+def _check_same_history(repo: Repo, objects: ObjectStore, types: dict[str, str], label: str) -> None:
+    """Refuse to graft a foreign history onto *repo* unless asked (``--yes``).
+
+    The roots are computed from the commits themselves, never taken from
+    backup.json's ``roots`` (a forger re-signs the manifest at will).
+    """
+    theirs = _root_commits(objects, [oid for oid, kind in types.items() if kind == "commit"])
+    with repo._locked():
+        ours = _root_commits(repo.objects, sorted(repo.reachable_commits()))
+    if ours and not ours & theirs:
+        raise BackupError(
+            f"backup {label} shares no history with the repository of {repo.path.name} (no common root "
+            "commit): restoring would move its branch onto another database's history; "
+            "pass --yes to restore anyway"
+        )
 
 
 def verify(path: str | os.PathLike[str]) -> list[VerifyResult]:
@@ -761,6 +875,7 @@ def _verify_one(path: Path, checked: dict[Path, VerifyResult]) -> VerifyResult:
                 raise BackupValidationError(path.name, f"its parent backup {earlier.name} is damaged ({prior.problem})")
         scanned, where = _extract_chain(chain, scratch)
         objects = ObjectStore(scratch / "objects")
+        _check_claims(objects, where, scanned)
         types, n_snap = _check_objects(objects, where, True, scratch)
         result.commits = _check_complete(objects, types, scanned[-1].metadata, path.name)
         result.objects = len(scanned[-1].objects)
@@ -811,18 +926,9 @@ def _user_version(target: Path) -> int | None:
 
 def _remove_stale_restore_dirs(parent: Path) -> None:
     for p in parent.glob(TMP_PREFIX + "restore-*"):
-        m = re.match(rf"^{re.escape(TMP_PREFIX)}restore-(\d+)-", p.name)
-        if not m or not p.is_dir():
-            continue
-        pid = int(m[1])
-        if pid == os.getpid():
-            continue
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
+        pid = _owner_pid(p, "restore")
+        if pid is not None and p.is_dir() and not p.is_symlink() and not _pid_alive(pid):
             shutil.rmtree(p, ignore_errors=True)
-        except PermissionError:
-            pass
 
 
 def _check_space(directory: Path, need: int) -> None:
@@ -898,19 +1004,21 @@ def restore_archive(archive: str | os.PathLike[str], to: str | os.PathLike[str] 
         if tracked != target:
             raise UsageError(f"{store_dir} tracks {tracked}, not {target}; pass --store DIR")
         existing = Repo(store_dir, target)
+        with existing._locked():  # its recovery finishes a restore a killed process left half done
+            pass
     elif store_dir.exists() and (not store_dir.is_dir() or any(store_dir.iterdir())):
         raise UsageError(f"{store_dir} exists and is not a dbvers store; pass --store DIR")
     target_exists = target.exists() and (target.stat().st_size > 0 or existing is not None)
     if target_exists:
         try:
             sqlio.check_database_file(target)
+            _check_unlocked(target, timeout)
         except NotADatabaseError as e:
             if not yes:
                 raise BackupError(f"{e}; pass --yes to replace it with the backup") from None
-            notes.append(f"{target} was not a SQLite database; replaced")
+            notes.append(f"{target} was not a readable SQLite database; replaced")
             target_exists = False
         else:
-            _check_unlocked(target, timeout)
             if existing is None and not yes:
                 raise BackupError(f"{target} exists and is not tracked by dbvers: restoring would replace "
                                   "its contents; pass --yes to replace it")
@@ -945,8 +1053,11 @@ def restore_archive(archive: str | os.PathLike[str], to: str | os.PathLike[str] 
         cfg.set("core", "database", os.path.relpath(target, final_store))
         write_config(work, cfg)
         objects = ObjectStore(work / "objects")
+        _check_claims(objects, where, scanned)
         types, _ = _check_objects(objects, where, False, work)
         _check_complete(objects, types, metadata, src.name)
+        if existing is not None and not yes:
+            _check_same_history(existing, objects, types, src.name)
 
         wrepo = Repo(work, target)
         refs, head_text, _ = _roots_of(metadata)
@@ -986,19 +1097,21 @@ def restore_archive(archive: str | os.PathLike[str], to: str | os.PathLike[str] 
                 wrepo.refs.set_head(branch=branch, message=why)
             else:
                 wrepo.refs.set_head(commit=oid, message=why)
-            if target_exists:
-                sqlio.copy_in(state, target, timeout)
-            else:
-                _install_new(state, target)
-            for stale in ("lock", "CHECKOUT"):
-                (work / stale).unlink(missing_ok=True)
-            if store_dir.is_dir():
-                store_dir.rmdir()  # empty (checked above)
-            os.rename(work, store_dir)
-            fsync_dir(store_dir.parent)
-            repo = Repo(store_dir, target)
-            with repo._locked():
-                repo._record_clean(sqlio.fingerprint(target), oid)
+            # One recoverable operation: the store goes in first, holding the verified state
+            # and a journal saying the database is still to be installed; the database goes
+            # in last. A process killed anywhere leaves either no store and the old database,
+            # or a store whose journal the next command (a rerun of restore included) finishes.
+            staging = work / RESTORE_STATE
+            os.replace(state, staging)
+            write_atomic(work / RESTORE_JOURNAL, json.dumps({"commit": oid, "why": why}).encode())
+            (work / "CHECKOUT").unlink(missing_ok=True)
+            with wrepo.lock.held():  # the lock file moves with the directory: others wait for us
+                if store_dir.is_dir():
+                    store_dir.rmdir()  # empty (checked above)
+                os.rename(work, store_dir)
+                fsync_dir(store_dir.parent)
+                repo = Repo(store_dir, target)
+                finish_restore(repo)
         else:
             created = False
             repo = existing
@@ -1014,11 +1127,66 @@ def restore_archive(archive: str | os.PathLike[str], to: str | os.PathLike[str] 
     return RestoreResult(repo, oid, branch, src, chain, created, notes)
 
 
+def finish_restore(repo: Repo) -> bool:
+    """Install the database of a restore whose store is in place (the caller holds the lock).
+
+    Called by the restore itself and, after a kill, by the next command's recovery.
+    The journal goes last: while it exists, the staged state is installed again
+    (a rename, or one copy-in transaction: either is safe to repeat). A journal
+    without its staged state means the install already happened. Returns whether
+    there was a journal.
+    """
+    journal = repo.store_dir / RESTORE_JOURNAL
+    if not journal.is_file():
+        return False
+    try:
+        oid = json.loads(journal.read_text())["commit"]
+        if not isinstance(oid, str) or not _ID_RE.match(oid):
+            raise ValueError(oid)
+    except (ValueError, KeyError, TypeError, OSError):
+        oid = repo.head.commit or ""
+    staging = repo.store_dir / RESTORE_STATE
+    if staging.is_file():
+        target = repo.path
+        try:
+            sqlio.check_database_file(target)
+            in_place = target.stat().st_size > 0
+        except NotADatabaseError:
+            in_place = False
+        if in_place:
+            sqlio.copy_in(staging, target, repo._timeout())
+            repo.cache_dir.mkdir(exist_ok=True)
+            if oid:
+                os.replace(staging, repo._cache_path(oid))  # it is HEAD's state: the base cache
+            else:
+                staging.unlink()
+        else:
+            _install_new(staging, target)
+        if oid:
+            repo._record_clean(sqlio.fingerprint(target), oid)
+    journal.unlink(missing_ok=True)
+    fsync_dir(repo.store_dir)
+    return True
+
+
 def _merge_into(repo: Repo, work: Path, metadata: dict[str, bytes], state: Path, oid: str,
                 branch: str | None, why: str, yes: bool) -> None:
     """Restore into an existing repository: add the objects, then move the working database."""
+    import apsw
+
     with repo._locked():
-        if not yes and (dirty := repo._dirty_tables()):
+        try:
+            dirty = [] if yes else repo._dirty_tables()
+        except (DbversError, apsw.Error, sqlite3.DatabaseError) as e:
+            # Locks and a damaged store keep their own messages; anything else means the
+            # working file itself cannot be read (whichever class reports it).
+            if isinstance(e, (DatabaseLockedError, RepositoryBusyError, CorruptObjectError)) or (
+                    isinstance(e, sqlite3.DatabaseError) and sqlio._is_busy(e)):
+                raise
+            detail = str(e).splitlines()[0][:160] if str(e) else type(e).__name__
+            raise BackupError(f"{repo.path.name} cannot be read ({detail}), so its uncommitted changes cannot be "
+                              "checked; pass --yes to replace it with the backup's state") from None
+        if dirty:
             raise BackupError(f"uncommitted changes in {', '.join(dirty[:10])} would be lost by the restore; "
                               "commit them, or pass --yes to discard them")
         for d in sorted((work / "objects").iterdir()):

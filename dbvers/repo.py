@@ -434,15 +434,15 @@ class Repo:
             conn = None
             if use_cache and cur != oid and (cached := self._cached(cur)) is not None:
                 with contextlib.suppress(DbversError, OSError):
-                    conn = snapshots.load_bytes(cached.read_bytes(), cur)
+                    conn = snapshots.load_file(cached, cur, self.cache_dir)
                 if conn is None:
                     cached.unlink(missing_ok=True)  # derived: the store rebuilds it
             if conn is None and commit.snapshot:
-                conn = snapshots.load(self.objects, commit.snapshot)  # history: its damage is an error
+                conn = snapshots.load(self.objects, commit.snapshot, self.cache_dir)  # history: its damage is an error
             if conn is None and (kf := self.keyframe_of(cur)) is not None:
                 # An optional keyframe that fails to load is skipped for an older one.
                 with contextlib.suppress(DbversError):
-                    conn = snapshots.load(self.objects, kf)
+                    conn = snapshots.load(self.objects, kf, self.cache_dir)
             if conn is not None:
                 break
             chain.append(commit)
@@ -887,6 +887,11 @@ class Repo:
         for d in (self.store_dir, self.store_dir / "cache", self.objects.root, self.keyframes_dir):
             remove_stale_temps(d)
         remove_stale_temps(self.store_dir / "refs", recursive=True)
+        if (self.store_dir / "RESTORE").is_file():
+            # A restore from a backup installed this store but was killed before the database.
+            from .backup import finish_restore
+
+            finish_restore(self)
         if not pending.exists() and not pending.is_symlink():
             return
         try:

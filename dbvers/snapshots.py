@@ -9,6 +9,8 @@ times faster than into a file.
 from __future__ import annotations
 
 import contextlib
+import os
+import shutil
 from pathlib import Path
 
 import apsw
@@ -38,6 +40,7 @@ def file_problems(path: Path, quick: bool = False) -> list[str]:
     """``integrity_problems`` of a private database file (opened and closed here)."""
     conn = open_private(path)
     try:
+        _bounded(conn)  # a check reads every page once: no point caching them all
         return integrity_problems(conn, quick)
     finally:
         conn.close()
@@ -84,9 +87,64 @@ def make(store: ObjectStore, db_file: Path) -> str:
     return store.put_file("snapshot", db_file)
 
 
-def load(store: ObjectStore, oid: str) -> apsw.Connection:
-    """An in-memory connection holding snapshot *oid* (hash already verified by the store)."""
+# States up to this size are rebuilt in memory (several times faster); larger ones in a
+# private file, so that memory stays flat whatever size a snapshot (or a zstd bomb) claims.
+IN_MEMORY_MAX = 32 << 20
+
+
+class FileState(apsw.Connection):
+    """A state being rebuilt in a private temp file; the file goes when the connection closes."""
+
+    def close(self, force: bool = False) -> None:
+        path = self.db_filename("main")
+        super().close(force)
+        for p in (path, path + "-journal"):
+            with contextlib.suppress(OSError):
+                os.unlink(p)
+
+
+def _bounded(conn: apsw.Connection) -> None:
+    conn.execute("PRAGMA cache_size = -8192")
+    conn.execute("PRAGMA mmap_size = 0")
+
+
+def _open_file_state(path: Path, what: str) -> apsw.Connection:
+    conn = FileState(str(path))
+    try:
+        conn.config(apsw.SQLITE_DBCONFIG_ENABLE_TRIGGER, 0)
+        conn.execute("PRAGMA foreign_keys = OFF")
+        _bounded(conn)
+        conn.execute("SELECT count(*) FROM sqlite_schema").fetchone()
+    except apsw.Error as e:
+        conn.close()
+        raise CorruptObjectError(what, f"not a usable database: {e}") from None
+    return conn
+
+
+def load(store: ObjectStore, oid: str, scratch: Path | None = None) -> apsw.Connection:
+    """A connection holding snapshot *oid* (hash verified by the store while it streams).
+
+    In memory when small; a private file in *scratch* when larger than ``IN_MEMORY_MAX``.
+    """
+    if scratch is not None and store.body_size(oid) > IN_MEMORY_MAX:
+        scratch.mkdir(parents=True, exist_ok=True)
+        tmp = temp_path(scratch, ".db")
+        store.get_to_file(oid, tmp, "snapshot")
+        return _open_file_state(tmp, oid)
     return load_bytes(store.get(oid, "snapshot"), oid)
+
+
+def load_file(path: Path, what: str, scratch: Path) -> apsw.Connection:
+    """A private, writable copy of the database file *path* (memory when small, else a temp file)."""
+    if path.stat().st_size <= IN_MEMORY_MAX:
+        return load_bytes(path.read_bytes(), what)
+    tmp = temp_path(scratch, ".db")
+    try:
+        shutil.copyfile(path, tmp)
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        raise StorageError(str(tmp), e) from e
+    return _open_file_state(tmp, what)
 
 
 def load_bytes(data: bytes, what: str) -> apsw.Connection:
@@ -103,14 +161,28 @@ def load_bytes(data: bytes, what: str) -> apsw.Connection:
 
 
 def save(conn: apsw.Connection, target: Path) -> None:
-    """Write an (in-memory) connection's database atomically to *target*."""
-    data = conn.serialize("main")
+    """Write a state's database atomically to *target* (page by page when it is a file)."""
     tmp = temp_path(target.parent, ".db")
     try:
-        with open(tmp, "wb") as f:
-            f.write(data if data is not None else b"")
+        if isinstance(conn, FileState):
+            dest = apsw.Connection(str(tmp))
+            try:
+                with dest.backup("main", conn, "main") as b:
+                    while not b.done:
+                        b.step(1024)
+                dest.execute("PRAGMA journal_mode = DELETE")
+            finally:
+                dest.close()
+        else:
+            data = conn.serialize("main")
+            with open(tmp, "wb") as f:
+                f.write(data if data is not None else b"")
         publish(tmp, target)
     except OSError as e:
         with contextlib.suppress(OSError):
             tmp.unlink()
         raise StorageError(str(target), e) from e
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise

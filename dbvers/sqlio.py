@@ -139,6 +139,12 @@ def _is_busy(e: sqlite3.Error) -> bool:
     return (code is not None and code & 0xFF in _BUSY_CODES) or "locked" in str(e)
 
 
+def _is_damage(e: sqlite3.Error) -> bool:
+    """SQLITE_CORRUPT / SQLITE_NOTADB: the file itself is damaged."""
+    code = getattr(e, "sqlite_errorcode", None)
+    return (code is not None and code & 0xFF in (11, 26)) or "malformed" in str(e) or "not a database" in str(e)
+
+
 def create_empty(path: Path) -> None:
     """Create a new, empty SQLite database at *path* (for ``init`` of a path that doesn't exist)."""
     with _connect(path, 5.0) as conn:
@@ -315,6 +321,12 @@ def copy_in(private: Path, working: Path, timeout: float) -> None:
             with _connect(fitted or private, timeout) as src:
                 src.backup(dst, pages=-1, progress=progress, sleep=0.05)
     except sqlite3.DatabaseError as e:
+        if target == working and _is_damage(e) and not _is_busy(e):
+            # A truncated or page-corrupted file has no consistent state to keep for its
+            # readers (and SQLite cannot write pages into it): the verified private state
+            # replaces it as a whole, which is what restore --force is for.
+            _replace_file(fitted or private, working)
+            return
         raise _error(e, working, target, time.monotonic() - start) from None
     except DatabaseLockedError as e:
         # Raised by progress() while our own connection still held locks: ask who holds it now.

@@ -187,10 +187,15 @@ class ObjectStore:
                 obj_type, length, hlen = _parse_header(first, oid)
                 h.update(first)
                 seen = len(first) - hlen
+                if seen > length:
+                    raise CorruptObjectError(oid, f"longer than the {length} bytes its header says")
                 yield obj_type, first[hlen:]
                 while chunk := inp.read(CHUNK):
                     h.update(chunk)
                     seen += len(chunk)
+                    # Checked as it is produced: a zstd bomb stops at its declared length.
+                    if seen > length:
+                        raise CorruptObjectError(oid, f"longer than the {length} bytes its header says")
                     yield obj_type, chunk
         except (OSError, ValueError) as e:
             if isinstance(e, CorruptObjectError):
@@ -223,6 +228,16 @@ class ObjectStore:
             with contextlib.suppress(OSError):
                 dest.unlink()
             raise
+
+    def body_size(self, oid: str) -> int:
+        """The body length an object's header declares (reads a few bytes; reads never exceed it)."""
+        try:
+            with self._open(oid) as inp:
+                return _parse_header(inp.read(64), oid)[1]
+        except (OSError, ValueError) as e:
+            if isinstance(e, CorruptObjectError):
+                raise
+            raise CorruptObjectError(oid, f"unreadable: {str(e).splitlines()[0][:80]}") from None
 
     def object_type(self, oid: str) -> str:
         with self._open(oid) as inp:
