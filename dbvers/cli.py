@@ -1,25 +1,29 @@
 """The ``dbvers`` command: a thin layer over :class:`dbvers.Repo` (sqlite-utils' style).
 
-Exit codes: 0 success; 1 a check found something (``fsck`` problems, later
-``diff --exit-code``); 2 a usage or user error, printed as one line, never a
-traceback. pandas and pyarrow are not imported on the paths of ``status`` and
-``commit``.
+Exit codes: 0 success (also when the reader of stdout left early, ``dbvers log |
+head``); 1 a check found something (``fsck`` problems, ``diff --exit-code``,
+``backup --verify``); 2 a usage or user error, printed as one line, never a
+traceback; 3 an internal error (a bug), also one line unless ``DBVERS_DEBUG=1``;
+130 interrupted. :func:`main` is the one boundary: every exception becomes one of
+these (foreign ones through :func:`dbvers.errors.translate`). pandas and pyarrow
+are not imported on the paths of ``status`` and ``commit``.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import errno
 import io
 import json
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
-from .errors import DbversError, StorageError, UsageError
+from .errors import DbversError, InternalError, UsageError, debug_enabled, translate
 
 FORMATS = ("json", "csv", "parquet")
 
@@ -34,7 +38,13 @@ class _Parser(argparse.ArgumentParser):
 def _console(args: argparse.Namespace) -> Any:
     from rich.console import Console
 
-    return Console(highlight=False, soft_wrap=True)
+    class _Console(Console):
+        def on_broken_pipe(self) -> None:
+            # rich's default exits 1 here; a closed stdout is handled once, in main().
+            self.quiet = True
+            raise BrokenPipeError(errno.EPIPE, "stdout was closed")
+
+    return _Console(highlight=False, soft_wrap=True)
 
 
 def _open(args: argparse.Namespace) -> Any:
@@ -78,9 +88,31 @@ def _emit(args: argparse.Namespace, rows: list[dict[str, Any]] | dict[str, Any])
 
 def _write_text(path: str | None, text: str) -> None:
     if path:
-        Path(path).write_text(text, encoding="utf-8")
+        with output_file(path) as f:
+            f.write(text)
     else:
         sys.stdout.write(text)
+
+
+@contextlib.contextmanager
+def output_file(path: str | os.PathLike[str]) -> Iterator[TextIO]:
+    """``-o FILE``: a temp file beside FILE, renamed onto it only when the command succeeds,
+    so a failed command leaves FILE as it was."""
+    from .fsutil import TMP_PREFIX
+
+    target = Path(path)
+    if target.is_dir():
+        raise UsageError(f"-o {path}: is a directory; give a file name")
+    if not target.parent.is_dir():
+        raise UsageError(f"-o {path}: directory {target.parent} does not exist")
+    tmp = target.parent / f"{TMP_PREFIX}{target.name}-{os.getpid()}"
+    try:
+        with open(tmp, "w", encoding="utf-8", newline="") as f:
+            yield f
+        os.replace(tmp, target)
+    finally:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
 
 
 def _commit_json(c: Any) -> dict[str, Any]:
@@ -116,7 +148,10 @@ def _decorations(repo: Any) -> dict[str, list[str]]:
 def cmd_init(args: argparse.Namespace) -> int:
     from .repo import init_repo
 
-    repo = init_repo(args.database, store=args.store, message=args.message)
+    if args.db is not None and Path(args.db).resolve() != Path(args.database).resolve():
+        raise UsageError(f"init takes the database as DB; --db {args.db} names another file "
+                         f"than {args.database}: drop --db")
+    repo = init_repo(args.database, store=args.store, message=args.message, create=args.create)
     head = repo.head
     c = repo.get_commit(head.commit)
     con = _console(args)
@@ -166,6 +201,8 @@ def cmd_log(args: argparse.Namespace) -> int:
     repo = _open(args)
     if args.n is not None and args.n < 0:
         raise UsageError("-n takes a number >= 0")
+    if args.oneline and args.format:
+        raise UsageError("--oneline is a text view; drop --format, or drop --oneline")
     commits = repo.log(args.ref, n=args.n)
     if args.format:
         _emit(args, [_commit_json(c) for c in commits])
@@ -200,7 +237,20 @@ def _list_refs(args: argparse.Namespace, refs: dict[str, str], current: str | No
     return 0
 
 
+def _check_ref_options(args: argparse.Namespace, kind: str) -> None:
+    """branch/tag: list, create or delete; an option that the chosen action ignores is refused."""
+    if args.delete:
+        extra = [f"'{x}'" for x in (args.name, args.ref) if x] + (["-f"] if args.force else [])
+        if extra:
+            raise UsageError(f"{kind} -d NAME deletes one {kind}; {' and '.join(extra)} would be ignored: drop them")
+    elif not args.name and args.force:
+        raise UsageError(f"-f moves an existing {kind}: {kind} -f NAME [REF]")
+    if args.format and (args.delete or args.name):
+        raise UsageError(f"--format lists {'branches' if kind == 'branch' else 'tags'}; creating or deleting one prints a line (drop --format)")
+
+
 def cmd_branch(args: argparse.Namespace) -> int:
+    _check_ref_options(args, "branch")
     repo = _open(args)
     con = _console(args)
     if args.delete:
@@ -215,6 +265,7 @@ def cmd_branch(args: argparse.Namespace) -> int:
 
 
 def cmd_tag(args: argparse.Namespace) -> int:
+    _check_ref_options(args, "tag")
     repo = _open(args)
     con = _console(args)
     if args.delete:
@@ -248,9 +299,11 @@ def cmd_checkout(args: argparse.Namespace) -> int:
 
 
 def cmd_reset(args: argparse.Namespace) -> int:
-    repo = _open(args)
     if not args.hard and not args.soft:
         raise UsageError("say --hard (move the branch and the working database) or --soft (the branch only)")
+    if args.soft and args.force:
+        raise UsageError("--force goes with --hard; --soft leaves the working database alone")
+    repo = _open(args)
     oid = repo.reset(args.ref, hard=args.hard, force=args.force)
     c = repo.get_commit(oid)
     _console(args).print(f"HEAD is now at {c.short_id} {c.summary}")
@@ -259,6 +312,8 @@ def cmd_reset(args: argparse.Namespace) -> int:
 
 def cmd_restore(args: argparse.Namespace) -> int:
     if args.from_file is not None:
+        if args.force:
+            raise UsageError("--force is for restoring HEAD; with --from, --yes replaces a changed database")
         return _restore_from_backup(args)
     if args.at or args.to or args.yes:
         raise UsageError("--at, --to and --yes go with --from FILE (restore from a backup archive)")
@@ -317,6 +372,11 @@ def cmd_backup(args: argparse.Namespace) -> int:
         raise UsageError(f"choose one of --{' / --'.join(modes)}")
     if (args.keep is not None or args.max_age is not None) and (args.list or args.verify):
         raise UsageError("--keep and --max-age go with --prune or with a backup")
+    # Checked before anything is written: a backup made and then refused for --keep 0 is confusing.
+    if args.keep is not None and args.keep < 1:
+        raise UsageError("--keep needs a number >= 1")
+    if args.max_age is not None and args.max_age < 0:
+        raise UsageError("--max-age needs a number of days >= 0")
     con = _console(args)
     if args.verify:
         results = bk.verify(_backup_dir(args))
@@ -401,11 +461,13 @@ def cmd_diff(args: argparse.Namespace) -> int:
     b = refs[1] if len(refs) == 2 else None
     if args.limit is not None and args.limit < 0:
         raise UsageError("--limit takes a number >= 0")
+    if args.stat and args.format:
+        raise UsageError("--stat prints a summary; drop --format, or drop --stat")
+    if args.stat and (args.skinny or args.limit is not None):
+        raise UsageError("--stat counts every changed row; --skinny and --limit shape rows it doesn't show: drop them")
     with repo.diff(a, b) as d:
         for t in args.table or []:
             d.spec(t)  # unknown table: one-line error before any output
-        if args.stat and args.format:
-            raise UsageError("--stat prints a summary; drop --format, or drop --stat")
         if args.table:
             tables = list(dict.fromkeys(args.table))
         elif args.stat or args.format == "parquet":
@@ -496,6 +558,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp = add("init", cmd_init, "start versioning a SQLite database (makes the first commit)")
     sp.add_argument("database", metavar="DB")
     sp.add_argument("-m", "--message", default="Initial commit")
+    sp.add_argument("--create", action="store_true", help="DB doesn't exist yet: make a new empty database")
 
     sp = add("status", cmd_status, "rows added/modified/removed and schema changes since HEAD")
     _add_format(sp)
@@ -576,7 +639,27 @@ def build_parser() -> argparse.ArgumentParser:
     sp = add("fsck", cmd_fsck, "verify every object, snapshot and ref")
     _add_format(sp)
     add("gc", cmd_gc, "remove objects that no ref or reflog entry reaches")
+    sp = add("help", cmd_help, "show the commands, or one command's options")
+    sp.add_argument("topic", nargs="?", metavar="COMMAND")
     return p
+
+
+def commands() -> list[str]:
+    """Every subcommand, in the order ``dbvers --help`` lists them."""
+    parser = build_parser()
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    return list(sub.choices)
+
+
+def cmd_help(args: argparse.Namespace) -> int:
+    parser = build_parser()
+    if not args.topic:
+        parser.print_help()
+        return 0
+    if args.topic not in commands():
+        raise UsageError(f"no command '{args.topic}'; 'dbvers help' lists them")
+    parser.parse_args([args.topic, "--help"])  # prints the command's help, exits 0
+    return 0  # pragma: no cover
 
 
 def run(argv: Sequence[str]) -> int:
@@ -586,42 +669,88 @@ def run(argv: Sequence[str]) -> int:
     if not getattr(args, "command", None):
         parser.print_help()
         return 2
+    output = getattr(args, "output", None)
+    if output:
+        _refuse_output_over_database(args, output)
+    if output and not getattr(args, "format", None):
+        # -o FILE without --format: the text view goes to FILE (plain, as stdout is no terminal).
+        with output_file(output) as f, contextlib.redirect_stdout(f):
+            return int(args.func(args))
     return int(args.func(args))
 
 
-def _os_error_message(e: OSError) -> str | None:
-    if e.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EFBIG):
-        return str(StorageError(e.filename or "a file", e))
-    return None
+def _refuse_output_over_database(args: argparse.Namespace, output: str) -> None:
+    """``-o`` must never name the tracked database: writing it with open() would also drop SQLite's locks."""
+    from .repo import open_repo
+
+    try:
+        db = open_repo(args.db, store=args.store).path
+    except DbversError:
+        return  # no repository: no database to protect (the command itself will say so)
+    target = Path(output).resolve()
+    if target in {db, *(db.with_name(db.name + s) for s in ("-wal", "-shm", "-journal"))}:
+        raise UsageError(f"-o {output} is the tracked database (or one of its files); choose another file")
+
+
+def user_error(exc: BaseException) -> DbversError:
+    """The one error mapping shared by the CLI and the magics: what *exc* means to a user.
+
+    A ``DbversError`` is itself; a foreign exception with a known meaning (disk
+    full, a damaged SQLite file, a refused file operation, ...) is translated; any
+    other exception is an :class:`InternalError` (a bug), reported in one line.
+    """
+    return translate(exc) or InternalError(exc)
+
+
+def _stdout_closed(exc: BaseException | None) -> bool:
+    """Did *exc* (or what caused it) come from writing to a stdout whose reader left?"""
+    seen = 0
+    while exc is not None and seen < 10:
+        if isinstance(exc, BrokenPipeError) or (isinstance(exc, OSError) and exc.errno == errno.EPIPE):
+            return True
+        exc = exc.__cause__ or exc.__context__
+        seen += 1
+    return False
+
+
+def _quiet_exit_after_broken_pipe() -> int:
+    """The Python docs' recipe: point stdout at /dev/null so the interpreter's final flush
+    succeeds (no "Exception ignored ... BrokenPipeError" on stderr). Exit 0: the reader
+    (`head`) chose to stop, nothing failed; so `set -o pipefail` scripts keep working."""
+    with contextlib.suppress(OSError, ValueError, io.UnsupportedOperation):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    return 0
+
+
+def _say(line: str) -> None:
+    with contextlib.suppress(OSError, ValueError):
+        print(line, file=sys.stderr)
+        sys.stderr.flush()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """The console script, and the one boundary: whatever happens, one exit code and at most
+    one line on stderr (a traceback only with ``DBVERS_DEBUG=1``)."""
     try:
-        return run(sys.argv[1:] if argv is None else argv)
-    except DbversError as e:
-        print(f"dbvers: error: {e}", file=sys.stderr)
-        return e.exit_code
+        try:
+            code = run(sys.argv[1:] if argv is None else argv)
+        except SystemExit as e:  # argparse after --help / --version: the text is already printed
+            code = e.code if isinstance(e.code, int) else (0 if e.code is None else 2)
+        sys.stdout.flush()  # a reader that left early shows up here, still inside the handler
+        return code
     except KeyboardInterrupt:
-        print("dbvers: interrupted; nothing was changed past the last completed step", file=sys.stderr)
+        _say("dbvers: interrupted; nothing was changed past the last completed step")
         return 130
-    except BrokenPipeError:
-        # `dbvers log | head`: the reader left; not an error.
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-        return 0
-    except OSError as e:
-        msg = _os_error_message(e)
-        if msg is None:
-            raise
-        print(f"dbvers: error: {msg}", file=sys.stderr)
-        return 2
     except Exception as e:
-        import apsw
-
-        if isinstance(e, apsw.FullError):
-            print("dbvers: error: disk is full; free space and try again (nothing was changed)", file=sys.stderr)
-            return 2
-        raise
+        if _stdout_closed(e):
+            return _quiet_exit_after_broken_pipe()
+        if debug_enabled() and not isinstance(e, DbversError):
+            raise
+        err = user_error(e)
+        _say(f"dbvers: error: {err}")
+        return err.exit_code
 
 
 if __name__ == "__main__":  # pragma: no cover

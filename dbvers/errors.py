@@ -354,3 +354,195 @@ class BackupLockError(BackupError):
             f"database is locked by another process: {path} (waited {waited:.0f}s); "
             "finish or close the other writer and try again"
         )
+
+
+# -- the one boundary: foreign exceptions as DbversErrors -------------------------------
+#
+# DbversError
+#  ├─ ... (the classes above: raised on purpose, where the cause is known)
+#  └─ raised by translate() at the boundary (cli.main, the magics), for exceptions
+#     that come from below dbvers (the OS, SQLite, the codecs) and mean the same
+#     thing whatever dbvers was doing:
+#     ├─ DiskFullError        the disk or a quota is full
+#     ├─ FileSystemError      the OS refused a file operation (by errno)
+#     ├─ DamagedFileError     SQLite or a codec found a damaged file
+#     ├─ SQLiteRefusedError   SQLite refused for another reason (read-only, locked, I/O error)
+#     ├─ UndecodableTextError bytes that are not UTF-8 where text was expected
+#     ├─ OutOfMemoryError     the process ran out of memory
+#     └─ InternalError        anything else: a bug in dbvers (exit 3)
+
+
+class DiskFullError(DbversError):
+    def __init__(self, path: str | None = None) -> None:
+        self.path = path
+        where = f" (writing {path})" if path else ""
+        super().__init__(f"the disk is full{where}; free some space and run the command again")
+
+
+class FileSystemError(DbversError):
+    """The OS refused a file operation; the message names the file and what to do."""
+
+    def __init__(self, path: str | None, err: OSError, hint: str) -> None:
+        self.path = path
+        self.errno = err.errno
+        what = err.strerror or str(err)
+        super().__init__(f"{what}: {path}; {hint}" if path else f"{what}; {hint}")
+
+
+class DamagedFileError(DbversError):
+    """SQLite, a codec or a decoder found bytes that are not what they should be."""
+
+    def __init__(self, detail: str, hint: str = "") -> None:
+        self.detail = detail
+        super().__init__(
+            f"{detail}; "
+            + (hint or "run 'dbvers fsck' to check the store, and 'dbvers restore --force' to put "
+                       "HEAD back into a damaged working database")
+        )
+
+
+class SQLiteRefusedError(DbversError):
+    """SQLite refused an operation for a reason outside dbvers (read-only file, lock, I/O error)."""
+
+    def __init__(self, detail: str, hint: str) -> None:
+        self.detail = detail
+        super().__init__(f"{detail}; {hint}")
+
+
+class UndecodableTextError(DbversError):
+    def __init__(self, exc: UnicodeDecodeError) -> None:
+        self.reason = exc.reason
+        super().__init__(
+            f"found bytes that are not valid UTF-8 ({exc.reason} at byte {exc.start}); if a file in the "
+            "store (HEAD, a ref, the config) holds them, 'dbvers fsck' names it: restore it from a backup"
+        )
+
+
+class OutOfMemoryError(DbversError):
+    def __init__(self) -> None:
+        super().__init__("out of memory; close other programs, or ask for less (e.g. diff --limit N) and try again")
+
+
+class InternalError(DbversError):
+    """An exception no one expected: a bug. Exit code 3 tells scripts it is not a user error."""
+
+    exit_code = 3
+
+    def __init__(self, exc: BaseException) -> None:
+        self.original = exc
+        msg = " ".join(str(exc).split())[:300]  # one line, whatever the exception said
+        super().__init__(
+            f"internal error: {type(exc).__name__}: {msg} "
+            "(please report it; run with DBVERS_DEBUG=1 for the traceback)"
+        )
+
+
+def debug_enabled() -> bool:
+    """``DBVERS_DEBUG=1``: let unexpected exceptions through with their traceback."""
+    import os
+
+    return os.environ.get("DBVERS_DEBUG", "") not in ("", "0")
+
+
+_ERRNO_HINTS: dict[str, str] = {
+    "EROFS": "the file system is read-only; use a writable location (--store DIR for the store)",
+    "EACCES": "check the file's permissions and owner",
+    "EPERM": "check the file's permissions and owner",
+    "ENAMETOOLONG": "use a shorter name (each part of a path, a ref name included, is at most 255 bytes)",
+    "ENOENT": "check the path; if the file belongs to the store, run 'dbvers fsck'",
+    "EISDIR": "a directory is where a file should be; move it away (run 'dbvers fsck' if it is in the store)",
+    "ENOTDIR": "a file is where a directory should be; move it away (run 'dbvers fsck' if it is in the store)",
+    "ELOOP": "a symbolic link points to itself; fix the link",
+    "EIO": "the device reported an I/O error; check the disk, then run 'dbvers fsck'",
+    "EMFILE": "too many open files; close some programs or raise 'ulimit -n'",
+    "ENFILE": "too many open files; close some programs or raise 'ulimit -n'",
+    "EFBIG": "the file is larger than the file system allows; use another location",
+    "EEXIST": "a file is in the way; move it and try again",
+    "ENOTEMPTY": "a directory is in the way; move it and try again",
+    "ETIMEDOUT": "a network file system timed out; try again",
+}
+
+
+def translate(exc: BaseException) -> DbversError | None:
+    """The :class:`DbversError` a foreign exception means, or None when it means a bug.
+
+    The CLI's ``main`` and the notebook magics call this for every exception that
+    is not already a ``DbversError``; the message is one line that says what to do.
+    Nothing is imported here: an apsw or sqlite3 exception can only exist if its
+    module is loaded, so ``sys.modules`` is asked.
+    """
+    import errno as errno_mod
+    import json
+    import sys
+
+    if isinstance(exc, DbversError):
+        return exc
+    if isinstance(exc, MemoryError):
+        return OutOfMemoryError()
+    if isinstance(exc, UnicodeDecodeError):
+        return UndecodableTextError(exc)
+    if isinstance(exc, json.JSONDecodeError):
+        return DamagedFileError(f"a record in the store is not valid JSON ({exc.msg})",
+                                "run 'dbvers fsck' and restore the store from a backup")
+    if isinstance(exc, OSError):
+        return _translate_os_error(exc, errno_mod)
+    configparser = sys.modules.get("configparser")
+    if configparser is not None and isinstance(exc, configparser.Error):
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        return DamagedFileError(f"the store's config cannot be read ({first})",
+                                "fix .dbvers/config by hand, or restore it from a backup")
+    apsw = sys.modules.get("apsw")
+    if apsw is not None and isinstance(exc, apsw.Error):
+        return _translate_sqlite(type(exc).__name__, str(exc))
+    sqlite3 = sys.modules.get("sqlite3")
+    if sqlite3 is not None and isinstance(exc, sqlite3.DatabaseError):
+        return _translate_sqlite(type(exc).__name__, str(exc))
+    return None
+
+
+def _translate_os_error(exc: OSError, errno_mod: object) -> DbversError | None:
+    code = exc.errno
+    path = exc.filename if exc.filename is not None else None
+    path_s = None if path is None else (path.decode(errors="replace") if isinstance(path, bytes) else str(path))
+    if code is None:
+        # pyarrow's codecs raise OSError without an errno on damaged compressed data.
+        text = str(exc)
+        if "decompress" in text.lower() or "zstd" in text.lower():
+            return DamagedFileError(f"compressed data in the store is damaged ({' '.join(text.split())[:200]})",
+                                    "run 'dbvers fsck' and restore the store from a backup")
+        return None
+    name = errno_mod.errorcode.get(code, "")  # type: ignore[attr-defined]
+    if name in ("ENOSPC", "EDQUOT"):
+        return DiskFullError(path_s)
+    if name == "EPIPE":
+        return None  # a closed stdout is not an error; the CLI handles it
+    hint = _ERRNO_HINTS.get(name, "check the path and its permissions, then try again")
+    return FileSystemError(path_s, exc, hint)
+
+
+def _translate_sqlite(kind: str, message: str) -> DbversError | None:
+    """SQLite's error, whichever library raised it (apsw names it by class, sqlite3 by message)."""
+    text = " ".join(message.split())[:200]
+    low = text.lower()
+    if kind == "FullError" or "database or disk is full" in low:
+        return DiskFullError()
+    if kind in ("CorruptError", "NotADBError") or "malformed" in low or "not a database" in low:
+        return DamagedFileError(f"a SQLite file is damaged ({text})")
+    if kind == "ReadOnlyError" or "readonly database" in low:
+        return SQLiteRefusedError(f"SQLite could not write a file ({text})",
+                                  "check that the database, its directory and the store are writable")
+    if kind == "CantOpenError" or "unable to open database" in low:
+        return SQLiteRefusedError(f"SQLite could not open a file ({text})",
+                                  "check that the database and the store exist and are readable and writable")
+    if kind == "IOError" or "disk i/o error" in low:
+        return SQLiteRefusedError(f"SQLite reported an I/O error ({text})",
+                                  "check the disk and free space, then run 'dbvers fsck'")
+    if kind == "NoMemError" or low == "out of memory":
+        return OutOfMemoryError()
+    if kind in ("BusyError", "LockedError") or "database is locked" in low:
+        return SQLiteRefusedError(f"a database is locked by another process ({text})",
+                                  "finish or close the other writer and try again")
+    if kind == "TooBigError" or "too big" in low:
+        return SQLiteRefusedError(f"a value is larger than SQLite allows ({text})",
+                                  "SQLite's limits apply to every version dbvers stores")
+    return None

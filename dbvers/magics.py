@@ -27,7 +27,7 @@ from IPython.core.magic import Magics, line_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments
 
 from . import cli, sqlio
-from .errors import DbversError, NothingToCommitError
+from .errors import DbversError, NothingToCommitError, debug_enabled
 
 MAX_MESSAGE = 4000
 PAGE_SIZE = 50
@@ -35,7 +35,12 @@ PAGE_SIZE = 50
 
 @contextlib.contextmanager
 def user_errors() -> Iterator[None]:
-    """Turn dbvers's user errors into IPython ``UsageError``s carrying the CLI's one-line message."""
+    """Turn every error into an IPython ``UsageError`` carrying the CLI's one-line message.
+
+    The mapping is the CLI's (:func:`dbvers.cli.user_error`): foreign exceptions
+    with a known meaning are translated, anything else is one "internal error"
+    line; ``DBVERS_DEBUG=1`` lets those through with their traceback.
+    """
     try:
         yield
     except DbversError as e:
@@ -43,17 +48,10 @@ def user_errors() -> Iterator[None]:
     except SystemExit as e:  # argparse after --help / --version: the text is already printed
         if e.code not in (0, None):
             raise UsageError(f"dbvers exited with status {e.code}") from None
-    except OSError as e:
-        msg = cli._os_error_message(e)
-        if msg is None:
-            raise
-        raise UsageError(msg) from None
     except Exception as e:
-        import apsw
-
-        if isinstance(e, apsw.FullError):
-            raise UsageError("disk is full; free space and try again (nothing was changed)") from None
-        raise
+        if debug_enabled():
+            raise
+        raise UsageError(str(cli.user_error(e))) from None
 
 
 def split(line: str) -> list[str]:
@@ -114,7 +112,7 @@ class AutoCommit:
         except DbversError as e:
             print(f"dbvers: auto-commit skipped: {e}", file=sys.stderr)
         except Exception as e:  # a hook must never break the user's session
-            print(f"dbvers: auto-commit failed: {type(e).__name__}: {e}", file=sys.stderr)
+            print(f"dbvers: auto-commit failed: {cli.user_error(e)}", file=sys.stderr)
         finally:
             self.before = sqlio.fingerprint(self.path)
 

@@ -144,8 +144,12 @@ def find_store(start: Path) -> Path:
 
 
 def init_repo(db_path: str | os.PathLike[str], *, store: str | os.PathLike[str] | None = None,
-         message: str = "Initial commit") -> Repo:
-    """Start versioning *db_path*: create its store and commit its current state."""
+         message: str = "Initial commit", create: bool = False) -> Repo:
+    """Start versioning *db_path*: create its store and commit its current state.
+
+    A missing *db_path* is refused (a typo must not become an empty tracked
+    database); ``create=True`` makes a new empty database there instead.
+    """
     db = Path(db_path).resolve()
     store_dir = Path(store).resolve() if store else db.parent / STORE_NAME
     if (store_dir / "config").is_file():
@@ -156,6 +160,9 @@ def init_repo(db_path: str | os.PathLike[str], *, store: str | os.PathLike[str] 
     if not db.exists():
         if not db.parent.is_dir():
             raise UsageError(f"directory {db.parent} does not exist")
+        if not create:
+            raise UsageError(f"{db} does not exist; check the name, or pass --create to start "
+                             "a new empty database there")
         sqlio.create_empty(db)
     sqlio.check_database_file(db)
 

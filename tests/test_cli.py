@@ -142,8 +142,8 @@ def test_init_second_database_with_store(cli: Cli, db_path: Path) -> None:
     ] == ["x2", "Initial commit"]
 
 
-def test_init_missing_path_creates_empty_database(cli: Cli, tmp_path: Path) -> None:
-    out = ok(cli, "init", "new.db", cwd=tmp_path)
+def test_init_create_makes_empty_database(cli: Cli, tmp_path: Path) -> None:
+    out = ok(cli, "init", "--create", "new.db", cwd=tmp_path)
     db = tmp_path / "new.db"
     assert db.is_file()
     assert db.read_bytes()[:16] == b"SQLite format 3\x00"
