@@ -192,10 +192,6 @@ BAD: dict[str, list[list[str]]] = {
     "help": [["help", "nosuch"]],
 }
 
-# Bad input that needs a fix made on another branch (the lead un-xfails these after merging).
-BAD_ELSEWHERE: dict[str, str] = {}
-
-
 def _argv(argv: list[str], t: Template) -> list[str]:
     return [a.format(archive=t.archive) for a in argv]
 
@@ -219,8 +215,6 @@ def test_ordinary_commands_work_on_a_healthy_repository(work: Template, capsys: 
 def test_bad_input_is_one_line_and_changes_nothing(command: str, work: Template,
                                                    capsys: pytest.CaptureFixture[str],
                                                    monkeypatch: pytest.MonkeyPatch) -> None:
-    if command in BAD_ELSEWHERE:
-        pytest.xfail(BAD_ELSEWHERE[command])
     execute(work.dir / "data.db", "SELECT 1")  # a clean working database, HEAD at main
     for argv in BAD[command]:
         r = check_boundary(work.dir, _argv(argv, work), capsys, monkeypatch)
@@ -264,12 +258,6 @@ STORE_DAMAGE: dict[str, Callable[[Path, Template], None]] = {
     "lock-is-a-directory": lambda s, t: ((s / "lock").unlink(missing_ok=True), (s / "lock").mkdir()),
 }
 
-# Invocations whose remaining failure (on any damage) is another branch's fix: the test
-# xfails them only if they still fail, so the lead can drop an entry after merging.
-ELSEWHERE: dict[str, str] = {
-    "backup bk2": "fixed on another branch (backup, issue 9 item 9): a refused backup leaves "
-                  "the directory it created",
-}
 
 
 @pytest.mark.parametrize("damage", sorted(STORE_DAMAGE))
@@ -282,21 +270,12 @@ def test_every_command_on_a_damaged_store(damage: str, command: str, work: Templ
 
 def run_damaged(work: Template, command: str, damage: Callable[[Path], None],
                 capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
-    """Each ordinary invocation of *command* on its own damaged copy; ELSEWHERE ones xfail if they fail."""
-    pending: list[str] = []
+    """Each ordinary invocation of *command* on its own damaged copy."""
     for i, argv in enumerate(ORDINARY[command]):
         d = work.dir.parent / f"damaged{i}"
         shutil.copytree(work.dir, d, symlinks=True)
         damage(d)
-        reason = ELSEWHERE.get(" ".join(argv))
-        try:
-            check_boundary(d, _argv(argv, work), capsys, monkeypatch)
-        except AssertionError:
-            if reason is None:
-                raise
-            pending.append(reason)
-    if pending:
-        pytest.xfail("; ".join(pending))
+        check_boundary(d, _argv(argv, work), capsys, monkeypatch)
 
 
 # -- a damaged working database -----------------------------------------------------------
@@ -509,7 +488,7 @@ def test_init_of_a_missing_file_creates_nothing(tmp_path: Path, capsys: pytest.C
     assert invoke(other, ["status"], capsys, monkeypatch).code == 0
 
 
-# -- refusals that need another branch's fix (xfail until merged) ---------------------------------
+# -- refusals that must leave the store untouched too ------------------------------------------
 
 
 def _empty_main(d: Path) -> None:
@@ -521,16 +500,11 @@ def _delete_head_patch(d: Path, t: Template) -> None:
 
 
 @pytest.mark.parametrize(("argv", "damage"), [
-    pytest.param(["checkout", "../tags/v1"], None, id="checkout-ref-escape",
-                 marks=pytest.mark.xfail(strict=False, reason="fixed on another branch (refs, issue 9 item 3)")),
-    pytest.param(["tag", "-d", "../heads/main"], None, id="tag-delete-escape",
-                 marks=pytest.mark.xfail(strict=False, reason="fixed on another branch (refs, issue 9 item 3)")),
-    pytest.param(["commit", "-m", "x", "--allow-empty"], "empty-ref", id="commit-over-empty-ref",
-                 marks=pytest.mark.xfail(strict=False, reason="fixed on another branch (refs, issue 9 item 11)")),
-    pytest.param(["gc"], "deleted-object", id="gc-with-missing-object",
-                 marks=pytest.mark.xfail(strict=False, reason="fixed on another branch (issue 9 item 6)")),
-    pytest.param(["gc"], "text-garbage-ref", id="gc-with-garbage-ref",
-                 marks=pytest.mark.xfail(strict=False, reason="fixed on another branch (issue 9 item 6)")),
+    pytest.param(["checkout", "../tags/v1"], None, id="checkout-ref-escape"),
+    pytest.param(["tag", "-d", "../heads/main"], None, id="tag-delete-escape"),
+    pytest.param(["commit", "-m", "x", "--allow-empty"], "empty-ref", id="commit-over-empty-ref"),
+    pytest.param(["gc"], "deleted-object", id="gc-with-missing-object"),
+    pytest.param(["gc"], "text-garbage-ref", id="gc-with-garbage-ref"),
 ])
 def test_refused_without_touching_the_store(argv: list[str], damage: str | None, work: Template,
                                             capsys: pytest.CaptureFixture[str],
