@@ -743,6 +743,7 @@ class Repo:
         leftovers = [d.glob(TMP_PREFIX + "*") for d in
                      (self.store_dir, self.cache_dir, self.objects.root, self.keyframes_dir)]
         leftovers.append((self.store_dir / "refs").rglob(TMP_PREFIX + "*"))
+        leftovers.append((self.store_dir / "logs").rglob(TMP_PREFIX + "*"))  # check_writable's probes
         for p in [p for group in leftovers for p in group]:
             # Diff directories of other processes may go too: their files stay readable while open.
             if p.is_dir():
