@@ -167,6 +167,8 @@ class RefStore:
             raise DamagedRefError(ref, str(p), f"cannot be read ({e.strerror or e})") from None
         try:
             if stat.S_ISDIR(os.fstat(fd).st_mode):
+                if os.listdir(p):
+                    return None  # a folder of refs (a/b for a): no ref by this name (creating it is refused)
                 raise DamagedRefError(ref, str(p), "is a directory, not a file")
             if not stat.S_ISREG(os.fstat(fd).st_mode):
                 raise DamagedRefError(ref, str(p), "is not a regular file")

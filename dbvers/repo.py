@@ -894,6 +894,7 @@ class Repo:
         for d in (self.store_dir, self.store_dir / "cache", self.objects.root, self.keyframes_dir):
             remove_stale_temps(d)
         remove_stale_temps(self.store_dir / "refs", recursive=True)
+        remove_stale_temps(self.store_dir / "logs", recursive=True)  # check_writable's probes
         if (self.store_dir / "RESTORE").is_file():
             # A restore from a backup installed this store but was killed before the database.
             from .backup import finish_restore

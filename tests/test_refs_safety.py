@@ -342,3 +342,12 @@ def test_checkout_whose_ref_move_fails_says_so_and_is_finished_later(
     monkeypatch.undo()
     dbvers.open(w.db).status()  # the next command finishes the move
     assert repo.head.commit == v1 and repo.head.detached
+
+
+def test_a_name_cannot_be_both_a_ref_and_a_folder(w: World) -> None:
+    assert w.cli("branch", "a").returncode == 0
+    assert "in the way" in w.refused("branch", "a/b")
+    assert "in the way" in w.refused("tag", "v1/rc")
+    assert w.cli("branch", "c/d").returncode == 0
+    assert "in the way" in w.refused("branch", "c")
+    assert "in the way" in w.refused("checkout", "-b", "c")
