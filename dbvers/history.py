@@ -14,6 +14,8 @@ import apsw
 
 from . import changes as ch
 from .errors import UsageError
+from .frames import arrow_column, frame
+from .values import param, read_rows
 
 if TYPE_CHECKING:
     import pandas
@@ -55,10 +57,12 @@ def _read_row(repo: Repo, oid: str, table: str, pk: Any) -> tuple[list[str], tup
             return [], None
         info = tables[table]
         key = _key_values(pk, info)
-        cond = " AND ".join(f"{k} IS ?" for k in info.key)
+        params = [param(v) for v in key]
+        cond = " AND ".join(f"{k} IS {mark}" for k, (mark, _) in zip(info.key, params, strict=True))
         cols = list(info.columns)
         select = ", ".join(ch.quote(c) for c in cols)
-        row = conn.execute(f"SELECT {select} FROM {ch.quote(table)} WHERE {cond}", key).fetchone()
+        row = next(read_rows(conn, f"SELECT {select} FROM {ch.quote(table)} WHERE {cond}",
+                             [v for _, v in params]), None)
         return cols, row
     finally:
         conn.close()
@@ -82,7 +86,11 @@ def _patch_touches(repo: Repo, patch: str, table: str, key: tuple[Any, ...]) -> 
         tally[change.op] += 1
         if found:
             continue
-        values = change.new if change.op == "INSERT" else change.old
+        try:
+            values = change.new if change.op == "INSERT" else change.old
+        except UnicodeDecodeError:  # text that isn't UTF-8: let the states tell
+            found = True
+            continue
         pk_values = tuple(values[i] for i in sorted(change.pk_columns))
         if pk_values == key and all(type(a) is type(b) for a, b in zip(pk_values, key, strict=True)):
             found = True
@@ -153,10 +161,8 @@ def row_history(repo: Repo, table: str, pk: Any, ref: str = "HEAD") -> pandas.Da
     base = ["commit", "timestamp", "author", "message", "diff_type"]
     if not records:
         return pd.DataFrame(columns=base + columns)
-    from .diff import _arrow_column, _frame
-
     # Column by column like a diff's DataFrame: integers stay integers beside NULLs,
     # and a column whose values changed type keeps each value's own type.
     names = base + columns
-    return _frame(names, [_arrow_column([r.get(n) for r in records], "TEXT" if n in base else "")
+    return frame(names, [arrow_column([r.get(n) for r in records], "TEXT" if n in base else "")
                           for n in names])

@@ -39,6 +39,7 @@ from .errors import (
     UnsupportedFormatError,
     UsageError,
 )
+from .frames import rows_frame
 from .fsutil import TMP_PREFIX, RepoLock, publish, temp_path, write_atomic
 from .maintenance import FsckReport, GcReport
 from .objects import (
@@ -53,6 +54,7 @@ from .objects import (
 from .refs import HEADS, TAGS, Head, RefStore, validate_name
 from .schemadiff import describe_schema_changes, schema_changes
 from .store import ObjectStore
+from .values import read_rows
 
 if TYPE_CHECKING:
     import pandas
@@ -838,9 +840,8 @@ class Repo:
 
 
     def read_table(self, table: str, at: str | None = "HEAD") -> pandas.DataFrame:
-        """A table's rows at a commit (``at=None``: the working database) as a DataFrame."""
-        import pandas as pd
-
+        """A table's rows at a commit (``at=None``: the working database) as a DataFrame,
+        with ``Diff.to_pandas``'s dtypes (``dbvers.frames``)."""
         with self._locked():
             tmp = None
             if at is None:
@@ -857,15 +858,17 @@ class Repo:
                         (table,),
                     ).fetchone():
                         raise TableNotFoundError(table, label)
-                    cur = conn.execute(f"SELECT * FROM {ch.quote(table)}")
-                    names = [d[0] for d in cur.get_description()]
-                    rows = cur.fetchall()
+                    # what SELECT * gives (generated columns too; a virtual table's hidden ones not)
+                    info = [r for r in conn.execute(f"PRAGMA table_xinfo({ch.quote(table)})") if r[6] != 1]
+                    names, types = [r[1] for r in info], [r[2] for r in info]
+                    rows = list(read_rows(conn, f"SELECT {', '.join(map(ch.quote, names))} FROM {ch.quote(table)}"))
                 finally:
                     conn.close()
             finally:
                 if tmp:
                     tmp.unlink(missing_ok=True)
-        return pd.DataFrame.from_records(rows, columns=names)
+        # the dtypes every DataFrame of dbvers has (a NULL doesn't make integers floats)
+        return rows_frame(names, rows, types)
 
     # -- maintenance -----------------------------------------------------------
     def snapshot(self) -> str:

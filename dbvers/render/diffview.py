@@ -21,6 +21,7 @@ from typing import Any, ClassVar, TextIO
 
 from ..diff import Diff
 from ..objects import TableCounts
+from .text import safe_text
 
 ARROW = "→"
 KINDS = {"added": 0, "modified": 1, "removed": 2}
@@ -32,7 +33,7 @@ def fmt_value(v: Any, width: int = 40) -> str:
     if isinstance(v, bytes):
         text = "x'" + v[:32].hex() + ("…" if len(v) > 32 else "") + "'"
     elif isinstance(v, str):
-        text = "'" + v.replace("\n", "\\n") + "'"
+        text = "'" + safe_text(v) + "'"
     elif isinstance(v, float):
         text = repr(v)
     else:

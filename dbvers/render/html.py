@@ -22,6 +22,7 @@ from html import escape
 from typing import TYPE_CHECKING, Any
 
 from ..objects import Commit, SchemaChange, TableCounts
+from .text import safe_text
 
 if TYPE_CHECKING:
     from ..diff import Diff
@@ -59,12 +60,12 @@ def value_text(v: Any, *, exact: bool = False, width: int = MAX_CELL) -> str:
     if isinstance(v, bytes):
         text = "x'" + v[:32].hex() + ("…" if len(v) > 32 else "") + "'"
     elif isinstance(v, str):
-        text = "'" + v + "'" if exact else v
+        text = safe_text(v)
+        text = "'" + text + "'" if exact else text
     elif isinstance(v, float):
         text = repr(v)
     else:
         text = str(v)
-    text = text.replace("\n", "\\n")
     return text if len(text) <= width else text[: width - 1] + "…"
 
 

@@ -1,0 +1,199 @@
+"""Values and DataFrames in output (issue 10): text that isn't UTF-8, control characters,
+column names that collide with dbvers's own, exact dtypes, and short reprs."""
+
+from __future__ import annotations
+
+import base64
+import csv
+import json
+import shutil
+import sqlite3
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+from conftest import execute
+
+import dbvers
+
+Cli = Callable[..., subprocess.CompletedProcess[str]]
+
+# -- text that isn't UTF-8 (item 2) ---------------------------------------------------
+
+BAD = b"\xc3(\xffA"  # an invalid continuation, a byte that is never UTF-8, then 'A'
+BAD2 = b"\xff"
+
+
+def raw(data: bytes) -> str:
+    """What dbvers gives for TEXT holding *data*: surrogate escapes for bytes that aren't UTF-8."""
+    return data.decode("utf-8", "surrogateescape")
+
+
+def raw_dump(path: Path) -> dict[str, list[tuple[Any, ...]]]:
+    """Every table's rows (rowid first where there is one, sorted), each value with its
+    SQLite type, text as its bytes."""
+    conn = sqlite3.connect(path)
+    conn.text_factory = bytes
+    try:
+        out = {}
+        for name, wr in conn.execute("SELECT name, wr FROM pragma_table_list WHERE schema = 'main' "
+                                     "AND type = 'table' AND name NOT LIKE 'sqlite%'").fetchall():
+            name = name.decode()
+            q = '"' + name.replace('"', '""') + '"'
+            cols = ["rowid"] if not wr else []
+            cols += ['"' + r[1].decode().replace('"', '""') + '"' for r in conn.execute(f"PRAGMA table_info({q})")]
+            sel = ", ".join(f"{c}, typeof({c})" for c in cols)
+            out[name] = sorted(conn.execute(f"SELECT {sel} FROM {q}").fetchall(), key=repr)
+        return out
+    finally:
+        conn.close()
+
+
+@pytest.fixture
+def bad_text(tmp_path: Path) -> dbvers.Repo:
+    """Two commits: the second adds and changes TEXT values (and a TEXT key) that aren't UTF-8."""
+    p = tmp_path / "bad.db"
+    execute(p, """
+        CREATE TABLE t(id INTEGER PRIMARY KEY, s TEXT, n INTEGER, m);
+        INSERT INTO t VALUES (1, 'ok', NULL, 1), (2, 'x', 5, 2);
+        CREATE TABLE k(name TEXT PRIMARY KEY, v);  -- a rowid table keyed on text
+        INSERT INTO k VALUES ('a', 1);
+        CREATE TABLE w(name TEXT PRIMARY KEY, v) WITHOUT ROWID;
+        INSERT INTO w VALUES ('a', 1);
+    """)
+    repo = dbvers.init(p)
+    execute(p, f"""
+        INSERT INTO t VALUES (3, CAST(x'{BAD.hex()}' AS TEXT), 7, CAST(x'{BAD2.hex()}' AS TEXT));
+        UPDATE t SET s = CAST(x'{BAD2.hex()}' AS TEXT) WHERE id = 2;
+        INSERT INTO k VALUES (CAST(x'{BAD.hex()}' AS TEXT), 2);
+        UPDATE k SET v = CAST(x'{BAD2.hex()}' AS TEXT) WHERE name = 'a';
+        INSERT INTO w VALUES (CAST(x'{BAD.hex()}' AS TEXT), 2);
+    """)
+    repo.commit("bad text")
+    return repo
+
+
+@pytest.mark.parametrize("working", [False, True])
+def test_invalid_utf8_to_pandas_is_lossless(bad_text: dbvers.Repo, working: bool) -> None:
+    repo = bad_text
+    if working:  # the same change, against the working database (no patches to guide it)
+        repo.reset("HEAD~1", hard=False)
+    with repo.diff("HEAD~1" if not working else "HEAD", None if working else "HEAD") as d:
+        df = d.to_pandas("t").set_index("to_id")
+        assert df.loc[3, "to_s"] == raw(BAD) and df.loc[3, "to_s"].encode("utf-8", "surrogateescape") == BAD
+        assert df.loc[2, "to_s"] == raw(BAD2) and df.loc[2, "from_s"] == "x"
+        assert df.loc[3, "to_m"] == raw(BAD2)
+        assert str(df["to_n"].dtype) == "Int64"
+        k = d.to_pandas("k")
+        assert set(k["to_name"]) == {"a", raw(BAD)}
+        assert raw(BAD2) in set(k["to_v"])
+        assert d.to_pandas("w")["to_name"].tolist() == [raw(BAD)]
+        tbl = d.to_arrow("t")
+        assert tbl.num_rows == 2
+        assert d.counts()["t"].total == 2
+
+
+def test_invalid_utf8_read_table_and_history(bad_text: dbvers.Repo) -> None:
+    t = bad_text.read_table("t").set_index("id")
+    assert t.loc[3, "s"].encode("utf-8", "surrogateescape") == BAD
+    assert t.loc[2, "s"] == raw(BAD2) and t.loc[1, "s"] == "ok"
+    assert bad_text.read_table("t", at=None).equals(bad_text.read_table("t"))
+    h = bad_text.history("t", 2)
+    assert h["s"].tolist() == [raw(BAD2), "x"]
+    assert bad_text.history("t", 3)["s"].tolist() == [raw(BAD)]
+    # the key as dbvers gave it finds the row
+    assert bad_text.history("k", raw(BAD))["v"].tolist() == [2]
+    assert bad_text.history("w", raw(BAD))["diff_type"].tolist() == ["added"]
+
+
+def test_invalid_utf8_sql_round_trips(bad_text: dbvers.Repo, tmp_path: Path) -> None:
+    a = tmp_path / "a.db"
+    shutil.copy(bad_text.materialize(bad_text.resolve("HEAD~1")), a)
+    with bad_text.diff("HEAD~1", "HEAD") as d:
+        stmts = list(d.to_sql())
+    assert f"CAST(x'{BAD.hex()}' AS TEXT)" in "\n".join(stmts)
+    conn = sqlite3.connect(a)
+    conn.executescript("BEGIN;\n" + "\n".join(stmts) + "\nCOMMIT;")
+    conn.close()
+    assert raw_dump(a) == raw_dump(bad_text.path)
+
+
+def test_invalid_utf8_every_cli_format(cli: Cli, bad_text: dbvers.Repo, tmp_path: Path) -> None:
+    cwd = bad_text.path.parent
+    rng = ("HEAD~1", "HEAD")
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        r = cli(*args, cwd=cwd)
+        assert r.returncode == 0 and "Traceback" not in r.stderr, (args, r.stdout, r.stderr)
+        return r
+
+    text = run("diff", *rng).stdout
+    assert "s: 'x' → '\\xff'" in text and "s='\\xc3(\\xffA'" in text  # escaped, never the raw bytes
+    assert "\udcff" not in text and "\ufffd" not in text
+    assert " t | +1 ~1 -0" in run("diff", "--stat", *rng).stdout
+    doc = json.loads(run("diff", "--format", "json", *rng).stdout)
+    added = next(r for r in doc["t"] if r["diff_type"] == "added")
+    assert base64.b64decode(added["to_s"]["$text_bytes"]) == BAD
+    out = tmp_path / "d.csv"
+    run("diff", "--format", "csv", "--table", "t", "-o", str(out), *rng)
+    with open(out, encoding="utf-8", errors="surrogateescape", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert {r["to_s"] for r in rows if r["table"] == "t"} == {raw(BAD), raw(BAD2)}
+    # to stdout: the same bytes
+    r = subprocess.run([*_cli_prefix(), "diff", "--format", "csv", "--table", "t", *rng], cwd=cwd,
+                       capture_output=True)
+    assert r.returncode == 0 and BAD in r.stdout, r.stderr
+    pq_dir = tmp_path / "pq"
+    run("diff", "--format", "parquet", "-o", str(pq_dir), *rng)
+    col = pq.read_table(pq_dir / "t.parquet").column("to_s").to_pylist()
+    assert {"text_bytes": BAD, "integer": None, "real": None, "text": None, "blob": None} in col
+    sql_out = run("diff", "--format", "sql", *rng).stdout
+    assert f"CAST(x'{BAD.hex()}' AS TEXT)" in sql_out
+    run("diff", "--format", "sql", "--table", "t", *rng)
+    for cmd in (["status"], ["log"], ["show"]):
+        run(*cmd)
+
+
+def _cli_prefix() -> list[str]:
+    import sys
+
+    return [sys.executable, "-m", "dbvers"]
+
+
+def test_invalid_utf8_notebook_views(bad_text: dbvers.Repo) -> None:
+    pytest.importorskip("ipywidgets")
+    with bad_text.diff("HEAD~1", "HEAD") as d:
+        html = d._repr_html_()
+        assert "\\xc3(\\xffA" in html
+        html.encode("utf-8")  # a notebook must be able to send it
+        view = d.widget(namespace={})
+        static = view.static_html()
+        assert "\\xff" in static
+        static.encode("utf-8")
+        from dbvers.render.html import diff_text
+
+        diff_text(d).encode("utf-8")
+        pane = view.pane("t")
+        pane._on_export()
+        assert raw(BAD) in set(view.namespace[pane.export_name.value]["to_s"])
+
+
+def test_display_escapes_bytes_that_are_not_utf8() -> None:
+    from dbvers.render.text import safe_text
+
+    assert safe_text(raw(BAD)) == "\\xc3(\\xffA"
+    assert safe_text("zoë") == "zoë"  # valid text is shown as is
+    assert safe_text(raw(b"\\\xff")) == "\\\\\\xff"  # a backslash is doubled once anything is escaped
+    assert safe_text("C:\\dir") == "C:\\dir"
+
+
+def test_frame_helpers_never_drop_raw_text() -> None:
+    from dbvers.frames import rows_frame
+
+    df = rows_frame(["a"], [(raw(BAD),), ("x",), (None,)], ["TEXT"])
+    assert df["a"].tolist()[:2] == [raw(BAD), "x"]
+    assert isinstance(df, pd.DataFrame)
