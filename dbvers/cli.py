@@ -244,8 +244,9 @@ def cmd_reset(args: argparse.Namespace) -> int:
     if not args.hard and not args.soft:
         raise UsageError("say --hard (move the branch and the working database) or --soft (the branch only)")
     oid = repo.reset(args.ref, hard=args.hard, force=args.force)
-    c = repo.get_commit(oid)
-    _console(args).print(f"HEAD is now at {c.short_id} {c.summary}")
+    from .render.console import print_head_moved
+
+    print_head_moved(_console(args), repo.get_commit(oid))
     return 0
 
 

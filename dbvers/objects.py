@@ -151,7 +151,13 @@ class Commit:
 
     @property
     def summary(self) -> str:
-        return self.message.splitlines()[0] if self.message else ""
+        return self.lines[0]
+
+    @property
+    def lines(self) -> list[str]:
+        """The message's lines, split at newlines only (str.splitlines would also split at a
+        carriage return, a form feed or U+2028, which human output shows escaped)."""
+        return self.message.replace("\r\n", "\n").rstrip("\n").split("\n")
 
     def typed_references(self) -> list[tuple[str, str]]:
         """(id, type) of every object this commit names, parents excluded."""

@@ -197,3 +197,84 @@ def test_frame_helpers_never_drop_raw_text() -> None:
     df = rows_frame(["a"], [(raw(BAD),), ("x",), (None,)], ["TEXT"])
     assert df["a"].tolist()[:2] == [raw(BAD), "x"]
     assert isinstance(df, pd.DataFrame)
+
+
+# -- control characters in human output (item 13) -----------------------------------
+
+EVIL = "\x1b[31mred\rX\x07\x9b2J\u202e"  # colour, overwrite, bell, C1 CSI, bidi override
+EVIL_SHOWN = "\\x1b[31mred\\rX\\x07\\u009b2J\\u202e"
+CONTROL = __import__("re").compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e]")  # all but \t and \n
+
+
+@pytest.fixture
+def evil(tmp_path: Path) -> dbvers.Repo:
+    """A table whose name, a column name and values hold control characters; a commit
+    message and author too."""
+    p = tmp_path / "evil.db"
+    execute(p, "CREATE TABLE plain(id INTEGER PRIMARY KEY, v TEXT); INSERT INTO plain VALUES (1, 'a');")
+    repo = dbvers.init(p)
+    conn = sqlite3.connect(p)
+    q = '"' + ("tab" + EVIL).replace('"', '""') + '"'
+    conn.execute(f'CREATE TABLE {q}(id INTEGER PRIMARY KEY, "c{EVIL}" TEXT)')
+    conn.execute(f"INSERT INTO {q} VALUES (1, ?)", (EVIL + "\tend",))
+    conn.execute("UPDATE plain SET v = ? WHERE id = 1", (EVIL,))
+    conn.commit()
+    conn.close()
+    repo.commit(f"msg {EVIL}\n\nbody {EVIL}", author=f"Eve {EVIL}")
+    conn = sqlite3.connect(p)
+    conn.execute("UPDATE plain SET v = ? WHERE id = 1", ("b" + EVIL,))
+    conn.commit()
+    conn.close()
+    return repo
+
+
+def _no_control(text: str) -> None:
+    bad = CONTROL.search(text)
+    assert bad is None, f"raw {bad.group()!r} in {text!r}"
+
+
+def test_cli_human_output_escapes_control_characters(cli: Cli, evil: dbvers.Repo) -> None:
+    cwd = evil.path.parent
+    outs = {}
+    for args in (["diff", "HEAD~1", "HEAD"], ["diff"], ["diff", "--stat", "HEAD~1", "HEAD"], ["status"],
+                 ["log"], ["log", "--oneline"], ["show"]):
+        r = cli(*args, cwd=cwd)
+        assert r.returncode == 0, (args, r.stderr)
+        _no_control(r.stdout)
+        outs[" ".join(args)] = r.stdout
+    assert f"'{EVIL_SHOWN}\\tend'" in outs["diff HEAD~1 HEAD"]
+    assert f"tab{EVIL_SHOWN}" in outs["diff HEAD~1 HEAD"] and f"c{EVIL_SHOWN}=" in outs["diff HEAD~1 HEAD"]
+    assert f"tab{EVIL_SHOWN}" in outs["diff --stat HEAD~1 HEAD"]
+    assert f"'b{EVIL_SHOWN}'" in outs["diff"]
+    assert f"msg {EVIL_SHOWN}" in outs["log --oneline"]
+    assert f"body {EVIL_SHOWN}" in outs["show"] and f"Eve {EVIL_SHOWN}" in outs["show"]
+    assert "plain" in outs["status"]
+    r = cli("commit", "-m", f"again {EVIL}", cwd=cwd)
+    assert r.returncode == 0 and f"again {EVIL_SHOWN}" in r.stdout
+    _no_control(r.stdout)
+    r = cli("reset", "--hard", "HEAD~1", cwd=cwd)
+    assert r.returncode == 0 and f"msg {EVIL_SHOWN}" in r.stdout, r.stderr
+    _no_control(r.stdout)
+
+
+def test_notebook_views_escape_control_characters(evil: dbvers.Repo) -> None:
+    pytest.importorskip("ipywidgets")
+    from dbvers.render.html import commit_text, diff_text, log_html
+    from dbvers.render.widgets import LogView
+
+    with evil.diff("HEAD~1", "HEAD") as d:
+        for text in (d._repr_html_(), d.widget(namespace={}).static_html(), diff_text(d, colour=False)):
+            _no_control(text.replace("\x1b[0m", ""))
+            assert EVIL_SHOWN in text
+        view = d.widget(namespace={})
+        for title in view.tabs.titles:
+            _no_control(title)
+    c = evil.log()[0]
+    for text in (c._repr_html_(), log_html(evil.log(), evil), commit_text(c)):
+        _no_control(text)
+        assert f"msg {EVIL_SHOWN}" in text
+    lv = LogView(evil, namespace={})
+    for label, _ in lv.select.options:
+        _no_control(label)
+    _no_control(lv.details.value)
+    lv.close()

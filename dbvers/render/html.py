@@ -18,7 +18,7 @@ import io
 import sys
 from collections.abc import Iterable, Sequence
 from datetime import datetime
-from html import escape
+from html import escape as html_escape
 from typing import TYPE_CHECKING, Any
 
 from ..objects import Commit, SchemaChange, TableCounts
@@ -51,6 +51,11 @@ BADGE = ("display:inline-block;padding:0 6px;margin-right:4px;border-radius:10px
 
 
 # -- values ------------------------------------------------------------------------
+
+
+def escape(text: str, quote: bool = True) -> str:
+    """User text for HTML: control characters escaped (``safe_text``), then HTML's."""
+    return html_escape(safe_text(text), quote)
 
 
 def value_text(v: Any, *, exact: bool = False, width: int = MAX_CELL) -> str:
@@ -136,7 +141,7 @@ def rows_html(columns: Sequence[str], key: Iterable[str], rows: Iterable[Sequenc
 
 
 def table_label(table: str, c: TableCounts | None) -> str:
-    return f"{table} ({counts_label(c) if c is not None else 'counting…'})"
+    return f"{safe_text(table)} ({counts_label(c) if c is not None else 'counting…'})"
 
 
 def summary_html(diff: Diff, tables: Sequence[str] | None = None,
@@ -252,7 +257,7 @@ def _tty() -> bool:
         return False
 
 
-def _date(ts: str) -> str:
+def date_text(ts: str) -> str:
     try:
         return datetime.strptime(ts, "%Y-%m-%dT%H:%M:%S.%fZ").strftime("%Y-%m-%d %H:%M UTC")
     except ValueError:
@@ -299,14 +304,14 @@ def commit_counts_html(c: Commit) -> str:
 def commit_html(c: Commit, labels: Iterable[str] = ()) -> str:
     """One commit: id, labels, author, date, message and per-table counts."""
     parents = ", ".join(p[:10] for p in c.parents) or "none (root commit)"
-    msg = escape(c.message).replace("\n", "<br>")
+    msg = "<br>".join(escape(line) for line in c.lines)
     rows = "".join(
         f'<tr><td style="{TD_STYLE};color:#57606a">{k}</td><td style="{TD_STYLE};white-space:normal">{v}</td></tr>'
         for k, v in (
             ("commit", f"<code>{c.id}</code> {badges_html(labels)}"),
             ("parents", f"<code>{escape(parents)}</code>"),
             ("author", escape(c.author)),
-            ("date", escape(_date(c.timestamp))),
+            ("date", escape(date_text(c.timestamp))),
             ("message", msg),
             ("changes", commit_counts_html(c)),
         )
@@ -337,7 +342,7 @@ def log_rows_html(commits: Sequence[Commit], deco: dict[str, list[str]]) -> str:
             f'<td style="{TD_STYLE}">{escape(c.summary)}</td>'
             f'<td style="{TD_STYLE}">{commit_counts_html(c)}</td>'
             f'<td style="{TD_STYLE};color:#57606a">{escape(c.author)}</td>'
-            f'<td style="{TD_STYLE};color:#57606a">{escape(_date(c.timestamp))}</td></tr>'
+            f'<td style="{TD_STYLE};color:#57606a">{escape(date_text(c.timestamp))}</td></tr>'
         )
     return (f'<table class="dbvers-log" style="{TABLE_STYLE}"><thead><tr>{head}</tr></thead>'
             f'<tbody>{"".join(rows)}</tbody></table>')
