@@ -38,6 +38,7 @@ if TYPE_CHECKING:
     import pyarrow
 
 DIFF_TYPES = ("added", "modified", "removed")
+COMMIT_COLUMNS = ("from_commit", "to_commit")  # after the rows' columns in to_pandas/to_arrow
 _ADDED, _MODIFIED, _REMOVED = ("'added'", "'modified'", "'removed'")  # as SQL literals
 _INSERT, _UPDATE, _DELETE = apsw.SQLITE_INSERT, apsw.SQLITE_UPDATE, apsw.SQLITE_DELETE
 # Below this many candidate keys (or half as many rows to compare) one connection is
@@ -548,22 +549,25 @@ class Diff:
         """Changed rows as a pyarrow Table (plus from_commit/to_commit), built column by column.
 
         A column holding several SQLite storage classes becomes a dense union
-        (int64, float64, string, binary), so no value changes type.
+        (int64, float64, string, binary), so no value changes type. A table with a
+        column named ``commit`` has its own ``from_commit``/``to_commit``: the commit
+        ids are then ``dbvers_from_commit``/``dbvers_to_commit`` (``frames.meta_columns``).
         """
         import pyarrow as pa
 
         cols, arrays, n = self._columns(table, where, limit, skinny)
         arrays = [frames.union_array(a) if isinstance(a, (list, tuple)) else a for a in arrays]
         arrays += [_repeat(self.a_commit, n), _repeat(self.b_commit, n)]
-        return pa.Table.from_arrays(arrays, names=[*cols, "from_commit", "to_commit"])
+        return pa.Table.from_arrays(arrays, names=[*cols, *frames.meta_columns(cols, COMMIT_COLUMNS)])
 
     def to_pandas(self, table: str, *, where: str | None = None, limit: int | None = None,
                   skinny: bool = False) -> pandas.DataFrame:
         """Changed rows as a DataFrame: nullable integers stay integers, BLOBs are bytes,
-        a column of mixed SQLite types is an object column holding each value as stored."""
+        a column of mixed SQLite types is an object column holding each value as stored.
+        The commit-id columns are named as in ``to_arrow``."""
         cols, arrays, n = self._columns(table, where, limit, skinny)
-        return frames.frame([*cols, "from_commit", "to_commit"],
-                      [*arrays, _repeat(self.a_commit, n), _repeat(self.b_commit, n)])
+        return frames.frame([*cols, *frames.meta_columns(cols, COMMIT_COLUMNS)],
+                            [*arrays, _repeat(self.a_commit, n), _repeat(self.b_commit, n)])
 
     # -- SQL that turns A into B -------------------------------------------------
     def to_sql(self, tables: Sequence[str] | None = None) -> Iterator[str]:

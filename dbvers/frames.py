@@ -88,11 +88,37 @@ def union_array(values: Sequence[Any]) -> pyarrow.Array:
     )
 
 
+#: What a column of dbvers's own gets in front of its name when the data has that name.
+META_PREFIX = "dbvers_"
+
+
+def meta_columns(data: Sequence[str], meta: Sequence[str]) -> list[str]:
+    """Names for dbvers's own columns (*meta*) beside the data's columns (*data*).
+
+    The data's columns keep their names (they are what ``where=`` SQL names); a
+    column of dbvers's whose name the data already has gets ``META_PREFIX`` in front,
+    again until the name is free. So no DataFrame dbvers returns has two columns of
+    one name, and no value is lost.
+    """
+    taken = set(data)
+    out = []
+    for m in meta:
+        while m in taken:
+            m = META_PREFIX + m
+        taken.add(m)
+        out.append(m)
+    return out
+
+
 def frame(cols: Sequence[str], arrays: Sequence[Any]) -> pandas.DataFrame:
     """A DataFrame from ``arrow_column`` results: Int64/Float64/string dtypes, bytes and
-    mixed-type columns as objects holding each value as stored."""
+    mixed-type columns as objects holding each value as stored. *cols* must be unique
+    (``meta_columns``)."""
     import pandas as pd
     import pyarrow as pa
+
+    if len(set(cols)) != len(cols):
+        raise ValueError(f"duplicate column names in {list(cols)}")
 
     typed = [(c, a) for c, a in zip(cols, arrays, strict=True) if not isinstance(a, (list, tuple))]
     mapping = {pa.int64(): pd.Int64Dtype(), pa.float64(): pd.Float64Dtype(),
@@ -115,4 +141,5 @@ def rows_frame(names: Sequence[str], rows: Sequence[Sequence[Any]],
     return frame(names, [arrow_column(list(v), t) for v, t in zip(columns, types, strict=True)])
 
 
-__all__ = ["UNION_KINDS", "arrow_column", "frame", "null_type", "rows_frame", "union_array", "value_kind"]
+__all__ = ["META_PREFIX", "UNION_KINDS", "arrow_column", "frame", "meta_columns", "null_type", "rows_frame",
+           "union_array", "value_kind"]

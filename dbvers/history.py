@@ -14,13 +14,17 @@ import apsw
 
 from . import changes as ch
 from .errors import UsageError
-from .frames import arrow_column, frame
+from .frames import arrow_column, frame, meta_columns
 from .values import param, read_rows
 
 if TYPE_CHECKING:
     import pandas
 
     from .repo import Repo
+
+
+#: dbvers's columns in a row's history, before the row's own (Dolt's dolt_history names).
+HISTORY_COLUMNS = ("commit_hash", "commit_date", "commit_author", "commit_message", "diff_type")
 
 
 def _key_values(pk: Any, info: ch.TableInfo) -> tuple[Any, ...]:
@@ -113,12 +117,12 @@ def _same(pcols: list[str], before: tuple[Any, ...] | None, cols: list[str],
 def row_history(repo: Repo, table: str, pk: Any, ref: str = "HEAD") -> pandas.DataFrame:
     """Every commit reachable from *ref* (first parents) that changed the row, newest first.
 
-    Columns: commit, timestamp, author, message, diff_type, then the row's
-    values after the change (before it, for a removal).
+    Columns: ``HISTORY_COLUMNS`` (commit_hash, commit_date, commit_author,
+    commit_message, diff_type), then the row's values after the change (before it,
+    for a removal). A row column with one of those names keeps it, and dbvers's
+    column is prefixed (``frames.meta_columns``): no two columns share a name.
     """
-    import pandas as pd
-
-    records: list[dict[str, Any]] = []
+    records: list[tuple[list[Any], dict[str, Any]]] = []
     columns: list[str] = []
     oid: str | None = repo.resolve(ref)
     info_cache: dict[str, ch.TableInfo | None] = {}
@@ -153,16 +157,12 @@ def row_history(repo: Repo, table: str, pk: Any, ref: str = "HEAD") -> pandas.Da
                     kind = "added" if before is None else "removed" if after is None else "modified"
                     names, values = (cols, after) if after is not None else (pcols, before)
                     columns += [n for n in names if n not in columns]
-                    rec = {"commit": oid, "timestamp": c.timestamp, "author": c.author,
-                           "message": c.summary, "diff_type": kind}
-                    rec.update(zip(names, values or (), strict=True))
-                    records.append(rec)
+                    meta = [oid, c.timestamp, c.author, c.summary, kind]
+                    records.append((meta, dict(zip(names, values or (), strict=True))))
         oid = parent
-    base = ["commit", "timestamp", "author", "message", "diff_type"]
-    if not records:
-        return pd.DataFrame(columns=base + columns)
     # Column by column like a diff's DataFrame: integers stay integers beside NULLs,
     # and a column whose values changed type keeps each value's own type.
-    names = base + columns
-    return frame(names, [arrow_column([r.get(n) for r in records], "TEXT" if n in base else "")
-                          for n in names])
+    base = meta_columns(columns, HISTORY_COLUMNS)
+    arrays = [arrow_column([m[i] for m, _ in records], "TEXT") for i in range(len(base))]
+    arrays += [arrow_column([r.get(n) for _, r in records], "") for n in columns]
+    return frame(base + columns, arrays)

@@ -278,3 +278,61 @@ def test_notebook_views_escape_control_characters(evil: dbvers.Repo) -> None:
         _no_control(label)
     _no_control(lv.details.value)
     lv.close()
+
+
+# -- column names that collide with dbvers's own (item 9) ------------------------------
+
+COLLIDING = ["commit", "author", "message", "timestamp", "diff_type", "commit_hash", "commit_message",
+             "from_x", "to_x", "x"]
+
+
+@pytest.fixture
+def colliding(tmp_path: Path) -> dbvers.Repo:
+    p = tmp_path / "c.db"
+    cols = ", ".join(f'"{c}" TEXT' for c in COLLIDING)
+    execute(p, f"CREATE TABLE t(id INTEGER PRIMARY KEY, {cols});"
+               f"INSERT INTO t VALUES (1, {', '.join(repr('v_' + c) for c in COLLIDING)});")
+    repo = dbvers.init(p, message="first")
+    execute(p, "UPDATE t SET \"commit\" = 'c2', author = 'a2', message = 'm2', diff_type = 'd2', "
+               "commit_hash = 'h2', x = 'x2' WHERE id = 1")
+    repo.commit("second")
+    return repo
+
+
+def test_history_keeps_metadata_and_every_row_value(colliding: dbvers.Repo) -> None:
+    h = colliding.history("t", 1)
+    assert not h.columns.duplicated().any()
+    assert list(h.columns[:5]) == ["dbvers_commit_hash", "commit_date", "commit_author", "dbvers_commit_message",
+                                   "dbvers_diff_type"]
+    assert h["dbvers_commit_hash"].tolist() == [c.id for c in colliding.log()]
+    assert h["dbvers_commit_message"].tolist() == ["second", "first"]
+    assert h["dbvers_diff_type"].tolist() == ["modified", "added"]
+    assert h["commit_author"].tolist() == [c.author for c in colliding.log()]
+    assert h["commit"].tolist() == ["c2", "v_commit"] and h["author"].tolist() == ["a2", "v_author"]
+    assert h["message"].tolist() == ["m2", "v_message"] and h["timestamp"].tolist() == ["v_timestamp"] * 2
+    assert h["diff_type"].tolist() == ["d2", "v_diff_type"] and h["commit_hash"].tolist() == ["h2", "v_commit_hash"]
+    assert h["x"].tolist() == ["x2", "v_x"] and h["from_x"].tolist() == ["v_from_x"] * 2
+
+
+def test_plain_history_columns(repo: dbvers.Repo) -> None:
+    h = repo.history("orders", 1)
+    assert list(h.columns) == ["commit_hash", "commit_date", "commit_author", "commit_message", "diff_type",
+                               "id", "customer", "qty", "price", "note"]
+
+
+def test_diff_frames_have_unique_columns_and_lose_nothing(colliding: dbvers.Repo) -> None:
+    with colliding.diff("HEAD~1", "HEAD") as d:
+        for table in (d.to_pandas("t"), d.to_pandas("t", skinny=True)):
+            assert not table.columns.duplicated().any()
+            row = table.iloc[0]
+            assert (row["from_commit"], row["to_commit"]) == ("v_commit", "c2")
+            assert (row["dbvers_from_commit"], row["dbvers_to_commit"]) == (d.a_commit, d.b_commit)
+            assert (row["from_diff_type"], row["to_diff_type"]) == ("v_diff_type", "d2")
+            assert row["diff_type"] == "modified"
+            assert (row["from_x"], row["to_x"]) == ("v_x", "x2")
+            if "from_from_x" in table:  # (skinny leaves out unchanged columns)
+                assert (row["from_from_x"], row["to_to_x"]) == ("v_from_x", "v_to_x")
+        tbl = d.to_arrow("t")
+        assert len(set(tbl.column_names)) == tbl.num_columns
+        assert tbl.column("dbvers_to_commit").to_pylist() == [d.b_commit]
+        assert d.to_pandas("t", where="to_commit = 'c2'").shape[0] == 1  # where= names the data's columns
