@@ -164,5 +164,8 @@ def row_history(repo: Repo, table: str, pk: Any, ref: str = "HEAD") -> pandas.Da
     # and a column whose values changed type keeps each value's own type.
     base = meta_columns(columns, HISTORY_COLUMNS)
     arrays = [arrow_column([m[i] for m, _ in records], "TEXT") for i in range(len(base))]
-    arrays += [arrow_column([r.get(n) for _, r in records], "") for n in columns]
+    # a column that is NULL in every listed version is typed by its declaration
+    declared = {c: t for info in info_cache.values() if info is not None
+                for c, t in zip(info.columns, info.types, strict=True)}
+    arrays += [arrow_column([r.get(n) for _, r in records], declared.get(n, "")) for n in columns]
     return frame(base + columns, arrays)

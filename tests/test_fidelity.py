@@ -336,3 +336,42 @@ def test_diff_frames_have_unique_columns_and_lose_nothing(colliding: dbvers.Repo
         assert len(set(tbl.column_names)) == tbl.num_columns
         assert tbl.column("dbvers_to_commit").to_pylist() == [d.b_commit]
         assert d.to_pandas("t", where="to_commit = 'c2'").shape[0] == 1  # where= names the data's columns
+
+
+# -- exact dtypes everywhere a DataFrame is returned (item 11) ---------------------------
+
+BIG = 9007199254740993  # 2**53 + 1: a float64 can't hold it
+
+
+@pytest.fixture
+def typed(tmp_path: Path) -> dbvers.Repo:
+    p = tmp_path / "typed.db"
+    execute(p, f"""
+        CREATE TABLE t(id INTEGER PRIMARY KEY, n INTEGER, r REAL, s TEXT, b BLOB, anything, never INTEGER);
+        INSERT INTO t VALUES (1, {BIG}, 0.5, 'a', x'00ff', 1, NULL), (2, NULL, NULL, NULL, NULL, 'one', NULL),
+                             (3, -{BIG}, -0.0, 'zoë', x'', 2.5, NULL);
+        CREATE TABLE empty(id INTEGER PRIMARY KEY, v TEXT);
+    """)
+    return dbvers.init(p)
+
+
+@pytest.mark.parametrize("at", ["HEAD", None])
+def test_read_table_dtypes_are_exact(typed: dbvers.Repo, at: str | None) -> None:
+    df = typed.read_table("t", at=at)
+    assert {c: str(t) for c, t in df.dtypes.items()} == {
+        "id": "Int64", "n": "Int64", "r": "Float64", "s": "string", "b": "object", "anything": "object",
+        "never": "Int64"}
+    assert df["n"].tolist()[0] == BIG and df["n"].tolist()[2] == -BIG and df["n"].iloc[1] is pd.NA
+    assert df["b"].tolist() == [b"\x00\xff", None, b""]
+    assert df["anything"].tolist() == [1, "one", 2.5]
+    e = typed.read_table("empty")
+    assert e.empty and list(e.columns) == ["id", "v"] and str(e["v"].dtype) == "string"
+
+
+def test_history_dtypes_are_exact(typed: dbvers.Repo) -> None:
+    execute(typed.path, "UPDATE t SET n = NULL WHERE id = 1")
+    typed.commit("null")
+    h = typed.history("t", 1)
+    assert str(h["n"].dtype) == "Int64" and h["n"].tolist()[1] == BIG and h["n"].iloc[0] is pd.NA
+    assert str(h["never"].dtype) == "Int64"  # NULL in every version: typed by its declaration
+    assert str(h["commit_hash"].dtype) == "string"
