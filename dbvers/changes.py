@@ -252,6 +252,11 @@ class Changes:
     tables: dict[str, TableInfo] = field(default_factory=dict)  # main's tracked tables
     rowids: RowidFixups | None = None  # filled in for a commit (rowid_fixups)
 
+    def __repr__(self) -> str:  # bounded: the patchset can be megabytes
+        size = len(self.patchset) if self.patchset else 0
+        return (f"<dbvers.Changes {len(self.changed_tables)} table(s) changed, patchset {size:,} bytes, "
+                f"schema {'changed' if self.schema_changed else 'unchanged'}>")
+
     @property
     def changed_tables(self) -> list[str]:
         return sorted(t for t, c in self.counts.items() if c.total)

@@ -30,7 +30,7 @@ from . import changes as ch
 from . import columnar, frames
 from .errors import TableNotFoundError, UsageError
 from .objects import SchemaChange, TableCounts
-from .values import param, read_rows
+from .values import Rows, param, read_rows
 from .values import sql_literal as _literal
 
 if TYPE_CHECKING:
@@ -144,6 +144,12 @@ class Diff:
     def __repr__(self) -> str:
         return f"<dbvers.Diff {self.a_label}..{self.b_label}: {len(self.tables)} table(s) changed>"
 
+    def __str__(self) -> str:
+        """What ``dbvers diff`` prints, each table cut to its first rows (plain text)."""
+        from .render.html import diff_text
+
+        return diff_text(self, colour=False)
+
     # -- notebook views (dbvers.render; imported only when asked for) ----------------
     def _repr_html_(self) -> str:
         from .render.html import diff_html
@@ -209,7 +215,7 @@ class Diff:
             q += f" WHERE ({where})"
         return q + tail
 
-    def _filtered(self, table: str, select: str, where: str | None, tail: str = "") -> Iterator[tuple[Any, ...]]:
+    def _filtered(self, table: str, select: str, where: str | None, tail: str = "") -> Rows:
         """Run ``_filtered_sql`` on the diff's connection; its rows (``read_rows``).
 
         *where* is the user's SQL; an error in it is one line, not a traceback.
@@ -404,7 +410,7 @@ class Diff:
 
     def query(self, table: str, *, where: str | None = None, limit: int | None = None,
               columns: Sequence[str] | None = None, offset: int = 0,
-              exprs: Sequence[str] | None = None) -> tuple[list[str], Iterator[tuple[Any, ...]]]:
+              exprs: Sequence[str] | None = None) -> tuple[list[str], Rows]:
         """The changed rows of *table* as a streaming cursor over the output columns.
 
         *offset* skips that many rows first (paging, as the notebook widget does).

@@ -50,6 +50,7 @@ from .objects import (
     Schema,
     SchemaChange,
     TableCounts,
+    counts_summary,
 )
 from .refs import HEADS, TAGS, Head, RefStore, validate_name
 from .schemadiff import describe_schema_changes, schema_changes
@@ -111,6 +112,29 @@ class Status:
             # Changes only a keyframe can carry (virtual tables' contents, sqlite_stat*).
             names.update(self.changes.untracked or ["(sqlite_stat tables)"])
         return sorted(names) or (["(database header)"] if self.pragmas_changed else [])
+
+    # The changes hold the whole patchset (megabytes after a big update): the repr is one
+    # bounded line; str() is what `dbvers status` prints, and notebooks get HTML.
+    def __repr__(self) -> str:
+        where = self.branch or f"detached at {(self.head or '')[:10]}"
+        if self.clean:
+            return f"<dbvers.Status {where}: clean>"
+        counts = {t: c for t, c in self.changes.counts.items() if c.total}
+        return (f"<dbvers.Status {where}: {counts_summary(counts)}, "
+                f"{len(self.schema_changes)} schema change(s)>")
+
+    def __str__(self) -> str:
+        from .render.html import status_text
+
+        return status_text(self, colour=False)
+
+    def _repr_html_(self) -> str:
+        from .render.html import status_html
+
+        return status_html(self)
+
+    def _repr_pretty_(self, p: Any, cycle: bool) -> None:
+        p.text(repr(self) if cycle else str(self))
 
     def to_json(self) -> dict[str, Any]:
         return {

@@ -116,7 +116,26 @@ def _quote(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
-def read_rows(conn: apsw.Connection, sql: str, bindings: Sequence[Any] = ()) -> Iterator[tuple[Any, ...]]:
+class Rows:
+    """A query's rows: an iterator with a cursor's ``fetchone``/``fetchall``."""
+
+    def __init__(self, rows: Iterator[tuple[Any, ...]]) -> None:
+        self._rows = rows
+
+    def __iter__(self) -> Iterator[tuple[Any, ...]]:
+        return self._rows  # iterated directly (csv's writerows, list()) at the generator's speed
+
+    def __next__(self) -> tuple[Any, ...]:
+        return next(self._rows)
+
+    def fetchone(self) -> tuple[Any, ...] | None:
+        return next(self._rows, None)
+
+    def fetchall(self) -> list[tuple[Any, ...]]:
+        return list(self._rows)
+
+
+def read_rows(conn: apsw.Connection, sql: str, bindings: Sequence[Any] = ()) -> Rows:
     """The rows of one SELECT *sql*, text that isn't UTF-8 decoded by ``decode_text``.
 
     The query runs as is; if a value fails to decode, it runs again wrapped so that
@@ -125,7 +144,7 @@ def read_rows(conn: apsw.Connection, sql: str, bindings: Sequence[Any] = ()) -> 
     order), and the rest are decoded here.
     """
     cur = conn.execute(sql, bindings)  # now: an error in the SQL raises here, not when iterated
-    return _rows(cur, conn, sql, bindings)
+    return Rows(_rows(cur, conn, sql, bindings))
 
 
 def _rows(cur: apsw.Cursor, conn: apsw.Connection, sql: str,
@@ -156,4 +175,4 @@ def _raw_rows(conn: apsw.Connection, sql: str, bindings: Sequence[Any], ncols: i
         yield tuple(decode_text(raw[j]) if raw[j + 1] else raw[j] for j in range(0, 2 * ncols, 2))
 
 
-__all__ = ["decode_text", "encode_text", "is_raw_text", "param", "read_rows", "sql_literal", "sql_text"]
+__all__ = ["Rows", "decode_text", "encode_text", "is_raw_text", "param", "read_rows", "sql_literal", "sql_text"]

@@ -320,15 +320,18 @@ def commit_html(c: Commit, labels: Iterable[str] = ()) -> str:
             f"<tbody>{rows}</tbody></table></div>")
 
 
-def commit_text(c: Commit, labels: Sequence[str] = ()) -> str:
+def _text_console(buf: io.StringIO, colour: bool | None) -> Any:
     from rich.console import Console
 
+    return Console(file=buf, highlight=False, soft_wrap=True, force_terminal=_tty() if colour is None else colour,
+                   force_jupyter=False, no_color=colour is False)
+
+
+def commit_text(c: Commit, labels: Sequence[str] = (), *, colour: bool | None = None) -> str:
     from .console import print_log
 
     buf = io.StringIO()
-    console = Console(file=buf, highlight=False, soft_wrap=True, force_terminal=_tty(),
-                      force_jupyter=False)
-    print_log(console, [c], {c.id: list(labels)}, oneline=False)
+    print_log(_text_console(buf, colour), [c], {c.id: list(labels)}, oneline=False)
     return buf.getvalue().rstrip("\n")
 
 
@@ -352,13 +355,34 @@ def log_html(commits: Sequence[Commit], repo: Any = None) -> str:
     return f'<div style="color:{INK}">{log_rows_html(commits, decorations(repo))}</div>'
 
 
-def log_text(commits: Sequence[Commit], repo: Any = None) -> str:
-    from rich.console import Console
-
+def log_text(commits: Sequence[Commit], repo: Any = None, *, colour: bool | None = None) -> str:
     from .console import print_log
 
     buf = io.StringIO()
-    console = Console(file=buf, highlight=False, soft_wrap=True, force_terminal=_tty(),
-                      force_jupyter=False)
-    print_log(console, list(commits), decorations(repo), oneline=False)
+    print_log(_text_console(buf, colour), list(commits), decorations(repo), oneline=False)
     return buf.getvalue().rstrip("\n")
+
+
+def status_text(st: Any, *, colour: bool | None = None) -> str:
+    """What ``dbvers status`` prints."""
+    from .console import print_status
+
+    buf = io.StringIO()
+    print_status(_text_console(buf, colour), st)
+    return buf.getvalue().rstrip("\n")
+
+
+def status_html(st: Any) -> str:
+    """A status for a notebook: where HEAD is, then each changed table's counts."""
+    where = (f"on branch <b>{escape(st.branch)}</b>" if st.branch
+             else f"HEAD detached at <code>{escape((st.head or '')[:10])}</code>")
+    if st.clean:
+        body = "nothing to commit, working database matches HEAD"
+    else:
+        rows = [f'<tr><td style="{TD_STYLE}">{escape(t)}</td><td style="{TD_STYLE}">{counts_html(c)}</td></tr>'
+                for t, c in sorted(st.changes.counts.items()) if c.total]
+        rows += [f'<tr><td style="{TD_STYLE}" colspan="2">{escape(str(s))}</td></tr>' for s in st.schema_changes]
+        rows += [f'<tr><td style="{TD_STYLE}" colspan="2">PRAGMA {escape(k)}: {old} {ARROW} {new}</td></tr>'
+                 for k, (old, new) in st.pragmas_changed.items()]
+        body = (f'changes not committed:<table style="{TABLE_STYLE}"><tbody>{"".join(rows)}</tbody></table>')
+    return f'<div class="dbvers-status" style="color:{INK}">{where}: {body}</div>'
