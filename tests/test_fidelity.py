@@ -17,6 +17,8 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 from conftest import execute
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import dbvers
 
@@ -375,3 +377,128 @@ def test_history_dtypes_are_exact(typed: dbvers.Repo) -> None:
     assert str(h["n"].dtype) == "Int64" and h["n"].tolist()[1] == BIG and h["n"].iloc[0] is pd.NA
     assert str(h["never"].dtype) == "Int64"  # NULL in every version: typed by its declaration
     assert str(h["commit_hash"].dtype) == "string"
+
+
+# -- short reprs, readable str and HTML (item 4) -----------------------------------------
+
+
+def test_reprs_stay_short_after_a_big_update(tmp_path: Path) -> None:
+    p = tmp_path / "big.db"
+    execute(p, "CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT);"
+               "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 30000) "
+               "INSERT INTO t SELECT i, printf('%040d', i) FROM n;")
+    repo = dbvers.init(p)
+    execute(p, "UPDATE t SET v = v || 'changed'")
+    st = repo.status()
+    assert len(st.changes.patchset or b"") > 500_000  # the field that used to be printed
+    for obj in (st, st.changes):
+        assert len(repr(obj)) < 200, repr(obj)[:300]
+    assert repr(st) == "<dbvers.Status main: 1 table(s) +0 ~30000 -0, 0 schema change(s)>"
+    text = str(st)
+    assert "On branch main" in text and "~30000" in text and len(text) < 1000
+    assert "~30,000" in st._repr_html_() and len(st._repr_html_()) < 5000
+    c = repo.commit("x" * 5000)
+    assert len(repr(c)) < 200 and repr(c).startswith(f"<dbvers.Commit {c.short_id} 'xxx")
+    assert "~30000" in repr(c)
+    assert c.id in str(c) and "Author:" in str(c)
+    log = repo.log()
+    assert len(repr(log)) < 300 and repr(log).startswith("<dbvers.CommitLog 2 commit(s): ")
+    assert "Initial commit" in str(log)
+    with repo.diff("HEAD~1", "HEAD") as d:
+        assert len(repr(d)) < 200
+        s = str(d)
+        assert s.startswith("diff HEAD~1..HEAD") and len(s.splitlines()) < 40
+    clean = repo.status()
+    assert repr(clean) == "<dbvers.Status main: clean>" and "nothing to commit" in str(clean)
+
+
+# -- a randomized round trip (items 2, 9, 11) ----------------------------------------------
+
+_value = st.one_of(
+    st.none(),
+    st.integers(min_value=-(2**63), max_value=2**63 - 1),
+    st.floats(allow_nan=False, width=64),
+    st.text(max_size=6, alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00")),
+    st.builds(lambda b: ("raw", b), st.binary(max_size=6)),  # TEXT holding these bytes
+    st.binary(max_size=6),
+)
+_rows = st.dictionaries(st.integers(min_value=1, max_value=12), st.tuples(_value, _value, _value), max_size=8)
+# column names that collide with dbvers's own
+_COLS = ("commit", "diff_type", "message")
+
+
+def _oracle(path: Path) -> dict[int, tuple[Any, ...]]:
+    """The table as the standard library reads it, text decoded the way dbvers promises."""
+    conn = sqlite3.connect(path)
+    conn.text_factory = raw
+    try:
+        return {r[0]: tuple(r[1:]) for r in conn.execute('SELECT id, "commit", diff_type, message FROM t')}
+    finally:
+        conn.close()
+
+
+def _exact(v: Any) -> Any:
+    if v is None or v is pd.NA:
+        return None
+    if isinstance(v, float):
+        return ("real", v.hex())
+    return (type(v).__name__, v)
+
+
+def _norm(rows: dict[int, tuple[Any, ...]]) -> dict[int, tuple[Any, ...]]:
+    return {k: tuple(map(_exact, v)) for k, v in rows.items()}
+
+
+def _write(path: Path, rows: dict[int, tuple[Any, ...]]) -> None:
+    conn = sqlite3.connect(path)
+    conn.execute("DELETE FROM t")
+    for k, vals in rows.items():
+        marks = ["CAST(? AS TEXT)" if isinstance(v, tuple) else "?" for v in vals]
+        conn.execute(f"INSERT INTO t VALUES (?, {', '.join(marks)})",
+                     (k, *[v[1] if isinstance(v, tuple) else v for v in vals]))
+    conn.commit()
+    conn.close()
+
+
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow,
+                                                                  HealthCheck.function_scoped_fixture])
+@given(before=_rows, after=_rows)
+def test_values_round_trip_through_commit_checkout_diff_and_frames(
+        tmp_path_factory: pytest.TempPathFactory, before: dict[int, tuple[Any, ...]],
+        after: dict[int, tuple[Any, ...]]) -> None:
+    d = tmp_path_factory.mktemp("rt")
+    p = d / "rt.db"
+    execute(p, 'CREATE TABLE t(id INTEGER PRIMARY KEY, "commit" TEXT, diff_type, message REAL)')
+    _write(p, before)
+    repo = dbvers.init(p)
+    a = _oracle(p)
+    _write(p, after)
+    b = _oracle(p)
+    repo.commit("after", allow_empty=True)
+    for at, want in (("HEAD~1", a), ("HEAD", b)):
+        df = repo.read_table("t", at=at)
+        got = {int(r[0]): tuple(r[1:]) for r in zip(*(df[c].tolist() for c in df.columns), strict=True)}
+        assert _norm(got) == _norm(want)
+    with repo.diff("HEAD~1", "HEAD") as diff:
+        df = diff.to_pandas("t")
+        assert not df.columns.duplicated().any()
+        for _, r in df.iterrows():
+            key = r["from_id"] if r["diff_type"] == "removed" else r["to_id"]
+            if r["diff_type"] != "added":
+                assert tuple(_exact(r[f"from_{c}"]) for c in _COLS) == tuple(map(_exact, a[key]))
+            if r["diff_type"] != "removed":
+                assert tuple(_exact(r[f"to_{c}"]) for c in _COLS) == tuple(map(_exact, b[key]))
+        na, nb = _norm(a), _norm(b)
+        changed = {k for k in a.keys() | b.keys() if na.get(k) != nb.get(k)}
+        assert set(df["to_id"].dropna().tolist()) | set(df["from_id"].dropna().tolist()) == changed
+        stmts = list(diff.to_sql())
+    copy = d / "copy.db"
+    shutil.copy(repo.materialize(repo.resolve("HEAD~1")), copy)
+    conn = sqlite3.connect(copy)
+    conn.executescript("BEGIN;\n" + "\n".join(stmts) + "\nCOMMIT;")
+    conn.close()
+    assert _norm(_oracle(copy)) == _norm(b)
+    repo.checkout("HEAD~1")
+    assert _norm(_oracle(p)) == _norm(a)
+    repo.checkout("main")
+    assert _norm(_oracle(p)) == _norm(b)
