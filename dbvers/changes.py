@@ -265,6 +265,11 @@ class Changes:
     tables: dict[str, TableInfo] = field(default_factory=dict)  # main's tracked tables
     rowids: RowidFixups | None = None  # filled in for a commit (rowid_fixups)
 
+    def __repr__(self) -> str:  # bounded: the patchset can be megabytes
+        size = len(self.patchset) if self.patchset else 0
+        return (f"<dbvers.Changes {len(self.changed_tables)} table(s) changed, patchset {size:,} bytes, "
+                f"schema {'changed' if self.schema_changed else 'unchanged'}>")
+
     @property
     def changed_tables(self) -> list[str]:
         return sorted(t for t, c in self.counts.items() if c.total)
@@ -670,7 +675,13 @@ def rowid_fixups(conn: apsw.Connection, changes: Changes) -> RowidFixups | None:
             continue
         positions = sorted(change.pk_columns)
         columns[change.name] = tuple(info.columns[i] for i in positions)
-        values = change.new if change.opcode == apsw.SQLITE_INSERT else change.old  # an update's old holds its key
+        try:
+            values = change.new if change.opcode == apsw.SQLITE_INSERT else change.old  # an update's old holds its key
+        except UnicodeDecodeError:
+            # Text that isn't UTF-8 (apsw can't decode it): the commit keeps a snapshot
+            # instead, which holds every rowid as it is, so no replay needs fixups.
+            changes.needs_keyframe.append(f"{change.name}: a key holds text that isn't UTF-8")
+            return None
         keys.setdefault(change.name, []).append(tuple(values[i] for i in positions))
     found: dict[str, tuple[tuple[str, ...], tuple[tuple[Any, ...], ...]]] = {}
     for name, rows in keys.items():

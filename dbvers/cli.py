@@ -305,8 +305,9 @@ def cmd_reset(args: argparse.Namespace) -> int:
         raise UsageError("--force goes with --hard; --soft leaves the working database alone")
     repo = _open(args)
     oid = repo.reset(args.ref, hard=args.hard, force=args.force)
-    c = repo.get_commit(oid)
-    _console(args).print(f"HEAD is now at {c.short_id} {c.summary}")
+    from .render.console import print_head_moved
+
+    print_head_moved(_console(args), repo.get_commit(oid))
     return 0
 
 

@@ -27,16 +27,19 @@ from typing import TYPE_CHECKING, Any
 import apsw
 
 from . import changes as ch
-from . import columnar
+from . import columnar, frames
 from .errors import TableNotFoundError, UsageError
 from .fsutil import temp_prefix
 from .objects import SchemaChange, TableCounts
+from .values import Rows, param, read_rows
+from .values import sql_literal as _literal
 
 if TYPE_CHECKING:
     import pandas
     import pyarrow
 
 DIFF_TYPES = ("added", "modified", "removed")
+COMMIT_COLUMNS = ("from_commit", "to_commit")  # after the rows' columns in to_pandas/to_arrow
 _ADDED, _MODIFIED, _REMOVED = ("'added'", "'modified'", "'removed'")  # as SQL literals
 _INSERT, _UPDATE, _DELETE = apsw.SQLITE_INSERT, apsw.SQLITE_UPDATE, apsw.SQLITE_DELETE
 # Below this many candidate keys (or half as many rows to compare) one connection is
@@ -81,57 +84,6 @@ class TableSpec:
         for c in self.columns:
             out += [f"from_{c}", f"to_{c}"]
         return out
-
-
-def _literal(v: Any) -> str:
-    """An SQL literal that reproduces *v* exactly (type included)."""
-    if v is None:
-        return "NULL"
-    if isinstance(v, bool):
-        return str(int(v))
-    if isinstance(v, int):
-        return str(v)
-    if isinstance(v, float):
-        if v != v:
-            return "NULL"
-        if v in (float("inf"), float("-inf")):
-            return "9e999" if v > 0 else "-9e999"
-        return _real_literal(v)
-    if isinstance(v, bytes):
-        return "X'" + v.hex() + "'"
-    return "'" + str(v).replace("'", "''") + "'"
-
-
-def _real_literal(v: float) -> str:
-    """A REAL literal that every SQLite parses to exactly *v*.
-
-    Older SQLite (3.40, for one) doesn't round every decimal correctly, so a
-    decimal is written only when it is *v* exactly (9.5, 20.0, 1.25); other values
-    as exact arithmetic on an integer and powers of two, with the decimal in a
-    comment: ``(3602879701896397 * 1.0 / 36028797018963968 /* 0.1 */)``.
-    """
-    from decimal import Decimal
-
-    text = repr(v)
-    if "e" not in text and "." not in text:
-        text += ".0"
-    d = Decimal(text)
-    if d == Decimal(v) and len(d.as_tuple().digits) <= 18 and abs(d.adjusted()) <= 18:
-        return text
-    p, q = v.as_integer_ratio()  # q is a power of two; p fits 53 bits unless q == 1
-    shift = 0
-    while p % 2 == 0 and p:
-        p //= 2
-        shift += 1
-    k = q.bit_length() - 1 - shift  # v = p / 2**k (k < 0: times 2**-k)
-    out = f"{p} * 1.0"
-    op = " / " if k > 0 else " * "
-    k = abs(k)
-    while k:
-        step = min(k, 62)
-        out += f"{op}{2 ** step}"
-        k -= step
-    return f"({out} /* {v!r} */)"
 
 
 class Diff:
@@ -193,6 +145,12 @@ class Diff:
 
     def __repr__(self) -> str:
         return f"<dbvers.Diff {self.a_label}..{self.b_label}: {len(self.tables)} table(s) changed>"
+
+    def __str__(self) -> str:
+        """What ``dbvers diff`` prints, each table cut to its first rows (plain text)."""
+        from .render.html import diff_text
+
+        return diff_text(self, colour=False)
 
     # -- notebook views (dbvers.render; imported only when asked for) ----------------
     def _repr_html_(self) -> str:
@@ -277,21 +235,21 @@ class Diff:
             q += f" WHERE ({where})"
         return q + tail
 
-    def _filtered(self, table: str, select: str, where: str | None, tail: str = "") -> apsw.Cursor:
-        """Run ``_filtered_sql`` on the diff's connection.
+    def _filtered(self, table: str, select: str, where: str | None, tail: str = "") -> Rows:
+        """Run ``_filtered_sql`` on the diff's connection; its rows (``read_rows``).
 
         *where* is the user's SQL; an error in it is one line, not a traceback.
         """
         try:
-            return self._conn.execute(self._filtered_sql(table, select, where, tail))
+            return read_rows(self._conn, self._filtered_sql(table, select, where, tail))
         except apsw.SQLError as e:
             raise UsageError(f"bad --where expression for {table}: {e}") from None
 
     def count_kinds(self, table: str, where: str | None = None) -> TableCounts:
         """Added/modified/removed counts of one table, optionally filtered by *where*."""
-        row = self._filtered(
+        row = next(self._filtered(
             table, "sum(diff_type = 'added'), sum(diff_type = 'modified'), sum(diff_type = 'removed')",
-            where).fetchone()
+            where))
         return TableCounts(int(row[0] or 0), int(row[1] or 0), int(row[2] or 0))
 
     def where_applies(self, table: str, where: str) -> bool:
@@ -472,7 +430,7 @@ class Diff:
 
     def query(self, table: str, *, where: str | None = None, limit: int | None = None,
               columns: Sequence[str] | None = None, offset: int = 0,
-              exprs: Sequence[str] | None = None) -> tuple[list[str], apsw.Cursor]:
+              exprs: Sequence[str] | None = None) -> tuple[list[str], Rows]:
         """The changed rows of *table* as a streaming cursor over the output columns.
 
         *offset* skips that many rows first (paging, as the notebook widget does).
@@ -502,7 +460,7 @@ class Diff:
             for c in spec.columns
         )
         if limit is None and not offset:
-            flags = self._filtered(table, checks, where).fetchone()
+            flags = next(self._filtered(table, checks, where))
         else:
             tail = f" LIMIT {int(limit) if limit is not None else -1} OFFSET {int(offset)}"
             try:
@@ -529,7 +487,7 @@ class Diff:
         yield from cur
 
     def count(self, table: str, where: str | None = None) -> int:
-        return int(self._filtered(table, "count(*)", where).fetchone()[0])
+        return int(next(self._filtered(table, "count(*)", where))[0])
 
     def _columns(self, table: str, where: str | None, limit: int | None,
                  skinny: bool) -> tuple[list[str], list[Any], int]:
@@ -544,11 +502,11 @@ class Diff:
         if got is not None:
             return cols, got[0], got[1]
         _, cur = self.query(table, where=where, limit=limit, columns=cols)
-        rows = cur.fetchall()
+        rows = list(cur)
         n = len(rows)
         columns = list(zip(*rows, strict=True)) if rows else [()] * len(cols)
         del rows
-        arrays = [_arrow_column(values, _null_decl(spec, name)) for name, values in zip(cols, columns, strict=True)]
+        arrays = [frames.arrow_column(values, _null_decl(spec, name)) for name, values in zip(cols, columns, strict=True)]
         return cols, arrays, n
 
     def _columns_columnar(self, spec: TableSpec, cols: list[str], where: str | None,
@@ -632,22 +590,25 @@ class Diff:
         """Changed rows as a pyarrow Table (plus from_commit/to_commit), built column by column.
 
         A column holding several SQLite storage classes becomes a dense union
-        (int64, float64, string, binary), so no value changes type.
+        (int64, float64, string, binary), so no value changes type. A table with a
+        column named ``commit`` has its own ``from_commit``/``to_commit``: the commit
+        ids are then ``dbvers_from_commit``/``dbvers_to_commit`` (``frames.meta_columns``).
         """
         import pyarrow as pa
 
         cols, arrays, n = self._columns(table, where, limit, skinny)
-        arrays = [_union_array(a) if isinstance(a, (list, tuple)) else a for a in arrays]
+        arrays = [frames.union_array(a) if isinstance(a, (list, tuple)) else a for a in arrays]
         arrays += [_repeat(self.a_commit, n), _repeat(self.b_commit, n)]
-        return pa.Table.from_arrays(arrays, names=[*cols, "from_commit", "to_commit"])
+        return pa.Table.from_arrays(arrays, names=[*cols, *frames.meta_columns(cols, COMMIT_COLUMNS)])
 
     def to_pandas(self, table: str, *, where: str | None = None, limit: int | None = None,
                   skinny: bool = False) -> pandas.DataFrame:
         """Changed rows as a DataFrame: nullable integers stay integers, BLOBs are bytes,
-        a column of mixed SQLite types is an object column holding each value as stored."""
+        a column of mixed SQLite types is an object column holding each value as stored.
+        The commit-id columns are named as in ``to_arrow``."""
         cols, arrays, n = self._columns(table, where, limit, skinny)
-        return _frame([*cols, "from_commit", "to_commit"],
-                      [*arrays, _repeat(self.a_commit, n), _repeat(self.b_commit, n)])
+        return frames.frame([*cols, *frames.meta_columns(cols, COMMIT_COLUMNS)],
+                            [*arrays, _repeat(self.a_commit, n), _repeat(self.b_commit, n)])
 
     # -- SQL that turns A into B -------------------------------------------------
     def to_sql(self, tables: Sequence[str] | None = None) -> Iterator[str]:
@@ -712,9 +673,10 @@ class Diff:
                         yield f"UPDATE {t} SET {', '.join(sets)} WHERE {cond};"
 
     def _rowid_of(self, spec: TableSpec, new: dict[str, Any]) -> Any:
-        cond = " AND ".join(f"{kb} IS ?" for kb in spec.key_b)
+        params = [param(new[k]) for k in spec.key]
+        cond = " AND ".join(f"{kb} IS {mark}" for kb, (mark, _) in zip(spec.key_b, params, strict=True))
         row = self._conn.execute(f"SELECT {spec.rowid_b} FROM main.{ch.quote(spec.name)} WHERE {cond}",
-                                 tuple(new[k] for k in spec.key)).fetchone()
+                                 tuple(v for _, v in params)).fetchone()
         return row[0] if row else None
 
     def _insert_all(self, spec: TableSpec) -> Iterator[str]:
@@ -724,7 +686,7 @@ class Diff:
         rid = spec.rowid_b or (spec.key_b[0] if spec.key_b and _is_rowid(spec, spec.key[0]) else None)
         names = ([rid] if rid else []) + [ch.quote(c) for c in cols]
         head = f"INSERT INTO {t}({', '.join(names)}) VALUES ("
-        for row in self._conn.execute(f"SELECT {', '.join(names)} FROM main.{t}"):
+        for row in read_rows(self._conn, f"SELECT {', '.join(names)} FROM main.{t}"):
             yield head + ", ".join(map(_literal, row)) + ");"
 
 
@@ -927,24 +889,6 @@ def _spec(name: str, a: ch.TableInfo | None, b: ch.TableInfo | None) -> TableSpe
     )
 
 
-def _frame(cols: Sequence[str], arrays: Sequence[Any]) -> pandas.DataFrame:
-    """A DataFrame from ``_arrow_column`` results: Int64/Float64/string dtypes, bytes and
-    mixed-type columns as objects holding each value as stored."""
-    import pandas as pd
-    import pyarrow as pa
-
-    typed = [(c, a) for c, a in zip(cols, arrays, strict=True) if not isinstance(a, (list, tuple))]
-    mapping = {pa.int64(): pd.Int64Dtype(), pa.float64(): pd.Float64Dtype(),
-               pa.string(): pd.StringDtype()}
-    df = pa.Table.from_arrays([a for _, a in typed], names=[c for c, _ in typed]).to_pandas(
-        types_mapper=mapping.get
-    )
-    for i, (c, a) in enumerate(zip(cols, arrays, strict=True)):
-        if isinstance(a, (list, tuple)):
-            df.insert(i, c, pd.Series(list(a), dtype=object))
-    return df
-
-
 def _repeat(value: str | None, n: int) -> pyarrow.Array:
     """*value* n times as a string array, built without a Python list."""
     import pyarrow as pa
@@ -1009,13 +953,6 @@ def _null_decl(spec: TableSpec, name: str) -> str:
     return "" if c in spec.typed else spec.types.get(c, "")
 
 
-def _null_type(decl_type: str) -> pyarrow.DataType:
-    import pyarrow as pa
-
-    aff = ch.affinity(decl_type)
-    return {"INTEGER": pa.int64(), "REAL": pa.float64(), "TEXT": pa.string()}.get(aff, pa.binary())
-
-
 def _faithful(arr: pyarrow.ChunkedArray, affinity: str | None, classes: int | None,
               null_decl: str) -> pyarrow.ChunkedArray | pyarrow.Array | None:
     """*arr* as read by the columnar driver if it holds every value as stored, else None.
@@ -1030,7 +967,7 @@ def _faithful(arr: pyarrow.ChunkedArray, affinity: str | None, classes: int | No
     import pyarrow as pa
 
     if len(arr) == arr.null_count:
-        return pa.nulls(len(arr), type=_null_type(null_decl))
+        return pa.nulls(len(arr), type=frames.null_type(null_decl))
     if classes is not None:
         want = {1: pa.int64(), 2: pa.float64(), 4: pa.string(), 8: pa.binary()}.get(classes)
     elif arr.type == pa.int64():
@@ -1038,48 +975,6 @@ def _faithful(arr: pyarrow.ChunkedArray, affinity: str | None, classes: int | No
     else:
         want = {"REAL": pa.float64(), "TEXT": pa.string()}.get(affinity or "")
     return arr if want is not None and arr.type == want else None
-
-
-def _arrow_column(values: Sequence[Any], decl_type: str) -> Any:
-    """A column of SQLite values as the narrowest faithful Arrow array (a list if types mix)."""
-    import pyarrow as pa
-
-    aff = ch.affinity(decl_type)
-    try:
-        arr = pa.array(values)  # inferred in C; refuses to mix numbers with text or bytes
-    except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError):
-        return values  # 1 and '1' in one column: keep each value's own type
-    t = arr.type
-    if pa.types.is_null(t):
-        return pa.nulls(len(values), type=_null_type(decl_type))
-    if t == pa.int64() or t == pa.string() or (t == pa.float64() and aff == "REAL"):
-        return arr  # nothing else can hide in these (a REAL column turns integers into reals)
-    # pyarrow reads 1 and 2.5 as doubles, and bytes and text as binary: look closer
-    kinds = set(map(type, values))
-    kinds.discard(type(None))
-    single = {int: pa.int64(), float: pa.float64(), str: pa.string(), bytes: pa.binary()}
-    if len(kinds) == 1 and (k := single.get(next(iter(kinds)))) is not None:
-        return arr if k == t else pa.array(values, type=k)
-    return values
-
-
-def _union_array(values: list[Any]) -> pyarrow.Array:
-    import pyarrow as pa
-
-    kinds = [int, float, str, bytes]
-    types = [pa.int64(), pa.float64(), pa.string(), pa.binary()]
-    children: list[list[Any]] = [[] for _ in kinds]
-    codes, offsets = [], []
-    for v in values:
-        k = 0 if v is None else kinds.index(type(v))
-        codes.append(k)
-        offsets.append(len(children[k]))
-        children[k].append(v)
-    return pa.UnionArray.from_dense(
-        pa.array(codes, type=pa.int8()), pa.array(offsets, type=pa.int32()),
-        [pa.array(c, type=t) for c, t in zip(children, types, strict=True)],
-        ["integer", "real", "text", "blob"],
-    )
 
 
 def _cleanup(conn: apsw.Connection, directory: Path) -> None:
@@ -1155,7 +1050,10 @@ def changed_keys(repo: Any, a: str, b: str, *, max_commits: int = 10_000,
                     add = keys.setdefault(last, set()).add
                     tally = tallies.setdefault(last, [0] * 32)
                 op = change.opcode
-                add(get(change.new if op == _INSERT else change.old))
+                try:
+                    add(get(change.new if op == _INSERT else change.old))
+                except UnicodeDecodeError:  # text that isn't UTF-8: compare the table in full
+                    unknown.add(last)
                 tally[op] += 1
             seen += sum(map(sum, tallies.values()))
             if seen > max_changes:

@@ -14,11 +14,17 @@ import apsw
 
 from . import changes as ch
 from .errors import UsageError
+from .frames import arrow_column, frame, meta_columns
+from .values import param, read_rows
 
 if TYPE_CHECKING:
     import pandas
 
     from .repo import Repo
+
+
+#: dbvers's columns in a row's history, before the row's own (Dolt's dolt_history names).
+HISTORY_COLUMNS = ("commit_hash", "commit_date", "commit_author", "commit_message", "diff_type")
 
 
 def _key_values(pk: Any, info: ch.TableInfo) -> tuple[Any, ...]:
@@ -55,10 +61,12 @@ def _read_row(repo: Repo, oid: str, table: str, pk: Any) -> tuple[list[str], tup
             return [], None
         info = tables[table]
         key = _key_values(pk, info)
-        cond = " AND ".join(f"{k} IS ?" for k in info.key)
+        params = [param(v) for v in key]
+        cond = " AND ".join(f"{k} IS {mark}" for k, (mark, _) in zip(info.key, params, strict=True))
         cols = list(info.columns)
         select = ", ".join(ch.quote(c) for c in cols)
-        row = conn.execute(f"SELECT {select} FROM {ch.quote(table)} WHERE {cond}", key).fetchone()
+        row = next(read_rows(conn, f"SELECT {select} FROM {ch.quote(table)} WHERE {cond}",
+                             [v for _, v in params]), None)
         return cols, row
     finally:
         conn.close()
@@ -82,7 +90,11 @@ def _patch_touches(repo: Repo, patch: str, table: str, key: tuple[Any, ...]) -> 
         tally[change.op] += 1
         if found:
             continue
-        values = change.new if change.op == "INSERT" else change.old
+        try:
+            values = change.new if change.op == "INSERT" else change.old
+        except UnicodeDecodeError:  # text that isn't UTF-8: let the states tell
+            found = True
+            continue
         pk_values = tuple(values[i] for i in sorted(change.pk_columns))
         if pk_values == key and all(type(a) is type(b) for a, b in zip(pk_values, key, strict=True)):
             found = True
@@ -105,12 +117,12 @@ def _same(pcols: list[str], before: tuple[Any, ...] | None, cols: list[str],
 def row_history(repo: Repo, table: str, pk: Any, ref: str = "HEAD") -> pandas.DataFrame:
     """Every commit reachable from *ref* (first parents) that changed the row, newest first.
 
-    Columns: commit, timestamp, author, message, diff_type, then the row's
-    values after the change (before it, for a removal).
+    Columns: ``HISTORY_COLUMNS`` (commit_hash, commit_date, commit_author,
+    commit_message, diff_type), then the row's values after the change (before it,
+    for a removal). A row column with one of those names keeps it, and dbvers's
+    column is prefixed (``frames.meta_columns``): no two columns share a name.
     """
-    import pandas as pd
-
-    records: list[dict[str, Any]] = []
+    records: list[tuple[list[Any], dict[str, Any]]] = []
     columns: list[str] = []
     oid: str | None = repo.resolve(ref)
     info_cache: dict[str, ch.TableInfo | None] = {}
@@ -145,18 +157,15 @@ def row_history(repo: Repo, table: str, pk: Any, ref: str = "HEAD") -> pandas.Da
                     kind = "added" if before is None else "removed" if after is None else "modified"
                     names, values = (cols, after) if after is not None else (pcols, before)
                     columns += [n for n in names if n not in columns]
-                    rec = {"commit": oid, "timestamp": c.timestamp, "author": c.author,
-                           "message": c.summary, "diff_type": kind}
-                    rec.update(zip(names, values or (), strict=True))
-                    records.append(rec)
+                    meta = [oid, c.timestamp, c.author, c.summary, kind]
+                    records.append((meta, dict(zip(names, values or (), strict=True))))
         oid = parent
-    base = ["commit", "timestamp", "author", "message", "diff_type"]
-    if not records:
-        return pd.DataFrame(columns=base + columns)
-    from .diff import _arrow_column, _frame
-
     # Column by column like a diff's DataFrame: integers stay integers beside NULLs,
     # and a column whose values changed type keeps each value's own type.
-    names = base + columns
-    return _frame(names, [_arrow_column([r.get(n) for r in records], "TEXT" if n in base else "")
-                          for n in names])
+    base = meta_columns(columns, HISTORY_COLUMNS)
+    arrays = [arrow_column([m[i] for m, _ in records], "TEXT") for i in range(len(base))]
+    # a column that is NULL in every listed version is typed by its declaration
+    declared = {c: t for info in info_cache.values() if info is not None
+                for c, t in zip(info.columns, info.types, strict=True)}
+    arrays += [arrow_column([r.get(n) for _, r in records], declared.get(n, "")) for n in columns]
+    return frame(base + columns, arrays)

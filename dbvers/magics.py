@@ -137,8 +137,9 @@ class AutoCommit:
             self.failed_cells.clear()  # the database is back at HEAD: nothing pending
             return
         from .render.html import counts_label
+        from .render.text import safe_text
 
-        counts = "; ".join(f"{t} {counts_label(v)}" for t, v in sorted(c.counts.items())) or "schema only"
+        counts = "; ".join(f"{safe_text(t)} {counts_label(v)}" for t, v in sorted(c.counts.items())) or "schema only"
         where = self.repo.head.branch or "detached HEAD"
         note = ""
         if self.failed_cells:

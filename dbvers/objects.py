@@ -44,6 +44,9 @@ class TableCounts:
     def to_json(self) -> dict[str, int]:
         return {"inserts": self.inserts, "updates": self.updates, "deletes": self.deletes}
 
+    def __str__(self) -> str:
+        return f"+{self.inserts} ~{self.updates} -{self.deletes}"
+
     @property
     def total(self) -> int:
         return self.inserts + self.updates + self.deletes
@@ -151,7 +154,13 @@ class Commit:
 
     @property
     def summary(self) -> str:
-        return self.message.splitlines()[0] if self.message else ""
+        return self.lines[0]
+
+    @property
+    def lines(self) -> list[str]:
+        """The message's lines, split at newlines only (str.splitlines would also split at a
+        carriage return, a form feed or U+2028, which human output shows escaped)."""
+        return self.message.replace("\r\n", "\n").rstrip("\n").split("\n")
 
     def typed_references(self) -> list[tuple[str, str]]:
         """(id, type) of every object this commit names, parents excluded."""
@@ -166,6 +175,16 @@ class Commit:
 
     def referenced_objects(self) -> list[str]:
         return [oid for oid, _ in self.typed_references()]
+
+    # A commit's fields can be large (counts of thousands of tables, meta): its repr is
+    # one bounded line; str() and the notebook views are what `dbvers show` shows.
+    def __repr__(self) -> str:
+        return f"<dbvers.Commit {self.short_id} {short_repr(self.summary)} {counts_summary(self.counts)}>"
+
+    def __str__(self) -> str:
+        from .render.html import commit_text
+
+        return commit_text(self, colour=False)
 
     # Notebook and terminal views live in dbvers.render (imported only when shown).
     def _repr_html_(self) -> str:
@@ -187,6 +206,16 @@ class CommitLog(list):  # type: ignore[type-arg]
         super().__init__(commits)
         self.repo = repo
 
+    def __repr__(self) -> str:
+        shown = ", ".join(f"{c.short_id} {short_repr(c.summary, 30)}" for c in self[:3])
+        more = f", … {len(self) - 3} more" if len(self) > 3 else ""
+        return f"<dbvers.CommitLog {len(self)} commit(s){': ' if self else ''}{shown}{more}>"
+
+    def __str__(self) -> str:
+        from .render.html import log_text
+
+        return log_text(self, self.repo, colour=False)
+
     def _repr_html_(self) -> str:
         from .render.html import log_html
 
@@ -196,6 +225,18 @@ class CommitLog(list):  # type: ignore[type-arg]
         from .render.html import log_text
 
         p.text("[...]" if cycle else log_text(self, self.repo))
+
+
+def short_repr(text: str, width: int = 50) -> str:
+    """*text* as a Python literal, cut to about *width* characters (for a bounded repr)."""
+    return repr(text if len(text) <= width else text[: width - 1] + "…")
+
+
+def counts_summary(counts: dict[str, TableCounts]) -> str:
+    """``N table(s) +I ~U -D``: totals of per-table counts, in a line of bounded length."""
+    tot = TableCounts(sum(c.inserts for c in counts.values()), sum(c.updates for c in counts.values()),
+                      sum(c.deletes for c in counts.values()))
+    return f"{len(counts)} table(s) {tot}"
 
 
 def _tag(v: Any) -> Any:

@@ -45,6 +45,7 @@ from .errors import (
     UnsupportedFormatError,
     UsageError,
 )
+from .frames import rows_frame
 from .fsutil import (
     TMP_PREFIX,
     RepoLock,
@@ -63,10 +64,12 @@ from .objects import (
     Schema,
     SchemaChange,
     TableCounts,
+    counts_summary,
 )
 from .refs import HEADS, TAGS, Head, RefStore, validate_name
 from .schemadiff import describe_schema_changes, schema_changes
 from .store import ObjectStore
+from .values import read_rows
 
 if TYPE_CHECKING:
     import pandas
@@ -121,6 +124,29 @@ class Status:
             # Changes only a keyframe can carry (virtual tables' contents, sqlite_stat*).
             names.update(self.changes.untracked or ["(sqlite_stat tables)"])
         return sorted(names) or (["(database header)"] if self.pragmas_changed else [])
+
+    # The changes hold the whole patchset (megabytes after a big update): the repr is one
+    # bounded line; str() is what `dbvers status` prints, and notebooks get HTML.
+    def __repr__(self) -> str:
+        where = self.branch or f"detached at {(self.head or '')[:10]}"
+        if self.clean:
+            return f"<dbvers.Status {where}: clean>"
+        counts = {t: c for t, c in self.changes.counts.items() if c.total}
+        return (f"<dbvers.Status {where}: {counts_summary(counts)}, "
+                f"{len(self.schema_changes)} schema change(s)>")
+
+    def __str__(self) -> str:
+        from .render.html import status_text
+
+        return status_text(self, colour=False)
+
+    def _repr_html_(self) -> str:
+        from .render.html import status_html
+
+        return status_html(self)
+
+    def _repr_pretty_(self, p: Any, cycle: bool) -> None:
+        p.text(repr(self) if cycle else str(self))
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -1060,9 +1086,8 @@ class Repo:
 
 
     def read_table(self, table: str, at: str | None = "HEAD") -> pandas.DataFrame:
-        """A table's rows at a commit (``at=None``: the working database) as a DataFrame."""
-        import pandas as pd
-
+        """A table's rows at a commit (``at=None``: the working database) as a DataFrame,
+        with ``Diff.to_pandas``'s dtypes (``dbvers.frames``)."""
         with self._locked(write=False):
             tmp = None
             if at is None:
@@ -1073,14 +1098,16 @@ class Repo:
                 label = at
             try:
                 with self._reading_copy(path) if tmp else contextlib.nullcontext():
-                    rows, names = self._read_rows(path, table, label)
+                    rows, names, types = self._read_rows(path, table, label)
             finally:
                 if tmp:
                     tmp.unlink(missing_ok=True)
-        return pd.DataFrame.from_records(rows, columns=names)
+        # the dtypes every DataFrame of dbvers has (a NULL doesn't make integers floats)
+        return rows_frame(names, rows, types)
 
     @staticmethod
-    def _read_rows(path: Path, table: str, label: str) -> tuple[list[Any], list[str]]:
+    def _read_rows(path: Path, table: str, label: str) -> tuple[list[Any], list[str], list[str]]:
+        """Rows, column names and declared types of *table* in the private file *path*."""
         conn = ch.open_private(path)
         try:
             if table not in ch.classify_tables(conn).tracked and not conn.execute(
@@ -1088,9 +1115,11 @@ class Repo:
                 (table,),
             ).fetchone():
                 raise TableNotFoundError(table, label)
-            cur = conn.execute(f"SELECT * FROM {ch.quote(table)}")
-            names = [d[0] for d in cur.get_description()]
-            return cur.fetchall(), names
+            # what SELECT * gives (generated columns too; a virtual table's hidden ones not)
+            info = [r for r in conn.execute(f"PRAGMA table_xinfo({ch.quote(table)})") if r[6] != 1]
+            names, types = [r[1] for r in info], [r[2] for r in info]
+            rows = list(read_rows(conn, f"SELECT {', '.join(map(ch.quote, names))} FROM {ch.quote(table)}"))
+            return rows, names, types
         finally:
             conn.close()
 

@@ -404,8 +404,8 @@ def test_history_single_key(repo: dbvers.Repo, sql: Sql, db_path: Path) -> None:
     sql(db_path, "INSERT INTO orders VALUES (1, 'ann again', NULL, NULL, NULL)")
     m4 = repo.commit("back").id
     h = repo.history("orders", pk=1)
-    assert list(h.columns[:5]) == ["commit", "timestamp", "author", "message", "diff_type"]
-    assert h["commit"].tolist() == [m4, m3, m1, repo.log()[-1].id]
+    assert list(h.columns[:5]) == ["commit_hash", "commit_date", "commit_author", "commit_message", "diff_type"]
+    assert h["commit_hash"].tolist() == [m4, m3, m1, repo.log()[-1].id]
     assert h["diff_type"].tolist() == ["added", "removed", "modified", "added"]
     assert h["qty"].tolist()[1:3] == [5, 5]  # a removal shows the values before it
     assert h["customer"].iloc[0] == "ann again" and h["qty"].iloc[0] is pd.NA
@@ -419,10 +419,10 @@ def test_history_composite_key(repo: dbvers.Repo, sql: Sql, db_path: Path) -> No
     sql(db_path, """UPDATE "odd name" SET v = 20 WHERE "key part" = 'a'""")
     repo.commit("a")
     h = repo.history("odd name", pk=("b", "y"))
-    assert h["message"].tolist() == ["b", "Initial commit"]
+    assert h["commit_message"].tolist() == ["b", "Initial commit"]
     assert h["v"].tolist() == [10, "two"]  # the value's type changed: each keeps its own
     h2 = repo.history("odd name", pk={"k2": "x", "key part": "a"})
-    assert h2["message"].tolist() == ["a", "Initial commit"]
+    assert h2["commit_message"].tolist() == ["a", "Initial commit"]
     with pytest.raises(UsageError):
         repo.history("odd name", pk="a")
 
@@ -436,14 +436,14 @@ def test_history_key_declared_out_of_column_order(tmp_path: Path) -> None:
         execute(p, stmt)
         repo.commit(msg)
     h = repo.history("t", pk=(1, "x"))  # primary-key order: (b, a)
-    assert h["message"].tolist() == ["m3", "m2", "m1", "Initial commit"]
+    assert h["commit_message"].tolist() == ["m3", "m2", "m1", "Initial commit"]
     assert h["diff_type"].tolist() == ["added", "removed", "modified", "added"]
-    assert repo.history("t", pk={"a": "y", "b": 2})["message"].tolist() == ["m4", "Initial commit"]
+    assert repo.history("t", pk={"a": "y", "b": 2})["commit_message"].tolist() == ["m4", "Initial commit"]
 
 
 def test_history_rowid_table_and_errors(repo: dbvers.Repo, sql: Sql, db_path: Path) -> None:
     sql(db_path, "UPDATE events SET payload = 'p' WHERE rowid = 2")
     repo.commit("e")
-    assert repo.history("events", pk=2)["message"].tolist() == ["e", "Initial commit"]
+    assert repo.history("events", pk=2)["commit_message"].tolist() == ["e", "Initial commit"]
     with pytest.raises(DbversError):
         repo.history("orders", pk=(1, 2))

@@ -9,11 +9,18 @@ from __future__ import annotations
 from datetime import datetime
 
 from rich.console import Console
-from rich.markup import escape
+from rich.markup import escape as markup_escape
 
 from ..maintenance import FsckReport, GcReport
 from ..objects import Commit, SchemaChange, TableCounts
 from ..repo import Status
+from .text import safe_text
+
+
+def escape(text: str) -> str:
+    """User text for a rich markup string: control characters escaped (``safe_text``; rich
+    prints an ESC as is), then rich's markup brackets."""
+    return markup_escape(safe_text(text))
 
 
 def counts_text(c: TableCounts) -> str:
@@ -96,7 +103,7 @@ def print_log(
         console.print(f"Author: {escape(c.author)}")
         console.print(f"Date:   {_date(c.timestamp)}")
         console.print()
-        for line in c.message.splitlines() or [""]:
+        for line in c.lines:
             console.print(f"    {escape(line)}")
         if c.counts:
             console.print()
@@ -113,6 +120,11 @@ def print_show(
         print_schema_changes(console, changes, indent="      ")
     kind = "snapshot" if c.snapshot else "patch" if c.patch else "no row changes"
     console.print(f"    [dim]stored as {kind}" + (f" ({escape(c.meta['keyframe'])})" if "keyframe" in c.meta else "") + "[/]")
+
+
+def print_head_moved(console: Console, c: Commit) -> None:
+    """``HEAD is now at <short id> <summary>`` (reset)."""
+    console.print(f"HEAD is now at {c.short_id} {escape(c.summary)}")
 
 
 def print_refs(console: Console, refs: dict[str, str], current: str | None) -> None:

@@ -10,6 +10,7 @@ import base64
 import contextlib
 import csv
 import hashlib
+import io
 import json
 import math
 import sys
@@ -18,9 +19,10 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from ..changes import quote
-from ..diff import Diff, _literal
+from ..diff import Diff
 from ..errors import UsageError
 from ..fsutil import publish, temp_path
+from ..values import encode_text, is_raw_text, sql_literal
 
 
 def _json_value(v: Any) -> Any:
@@ -28,24 +30,34 @@ def _json_value(v: Any) -> Any:
         return {"$blob": base64.b64encode(v).decode()}
     if isinstance(v, float) and not math.isfinite(v):
         return {"$real": repr(v)}
+    if is_raw_text(v):  # text that isn't UTF-8 (JSON strings must be): its bytes
+        return {"$text_bytes": base64.b64encode(encode_text(v)).decode()}
     return v
 
 
 def _parquet_safe(tbl: Any) -> Any:
-    """Parquet has no union type: a column of mixed SQLite types becomes a struct
-    (integer, real, text, blob) with the one field of each value's type set."""
+    """Parquet has no union type: a column of mixed SQLite types becomes a struct with
+    the union's fields (integer, real, text, blob, and text_bytes for text that isn't
+    UTF-8) and the one field of each value's kind set."""
     import pyarrow as pa
+    import pyarrow.compute as pc
 
     for i, field in enumerate(tbl.schema):
         if not pa.types.is_union(field.type):
             continue
-        values = tbl.column(i).to_pylist()
-        kinds = [("integer", int, pa.int64()), ("real", float, pa.float64()),
-                 ("text", str, pa.string()), ("blob", bytes, pa.binary())]
-        children = [pa.array([v if type(v) is k else None for v in values], type=t) for _, k, t in kinds]
-        mask = pa.array([v is None for v in values])
-        col = pa.StructArray.from_arrays(children, names=[n for n, _, _ in kinds], mask=mask)
-        tbl = tbl.set_column(i, field.name, col)
+        col = tbl.column(i)
+        arr = col.combine_chunks() if col.num_chunks != 1 else col.chunk(0)
+        codes = pa.array(arr.type_codes)
+        offsets = pa.array(arr.offsets)
+        children = []
+        for k in range(arr.type.num_fields):
+            at = pc.if_else(pc.equal(codes, k), offsets, pa.nulls(len(arr), pa.int32()))
+            children.append(arr.field(k).take(at))
+        mask = children[0].is_null()
+        for c in children[1:]:
+            mask = pc.and_(mask, c.is_null())
+        names = [arr.type.field(k).name for k in range(arr.type.num_fields)]
+        tbl = tbl.set_column(i, field.name, pa.StructArray.from_arrays(children, names=names, mask=mask))
     return tbl
 
 
@@ -80,20 +92,47 @@ def table_file_name(table: str, others: Iterable[str] = (), suffix: str = "") ->
 
 @contextlib.contextmanager
 def _text_out(path: str | None) -> Iterator[TextIO]:
-    """stdout, or *path* written through a temp file beside it: a failed export leaves
-    the old file (or none), never a partial one."""
-    if not path:
-        yield sys.stdout
+    """The output, writing text that isn't UTF-8 as its own bytes (``values``): stdout,
+    or *path* written through a temp file beside it, so a failed export leaves the old
+    file (or none), never a partial one."""
+    if path:
+        target = Path(path)
+        tmp = temp_path(target.parent if str(target.parent) else Path("."), target.suffix)
+        try:
+            with open(tmp, "w", encoding="utf-8", errors="surrogateescape", newline="") as f:
+                yield f
+            publish(tmp, target)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
         return
-    target = Path(path)
-    tmp = temp_path(target.parent if str(target.parent) else Path("."), target.suffix)
-    try:
-        with open(tmp, "w", encoding="utf-8", newline="") as f:
-            yield f
-        publish(tmp, target)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    out = sys.stdout
+    if isinstance(out, io.TextIOWrapper):
+        before = out.errors
+        if before != "surrogateescape":
+            out.reconfigure(errors="surrogateescape")
+        try:
+            yield out
+        finally:
+            if before != "surrogateescape":
+                out.reconfigure(errors=before)
+    else:  # a notebook's stream holds only Unicode: such bytes are shown replaced
+        yield _Replacing(out)
+
+
+class _Replacing:
+    """A text stream that writes a lone surrogate as U+FFFD instead of failing."""
+
+    def __init__(self, out: TextIO) -> None:
+        self._out = out
+
+    def write(self, text: str) -> int:
+        if is_raw_text(text):
+            text = encode_text(text).decode("utf-8", "replace")
+        return self._out.write(text)
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._out, name)
 
 
 def export(diff: Diff, tables: list[str], fmt: str, path: str | None, *, where: str | None = None,
@@ -181,7 +220,7 @@ def export(diff: Diff, tables: list[str], fmt: str, path: str | None, *, where: 
                 started = False
                 # SQLite writes BLOBs as x'..' text; the csv module writes the rest as
                 # _csv_value would (floats by repr, NULL as an empty field), all in C.
-                exprs = [_literal(t)] + [
+                exprs = [sql_literal(t)] + [
                     f"CASE WHEN typeof({q}) = 'blob' THEN 'x''' || lower(hex({q})) || '''' ELSE {q} END"
                     for q in map(quote, cols)
                 ]

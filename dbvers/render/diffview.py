@@ -21,6 +21,7 @@ from typing import Any, ClassVar, TextIO
 
 from ..diff import Diff
 from ..objects import TableCounts
+from .text import safe_text
 
 ARROW = "→"
 KINDS = {"added": 0, "modified": 1, "removed": 2}
@@ -32,7 +33,7 @@ def fmt_value(v: Any, width: int = 40) -> str:
     if isinstance(v, bytes):
         text = "x'" + v[:32].hex() + ("…" if len(v) > 32 else "") + "'"
     elif isinstance(v, str):
-        text = "'" + v.replace("\n", "\\n") + "'"
+        text = "'" + safe_text(v) + "'"
     elif isinstance(v, float):
         text = repr(v)
     else:
@@ -69,13 +70,19 @@ class DiffPrinter:
         self.segments([(kind, text)])
 
     def segments(self, parts: list[Segment]) -> None:
-        """One line made of differently coloured parts, cut to the width as a whole."""
+        """One line made of differently coloured parts, cut to the width as a whole.
+
+        Every part goes through ``safe_text`` here, so no table name, column name, label
+        or value can put a control character on the terminal (values come escaped from
+        ``fmt_value`` already; escaping is idempotent).
+        """
         if not self.colour and not self.width:
-            self.out.write("".join(t for _, t in parts) + "\n")
+            self.out.write("".join(safe_text(t) for _, t in parts) + "\n")
             return
         room = self.width or sys.maxsize
         out = []
-        for kind, text in parts:
+        for kind, raw in parts:
+            text = safe_text(raw)
             if len(text) >= room:
                 out.append(self._paint(kind, text[: room - 1] + "…"))
                 break
@@ -110,7 +117,7 @@ class DiffPrinter:
             self.segments(parts)
 
     def rows(self, columns: list[str], key: tuple[str, ...], rows: Iterable[tuple[Any, ...]]) -> int:
-        names = [c[5:] for c in columns[1::2]]  # from_<col> -> col
+        names = [safe_text(c[5:]) for c in columns[1::2]]  # from_<col> -> col, shown
         n = 0
         for row in rows:
             self.row(names, key, row)
@@ -146,7 +153,7 @@ def stream_diff(diff: Diff, tables: list[str], *, where: str | None = None, limi
     for table in tables:
         spec = diff.spec(table)
         columns = diff.output_columns(table, where=where)
-        names = [c[5:] for c in columns[1::2]]
+        names = [safe_text(c[5:]) for c in columns[1::2]]  # shown beside escaped values
         counts = [0, 0, 0]
         headed = False
 
@@ -210,13 +217,13 @@ def print_stat(diff: Diff, tables: list[str], *, where: str | None = None,
     else:
         counted = {t: diff.counts().get(t, TableCounts()) for t in tables}
         tables = [t for t in tables if counted[t].total or t in schema]
-    width = max((len(t) for t in tables), default=5)
+    width = max((len(safe_text(t)) for t in tables), default=5)
     tot = [0, 0, 0]
     for t in tables:
         c = counted[t]
         tot = [tot[0] + c.inserts, tot[1] + c.updates, tot[2] + c.deletes]
         extra = f"  ({'; '.join(schema[t])})" if t in schema else ""
-        p.segments([("", f" {t.ljust(width)} | "), ("+", f"+{c.inserts}"), ("", " "),
+        p.segments([("", f" {safe_text(t).ljust(width)} | "), ("+", f"+{c.inserts}"), ("", " "),
                     ("~", f"~{c.updates}"), ("", " "), ("-", f"-{c.deletes}"), ("", extra)])
     for s in schema.get("", []):
         p.line("", f" {s}")

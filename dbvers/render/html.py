@@ -18,10 +18,11 @@ import io
 import sys
 from collections.abc import Iterable, Sequence
 from datetime import datetime
-from html import escape
+from html import escape as html_escape
 from typing import TYPE_CHECKING, Any
 
 from ..objects import Commit, SchemaChange, TableCounts
+from .text import safe_text
 
 if TYPE_CHECKING:
     from ..diff import Diff
@@ -52,6 +53,11 @@ BADGE = ("display:inline-block;padding:0 6px;margin-right:4px;border-radius:10px
 # -- values ------------------------------------------------------------------------
 
 
+def escape(text: str, quote: bool = True) -> str:
+    """User text for HTML: control characters escaped (``safe_text``), then HTML's."""
+    return html_escape(safe_text(text), quote)
+
+
 def value_text(v: Any, *, exact: bool = False, width: int = MAX_CELL) -> str:
     """A cell value as text: NULL, numbers as written, text as is (quoted when *exact*)."""
     if v is None:
@@ -59,12 +65,12 @@ def value_text(v: Any, *, exact: bool = False, width: int = MAX_CELL) -> str:
     if isinstance(v, bytes):
         text = "x'" + v[:32].hex() + ("…" if len(v) > 32 else "") + "'"
     elif isinstance(v, str):
-        text = "'" + v + "'" if exact else v
+        text = safe_text(v)
+        text = "'" + text + "'" if exact else text
     elif isinstance(v, float):
         text = repr(v)
     else:
         text = str(v)
-    text = text.replace("\n", "\\n")
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
@@ -135,7 +141,7 @@ def rows_html(columns: Sequence[str], key: Iterable[str], rows: Iterable[Sequenc
 
 
 def table_label(table: str, c: TableCounts | None) -> str:
-    return f"{table} ({counts_label(c) if c is not None else 'counting…'})"
+    return f"{safe_text(table)} ({counts_label(c) if c is not None else 'counting…'})"
 
 
 def summary_html(diff: Diff, tables: Sequence[str] | None = None,
@@ -251,7 +257,7 @@ def _tty() -> bool:
         return False
 
 
-def _date(ts: str) -> str:
+def date_text(ts: str) -> str:
     try:
         return datetime.strptime(ts, "%Y-%m-%dT%H:%M:%S.%fZ").strftime("%Y-%m-%d %H:%M UTC")
     except ValueError:
@@ -298,14 +304,14 @@ def commit_counts_html(c: Commit) -> str:
 def commit_html(c: Commit, labels: Iterable[str] = ()) -> str:
     """One commit: id, labels, author, date, message and per-table counts."""
     parents = ", ".join(p[:10] for p in c.parents) or "none (root commit)"
-    msg = escape(c.message).replace("\n", "<br>")
+    msg = "<br>".join(escape(line) for line in c.lines)
     rows = "".join(
         f'<tr><td style="{TD_STYLE};color:#57606a">{k}</td><td style="{TD_STYLE};white-space:normal">{v}</td></tr>'
         for k, v in (
             ("commit", f"<code>{c.id}</code> {badges_html(labels)}"),
             ("parents", f"<code>{escape(parents)}</code>"),
             ("author", escape(c.author)),
-            ("date", escape(_date(c.timestamp))),
+            ("date", escape(date_text(c.timestamp))),
             ("message", msg),
             ("changes", commit_counts_html(c)),
         )
@@ -314,15 +320,18 @@ def commit_html(c: Commit, labels: Iterable[str] = ()) -> str:
             f"<tbody>{rows}</tbody></table></div>")
 
 
-def commit_text(c: Commit, labels: Sequence[str] = ()) -> str:
+def _text_console(buf: io.StringIO, colour: bool | None) -> Any:
     from rich.console import Console
 
+    return Console(file=buf, highlight=False, soft_wrap=True, force_terminal=_tty() if colour is None else colour,
+                   force_jupyter=False, no_color=colour is False)
+
+
+def commit_text(c: Commit, labels: Sequence[str] = (), *, colour: bool | None = None) -> str:
     from .console import print_log
 
     buf = io.StringIO()
-    console = Console(file=buf, highlight=False, soft_wrap=True, force_terminal=_tty(),
-                      force_jupyter=False)
-    print_log(console, [c], {c.id: list(labels)}, oneline=False)
+    print_log(_text_console(buf, colour), [c], {c.id: list(labels)}, oneline=False)
     return buf.getvalue().rstrip("\n")
 
 
@@ -336,7 +345,7 @@ def log_rows_html(commits: Sequence[Commit], deco: dict[str, list[str]]) -> str:
             f'<td style="{TD_STYLE}">{escape(c.summary)}</td>'
             f'<td style="{TD_STYLE}">{commit_counts_html(c)}</td>'
             f'<td style="{TD_STYLE};color:#57606a">{escape(c.author)}</td>'
-            f'<td style="{TD_STYLE};color:#57606a">{escape(_date(c.timestamp))}</td></tr>'
+            f'<td style="{TD_STYLE};color:#57606a">{escape(date_text(c.timestamp))}</td></tr>'
         )
     return (f'<table class="dbvers-log" style="{TABLE_STYLE}"><thead><tr>{head}</tr></thead>'
             f'<tbody>{"".join(rows)}</tbody></table>')
@@ -346,13 +355,34 @@ def log_html(commits: Sequence[Commit], repo: Any = None) -> str:
     return f'<div style="color:{INK}">{log_rows_html(commits, decorations(repo))}</div>'
 
 
-def log_text(commits: Sequence[Commit], repo: Any = None) -> str:
-    from rich.console import Console
-
+def log_text(commits: Sequence[Commit], repo: Any = None, *, colour: bool | None = None) -> str:
     from .console import print_log
 
     buf = io.StringIO()
-    console = Console(file=buf, highlight=False, soft_wrap=True, force_terminal=_tty(),
-                      force_jupyter=False)
-    print_log(console, list(commits), decorations(repo), oneline=False)
+    print_log(_text_console(buf, colour), list(commits), decorations(repo), oneline=False)
     return buf.getvalue().rstrip("\n")
+
+
+def status_text(st: Any, *, colour: bool | None = None) -> str:
+    """What ``dbvers status`` prints."""
+    from .console import print_status
+
+    buf = io.StringIO()
+    print_status(_text_console(buf, colour), st)
+    return buf.getvalue().rstrip("\n")
+
+
+def status_html(st: Any) -> str:
+    """A status for a notebook: where HEAD is, then each changed table's counts."""
+    where = (f"on branch <b>{escape(st.branch)}</b>" if st.branch
+             else f"HEAD detached at <code>{escape((st.head or '')[:10])}</code>")
+    if st.clean:
+        body = "nothing to commit, working database matches HEAD"
+    else:
+        rows = [f'<tr><td style="{TD_STYLE}">{escape(t)}</td><td style="{TD_STYLE}">{counts_html(c)}</td></tr>'
+                for t, c in sorted(st.changes.counts.items()) if c.total]
+        rows += [f'<tr><td style="{TD_STYLE}" colspan="2">{escape(str(s))}</td></tr>' for s in st.schema_changes]
+        rows += [f'<tr><td style="{TD_STYLE}" colspan="2">PRAGMA {escape(k)}: {old} {ARROW} {new}</td></tr>'
+                 for k, (old, new) in st.pragmas_changed.items()]
+        body = (f'changes not committed:<table style="{TABLE_STYLE}"><tbody>{"".join(rows)}</tbody></table>')
+    return f'<div class="dbvers-status" style="color:{INK}">{where}: {body}</div>'

@@ -22,6 +22,7 @@ import ipywidgets as w
 from ..errors import DbversError
 from ..objects import Commit, TableCounts
 from . import html as H
+from .text import safe_text
 
 __all__ = ["DiffView", "LogView", "TablePane"]
 
@@ -413,8 +414,9 @@ class LogView(_StaticFallback, w.VBox):
         for c in self.commits:
             labels = f"({', '.join(deco[c.id])}) " if c.id in deco else ""
             counts = "; ".join(f"{t} {H.counts_label(v)}" for t, v in sorted(c.counts.items()))
-            out.append((f"{c.short_id}  {labels}{c.summary[:70]}  ·  {counts or 'no row changes'}"
-                        f"  ·  {H._date(c.timestamp)}", c.id))
+            text = (f"{c.short_id}  {labels}{c.summary[:70]}  ·  {counts or 'no row changes'}"
+                    f"  ·  {H.date_text(c.timestamp)}")
+            out.append((safe_text(text), c.id))  # a Select shows its options as plain text
         return out
 
     @property
