@@ -342,76 +342,84 @@ def backup(repo: Repo, directory: str | os.PathLike[str] | None = None, *, incre
     # Everything that can refuse runs before the first file (or directory) is made.
     state = _collect(repo)
     uncommitted = _uncommitted(repo)
+    # Directories this backup creates go again if it fails: a refusal leaves nothing behind.
+    made = [d for d in (target_dir, *target_dir.parents) if not d.exists()]
     try:
-        target_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise _io_error(target_dir, e) from None
-    _remove_stale_temps(target_dir)
-    db_name = repo.path.name
+        try:
+            target_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise _io_error(target_dir, e) from None
+        _remove_stale_temps(target_dir)
+        db_name = repo.path.name
 
-    note = None
-    parent: BackupInfo | None = None
-    have: set[str] = set()
-    if incremental:
-        parent, have, note = _incremental_base(target_dir, db_name, state.roots)
-    objects = sorted(state.objects - have)
-    try:
-        snapshots_in = {oid: _body_size(repo.objects, oid) for oid in objects if oid in state.snapshots}
-    except (OSError, ValueError, DbversError) as e:
-        raise BackupError(f"the store is damaged ({e}); run 'dbvers fsck' before backing up") from None
-    created = _now()
-    kind = "incremental" if parent is not None else "full"
-    try:
-        db_size = repo.path.stat().st_size
-    except OSError:
-        db_size = 0
+        note = None
+        parent: BackupInfo | None = None
+        have: set[str] = set()
+        if incremental:
+            parent, have, note = _incremental_base(target_dir, db_name, state.roots)
+        objects = sorted(state.objects - have)
+        try:
+            snapshots_in = {oid: _body_size(repo.objects, oid) for oid in objects if oid in state.snapshots}
+        except (OSError, ValueError, DbversError) as e:
+            raise BackupError(f"the store is damaged ({e}); run 'dbvers fsck' before backing up") from None
+        created = _now()
+        kind = "incremental" if parent is not None else "full"
+        try:
+            db_size = repo.path.stat().st_size
+        except OSError:
+            db_size = 0
 
-    try:
-        tmp = _owned_temp(target_dir, "backup", ".tar")
-    except OSError as e:
-        raise _io_error(target_dir, e) from None
-    try:
-        with open(tmp, "wb", buffering=CHUNK) as f:
-            w = _TarWriter(f, int(created.timestamp()))
-            for oid in objects:
-                # Never back up a damaged object silently: check it against its id first.
-                try:
-                    repo.objects.verify(oid)
-                except DbversError as e:
-                    raise BackupError(f"the store is damaged ({e}); nothing was backed up") from None
-                p = repo.objects.path(oid)
-                w.add(_object_member(oid), p.stat().st_size, _file_chunks(p))
-            for name, data in state.metadata.items():
-                w.add(name, len(data), [data])
-            manifest = {
-                "backup_format": BACKUP_FORMAT,
-                "store_format": FORMAT_VERSION,
-                "dbvers_version": _version(),
-                "kind": kind,
-                "created_at": _iso(created),
-                "database": {"name": db_name, "size": db_size, "user_version": state.user_version},
-                "head": state.head_text,
-                "head_commit": state.head_commit,
-                "refs": state.refs,
-                "roots": state.roots,
-                "commits": len(state.commits),
-                "new_commits": sum(1 for o in objects if o in state.commits),
-                "objects": len(objects),
-                "total_objects": len(state.objects),
-                "snapshots": snapshots_in,
-                "parent": {"file": parent.path.name, "id": parent.id} if parent else None,
-                "members": w.members,
-            }
-            raw = _sign(manifest)
-            w.add(MANIFEST, len(raw), [raw], record=False)
-            w.finish()
-        stem = f"{Path(db_name).stem}-{created.strftime(_STAMP)}{created.microsecond // 1000:03d}Z"
-        final = _link_noclobber(tmp, target_dir, stem)
-    except OSError as e:
-        tmp.unlink(missing_ok=True)
-        raise _io_error(target_dir, e) from None
+        try:
+            tmp = _owned_temp(target_dir, "backup", ".tar")
+        except OSError as e:
+            raise _io_error(target_dir, e) from None
+        try:
+            with open(tmp, "wb", buffering=CHUNK) as f:
+                w = _TarWriter(f, int(created.timestamp()))
+                for oid in objects:
+                    # Never back up a damaged object silently: check it against its id first.
+                    try:
+                        repo.objects.verify(oid)
+                    except DbversError as e:
+                        raise BackupError(f"the store is damaged ({e}); nothing was backed up") from None
+                    p = repo.objects.path(oid)
+                    w.add(_object_member(oid), p.stat().st_size, _file_chunks(p))
+                for name, data in state.metadata.items():
+                    w.add(name, len(data), [data])
+                manifest = {
+                    "backup_format": BACKUP_FORMAT,
+                    "store_format": FORMAT_VERSION,
+                    "dbvers_version": _version(),
+                    "kind": kind,
+                    "created_at": _iso(created),
+                    "database": {"name": db_name, "size": db_size, "user_version": state.user_version},
+                    "head": state.head_text,
+                    "head_commit": state.head_commit,
+                    "refs": state.refs,
+                    "roots": state.roots,
+                    "commits": len(state.commits),
+                    "new_commits": sum(1 for o in objects if o in state.commits),
+                    "objects": len(objects),
+                    "total_objects": len(state.objects),
+                    "snapshots": snapshots_in,
+                    "parent": {"file": parent.path.name, "id": parent.id} if parent else None,
+                    "members": w.members,
+                }
+                raw = _sign(manifest)
+                w.add(MANIFEST, len(raw), [raw], record=False)
+                w.finish()
+            stem = f"{Path(db_name).stem}-{created.strftime(_STAMP)}{created.microsecond // 1000:03d}Z"
+            final = _link_noclobber(tmp, target_dir, stem)
+        except OSError as e:
+            tmp.unlink(missing_ok=True)
+            raise _io_error(target_dir, e) from None
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
     except BaseException:
-        tmp.unlink(missing_ok=True)
+        for d in made:  # innermost first; only while empty
+            with contextlib.suppress(OSError):
+                d.rmdir()
         raise
     info = _info_from_manifest(final, _parse_manifest(raw, final.name), final.stat().st_size)
     info.uncommitted = uncommitted

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from conftest import execute, run_cli
+from conftest import execute
 
 import dbvers
 from dbvers import cli
@@ -388,11 +388,19 @@ def test_an_unexpected_exception_is_one_internal_error_line(
 
 
 def test_debug_shows_the_traceback_in_a_real_process(work: Template) -> None:
-    (work.dir / STORE / "HEAD").write_bytes(b"\xff\xfe")
-    r = run_cli("status", cwd=work.dir)
-    assert r.returncode == 2 and r.stderr.count("\n") == 1 and "Traceback" not in r.stderr
-    r = run_cli("status", cwd=work.dir, env={"DBVERS_DEBUG": "1"})
-    assert "Traceback" in r.stderr and "UnicodeDecodeError" in r.stderr
+    # A bug (an exception dbvers doesn't expect) injected into a real process's status.
+    script = ("import sys, dbvers.repo, dbvers.cli\n"
+              "def broken(self): raise KeyError('injected bug')\n"
+              "dbvers.repo.Repo.status = broken\n"
+              "sys.exit(dbvers.cli.main(['status']))\n")
+    env = {**os.environ, "COLUMNS": "120"}
+    r = subprocess.run([sys.executable, "-c", script], cwd=work.dir, capture_output=True, text=True,
+                       env=env, timeout=120)
+    assert r.returncode == 3 and r.stderr.count("\n") == 1 and "Traceback" not in r.stderr, r.stderr
+    assert "internal error: KeyError" in r.stderr
+    r = subprocess.run([sys.executable, "-c", script], cwd=work.dir, capture_output=True, text=True,
+                       env={**env, "DBVERS_DEBUG": "1"}, timeout=120)
+    assert "Traceback" in r.stderr and "KeyError: 'injected bug'" in r.stderr
 
 
 # -- broken pipes ---------------------------------------------------------------------------
