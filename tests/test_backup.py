@@ -203,7 +203,7 @@ def test_backup_refuses_a_damaged_store(repo: dbvers.Repo, tmp_path: Path) -> No
     p.write_bytes(bytes(data))
     with pytest.raises(BackupError, match="damaged"):
         repo.backup(tmp_path / "b")
-    assert not list((tmp_path / "b").iterdir())
+    assert not (tmp_path / "b").exists()  # the directory it made goes too
 
 
 def test_backup_is_online_while_a_writer_holds_a_transaction(repo: dbvers.Repo, tmp_path: Path) -> None:
@@ -568,12 +568,12 @@ def test_disk_full_on_a_small_tmpfs(tiny_tmpfs: Path, tmp_path: Path) -> None:
     # backing up into a full file system: the write fails, nothing is left behind
     with pytest.raises(BackupIOError, match="No space left"):
         repo.backup(tiny_tmpfs / "b")
-    assert not list((tiny_tmpfs / "b").iterdir())
+    assert not (tiny_tmpfs / "b").exists()  # the directory it made goes too
     # restoring onto it: refused before anything is written, saying how much is needed
     archive = repo.backup(tmp_path / "b").path
     with pytest.raises(BackupIOError, match=r"needs .* is free"):
         dbvers.restore(archive, to=tiny_tmpfs / "data.db")
-    assert sorted(p.name for p in tiny_tmpfs.iterdir()) == ["b"]
+    assert not list(tiny_tmpfs.iterdir())
 
 
 RLIMIT_CHILD = textwrap.dedent(
