@@ -455,6 +455,13 @@ def gc(repo: Repo, *, prune: Expiry = None) -> GcReport:
     report = GcReport()
     now = time.time()
     prune_at = cutoff(repo, prune, "prune_expire", "--prune", now)  # a bad --prune changes nothing
+    # Refuse before anything changes (reflogs included) when the history is damaged: a
+    # commit that lost an object it needs is a store to restore, not one to trim.
+    missing = [f"commit {oid[:12]} refers to missing {kind} {ref[:12]}"
+               for oid in sorted(reachable_commits(repo, "gc"))
+               for ref, kind in repo.get_commit(oid).typed_references() if not repo.objects.has(ref)]
+    if missing:
+        raise HistoryDamagedError("gc", missing)
     report.expired_entries = len(reflog_expire(repo, action="gc").expired)
     commits = reachable_commits(repo, "gc")
     reachable = _closure(repo, commits)
