@@ -16,6 +16,10 @@ be read as a commit id is a :class:`DamagedRefError`, never "unborn".
 A move writes its reflog line(s) first and the ref file last: a failure before
 the rename leaves the ref where it was (a reflog line for a move that never
 happened only keeps a commit alive for gc; nothing reads it as the ref's value).
+
+Reflogs are appended to by moves and rewritten (atomically, under the lock) only
+by expiry (:meth:`RefStore.rewrite_reflog`, driven by ``maintenance.reflog_expire``).
+A deleted ref's reflog stays, so it can be recovered, until its entries expire.
 """
 
 from __future__ import annotations
