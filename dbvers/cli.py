@@ -526,7 +526,31 @@ def cmd_gc(args: argparse.Namespace) -> int:
     repo = _open(args)
     from .render.console import print_gc
 
-    print_gc(_console(args), repo.gc())
+    print_gc(_console(args), repo.gc(prune=args.prune))
+    return 0
+
+
+def cmd_reflog(args: argparse.Namespace) -> int:
+    """``reflog [show [REF]]``: where a ref has been, newest first (git's ``reflog show``)."""
+    from .render.console import print_reflog
+
+    repo = _open(args)
+    ref = getattr(args, "ref", None) or "HEAD"
+    print_reflog(_console(args), repo.reflog_ref(ref), repo.reflog(ref))
+    return 0
+
+
+def cmd_reflog_expire(args: argparse.Namespace) -> int:
+    """``reflog expire [--expire=WHEN] [--expire-unreachable=WHEN] [--dry-run] (--all | REF...)``."""
+    if args.all == bool(args.refs):
+        raise UsageError("'dbvers reflog expire' takes --all or the refs whose reflogs to expire"
+                         + (", not both" if args.all else ""))
+    from .render.console import print_reflog_expire
+
+    repo = _open(args)
+    report = repo.reflog_expire(expire=args.expire, expire_unreachable=args.expire_unreachable,
+                                refs=None if args.all else args.refs, dry_run=args.dry_run)
+    print_reflog_expire(_console(args), report)
     return 0
 
 
@@ -639,7 +663,35 @@ def build_parser() -> argparse.ArgumentParser:
 
     sp = add("fsck", cmd_fsck, "verify every object, snapshot and ref")
     _add_format(sp)
-    add("gc", cmd_gc, "remove objects that no ref or reflog entry reaches")
+    sp = add("gc", cmd_gc, "expire old reflog entries, then remove objects that no ref or reflog entry reaches")
+    sp.add_argument("--prune", metavar="WHEN",
+                    help="remove unreachable objects older than WHEN: now, never, days (14, 2.weeks.ago) "
+                         "or an ISO date (default [gc] prune_expire, 14 days)")
+    sp = add("reflog", cmd_reflog, "where HEAD or a ref has been (reflog show), or expire old entries "
+                                   "(reflog expire)")
+    actions = sp.add_subparsers(dest="reflog_action", metavar="ACTION", parser_class=_Parser)
+
+    def action(name: str, fn: Callable[[argparse.Namespace], int], help_: str) -> argparse.ArgumentParser:
+        ap = actions.add_parser(name, help=help_, description=help_)
+        ap.set_defaults(func=fn)
+        ap.add_argument("--db", metavar="PATH", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+        ap.add_argument("--store", metavar="DIR", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+        return ap
+
+    ap = action("show", cmd_reflog, "REF's reflog, newest first (the default action)")
+    ap.add_argument("ref", nargs="?", default="HEAD", metavar="REF",
+                    help="HEAD (default), a branch (a deleted one too), a tag or a full ref name")
+    ap = action("expire", cmd_reflog_expire, "drop reflog entries older than their expiry time")
+    ap.add_argument("refs", nargs="*", metavar="REF", help="the refs whose reflogs to expire")
+    ap.add_argument("--all", action="store_true", help="every reflog, deleted branches' too")
+    ap.add_argument("--expire", metavar="WHEN",
+                    help="drop entries older than WHEN: now, never, days (90, 90.days) or an ISO date "
+                         "(default [gc] reflog_expire, 90 days)")
+    ap.add_argument("--expire-unreachable", metavar="WHEN",
+                    help="drop entries the ref's tip doesn't reach older than WHEN "
+                         "(default [gc] reflog_expire_unreachable, 30 days)")
+    ap.add_argument("-n", "--dry-run", action="store_true", help="list what would go, change nothing")
+
     sp = add("help", cmd_help, "show the commands, or one command's options")
     sp.add_argument("topic", nargs="?", metavar="COMMAND")
     return p

@@ -15,8 +15,10 @@ import configparser
 import io
 import math
 import os
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 from .errors import ConfigValueError, DbversError, RepositoryNotFoundError
@@ -71,6 +73,48 @@ def _nonempty(raw: str) -> str:
     return raw
 
 
+_UNIT_SECONDS = {"second": 1, "minute": 60, "hour": 3600, "day": 86400, "week": 7 * 86400}
+_AGE_RE = re.compile(r"(\d+(?:\.\d+)?)(?:[ .]+(second|minute|hour|day|week)s?)?(?:[ .]+ago)?", re.IGNORECASE)
+EXPIRY_ALLOWED = "now, never, a number of days (30, 30.days, 2.weeks.ago) or an ISO date (2024-01-31)"
+
+
+def expiry_cutoff(raw: str | float, now: float) -> float:
+    """The unix time before which entries (or objects) expire, for a ``WHEN`` as git writes it.
+
+    The one parser for every expiry setting and option: ``now`` (everything,
+    whatever its clock said: +inf), ``never`` (nothing: -inf), an age (a bare
+    number is days; ``30.days``, ``2.weeks.ago``, ``12 hours``) or an ISO date
+    (UTC when it names no zone). Anything else is a ValueError.
+    """
+    if isinstance(raw, bool):
+        raise ValueError(raw)
+    if isinstance(raw, int | float):
+        if not math.isfinite(raw) or raw < 0:
+            raise ValueError(raw)
+        return now - float(raw) * 86400
+    text = raw.strip()
+    word = text.lower()
+    if word in ("now", "all"):
+        return math.inf
+    if word in ("never", "false"):
+        return -math.inf
+    if m := _AGE_RE.fullmatch(text):
+        unit = (m.group(2) or "day").lower()
+        return now - float(m.group(1)) * _UNIT_SECONDS[unit]
+    try:
+        when = datetime.fromisoformat(text)
+    except ValueError:
+        raise ValueError(raw) from None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return when.timestamp()
+
+
+def _expiry(raw: str) -> str:
+    expiry_cutoff(raw, 0.0)
+    return raw
+
+
 SCHEMA: dict[tuple[str, str], Setting] = {
     ("core", "format"): Setting(_int_at_least(1), "a whole number of at least 1"),
     ("core", "database"): Setting(_nonempty, "the tracked database's path, relative to the store"),
@@ -87,6 +131,10 @@ SCHEMA: dict[tuple[str, str], Setting] = {
     ("backup", "dir"): Setting(_text, "a directory path"),
     ("backup", "keep"): Setting(_int_at_least(1), "a whole number of at least 1"),
     ("backup", "max_age"): Setting(_float_above(0.0, inclusive=False), "a number of days above 0"),
+    # git's gc.reflogExpire, gc.reflogExpireUnreachable and gc.pruneExpire, with git's defaults.
+    ("gc", "reflog_expire"): Setting(_expiry, EXPIRY_ALLOWED, "90"),
+    ("gc", "reflog_expire_unreachable"): Setting(_expiry, EXPIRY_ALLOWED, "30"),
+    ("gc", "prune_expire"): Setting(_expiry, EXPIRY_ALLOWED, "14"),
 }
 
 # Environment variables that override a setting, checked by the same rule.

@@ -69,6 +69,18 @@ class ConfigValueError(DbversError):
         )
 
 
+class BadExpiryError(UsageError):
+    """A time for ``--expire``, ``--expire-unreachable`` or ``--prune`` that dbvers can't read."""
+
+    def __init__(self, option: str, value: str) -> None:
+        self.option = option
+        self.value = value
+        super().__init__(
+            f"{option} {value!r} is not a time; use now, never, a number of days (30, 30.days, "
+            "2.weeks.ago) or an ISO date (2024-01-31)"
+        )
+
+
 class UnknownRefError(DbversError):
     def __init__(self, ref: str, detail: str = "") -> None:
         self.ref = ref

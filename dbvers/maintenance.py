@@ -1,9 +1,20 @@
-"""Repository maintenance: fsck (verify everything the store holds) and gc (remove what
-nothing reaches). The callers (``Repo.fsck``, ``Repo.gc``) hold the repository lock."""
+"""Repository maintenance: fsck (verify everything the store holds), reflog expiry and gc
+(remove what nothing reaches). The callers (``Repo.fsck``, ``Repo.reflog_expire``,
+``Repo.gc``) hold the repository lock.
+
+Expiry is git's: a reflog entry older than ``expire`` goes; one older than
+``expire_unreachable`` goes when its commit is not reachable from the current tip
+of that ref (every entry of a deleted branch's reflog: it has no tip). The entry
+that is a ref's current value stays, so a ref's log never loses where it is. gc
+expires reflogs first, then deletes unreachable objects older than ``prune``.
+"""
 
 from __future__ import annotations
 
+import math
+import os
 import re
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -11,7 +22,8 @@ from typing import TYPE_CHECKING
 import apsw
 
 from . import snapshots
-from .errors import DbversError, HistoryDamagedError, MissingObjectError
+from .config import expiry_cutoff
+from .errors import BadExpiryError, DbversError, HistoryDamagedError, MissingObjectError
 from .fsutil import TMP_PREFIX, temp_path
 from .refs import HEADS, validate_name
 
@@ -32,11 +44,30 @@ class FsckReport:
         return not self.problems
 
 
+@dataclass(frozen=True)
+class ExpiredEntry:
+    ref: str
+    old: str
+    new: str
+    time: float | None
+    message: str
+
+
+@dataclass
+class ReflogExpireReport:
+    expired: list[ExpiredEntry] = field(default_factory=list)  # what went (or would go, dry run)
+    kept_entries: int = 0
+    removed_reflogs: list[str] = field(default_factory=list)  # reflogs left with no entry (deleted)
+    dry_run: bool = False
+
+
 @dataclass
 class GcReport:
     removed_objects: int = 0
     removed_bytes: int = 0
     kept_objects: int = 0
+    recent_objects: int = 0  # unreachable, but newer than the prune time: kept
+    expired_entries: int = 0  # reflog entries gc expired first
 
 
 _ID_RE = re.compile(r"[0-9a-f]{64}")
@@ -188,6 +219,50 @@ def reachable_commits(repo: Repo, action: str = "the operation") -> set[str]:
     return commits
 
 
+def _closure(repo: Repo, commits: set[str]) -> set[str]:
+    """*commits* and every object they refer to, their keyframes' snapshots included."""
+    out = set(commits)
+    for oid in commits:
+        try:
+            out.update(repo.get_commit(oid).referenced_objects())
+            snap = repo.snapshot_of(oid)
+        except (DbversError, ValueError, KeyError, TypeError):
+            continue  # only an unreachable commit can be unreadable here (the history was checked)
+        if snap is not None:
+            out.add(snap)
+    return out
+
+
+def _mtime(repo: Repo, oid: str) -> float:
+    try:
+        return os.stat(repo.objects.path(oid)).st_mtime
+    except OSError:
+        return math.inf  # can't tell its age: not old enough to delete
+
+
+def _is_commit(repo: Repo, oid: str) -> bool:
+    try:
+        return repo.objects.object_type(oid) == "commit"
+    except (DbversError, OSError, ValueError):
+        return False
+
+
+def _ancestry_tolerant(repo: Repo, tip: str) -> set[str]:
+    """An unreachable commit's ancestry as far as it can be read (it names no history to protect)."""
+    seen: set[str] = set()
+    stack = [tip]
+    while stack:
+        oid = stack.pop()
+        if oid in seen:
+            continue
+        seen.add(oid)
+        try:
+            stack.extend(repo.get_commit(oid).parents)
+        except (DbversError, ValueError, KeyError, TypeError):
+            continue
+    return seen
+
+
 def fsck(repo: Repo) -> FsckReport:
     """Verify every object's hash, every snapshot's integrity, every ref, reflog and commit link.
 
@@ -275,29 +350,140 @@ def _fsck_snapshot(repo: Repo, oid: str, report: FsckReport) -> None:
         tmp.unlink(missing_ok=True)
 
 
-def gc(repo: Repo) -> GcReport:
-    """Remove objects no ref, tag, HEAD or reflog entry reaches (nothing a user did is lost).
+Expiry = str | float | None  # a WHEN (see config.expiry_cutoff); None: the config's setting
+
+
+def cutoff(repo: Repo, value: Expiry, key: str, option: str, now: float) -> float:
+    """The cutoff time of *value*, or of ``[gc] key`` when it is None; a bad value is one line."""
+    if value is None:
+        return expiry_cutoff(repo.config.get("gc", key), now)  # checked when the config was read
+    try:
+        return expiry_cutoff(value, now)
+    except (ValueError, TypeError):
+        raise BadExpiryError(option, str(value)) from None
+
+
+_ENTRY_RE = re.compile(r"([0-9a-f]{64}) ([0-9a-f]{64}) (\S+)(?: (.*))?")
+
+
+def _tip(repo: Repo, ref: str) -> str | None:
+    return repo.refs.head().commit if ref == "HEAD" else repo.refs.read(ref)
+
+
+def _ancestry(repo: Repo, tip: str) -> set[str]:
+    seen: set[str] = set()
+    stack = [tip]
+    while stack:
+        oid = stack.pop()
+        if oid not in seen:
+            seen.add(oid)
+            stack.extend(repo.get_commit(oid).parents)
+    return seen
+
+
+def reflog_expire(repo: Repo, *, expire: Expiry = None, expire_unreachable: Expiry = None,
+                  refs: list[str] | None = None, dry_run: bool = False,
+                  action: str = "reflog expire") -> ReflogExpireReport:
+    """Drop reflog entries older than their expiry (see the module's docstring).
+
+    Refuses, changing nothing, when the history is damaged: an entry's
+    reachability can't be known past a missing commit, and a garbage line can't be
+    dated. Each reflog is rewritten atomically.
+    """
+    now = time.time()
+    expire_at = cutoff(repo, expire, "reflog_expire", "--expire", now)
+    unreachable_at = cutoff(repo, expire_unreachable, "reflog_expire_unreachable", "--expire-unreachable", now)
+    reachable_commits(repo, action)
+    report = ReflogExpireReport(dry_run=dry_run)
+    for ref in repo.refs.reflog_names() if refs is None else refs:
+        lines = repo.refs.reflog_lines(ref)
+        tip = _tip(repo, ref)
+        from_tip: set[str] | None = None  # computed only when an entry needs it
+        # The newest entry that moved the ref to where it is now: never expired.
+        current = max((i for i, line in enumerate(lines)
+                       if (m := _ENTRY_RE.match(line)) and tip is not None and m.group(2) == tip), default=-1)
+        kept: list[str] = []
+        for i, line in enumerate(lines):
+            if not line.strip():
+                continue
+            m = _ENTRY_RE.match(line)
+            try:
+                when = float(m.group(3)) if m else None
+            except ValueError:
+                when = None
+            if m is None or when is None:
+                kept.append(line)  # undatable (a torn time): kept, nothing can say it is old
+                continue
+            old, new = m.group(1), m.group(2)
+            go = when < expire_at
+            if not go and when < unreachable_at:
+                if tip is None:
+                    go = True  # a deleted ref: nothing is reachable from it
+                else:
+                    if from_tip is None:
+                        from_tip = _ancestry(repo, tip)
+                    go = any(oid != ZERO_ID and oid not in from_tip for oid in (old, new))
+            if go and i == current:
+                # The ref's value stays logged, but what it moved *from* expired with the entries
+                # before it: point it at the last entry kept (git's --rewrite), or at nothing, so
+                # the old commit is not kept alive through this line.
+                prev = _ENTRY_RE.match(kept[-1]) if kept else None
+                line = (prev.group(2) if prev else ZERO_ID) + line[64:]
+                go = False
+            if go:
+                report.expired.append(ExpiredEntry(ref, old, new, when, m.group(4) or ""))
+            else:
+                kept.append(line)
+        report.kept_entries += len(kept)
+        if kept == lines:
+            continue
+        if not kept:
+            report.removed_reflogs.append(ref)
+        if not dry_run:
+            repo.refs.rewrite_reflog(ref, kept)
+    return report
+
+
+def gc(repo: Repo, *, prune: Expiry = None) -> GcReport:
+    """Expire reflogs, then remove objects no ref, tag, HEAD or reflog entry reaches that are
+    older than *prune* (default ``[gc] prune_expire``).
 
     Refuses, deleting nothing, unless every ref, HEAD and reflog line resolves to a
     readable commit whose whole ancestry is readable: what is unreachable can only
     be known from a complete picture of what is reachable.
     """
     report = GcReport()
+    now = time.time()
+    prune_at = cutoff(repo, prune, "prune_expire", "--prune", now)  # a bad --prune changes nothing
+    # Refuse before anything changes (reflogs included) when the history is damaged: a
+    # commit that lost an object it needs is a store to restore, not one to trim.
+    missing = [f"commit {oid[:12]} refers to missing {kind} {ref[:12]}"
+               for oid in sorted(reachable_commits(repo, "gc"))
+               for ref, kind in repo.get_commit(oid).typed_references() if not repo.objects.has(ref)]
+    if missing:
+        raise HistoryDamagedError("gc", missing)
+    report.expired_entries = len(reflog_expire(repo, action="gc").expired)
     commits = reachable_commits(repo, "gc")
-    keep: set[str] = set(commits)
-    for oid in commits:
-        keep.update(repo.get_commit(oid).referenced_objects())
-        if (snap := repo.snapshot_of(oid)) is not None:
-            keep.add(snap)
-    for oid in list(repo.objects.iter_ids()):
+    reachable = _closure(repo, commits)
+    ids = list(repo.objects.iter_ids())
+    recent = {oid for oid in ids if oid not in reachable and _mtime(repo, oid) >= prune_at}
+    # Everything a recent commit reaches stays too (git keeps what recent objects reach):
+    # an unreachable commit that is kept must stay whole.
+    young_roots: set[str] = set()
+    for oid in recent:
+        if _is_commit(repo, oid):
+            young_roots |= _ancestry_tolerant(repo, oid)
+    keep = reachable | recent | _closure(repo, young_roots - commits)
+    for oid in ids:
         if oid in keep:
             report.kept_objects += 1
+            report.recent_objects += oid not in reachable
             continue
         report.removed_bytes += repo.objects.stored_size(oid)
         repo.objects.delete(oid)
         report.removed_objects += 1
     for kf in repo.keyframe_files():
-        if kf.name not in commits:
+        if not repo.objects.has(kf.name):
             kf.unlink()
     for p in repo.cache_dir.glob("*.db"):
         if p.stem not in commits and not p.name.startswith(TMP_PREFIX):  # temps: their owners' to remove

@@ -16,6 +16,10 @@ be read as a commit id is a :class:`DamagedRefError`, never "unborn".
 A move writes its reflog line(s) first and the ref file last: a failure before
 the rename leaves the ref where it was (a reflog line for a move that never
 happened only keeps a commit alive for gc; nothing reads it as the ref's value).
+
+Reflogs are appended to by moves and rewritten (atomically, under the lock) only
+by expiry (:meth:`RefStore.rewrite_reflog`, driven by ``maintenance.reflog_expire``).
+A deleted ref's reflog stays, so it can be recovered, until its entries expire.
 """
 
 from __future__ import annotations
@@ -388,6 +392,48 @@ class RefStore:
                 continue
             out.append(ReflogEntry(parts[0], parts[1], t, parts[3] if len(parts) > 3 else ""))
         return out
+
+    def has_reflog(self, ref: str) -> bool:
+        return self._file(ref, log=True).is_file()
+
+    def reflog_names(self) -> list[str]:
+        """Full names of every reflog there is (HEAD first), a deleted branch's included."""
+        logs = self.root / "logs"
+        if not logs.is_dir():
+            return []
+        names = [p.relative_to(logs).as_posix() for p in sorted(logs.rglob("*")) if p.is_file()]
+        # A file that can't be a reflog (a temp file, a stray) is not one.
+        return sorted((n for n in names if is_valid_ref(n)), key=lambda n: (n != "HEAD", n))
+
+    def reflog_lines(self, ref: str) -> list[str]:
+        """The reflog of *ref* line by line, as written (torn lines too: the caller decides)."""
+        p = self._file(ref, log=True)
+        try:
+            return p.read_text(encoding="utf-8", errors="surrogateescape").splitlines()
+        except FileNotFoundError:
+            return []
+        except OSError as e:
+            raise StorageError(str(p), e) from e
+
+    def rewrite_reflog(self, ref: str, lines: list[str]) -> None:
+        """Replace *ref*'s reflog with *lines* atomically (caller holds the repo lock); no
+        lines removes the file and the empty folders of an a/b style name."""
+        p = self._file(ref, log=True)
+        try:
+            if lines:
+                write_atomic(p, "".join(line + "\n" for line in lines).encode("utf-8", "surrogateescape"))
+                return
+            p.unlink(missing_ok=True)
+        except OSError as e:
+            raise StorageError(str(p), e) from e
+        stop = self.root / "logs" / "refs"
+        parent = p.parent
+        while parent != stop and stop in parent.parents and parent.parent != stop:
+            try:
+                parent.rmdir()
+            except OSError:
+                break
+            parent = parent.parent
 
     def reflog_ids(self) -> set[str]:
         ids: set[str] = set()

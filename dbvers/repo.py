@@ -55,7 +55,7 @@ from .fsutil import (
     temp_prefix,
     write_atomic,
 )
-from .maintenance import FsckReport, GcReport
+from .maintenance import FsckReport, GcReport, ReflogExpireReport
 from .objects import (
     FORMAT_VERSION,
     Commit,
@@ -66,7 +66,17 @@ from .objects import (
     TableCounts,
     counts_summary,
 )
-from .refs import HEADS, TAGS, Head, RefStore, validate_name
+from .refs import (
+    HEADS,
+    REMOTES,
+    TAGS,
+    Head,
+    ReflogEntry,
+    RefStore,
+    check_ref_format,
+    is_valid_ref,
+    validate_name,
+)
 from .schemadiff import describe_schema_changes, schema_changes
 from .store import ObjectStore
 from .values import read_rows
@@ -1157,10 +1167,39 @@ class Repo:
         report.problems[:0] = recovery
         return report
 
-    def gc(self) -> GcReport:
-        """Remove objects no ref, tag, HEAD or reflog entry reaches (nothing a user did is lost)."""
+    def reflog(self, ref: str = "HEAD") -> list[ReflogEntry]:
+        """*ref*'s reflog, oldest first (a deleted branch's too, until it expires)."""
+        return self.refs.reflog(self.reflog_ref(ref))
+
+    def reflog_ref(self, name: str) -> str:
+        """The full ref whose reflog *name* means: HEAD, a full name, or a branch, tag or remote
+        branch (one that was deleted too: its reflog outlives it)."""
+        if name == "HEAD" or name.startswith("refs/"):
+            check_ref_format(name)
+            return name
+        for ns in (HEADS, TAGS, REMOTES):
+            full = ns + name
+            if is_valid_ref(full) and (self.refs.has_reflog(full) or self.refs.read(full) is not None):
+                return full
+        raise UnknownRefError(name, f"no reflog for '{name}'")
+
+    def reflog_expire(self, expire: str | float | None = None, expire_unreachable: str | float | None = None,
+                      refs: list[str] | None = None, dry_run: bool = False) -> ReflogExpireReport:
+        """Drop reflog entries older than *expire* (default ``[gc] reflog_expire``, 90 days), and
+        those whose commit the ref's tip doesn't reach older than *expire_unreachable* (default
+        ``[gc] reflog_expire_unreachable``, 30 days). A WHEN is ``"now"``, ``"never"``, a number
+        of days (``30``, ``"30.days"``) or an ISO date. *refs* None: every reflog."""
+        with self._locked(write=not dry_run):
+            full = None if refs is None else [self.reflog_ref(r) for r in refs]
+            return maintenance.reflog_expire(self, expire=expire, expire_unreachable=expire_unreachable,
+                                             refs=full, dry_run=dry_run)
+
+    def gc(self, prune: str | float | None = None) -> GcReport:
+        """Expire reflogs (as ``reflog_expire()`` with the config's times), then remove objects no
+        ref, tag, HEAD or reflog entry reaches that are older than *prune* (default ``[gc]
+        prune_expire``, 14 days; ``"now"``: all of them)."""
         with self._locked():
-            return maintenance.gc(self)
+            return maintenance.gc(self, prune=prune)
 
     # -- backups (the logic lives in dbvers.backup) ------------------------------
     def backup(self, dir: str | os.PathLike[str] | None = None, *, incremental: bool = False) -> Any:

@@ -154,7 +154,9 @@ ORDINARY: dict[str, list[list[str]]] = {
     "snapshot": [["snapshot"]],
     "diff": [["diff"], ["diff", "HEAD~1", "HEAD"], ["diff", "--stat", "v1"]],
     "fsck": [["fsck"]],
-    "gc": [["gc"]],
+    "gc": [["gc"], ["gc", "--prune=now"]],
+    "reflog": [["reflog"], ["reflog", "show", "side"], ["reflog", "expire", "--all", "--dry-run"],
+               ["reflog", "expire", "--expire=now", "--expire-unreachable=now", "--all"]],
     "help": [["help"], ["help", "diff"]],
 }
 
@@ -188,7 +190,12 @@ BAD: dict[str, list[list[str]]] = {
              ["diff", "--format", "parquet"], ["diff", "v1", "-o", "nowhere/out.txt"],
              ["diff", "-o", "data.db"]],
     "fsck": [["fsck", "--format", "csv"], ["fsck", "extra"]],
-    "gc": [["gc", "--prune", "x"]],
+    "gc": [["gc", "--prune", "x"], ["gc", "--prune=30.years"], ["gc", "--prune", "2024-13-45"],
+           ["gc", "--prune=-1"], ["gc", "extra"]],
+    "reflog": [["reflog", "show", "nosuch"], ["reflog", "show", "bad..name"], ["reflog", "bogus"],
+               ["reflog", "expire"], ["reflog", "expire", "--all", "main"], ["reflog", "expire", "nosuch"],
+               ["reflog", "expire", "--expire", "x", "--all"], ["reflog", "expire", "--expire-unreachable=nan", "--all"],
+               ["reflog", "expire", "--expire=now", "../heads/main"]],
     "help": [["help", "nosuch"]],
 }
 
@@ -513,6 +520,8 @@ def _delete_head_patch(d: Path, t: Template) -> None:
     pytest.param(["commit", "-m", "x", "--allow-empty"], "empty-ref", id="commit-over-empty-ref"),
     pytest.param(["gc"], "deleted-object", id="gc-with-missing-object"),
     pytest.param(["gc"], "text-garbage-ref", id="gc-with-garbage-ref"),
+    pytest.param(["gc", "--prune=now"], "deleted-object", id="gc-prune-now-with-missing-object"),
+    pytest.param(["reflog", "expire", "--expire=now", "--all"], "text-garbage-ref", id="expire-with-garbage-ref"),
 ])
 def test_refused_without_touching_the_store(argv: list[str], damage: str | None, work: Template,
                                             capsys: pytest.CaptureFixture[str],

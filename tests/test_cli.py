@@ -581,7 +581,7 @@ def test_gc_keeps_reflog_reachable_then_removes(cli: Cli, hist: History) -> None
     assert rev(cli, lost, cwd=d) == lost  # still recoverable
 
     shutil.rmtree(store / "logs")
-    out = ok(cli, "gc", cwd=d)
+    out = ok(cli, "gc", "--prune=now", cwd=d)
     assert out.startswith("removed 2 unreachable objects"), out  # the commit and its patch
     assert not _object_file(store, lost).exists()
     assert not _object_file(store, lost_patch).exists()
@@ -606,7 +606,7 @@ def test_gc_keeps_tagged_and_branched_commits(cli: Cli, hist: History) -> None:
     ok(cli, "checkout", "main", cwd=d)
     ok(cli, "reset", "--hard", "v1", cwd=d)
     shutil.rmtree(store / "logs")
-    ok(cli, "gc", cwd=d)
+    ok(cli, "gc", "--prune=now", cwd=d)
     assert _object_file(store, side).is_file()
     assert _object_file(store, hist.ids[2]).is_file()
     assert not _object_file(store, hist.ids[3]).exists()  # only the reflog knew it

@@ -6,13 +6,14 @@ plain and readable.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 
 from rich.console import Console
 from rich.markup import escape as markup_escape
 
-from ..maintenance import FsckReport, GcReport
+from ..maintenance import FsckReport, GcReport, ReflogExpireReport
 from ..objects import Commit, SchemaChange, TableCounts
+from ..refs import HEADS, ReflogEntry
 from ..repo import Status
 from .text import safe_text
 
@@ -146,8 +147,41 @@ def print_fsck(console: Console, report: FsckReport) -> None:
 
 
 def print_gc(console: Console, report: GcReport) -> None:
+    recent = (f" ({report.recent_objects} unreachable but newer than the prune time; "
+              "'gc --prune=now' removes them)") if report.recent_objects else ""
     console.print(
         f"removed {report.removed_objects} unreachable objects ({report.removed_bytes:,} bytes), "
-        f"kept {report.kept_objects}"
+        f"kept {report.kept_objects}{recent}; expired {report.expired_entries} reflog entries"
     )
+
+
+def _plain(text: str) -> str:
+    """A reflog message fit for one terminal line: control characters escaped, markup too."""
+    return escape("".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text))
+
+
+def _when(t: float | None) -> str:
+    if t is None:
+        return "(no time)"
+    return datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+
+
+def _short_ref(ref: str) -> str:
+    return ref[len(HEADS):] if ref.startswith(HEADS) else ref
+
+
+def print_reflog(console: Console, ref: str, entries: list[ReflogEntry]) -> None:
+    """Newest first, git's ``<id> <ref>@{n}: <message>``, with each move's time."""
+    name = _plain(_short_ref(ref))
+    for n, e in enumerate(reversed(entries)):
+        console.print(f"[yellow]{e.new[:10]}[/] {name}@{{{n}}} [dim]{_when(e.time)}[/]: {_plain(e.message)}")
+
+
+def print_reflog_expire(console: Console, report: ReflogExpireReport) -> None:
+    verb = "would expire" if report.dry_run else "expired"
+    for e in report.expired:
+        console.print(f"{verb} {_plain(_short_ref(e.ref))} [yellow]{e.new[:10]}[/] "
+                      f"[dim]{_when(e.time)}[/]: {_plain(e.message)}")
+    gone = f", {len(report.removed_reflogs)} reflog(s) left empty" if report.removed_reflogs else ""
+    console.print(f"{verb} {len(report.expired)} reflog entries, kept {report.kept_entries}{gone}")
 
