@@ -30,7 +30,6 @@ from .errors import (
 )
 from .objects import FORMAT_VERSION, canonical_json
 from .refs import is_valid_ref
-from .store import ObjectStore, _parse_header
 
 BACKUP_FORMAT = 1
 MANIFEST = "backup.json"
@@ -133,14 +132,6 @@ def _file_chunks(path: Path) -> Iterator[bytes]:
     with open(path, "rb") as f:
         while chunk := f.read(CHUNK):
             yield chunk
-
-
-def _body_size(objects: ObjectStore, oid: str) -> int:
-    """The decompressed size of an object, from its header (reads a few bytes)."""
-    import pyarrow
-
-    with pyarrow.input_stream(str(objects.path(oid)), compression="zstd") as inp:
-        return _parse_header(inp.read(64), oid)[1]
 
 
 def _sign(manifest: dict[str, Any]) -> bytes:

@@ -56,7 +56,6 @@ from .archive import (
     MANIFEST,
     SUFFIX,
     _allowed_name,
-    _body_size,
     _file_chunks,
     _io_error,
     _object_member,
@@ -274,7 +273,8 @@ def default_dir(repo: Repo) -> Path:
     return (base / Path(configured).expanduser()).resolve() if configured else base / "backups"
 
 
-def _retention(repo: Repo) -> tuple[int | None, float | None]:
+def retention(repo: Repo) -> tuple[int | None, float | None]:
+    """`[backup] keep` and `max_age` from the config (checked when it was read)."""
     try:
         keep = repo.config.getint("backup", "keep", fallback=None)
         age = repo.config.getfloat("backup", "max_age", fallback=None)
@@ -359,7 +359,7 @@ def backup(repo: Repo, directory: str | os.PathLike[str] | None = None, *, incre
             parent, have, note = _incremental_base(target_dir, db_name, state.roots)
         objects = sorted(state.objects - have)
         try:
-            snapshots_in = {oid: _body_size(repo.objects, oid) for oid in objects if oid in state.snapshots}
+            snapshots_in = {oid: repo.objects.body_size(oid) for oid in objects if oid in state.snapshots}
         except (OSError, ValueError, DbversError) as e:
             raise BackupError(f"the store is damaged ({e}); run 'dbvers fsck' before backing up") from None
         created = _now()
@@ -424,7 +424,7 @@ def backup(repo: Repo, directory: str | os.PathLike[str] | None = None, *, incre
     info = _info_from_manifest(final, _parse_manifest(raw, final.name), final.stat().st_size)
     info.uncommitted = uncommitted
     info.note = note
-    cfg_keep, cfg_age = _retention(repo)
+    cfg_keep, cfg_age = retention(repo)
     keep = keep if keep is not None else cfg_keep
     max_age = max_age if max_age is not None else cfg_age
     if keep is not None or max_age is not None:

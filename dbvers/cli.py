@@ -415,9 +415,9 @@ def cmd_backup(args: argparse.Namespace) -> int:
         keep, max_age = args.keep, args.max_age
         if keep is None and max_age is None:
             if not args.dir:
-                from .backup import _retention
+                from .backup import retention
 
-                keep, max_age = _retention(_open(args))
+                keep, max_age = retention(_open(args))
             if keep is None and max_age is None:
                 raise UsageError("--prune needs --keep N and/or --max-age DAYS (or [backup] keep/max_age in the config)")
         removed = bk.prune(_backup_dir(args), keep=keep, max_age=max_age)
