@@ -978,17 +978,25 @@ def _changed_sql(spec: TableSpec) -> str:
     when no column can differ."""
     differs = []
     for c in spec.columns:
-        if c in spec.key or c not in spec.in_b:
+        if c not in spec.in_b or (c in spec.key and c not in spec.typed):
             continue
         q = ch.quote(c)
         if c not in spec.in_a:
             differs.append(f"n.{q} IS NOT NULL")  # a new column counts as NULL on A's side
         elif c in spec.typed:
-            qa = spec.a_col(c)
-            differs.append(f"(n.{q} IS NOT o.{qa} OR typeof(n.{q}) <> typeof(o.{qa}))")
+            # Rows are matched with SQL's '=', so a key too can change in type or sign only
+            # (7 -> 7.0, 0.0 -> -0.0): commit records that, so the diff shows it.
+            differs.append(_differs_exactly(f"n.{q}", f"o.{spec.a_col(c)}"))
         else:
             differs.append(f"n.{q} IS NOT o.{spec.a_col(c)}")
     return " OR ".join(differs)
+
+
+def _differs_exactly(n: str, o: str) -> str:
+    """SQL for "n and o hold different values": type included, and 0.0 differs from -0.0
+    (atan2(-0.0, -1) is -pi)."""
+    return (f"({n} IS NOT {o} OR typeof({n}) <> typeof({o}) "
+            f"OR ({n} = 0 AND atan2({n}, -1) <> atan2({o}, -1)))")
 
 
 def _side_affinity(spec: TableSpec, name: str) -> str | None:

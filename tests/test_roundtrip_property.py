@@ -43,10 +43,21 @@ INF = float("inf")
 # test_diff_of_invalid_utf8_text. While False, the property test puts such text only into
 # the other kinds of table and skips the diff checks of a range of commits that holds it.
 INVALID_UTF8_WORKS = False
+# A generated column that turns a REAL into text (hex(), length(), || '') is recomputed by
+# apsw's SQLite (3.54: 17 significant digits) in checkout's patch replay and in diffs, while
+# the user's SQLite (stdlib, 3.40: 15 digits) computed it: see
+# test_stored_generated_real_as_text_checks_out_exactly. While False, generated expressions
+# don't turn REALs into text.
+REAL_AS_TEXT_AGREES = False
 # A diff of a table with generated columns reports wrong values and types (the generated
 # values, and base values beside them): see test_diff_of_generated_column_is_exact. While
 # False, such tables' diffs are checked only for their counts (checkout is checked fully).
-GENERATED_DIFF_EXACT = False
+GENERATED_DIFF_EXACT = True
+# A row whose key holds a NULL and changes its key in place is one update to commit (matched on
+# the rowid) but one removed and one added row to the diff: see
+# test_commit_counts_of_null_key_change_agree_with_diff. While False, commit counts of such a
+# table are not compared in such a commit.
+NULL_KEY_COUNTS_AGREE = False
 # A column named "commit" makes to_pandas fail (its from_commit/to_commit clash with dbvers's
 # own; issue 10 item 9, fixed on another branch): see test_diff_of_column_named_commit.
 COMMIT_COLUMN_WORKS = False
@@ -253,10 +264,14 @@ def tables(draw: Callable[..., Any], name: str) -> Table:
         if INVALID_UTF8_WORKS or kind not in ("comp", "nullpk"):
             exprs.append(f"{src} || ''")  # a blob's bytes as text: often not UTF-8
         expr = draw(st.sampled_from(exprs))
+        decl = draw(st.sampled_from(["", "TEXT", "INTEGER", "REAL"]))
+        if not REAL_AS_TEXT_AGREES and "typeof" not in expr and ("coalesce" not in expr or decl == "TEXT"):
+            # these turn a REAL into text, which two SQLite versions spell differently
+            expr = f"CASE WHEN typeof({src}) = 'real' THEN 'real' ELSE {expr} END"
         how = "VIRTUAL" if i == 0 else "STORED"
         if len(gen_names) == 1:
             how = draw(st.sampled_from(["VIRTUAL", "STORED"]))
-        gen.append((g, draw(st.sampled_from(["", "TEXT", "INTEGER", "REAL"])), expr, how))
+        gen.append((g, decl, expr, how))
     return Table(name, kind, keys, cols, gen)
 
 
@@ -443,7 +458,9 @@ def check_table_diff(d: Any, t: Table, want: Expected, label: str) -> None:
         got[(kind, ident)] = (old, new)
     want_keys = ({("added", k) for k in want.added} | {("removed", k) for k in want.removed}
                  | {("modified", k) for k in want.modified})
-    assert set(got) == want_keys, f"{label}: keys reported {sorted(got, key=repr)} != changed {sorted(want_keys, key=repr)}"
+    assert set(got) == want_keys, (
+        f"{label}: keys reported {sorted(got, key=repr)} != changed {sorted(want_keys, key=repr)}"
+        f" in {t.create_sql()}: {want} {got}")
     for (kind, k), (old, new) in got.items():
         if kind == "added":
             assert (old, new) == (NULL_ROW(cols), want.added[k]), (label, kind, k, old, new, want.added[k])
@@ -451,6 +468,19 @@ def check_table_diff(d: Any, t: Table, want: Expected, label: str) -> None:
             assert (old, new) == (want.removed[k], NULL_ROW(cols)), (label, kind, k, old, new, want.removed[k])
         else:
             assert (old, new) == want.modified[k], (label, kind, k, old, new, want.modified[k])
+
+
+def state_diff(want: dict[str, Any], got: dict[str, Any]) -> str:
+    """What differs between two dumps, briefly."""
+    out = []
+    for part in ("schema", "pragmas"):
+        if want[part] != got[part]:
+            out.append(f"{part}: {want[part]!r} != {got[part]!r}")
+    for t in sorted(set(want["tables"]) | set(got["tables"])):
+        w, g = want["tables"].get(t, []), got["tables"].get(t, [])
+        if w != g:
+            out.append(f"{t!r}: missing {[r for r in w if r not in g]!r}, extra {[r for r in g if r not in w]!r}")
+    return "; ".join(out)
 
 
 def set_config(repo: dbvers.Repo, section: str, **values: str) -> dbvers.Repo:
@@ -494,7 +524,8 @@ def roundtrip(data: st.DataObject) -> None:
                 for p in repo.cache_dir.glob("*.db"):
                     p.unlink()
             repo.checkout(oid)
-            assert dump_state(db) == want, f"checkout of {oid[:10]} is not exact"
+            got = dump_state(db)
+            assert got == want, f"checkout of {oid[:10]} is not exact: {state_diff(want, got)}"
             assert repo.status().clean, f"dirty after checkout of {oid[:10]}"
 
         pairs = [(states[i], states[i + 1]) for i in range(len(states) - 1)]
@@ -517,8 +548,11 @@ def roundtrip(data: st.DataObject) -> None:
                     if GENERATED_DIFF_EXACT or not t.gen:
                         check_table_diff(d, t, want, f"{label} {t.name!r}")
                     assert summary.get(t.name, dbvers.TableCounts()) == want.counts, (label, t.name, "summary")
+                    null_key_moved = any(("null", None) in k for k in [*want.added, *want.removed])
+                    if not NULL_KEY_COUNTS_AGREE and t.kind in ("comp", "nullpk") and null_key_moved:
+                        consecutive = False  # test_commit_counts_of_null_key_change_agree_with_diff
                     if consecutive:
-                        assert c.counts.get(t.name, dbvers.TableCounts()) == want.counts, (label, t.name, "commit")
+                        assert c.counts.get(t.name, dbvers.TableCounts()) == want.counts, (label, t.name, "commit", c.counts.get(t.name), want.counts, t.kind, want)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
@@ -543,9 +577,31 @@ def test_commit_checkout_diff_roundtrip_long(data: st.DataObject) -> None:
 
 
 # -- bugs the property test found (it avoids each narrowly while its flag above is False) ------
-@pytest.mark.xfail(strict=True, reason="a diff of a table with generated columns computes them "
-                   "from private copies of the changed rows, where a REAL base value gives "
-                   "another length() (24, not 22) than in the database")
+def test_diff_shows_type_and_sign_only_changes(tmp_path: Path) -> None:
+    """Found by the property test: rows are matched with SQL's '=', so a key changed in type
+    only (1 -> 1.0) or in sign only (0.0 -> -0.0) was invisible to the diff, and so was a
+    0.0 -> -0.0 value, though commit records (and counts) all three."""
+    db = tmp_path / "z.db"
+    execute(db, "CREATE TABLE t(id INTEGER PRIMARY KEY, c); INSERT INTO t VALUES (1, 0.0);"
+                "CREATE TABLE k(k PRIMARY KEY, v); INSERT INTO k VALUES (1, 'x'), (0.0, 'y')")
+    repo = dbvers.init(db)
+    execute(db, "UPDATE t SET c = -0.0; UPDATE k SET k = 1.0 WHERE k = 1; UPDATE k SET k = -0.0 WHERE k = 0")
+    c = repo.commit("type and sign")
+    assert c.counts == {"k": dbvers.TableCounts(0, 2, 0), "t": dbvers.TableCounts(0, 1, 0)}
+    with repo.diff("HEAD~1", "HEAD") as d:
+        assert d.counts() == c.counts
+        got = {r["table"]: (r["added"], r["modified"], r["removed"]) for r in d.summary().to_dict("records")}
+        assert got == {"k": (0, 2, 0), "t": (0, 1, 0)}
+        t = d.to_pandas("t")
+        assert [typed(v) for v in t["to_c"]] == [typed(-0.0)]
+        k = d.to_pandas("k").sort_values("to_v")
+        assert [(cell(a), cell(b)) for a, b in zip(k["from_k"], k["to_k"], strict=True)] == [
+            (typed(1), typed(1.0)), (typed(0.0), typed(-0.0))]
+
+
+@pytest.mark.xfail(strict=True, reason="generated values are computed by apsw's SQLite (3.54), "
+                   "which spells a REAL as text with 17 digits, the user's (stdlib, 3.40) with "
+                   "15: a diff shows another length() (24, not 22) than the database holds")
 def test_diff_of_generated_column_is_exact(tmp_path: Path) -> None:
     db = tmp_path / "g.db"
     execute(db, "CREATE TABLE t(id INTEGER PRIMARY KEY, c, g AS (length(c)) VIRTUAL);"
@@ -600,3 +656,36 @@ def test_diff_of_column_named_commit(tmp_path: Path) -> None:
     assert df.columns.is_unique
     assert df.iloc[:, :5].columns.tolist() == ["diff_type", "from_id", "to_id", "from_commit", "to_commit"]
     assert df.iloc[0, 4] == "x"
+
+
+@pytest.mark.xfail(strict=True, reason="checkout replays patches with apsw's SQLite (3.54), which "
+                   "recomputes a STORED generated column that turns a REAL into text with 17 digits "
+                   "('4.1903411858200894e-119'); the user's SQLite (3.40) stored 15 ('4.19034118582009e-119')")
+def test_stored_generated_real_as_text_checks_out_exactly(tmp_path: Path) -> None:
+    db = tmp_path / "s.db"
+    execute(db, "CREATE TABLE t(id INTEGER PRIMARY KEY, c, g AS (c || '') STORED); INSERT INTO t(id, c) VALUES (1, 1)")
+    repo = set_config(dbvers.init(db), "snapshot", max_patch_ratio="1000000", max_commits="100000")
+    conn = sqlite3.connect(db)
+    conn.execute("UPDATE t SET c = ? WHERE id = 1", (4.1903411858200894e-119,))
+    conn.commit()
+    conn.close()
+    repo.commit("a real")
+    want = dump_state(db)
+    repo.checkout("HEAD~1")
+    for p in repo.cache_dir.glob("*.db"):
+        p.unlink()
+    repo.checkout("main")
+    assert dump_state(db) == want
+
+
+@pytest.mark.xfail(strict=True, reason="a row whose key holds a NULL and changes its key in place "
+                   "is one update to commit (rows with a NULL key are matched on rowid) but one "
+                   "removed and one added row to the diff: counts disagree")
+def test_commit_counts_of_null_key_change_agree_with_diff(tmp_path: Path) -> None:
+    db = tmp_path / "n.db"
+    execute(db, "CREATE TABLE t(k1 TEXT, k2 TEXT, v, PRIMARY KEY (k1, k2)); INSERT INTO t VALUES (NULL, 'a', 1)")
+    repo = dbvers.init(db)
+    execute(db, "UPDATE t SET k2 = 'b'")
+    c = repo.commit("key moved")
+    with repo.diff("HEAD~1", "HEAD") as d:
+        assert d.counts() == c.counts
