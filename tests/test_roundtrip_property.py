@@ -58,6 +58,11 @@ GENERATED_DIFF_EXACT = True
 # test_commit_counts_of_null_key_change_agree_with_diff. While False, commit counts of such a
 # table are not compared in such a commit.
 NULL_KEY_COUNTS_AGREE = False
+# INSERT OR REPLACE of a row with the same values in a rowid table keyed on other columns gives it
+# a new rowid: commit records it as one removed and one added row, the diff shows nothing; see
+# test_commit_counts_of_replace_agree_with_diff. While False, commit counts of such a table are
+# not compared in a commit that made such a replace.
+REPLACE_COUNTS_AGREE = False
 # A column named "commit" makes to_pandas fail (its from_commit/to_commit clash with dbvers's
 # own; issue 10 item 9, fixed on another branch): see test_diff_of_column_named_commit.
 COMMIT_COLUMN_WORKS = False
@@ -280,6 +285,7 @@ class Work:
     def __init__(self, db: Path, schema: list[Table]) -> None:
         self.db = db
         self.schema = schema
+        self.replaced: set[str] = set()  # tables an INSERT OR REPLACE changed, this batch
 
     def run(self, sql: str, params: tuple[Any, ...], t: Table) -> bool:
         """One statement in its own transaction; False (rolled back) if SQLite refused it or it
@@ -313,7 +319,7 @@ class Work:
         off = data.draw(st.integers(0, n - 1), label="row")
         return f"({k}) IN (SELECT {k} FROM {q(t.name)} ORDER BY {k} LIMIT 1 OFFSET {off})"
 
-    def insert(self, data: st.DataObject, t: Table) -> None:
+    def insert(self, data: st.DataObject, t: Table, verb: str = "INSERT") -> bool:
         names, vals = [], []
         for i, (n, _) in enumerate(t.keys):
             names.append(n)
@@ -324,9 +330,9 @@ class Work:
                 vals.append(data.draw(t.values(values), label="value"))
         sqls, params = zip(*(literal(v) for v in vals), strict=True) if vals else ((), ())
         cols = ", ".join(q(n) for n in names)
-        sql = (f"INSERT INTO {q(t.name)}({cols}) VALUES ({', '.join(sqls)})" if names
-               else f"INSERT INTO {q(t.name)} DEFAULT VALUES")
-        self.run(sql, tuple(p for ps in params for p in ps), t)
+        sql = (f"{verb} INTO {q(t.name)}({cols}) VALUES ({', '.join(sqls)})" if names
+               else f"{verb} INTO {q(t.name)} DEFAULT VALUES")
+        return self.run(sql, tuple(p for ps in params for p in ps), t)
 
     def update(self, data: st.DataObject, t: Table) -> None:
         where = self.pick_row(data, t)
@@ -367,15 +373,30 @@ class Work:
             return
         self.run(f"UPDATE {q(t.name)} SET {q(c)} = ? WHERE {where}", (new,), t)
 
+    def replace(self, data: st.DataObject, t: Table) -> None:
+        """INSERT OR REPLACE: a row of a rowid table keyed on other columns gets a new rowid."""
+        if self.insert(data, t, "INSERT OR REPLACE"):
+            self.replaced.add(t.name)
+
+    def move(self, data: st.DataObject, t: Table) -> None:
+        """A new rowid for a row of a keyless table (another row) or a new integer key. (Not for
+        a rowid table keyed on other columns: the guide says dbvers doesn't record that.)"""
+        where = self.pick_row(data, t)
+        if where is not None and t.kind in ("keyless", "ipk"):
+            new = data.draw(st.one_of(st.integers(-3, 30), st.sampled_from([INT64_MAX, INT64_MIN])))
+            self.run(f"UPDATE {q(t.name)} SET {t.rowid} = ? WHERE {where}", (new,), t)
+
     def delete(self, data: st.DataObject, t: Table) -> None:
         where = self.pick_row(data, t)
         if where is not None:
             self.run(f"DELETE FROM {q(t.name)} WHERE {where}", (), t)
 
     def batch(self, data: st.DataObject, n_min: int = 1) -> None:
+        self.replaced = set()
         for _ in range(data.draw(st.integers(n_min, 7), label="ops")):
             t = data.draw(st.sampled_from(self.schema), label="table")
-            op = data.draw(st.sampled_from(["insert", "insert", "update", "retype", "delete"]), label="op")
+            op = data.draw(st.sampled_from(["insert", "insert", "update", "retype", "delete", "replace", "move"]),
+                           label="op")
             getattr(self, op)(data, t)
 
 
@@ -512,9 +533,11 @@ def roundtrip(data: st.DataObject) -> None:
         first = repo.head.commit
         assert first is not None
         states = [(first, dump_state(db), {t.name: read_rows(db, t) for t in schema}, None)]
+        replaced: dict[str, set[str]] = {}
         for i in range(data.draw(st.integers(2, 4), label="commits")):
             work.batch(data)
             c = repo.commit(f"step {i}", allow_empty=True)
+            replaced[c.id] = work.replaced
             assert repo.status().clean, f"step {i}: dirty right after its commit"
             states.append((c.id, dump_state(db), {t.name: read_rows(db, t) for t in schema}, c))
 
@@ -551,6 +574,8 @@ def roundtrip(data: st.DataObject) -> None:
                     null_key_moved = any(("null", None) in k for k in [*want.added, *want.removed])
                     if not NULL_KEY_COUNTS_AGREE and t.kind in ("comp", "nullpk") and null_key_moved:
                         consecutive = False  # test_commit_counts_of_null_key_change_agree_with_diff
+                    if not REPLACE_COUNTS_AGREE and t.kind in ("comp", "nullpk") and t.name in replaced[b_id]:
+                        consecutive = False  # test_commit_counts_of_replace_agree_with_diff
                     if consecutive:
                         assert c.counts.get(t.name, dbvers.TableCounts()) == want.counts, (label, t.name, "commit", c.counts.get(t.name), want.counts, t.kind, want)
     finally:
@@ -687,5 +712,18 @@ def test_commit_counts_of_null_key_change_agree_with_diff(tmp_path: Path) -> Non
     repo = dbvers.init(db)
     execute(db, "UPDATE t SET k2 = 'b'")
     c = repo.commit("key moved")
+    with repo.diff("HEAD~1", "HEAD") as d:
+        assert d.counts() == c.counts
+
+
+@pytest.mark.xfail(strict=True, reason="INSERT OR REPLACE of a row with its own values in a rowid "
+                   "table keyed on other columns moves only its hidden rowid: commit records and "
+                   "counts it (+1 -1), the diff shows no change (issue 10 item 12: invisible changes)")
+def test_commit_counts_of_replace_agree_with_diff(tmp_path: Path) -> None:
+    db = tmp_path / "r.db"
+    execute(db, "CREATE TABLE t(k TEXT PRIMARY KEY, v); INSERT INTO t VALUES ('a', 1), ('b', 2)")
+    repo = dbvers.init(db)
+    execute(db, "INSERT OR REPLACE INTO t VALUES ('a', 1)")
+    c = repo.commit("same row, new rowid")
     with repo.diff("HEAD~1", "HEAD") as d:
         assert d.counts() == c.counts
