@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import shutil
 import tempfile
 import weakref
@@ -99,7 +100,17 @@ def _literal(v: Any) -> str:
         return _real_literal(v)
     if isinstance(v, bytes):
         return "X'" + v.hex() + "'"
-    return "'" + str(v).replace("'", "''") + "'"
+    text = str(v)
+    if "\x00" in text:  # a quoted literal would end at the NUL (and Python refuses such a script)
+        return "CAST(X'" + text.encode("utf-8", "surrogateescape").hex() + "' AS TEXT)"
+    return "'" + text.replace("'", "''") + "'"
+
+
+def _identical(a: Any, b: Any) -> bool:
+    """Whether two SQLite values are the same value of the same type (0.0 and -0.0 differ)."""
+    if type(a) is not type(b) or a != b:
+        return False
+    return not isinstance(a, float) or math.copysign(1.0, a) == math.copysign(1.0, b)
 
 
 def _real_literal(v: float) -> str:
@@ -702,11 +713,11 @@ class Diff:
                     yield f"INSERT INTO {t}({', '.join(names)}) VALUES ({', '.join(values)});"
                 else:
                     cond = " AND ".join(f"{_key_sql(spec, k)} IS {_literal(old[k])}" for k in spec.key)
+                    # a key column too, when it changed in type or sign only (1 -> 1.0)
                     sets = [
                         f"{ch.quote(c)} = {_literal(new[c])}"
                         for c in cols_b
-                        if c not in spec.key
-                        and (c not in spec.in_a or new[c] != old[c] or type(new[c]) is not type(old[c]))
+                        if c not in spec.in_a or not _identical(new[c], old[c])
                     ]
                     if sets:
                         yield f"UPDATE {t} SET {', '.join(sets)} WHERE {cond};"

@@ -63,6 +63,10 @@ NULL_KEY_COUNTS_AGREE = False
 # test_commit_counts_of_replace_agree_with_diff. While False, commit counts of such a table are
 # not compared in a commit that made such a replace.
 REPLACE_COUNTS_AGREE = False
+# Diff.to_sql doesn't give a row of a rowid table keyed on other columns the new rowid an
+# INSERT OR REPLACE gave it: see test_to_sql_keeps_rowid_of_replaced_row. While False, to_sql's
+# result is compared without those hidden rowids when such a replace happened in the range.
+TO_SQL_KEEPS_HIDDEN_ROWIDS = False
 # A column named "commit" makes to_pandas fail (its from_commit/to_commit clash with dbvers's
 # own; issue 10 item 9, fixed on another branch): see test_diff_of_column_named_commit.
 COMMIT_COLUMN_WORKS = False
@@ -542,6 +546,7 @@ def roundtrip(data: st.DataObject) -> None:
             states.append((c.id, dump_state(db), {t.name: read_rows(db, t) for t in schema}, c))
 
         # every commit checks out exactly, from caches and (now and then) without them
+        copies: dict[str, Path] = {}
         for oid, want, _, _ in [*states[::-1], *states[::2]]:
             if data.draw(st.booleans(), label="drop caches"):
                 for p in repo.cache_dir.glob("*.db"):
@@ -550,6 +555,11 @@ def roundtrip(data: st.DataObject) -> None:
             got = dump_state(db)
             assert got == want, f"checkout of {oid[:10]} is not exact: {state_diff(want, got)}"
             assert repo.status().clean, f"dirty after checkout of {oid[:10]}"
+            copies[oid] = tmp / f"{oid}.db"  # a copy for to_sql to start from (sqlite3's backup)
+            with sqlite3.connect(db) as src, sqlite3.connect(copies[oid]) as dst:
+                src.backup(dst)
+            src.close()
+            dst.close()
 
         pairs = [(states[i], states[i + 1]) for i in range(len(states) - 1)]
         pairs.append((states[0], states[-1]))
@@ -564,6 +574,21 @@ def roundtrip(data: st.DataObject) -> None:
                 continue  # issue 10 item 2: test_diff_of_invalid_utf8_text
             label = f"diff {a_id[:8]}..{b_id[:8]}"
             with repo.diff(a_id, b_id) as d:
+                # the SQL that turns A into B does
+                script = "BEGIN;\n" + "\n".join(d.to_sql()) + "\nCOMMIT;\n"
+                target = tmp / "to_sql.db"
+                shutil.copy(copies[a_id], target)
+                conn = sqlite3.connect(target)
+                conn.executescript(script)
+                conn.close()
+                got_rows = {t.name: read_rows(target, t) for t in schema}
+                assert got_rows == b_rows, f"{label}: to_sql gives other rows"
+                moved = any(t.kind in ("comp", "nullpk") and t.name in replaced.get(s[0], ())
+                            for s in span for t in schema)
+                if TO_SQL_KEEPS_HIDDEN_ROWIDS or not moved:  # test_to_sql_keeps_rowid_of_replaced_row
+                    got = dump_state(target)
+                    assert got == b_state[1], f"{label}: to_sql: {state_diff(b_state[1], got)}"
+                target.unlink()
                 summary = {r["table"]: dbvers.TableCounts(r["added"], r["modified"], r["removed"])
                            for r in d.summary().to_dict("records")}
                 for t in schema:
@@ -622,6 +647,11 @@ def test_diff_shows_type_and_sign_only_changes(tmp_path: Path) -> None:
         k = d.to_pandas("k").sort_values("to_v")
         assert [(cell(a), cell(b)) for a, b in zip(k["from_k"], k["to_k"], strict=True)] == [
             (typed(1), typed(1.0)), (typed(0.0), typed(-0.0))]
+        script = "\n".join(d.to_sql(["t", "k"]))
+    want = dump_state(db)
+    repo.checkout("HEAD~1")
+    execute(db, script)  # the SQL that turns A into B does, type and sign included
+    assert dump_state(db) == want
 
 
 @pytest.mark.xfail(strict=True, reason="generated values are computed by apsw's SQLite (3.54), "
@@ -727,3 +757,35 @@ def test_commit_counts_of_replace_agree_with_diff(tmp_path: Path) -> None:
     c = repo.commit("same row, new rowid")
     with repo.diff("HEAD~1", "HEAD") as d:
         assert d.counts() == c.counts
+
+
+@pytest.mark.xfail(strict=True, reason="Diff.to_sql matches the replaced row on its key and updates "
+                   "it in place, so the row keeps A's hidden rowid, not the one B has")
+def test_to_sql_keeps_rowid_of_replaced_row(tmp_path: Path) -> None:
+    db = tmp_path / "r.db"
+    execute(db, "CREATE TABLE t(k TEXT PRIMARY KEY, v); INSERT INTO t VALUES ('a', 1), ('b', 2)")
+    repo = dbvers.init(db)
+    execute(db, "INSERT OR REPLACE INTO t VALUES ('a', 10)")
+    repo.commit("new value, new rowid")
+    want = dump_state(db)
+    with repo.diff("HEAD~1", "HEAD") as d:
+        script = "\n".join(d.to_sql(["t"]))
+    repo.checkout("HEAD~1")
+    execute(db, script)
+    assert dump_state(db) == want
+
+
+def test_to_sql_of_text_with_nul(tmp_path: Path) -> None:
+    """Found by the property test: to_sql wrote text holding a NUL as a quoted literal, which
+    SQLite ends at the NUL (and Python's executescript refuses)."""
+    db = tmp_path / "n.db"
+    execute(db, "CREATE TABLE t(id INTEGER PRIMARY KEY, v)")
+    repo = dbvers.init(db)
+    execute(db, "INSERT INTO t VALUES (1, CAST(x'610062' AS TEXT))")
+    repo.commit("nul")
+    want = dump_state(db)
+    with repo.diff("HEAD~1", "HEAD") as d:
+        script = "\n".join(d.to_sql(["t"]))
+    repo.checkout("HEAD~1")
+    execute(db, script)
+    assert dump_state(db) == want
