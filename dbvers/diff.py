@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import shutil
 import tempfile
 import weakref
@@ -84,6 +85,13 @@ class TableSpec:
         for c in self.columns:
             out += [f"from_{c}", f"to_{c}"]
         return out
+
+
+def _identical(a: Any, b: Any) -> bool:
+    """Whether two SQLite values are the same value of the same type (0.0 and -0.0 differ)."""
+    if type(a) is not type(b) or a != b:
+        return False
+    return not isinstance(a, float) or math.copysign(1.0, a) == math.copysign(1.0, b)
 
 
 class Diff:
@@ -663,11 +671,11 @@ class Diff:
                     yield f"INSERT INTO {t}({', '.join(names)}) VALUES ({', '.join(values)});"
                 else:
                     cond = " AND ".join(f"{_key_sql(spec, k)} IS {_literal(old[k])}" for k in spec.key)
+                    # a key column too, when it changed in type or sign only (1 -> 1.0)
                     sets = [
                         f"{ch.quote(c)} = {_literal(new[c])}"
                         for c in cols_b
-                        if c not in spec.key
-                        and (c not in spec.in_a or new[c] != old[c] or type(new[c]) is not type(old[c]))
+                        if c not in spec.in_a or not _identical(new[c], old[c])
                     ]
                     if sets:
                         yield f"UPDATE {t} SET {', '.join(sets)} WHERE {cond};"
@@ -922,17 +930,25 @@ def _changed_sql(spec: TableSpec) -> str:
     when no column can differ."""
     differs = []
     for c in spec.columns:
-        if c in spec.key or c not in spec.in_b:
+        if c not in spec.in_b or (c in spec.key and c not in spec.typed):
             continue
         q = ch.quote(c)
         if c not in spec.in_a:
             differs.append(f"n.{q} IS NOT NULL")  # a new column counts as NULL on A's side
         elif c in spec.typed:
-            qa = spec.a_col(c)
-            differs.append(f"(n.{q} IS NOT o.{qa} OR typeof(n.{q}) <> typeof(o.{qa}))")
+            # Rows are matched with SQL's '=', so a key too can change in type or sign only
+            # (7 -> 7.0, 0.0 -> -0.0): commit records that, so the diff shows it.
+            differs.append(_differs_exactly(f"n.{q}", f"o.{spec.a_col(c)}"))
         else:
             differs.append(f"n.{q} IS NOT o.{spec.a_col(c)}")
     return " OR ".join(differs)
+
+
+def _differs_exactly(n: str, o: str) -> str:
+    """SQL for "n and o hold different values": type included, and 0.0 differs from -0.0
+    (atan2(-0.0, -1) is -pi)."""
+    return (f"({n} IS NOT {o} OR typeof({n}) <> typeof({o}) "
+            f"OR ({n} = 0 AND atan2({n}, -1) <> atan2({o}, -1)))")
 
 
 def _side_affinity(spec: TableSpec, name: str) -> str | None:

@@ -48,7 +48,8 @@ def is_raw_text(v: Any) -> bool:
 
 def sql_text(text: str) -> str:
     """An SQL literal storing exactly *text*'s bytes (quoted text when it is UTF-8)."""
-    if is_raw_text(text):
+    # A quoted literal would end at a NUL (and Python refuses such a script): hex too.
+    if is_raw_text(text) or "\x00" in text:
         return f"CAST(x'{encode_text(text).hex()}' AS TEXT)"
     return "'" + text.replace("'", "''") + "'"
 

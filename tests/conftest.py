@@ -42,6 +42,8 @@ def dump_state(path: Path | str) -> dict[str, Any]:
     rows sorted, every value tagged with its type.
     """
     conn = sqlite3.connect(str(path))
+    # Text that isn't valid UTF-8 is legal in SQLite: read it losslessly (bytes <-> str both ways).
+    conn.text_factory = lambda b: b.decode("utf-8", "surrogateescape")
     try:
         schema = sorted(
             conn.execute("SELECT type, name, tbl_name, sql FROM sqlite_schema").fetchall(),
