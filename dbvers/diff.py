@@ -32,8 +32,7 @@ from . import columnar, frames
 from .errors import TableNotFoundError, UsageError
 from .fsutil import temp_prefix
 from .objects import SchemaChange, TableCounts
-from .values import Rows, param, read_rows
-from .values import sql_literal as _literal
+from .values import Rows, param, read_rows, sql_literal
 
 if TYPE_CHECKING:
     import pandas
@@ -658,22 +657,22 @@ class Diff:
                 old = dict(zip(spec.columns, row[1::2], strict=True))
                 new = dict(zip(spec.columns, row[2::2], strict=True))
                 if kind == "removed":
-                    cond = " AND ".join(f"{_key_sql(spec, k)} IS {_literal(old[k])}" for k in spec.key)
+                    cond = " AND ".join(f"{_key_sql(spec, k)} IS {sql_literal(old[k])}" for k in spec.key)
                     yield f"DELETE FROM {t} WHERE {cond};"
                 elif kind == "added":
                     names = [_key_sql(spec, spec.key[0])] if rowid_key else []
-                    values = [_literal(new[spec.key[0]])] if rowid_key else []
+                    values = [sql_literal(new[spec.key[0]])] if rowid_key else []
                     if spec.rowid_b:  # a rowid table with another key: keep B's rowid
                         names.append(spec.rowid_b)
-                        values.append(_literal(self._rowid_of(spec, new)))
+                        values.append(sql_literal(self._rowid_of(spec, new)))
                     names += [ch.quote(c) for c in cols_b]
-                    values += [_literal(new[c]) for c in cols_b]
+                    values += [sql_literal(new[c]) for c in cols_b]
                     yield f"INSERT INTO {t}({', '.join(names)}) VALUES ({', '.join(values)});"
                 else:
-                    cond = " AND ".join(f"{_key_sql(spec, k)} IS {_literal(old[k])}" for k in spec.key)
+                    cond = " AND ".join(f"{_key_sql(spec, k)} IS {sql_literal(old[k])}" for k in spec.key)
                     # a key column too, when it changed in type or sign only (1 -> 1.0)
                     sets = [
-                        f"{ch.quote(c)} = {_literal(new[c])}"
+                        f"{ch.quote(c)} = {sql_literal(new[c])}"
                         for c in cols_b
                         if c not in spec.in_a or not _identical(new[c], old[c])
                     ]
@@ -695,7 +694,7 @@ class Diff:
         names = ([rid] if rid else []) + [ch.quote(c) for c in cols]
         head = f"INSERT INTO {t}({', '.join(names)}) VALUES ("
         for row in read_rows(self._conn, f"SELECT {', '.join(names)} FROM main.{t}"):
-            yield head + ", ".join(map(_literal, row)) + ");"
+            yield head + ", ".join(map(sql_literal, row)) + ");"
 
 
 class _SchemaPlan:
@@ -753,7 +752,7 @@ class _SchemaPlan:
             "SELECT 1 FROM main.sqlite_schema WHERE name = 'sqlite_sequence'"
         ).fetchone():
             self.post.append("DELETE FROM sqlite_sequence;")
-            self.post += [f"INSERT INTO sqlite_sequence(rowid, name, seq) VALUES ({r}, {_literal(n)}, {s});"
+            self.post += [f"INSERT INTO sqlite_sequence(rowid, name, seq) VALUES ({r}, {sql_literal(n)}, {s});"
                           for r, n, s in seq_b]
         pa, pb = ch.read_pragmas(conn, "a"), ch.read_pragmas(conn, "main")
         self.post += [f"PRAGMA {k} = {int(v)};" for k, v in pb.items() if pa.get(k) != v]
