@@ -125,6 +125,16 @@ def run_cli(*args: str, cwd: Path | str | None = None, input: str | None = None,
     )
 
 
+def one_line_error(r: subprocess.CompletedProcess[str], code: int = 2) -> str:
+    """The one ``dbvers: error:`` line a failed command printed (exit *code*, no traceback)."""
+    assert r.returncode == code, f"exit {r.returncode}\n{r.stdout}\n{r.stderr}"
+    assert "Traceback" not in r.stderr, r.stderr
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1, r.stderr
+    assert lines[0].startswith("dbvers: error: "), lines[0]
+    return lines[0]
+
+
 @pytest.fixture
 def cli() -> Callable[..., subprocess.CompletedProcess[str]]:
     return run_cli

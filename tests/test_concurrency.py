@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import execute, run_cli
+from conftest import execute, one_line_error, run_cli
 
 import dbvers
 from dbvers.errors import (
@@ -30,14 +30,6 @@ from dbvers.errors import (
     ReadOnlyStoreError,
     RepositoryBusyError,
 )
-
-
-def one_line_error(r: subprocess.CompletedProcess[str]) -> str:
-    assert r.returncode == 2, f"exit {r.returncode}\n{r.stdout}\n{r.stderr}"
-    assert "Traceback" not in r.stderr, r.stderr
-    lines = r.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("dbvers: error: "), r.stderr
-    return lines[0]
 
 
 def store_files(store: Path) -> dict[str, str]:

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import dump_state, execute
+from conftest import dump_state, execute, one_line_error
 
 import dbvers
 from dbvers.errors import DbversError
@@ -60,14 +60,6 @@ def world(directory: Path, db: Path, store: Path | None = None) -> dict[str, Any
         "dir": sorted(p.name for p in directory.iterdir()),
     }
 
-
-def one_line_error(r: subprocess.CompletedProcess[str], code: int = 2) -> str:
-    assert r.returncode == code, f"exit {r.returncode}\n{r.stdout}\n{r.stderr}"
-    assert "Traceback" not in r.stderr, r.stderr
-    lines = r.stderr.strip().splitlines()
-    assert len(lines) == 1, r.stderr
-    assert lines[0].startswith("dbvers: error: "), lines[0]
-    return lines[0]
 
 
 def refused(cli: Cli, *args: str, cwd: Path, db: Path, env: dict[str, str] | None = None,

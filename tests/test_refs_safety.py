@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import dump_state, execute, run_cli
+from conftest import dump_state, execute, one_line_error, run_cli
 
 import dbvers
 from dbvers.errors import (
@@ -55,14 +55,6 @@ def refs_of(store: Path) -> dict[str, str]:
     return found
 
 
-def one_line(r: subprocess.CompletedProcess[str], code: int = 2) -> str:
-    assert r.returncode == code, f"exit {r.returncode}\n{r.stdout}\n{r.stderr}"
-    assert "Traceback" not in r.stderr, r.stderr
-    lines = r.stderr.strip().splitlines()
-    assert len(lines) == 1, r.stderr
-    assert lines[0].startswith("dbvers: error: "), lines[0]
-    return lines[0]
-
 
 class World:
     """A repository in tmp/work (main: three commits, tag v1 at HEAD~1) beside tmp/outside."""
@@ -94,7 +86,7 @@ class World:
 
     def refused(self, *args: str, store_unchanged: bool = True) -> str:
         before, store_before = self.state(), tree(self.store)
-        msg = one_line(self.cli(*args))
+        msg = one_line_error(self.cli(*args))
         assert self.state() == before, f"dbvers {' '.join(args)} changed a ref, the database or outside"
         if store_unchanged:
             assert tree(self.store) == store_before, f"dbvers {' '.join(args)} changed the store"
@@ -271,7 +263,7 @@ def test_commit_with_blocked_head_reflog_moves_nothing(w: World) -> None:
     log.mkdir()
     execute(w.db, "UPDATE orders SET qty = 6 WHERE id = 2;")
     before = w.state()
-    msg = one_line(w.cli("commit", "-m", "blocked"))
+    msg = one_line_error(w.cli("commit", "-m", "blocked"))
     assert "nothing was changed" in msg
     assert w.state() == before
     log.rmdir()

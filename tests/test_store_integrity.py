@@ -13,12 +13,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from conftest import dump_state, execute, run_cli
+from conftest import dump_state, execute, one_line_error, run_cli
 
 import dbvers
 from dbvers.errors import HistoryDamagedError
@@ -31,13 +30,6 @@ def ok(*args: str, cwd: Path) -> str:
     assert "Traceback" not in r.stderr, r.stderr
     return r.stdout
 
-
-def one_line_error(r: subprocess.CompletedProcess[str]) -> str:
-    assert r.returncode == 2, f"exit {r.returncode}\n{r.stdout}\n{r.stderr}"
-    assert "Traceback" not in r.stderr, r.stderr
-    lines = r.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("dbvers: error: "), r.stderr
-    return lines[0]
 
 
 def fsck_problems(cwd: Path) -> list[str]:
