@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+from ._version import __version__
 from .backup import BackupInfo, restore
 from .errors import DbversError
 from .maintenance import FsckReport, GcReport
@@ -15,8 +16,6 @@ from .objects import Commit, SchemaChange, TableCounts
 from .repo import Repo, Status
 from .repo import init_repo as init
 from .repo import open_repo as open
-
-__version__ = "0.1.0"
 
 
 def load_ipython_extension(ipython):  # type: ignore[no-untyped-def]
