@@ -1,0 +1,30 @@
+"""The registrations of the display hook: how each core type is shown as text, HTML or a widget.
+
+The core (L0-L3) asks :func:`dbvers.display.render` for a presentation and never imports this
+package; ``dbvers/__init__.py`` imports this module, so the registrations exist whenever dbvers is
+imported. One function per group of types. L4: imports the core and the rest of ``render``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .. import display
+from ..diff import Diff
+from . import html
+
+
+def _diff_widget(diff: Diff, **options: Any) -> Any:
+    from .widgets import DiffView  # ipywidgets: imported only when a widget is asked for
+
+    return DiffView(diff, **options)
+
+
+def _register_diff() -> None:
+    """Diffs (dbvers.diff): ``str()``'s plain text, a notebook's static HTML, the widget."""
+    display.register(Diff, "text", html.diff_text)
+    display.register(Diff, "html", html.diff_html)
+    display.register(Diff, "widget", _diff_widget)
+
+
+_register_diff()
