@@ -26,6 +26,7 @@ changed, the table is reported as all rows removed and added (``key_changed``).
 from __future__ import annotations
 
 import contextlib
+import itertools
 import math
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -39,6 +40,7 @@ from .values import read_rows
 DIFF_TYPES = ("added", "modified", "removed")
 _ADDED, _MODIFIED, _REMOVED = ("'added'", "'modified'", "'removed'")  # as SQL literals
 OLD, NEW = "a", "main"  # the schema names a Diff attaches its two states as
+_key_tables = itertools.count()  # names for row_changes' own key tables (unique per process)
 
 
 @dataclass(frozen=True)
@@ -414,15 +416,31 @@ def change_of(spec: TableSpec, row: Sequence[Any]) -> RowChange:
 
 
 def row_changes(conn: apsw.Connection, spec: TableSpec, *, old: str = OLD, new: str = NEW,
-                keys: str | None = None, where: str | None = None) -> Iterator[RowChange]:
+                hint: KeyHint | None = None, keys: str | None = None,
+                where: str | None = None) -> Iterator[RowChange]:
     """Every changed row of *spec*'s table between schemas *old* and *new* of *conn*, matched
     by key, as records with old and new values (text that isn't UTF-8 as ``values``
-    reads it). *keys* and *where* (SQL over the output columns) narrow it."""
+    reads it).
+
+    *hint* (``history.changed_keys`` between the two commits) narrows the
+    comparison to the keys it names, through a temp table dropped when done;
+    *keys* names such a table the caller made (``make_key_table``). *where* is SQL
+    over the output columns (``spec.output_columns``).
+    """
+    made = None
+    if hint is not None and hint.unchanged(spec):
+        return
+    if hint is not None and keys is None and hint.keyed(spec):
+        keys = made = make_key_table(conn, spec, hint.keys[spec.name], f"dbvers_keys_{next(_key_tables)}")
     q = f"SELECT * FROM ({diff_sql(spec, old=old, new=new, keys=keys)})"
     if where:
         q += f" WHERE ({where})"
-    for row in read_rows(conn, q):
-        yield change_of(spec, row)
+    try:
+        for row in read_rows(conn, q):
+            yield change_of(spec, row)
+    finally:
+        if made is not None:
+            conn.execute(f"DROP TABLE temp.{ch.quote(made)}")
 
 
 def bag_changes(conn: apsw.Connection, spec: TableSpec, *, old: str = OLD,

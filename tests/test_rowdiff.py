@@ -95,3 +95,14 @@ def test_diff_views_go_through_the_display_hook(repo: dbvers.Repo, sql, db_path:
 def test_unknown_table_spec_is_one_clear_error(repo: dbvers.Repo) -> None:
     with repo.diff() as d, pytest.raises(dbvers.DbversError):
         d.spec("no_such_table")
+
+
+def test_row_changes_look_up_only_the_keys_a_hint_names(tmp_path: Path) -> None:
+    conn = _pair(tmp_path, "CREATE TABLE t(k INTEGER PRIMARY KEY, v); INSERT INTO t VALUES (1, 'a'), (2, 'b');",
+                 "CREATE TABLE t(k INTEGER PRIMARY KEY, v); INSERT INTO t VALUES (1, 'A'), (2, 'B');")
+    spec = rowdiff.table_specs(conn)["t"]
+    narrowed = rowdiff.row_changes(conn, spec, hint=rowdiff.KeyHint({"t": {2}}, set()))
+    assert [c.key for c in narrowed] == [(2,)]  # the hint says row 1 can't differ: not looked at
+    assert list(rowdiff.row_changes(conn, spec, hint=rowdiff.KeyHint({}, set()))) == []
+    assert len(list(rowdiff.row_changes(conn, spec, hint=rowdiff.KeyHint({}, {"t"})))) == 2
+    assert not conn.execute("SELECT name FROM temp.sqlite_schema").fetchall()  # its key table is gone
