@@ -8,9 +8,15 @@ from pathlib import Path
 
 import pytest
 
-from dbvers import graph
-from dbvers.errors import HistoryDamagedError, MissingObjectError
+from dbvers import graph, revisions
+from dbvers.errors import (
+    AmbiguousRefError,
+    HistoryDamagedError,
+    MissingObjectError,
+    UnknownRefError,
+)
 from dbvers.objects import Commit
+from dbvers.refs import RefStore
 from dbvers.store import ObjectStore
 
 SCHEMA = "5" * 64
@@ -208,3 +214,39 @@ def test_deep_history_is_walked_without_recursion() -> None:
     assert sum(1 for _ in graph.ancestors(commits.__getitem__, tip)) == n
     assert graph.is_ancestor(commits.__getitem__, root, tip)
     assert graph.merge_base(commits.__getitem__, tip, fork) == [f"{10:064x}"]
+
+
+def test_revisions_name_merge_parents(dag: Dag, tmp_path: Path) -> None:
+    branch_and_merge(dag)
+    refs = RefStore(tmp_path)
+    (tmp_path / "HEAD").write_bytes(b"ref: refs/heads/main\n")
+    refs.update("refs/heads/main", dag["m"], expect=None, message="test")
+    refs.update("refs/tags/v1", dag["x1"], expect=None, message="test")
+    refs.set_head(branch="main", message="test")
+
+    def resolve(rev: str) -> str:
+        return dag.names[revisions.resolve(rev, refs, dag.store, dag.store)]
+
+    assert resolve("HEAD") == resolve("@") == resolve("main") == "m"
+    assert resolve("main^") == resolve("main^1") == resolve("HEAD~1") == "x2"  # ours
+    assert resolve("main^2") == "y1"  # theirs: a merge's second parent
+    assert resolve("main^2~1") == resolve("HEAD~3") == resolve("v1~1") == "base"
+    assert resolve("main^0") == "m"
+    assert resolve(dag["y2"]) == resolve(dag["y2"][:8].upper()) == "y2"
+    with pytest.raises(UnknownRefError, match="'main~4' goes past the first commit"):
+        resolve("main~4")
+    with pytest.raises(UnknownRefError, match="'v1\\^2': commit has no parent 2"):
+        resolve("v1^2")
+    with pytest.raises(UnknownRefError, match="unknown revision 'nosuch'"):
+        resolve("nosuch")
+    # two commits sharing a 4-digit prefix (the ids are fixed: the same pair every run)
+    prefixes: dict[str, str] = {}
+    for i in range(2000):
+        oid = dag.add(f"c{i}", ts=100 + i)
+        if (other := prefixes.setdefault(oid[:4], oid)) != oid:
+            with pytest.raises(AmbiguousRefError, match="is ambiguous"):
+                resolve(oid[:4])
+            assert resolve(oid[:12]) == f"c{i}" and resolve(other) != f"c{i}"
+            break
+    else:
+        pytest.fail("no shared prefix among 2000 ids")  # pragma: no cover
