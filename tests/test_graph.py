@@ -4,6 +4,7 @@ commits with two parents, ours first), then ordering, reachability, ancestry and
 from __future__ import annotations
 
 import sys
+from itertools import islice
 from pathlib import Path
 
 import pytest
@@ -250,3 +251,61 @@ def test_revisions_name_merge_parents(dag: Dag, tmp_path: Path) -> None:
             break
     else:
         pytest.fail("no shared prefix among 2000 ids")  # pragma: no cover
+
+
+def test_merge_base_agrees_with_brute_force_on_random_dags() -> None:
+    # Random DAGs (merges of up to three parents, several roots, clocks that go back and
+    # forth): merge_base and is_ancestor against the definitions computed the slow way.
+    import random
+
+    rng = random.Random(11)
+    for _ in range(150):
+        commits: dict[str, Commit] = {}
+        ids: list[str] = []
+        for i in range(rng.randint(2, 30)):
+            k = 0 if not ids or rng.random() < 0.1 else rng.choice([1, 1, 1, 2, 2, 3])
+            parents = tuple(dict.fromkeys(rng.choice(ids) for _ in range(k)))
+            oid = f"{rng.getrandbits(64):064x}"
+            commits[oid] = Commit(parents=parents, schema=SCHEMA, patch=None, snapshot=None, message=str(i),
+                                  author="", timestamp=f"2024-01-01T00:{rng.randint(0, 59):02d}:00.000000Z")
+            ids.append(oid)
+        read = commits.__getitem__
+        below = {o: graph.ancestor_ids(read, [o]) for o in ids}
+        for _ in range(10):
+            a, b = rng.choice(ids), rng.choice(ids)
+            common = below[a] & below[b]
+            best = {c for c in common if not any(c in below[d] - {d} for d in common)}
+            got = graph.merge_base(read, a, b)
+            assert set(got) == best and len(got) == len(best)
+            assert got == graph.merge_base(read, b, a)
+            assert graph.merge_base_one(read, a, b) == (got[0] if got else None)
+            assert graph.is_ancestor(read, a, b) == (a in below[b])
+
+
+def test_walks_near_the_tips_read_only_near_the_tips() -> None:
+    # A long history and a branch from near its tip: a merge base or ancestry check costs
+    # the commits since the fork, not the whole history (timestamps bound the walk).
+    commits: dict[str, Commit] = {}
+    prev: tuple[str, ...] = ()
+    for i in range(5000):
+        oid = f"{i:064x}"
+        commits[oid] = Commit(parents=prev, schema=SCHEMA, patch=None, snapshot=None, message="", author="",
+                              timestamp=f"2024-01-01T{i // 3600:02d}:{i // 60 % 60:02d}:{i % 60:02d}.000000Z")
+        prev = (oid,)
+    fork_point, tip = f"{4990:064x}", f"{4999:064x}"
+    side = "f" * 64
+    commits[side] = Commit(parents=(fork_point,), schema=SCHEMA, patch=None, snapshot=None, message="",
+                           author="", timestamp="2024-01-02T00:00:00.000000Z")
+    reads: list[str] = []
+
+    def read(oid: str) -> Commit:
+        reads.append(oid)
+        return commits[oid]
+
+    assert graph.merge_base(read, tip, side) == [fork_point]
+    assert len(set(reads)) < 20
+    reads.clear()
+    assert graph.is_ancestor(read, fork_point, tip) and not graph.is_ancestor(read, side, tip)
+    assert len(set(reads)) < 20
+    reads.clear()
+    assert len(list(islice(graph.ancestors(read, tip), 3))) == 3 and len(reads) <= 3
