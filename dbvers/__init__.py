@@ -14,9 +14,10 @@ from .errors import DbversError
 from .maintenance import FsckReport, GcReport
 from .objects import Commit, SchemaChange, TableCounts
 from .render import display as _display  # noqa: F401  (registers how core objects are shown)
-from .repo import Repo, Status
+from .repo import Repo
 from .repo import init_repo as init
 from .repo import open_repo as open
+from .status import Status
 
 
 def load_ipython_extension(ipython):  # type: ignore[no-untyped-def]

@@ -46,7 +46,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from . import snapshots, sqlio
+from . import graph, snapshots, sqlio
 from .archive import (
     _ID_RE,
     _KEYFRAME_RE,
@@ -77,6 +77,7 @@ from .errors import (
     CorruptObjectError,
     DatabaseLockedError,
     DbversError,
+    MissingObjectError,
     NotADatabaseError,
     RepositoryBusyError,
     StorageError,
@@ -787,19 +788,16 @@ def _check_complete(objects: ObjectStore, types: dict[str, str], metadata: dict[
     else:
         raise BackupValidationError(label, "its HEAD is malformed")
     starts += [(oid, "a reflog entry") for oid in sorted(reflog) if oid in types]
-    seen: set[str] = set()
-    stack = starts
-    while stack:
-        oid, why = stack.pop()
-        if oid in seen:
-            continue
-        seen.add(oid)
+
+    def read(oid: str) -> Commit:
         if types.get(oid) != "commit":
-            raise BackupValidationError(label, f"commit {oid[:12]} (reached from {why}) is missing from the backup chain")
-        try:
-            c = Commit.from_bytes(objects.get(oid, "commit"))
-        except (ValueError, KeyError, TypeError) as e:
-            raise BackupValidationError(label, f"commit {oid[:12]} is unreadable ({e})") from None
+            raise MissingObjectError(oid)
+        return graph.commit_reader(objects)(oid)
+
+    reach = graph.walk(read, dict(starts), missing_from="the backup chain")
+    if reach.problems:
+        raise BackupValidationError(label, reach.problems[0])
+    for oid, c in reach.commits.items():
         wanted = c.typed_references()
         kf = metadata.get(f"keyframes/{oid}")
         if kf:
@@ -810,8 +808,7 @@ def _check_complete(objects: ObjectStore, types: dict[str, str], metadata: dict[
                                                    "which is missing from the backup chain")
         if not c.parents and not c.snapshot:
             raise BackupValidationError(label, f"root commit {oid[:12]} has no snapshot")
-        stack.extend((p, f"commit {oid[:12]}") for p in c.parents)
-    return len(seen)
+    return len(reach.commits)
 
 
 def _root_commits(objects: ObjectStore, commits: list[str]) -> set[str]:

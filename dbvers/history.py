@@ -1,7 +1,8 @@
-"""What the history says about rows: the history of one row (``row_history``), and the
-keys that can differ between two commits (``changed_keys``). Layer L3.
+"""What the history tells: the log, one commit shown, the history of one row
+(``row_history``), and the keys that can differ between two commits (``changed_keys``).
 
-Patches tell cheaply which commits touched a row (their records carry the key);
+L3 (it reads states through the Repo). The walks are :mod:`dbvers.graph`'s. For a row's
+history, patches tell cheaply which commits touched the row (their records carry the key);
 only those commits' states are read for the row's full values. Commits whose
 patch doesn't account for every change they counted (keyframes after a schema
 change, rows with a NULL key, ...) are checked by comparing the row in both states.
@@ -9,16 +10,19 @@ change, rows with a NULL key, ...) are checked by comparing the row in both stat
 
 from __future__ import annotations
 
+from itertools import islice
 from operator import itemgetter
 from typing import TYPE_CHECKING, Any
 
 import apsw
 
 from . import changes as ch
+from . import graph
 from .errors import UsageError
 from .frames import arrow_column, frame, meta_columns
-from .objects import TableCounts
+from .objects import Commit, CommitLog, Schema, SchemaChange, TableCounts
 from .rowdiff import KeyHint
+from .schemadiff import describe_schema_changes
 from .values import param, read_rows
 
 if TYPE_CHECKING:
@@ -29,6 +33,19 @@ if TYPE_CHECKING:
 
 #: dbvers's columns in a row's history, before the row's own (Dolt's dolt_history names).
 HISTORY_COLUMNS = ("commit_hash", "commit_date", "commit_author", "commit_message", "diff_type")
+
+
+def log(repo: Repo, ref: str = "HEAD", n: int | None = None) -> CommitLog:
+    """Commits reachable from *ref*, newest first (``graph.ancestors``' order), at most *n*."""
+    walk = graph.ancestors(repo.get_commit, repo.resolve(ref))
+    return CommitLog((c for _, c in islice(walk, n)), repo=repo)
+
+
+def show(repo: Repo, ref: str = "HEAD") -> tuple[Commit, list[SchemaChange]]:
+    """A commit and its schema changes against its first parent (a root's: against nothing)."""
+    c = repo.get_commit(repo.resolve(ref))
+    old = repo.get_schema(repo.get_commit(c.parents[0]).schema) if c.parents else Schema(())
+    return c, describe_schema_changes(old, repo.get_schema(c.schema))
 
 
 def _key_values(pk: Any, info: ch.TableInfo) -> tuple[Any, ...]:
@@ -128,7 +145,7 @@ def row_history(repo: Repo, table: str, pk: Any, ref: str = "HEAD") -> pandas.Da
     """
     records: list[tuple[list[Any], dict[str, Any]]] = []
     columns: list[str] = []
-    oid: str | None = repo.resolve(ref)
+    start = repo.resolve(ref)
     info_cache: dict[str, ch.TableInfo | None] = {}
 
     def info_at(o: str) -> ch.TableInfo | None:
@@ -136,11 +153,10 @@ def row_history(repo: Repo, table: str, pk: Any, ref: str = "HEAD") -> pandas.Da
             info_cache[o] = _table_info(repo, o, table)
         return info_cache[o]
 
-    head_info = info_at(oid)
+    head_info = info_at(start)
     if head_info is not None:
         _key_values(pk, head_info)  # a key of the wrong shape: one clear error up front
-    while oid is not None:
-        c = repo.get_commit(oid)
+    for oid, c in graph.first_parents(repo.get_commit, start):
         parent = c.parents[0] if c.parents else None
         if table in c.counts:
             check = True
@@ -163,7 +179,6 @@ def row_history(repo: Repo, table: str, pk: Any, ref: str = "HEAD") -> pandas.Da
                     columns += [n for n in names if n not in columns]
                     meta = [oid, c.timestamp, c.author, c.summary, kind]
                     records.append((meta, dict(zip(names, values or (), strict=True))))
-        oid = parent
     # Column by column like a diff's DataFrame: integers stay integers beside NULLs,
     # and a column whose values changed type keeps each value's own type.
     base = meta_columns(columns, HISTORY_COLUMNS)

@@ -9,14 +9,12 @@ from __future__ import annotations
 
 import contextlib
 import getpass
-import heapq
 import json
 import os
 import re
 import shutil
 import socket
 from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -24,10 +22,9 @@ from typing import TYPE_CHECKING, Any
 import apsw
 
 from . import changes as ch
-from . import maintenance, snapshots, sqlio
+from . import history, maintenance, revisions, snapshots, sqlio
 from .config import SCHEMA, Config, env_override, new_config, read_config, write_config
 from .errors import (
-    AmbiguousRefError,
     CheckoutJournalError,
     CorruptDatabaseError,
     CorruptObjectError,
@@ -59,12 +56,10 @@ from .maintenance import FsckReport, GcReport, ReflogExpireReport
 from .objects import (
     FORMAT_VERSION,
     Commit,
-    CommitLog,
     RowidFixups,
     Schema,
     SchemaChange,
     TableCounts,
-    counts_summary,
 )
 from .refs import (
     HEADS,
@@ -77,7 +72,8 @@ from .refs import (
     is_valid_ref,
     validate_name,
 )
-from .schemadiff import describe_schema_changes, schema_changes
+from .schemadiff import schema_changes
+from .status import Status, clean_status, compared_status
 from .store import ObjectStore
 from .values import read_rows
 
@@ -87,7 +83,6 @@ if TYPE_CHECKING:
     from .diff import Diff
 
 STORE_NAME = ".dbvers"
-_REV_RE = re.compile(r"^(?P<base>.*?)(?P<suffix>(?:[~^]\d*)*)$")
 _OID_RE = re.compile(r"[0-9a-f]{64}")
 # Per store, this process's private stand-in for a cache it can't write (a read-only store).
 _private_caches: dict[Path, Path] = {}
@@ -109,65 +104,6 @@ def _default_author(cfg: Config) -> str:
     except Exception:
         user = "unknown"
     return f"{user}@{socket.gethostname()}"
-
-
-@dataclass
-class Status:
-    branch: str | None
-    head: str | None
-    changes: ch.Changes
-    schema_changes: list[SchemaChange]
-    pragmas_changed: dict[str, tuple[int, int]]
-    sequences_changed: bool = False
-
-    @property
-    def clean(self) -> bool:
-        return self.changes.empty and not self.pragmas_changed and not self.sequences_changed
-
-    @property
-    def dirty_tables(self) -> list[str]:
-        names = set(self.changes.changed_tables)
-        names.update(s.name for s in self.schema_changes)
-        if self.sequences_changed:
-            names.add("sqlite_sequence")
-        if not names and self.changes.needs_keyframe:
-            # Changes only a keyframe can carry (virtual tables' contents, sqlite_stat*).
-            names.update(self.changes.untracked or ["(sqlite_stat tables)"])
-        return sorted(names) or (["(database header)"] if self.pragmas_changed else [])
-
-    # The changes hold the whole patchset (megabytes after a big update): the repr is one
-    # bounded line; str() is what `dbvers status` prints, and notebooks get HTML.
-    def __repr__(self) -> str:
-        where = self.branch or f"detached at {(self.head or '')[:10]}"
-        if self.clean:
-            return f"<dbvers.Status {where}: clean>"
-        counts = {t: c for t, c in self.changes.counts.items() if c.total}
-        return (f"<dbvers.Status {where}: {counts_summary(counts)}, "
-                f"{len(self.schema_changes)} schema change(s)>")
-
-    def __str__(self) -> str:
-        from .render.html import status_text
-
-        return status_text(self, colour=False)
-
-    def _repr_html_(self) -> str:
-        from .render.html import status_html
-
-        return status_html(self)
-
-    def _repr_pretty_(self, p: Any, cycle: bool) -> None:
-        p.text(repr(self) if cycle else str(self))
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "branch": self.branch,
-            "head": self.head,
-            "clean": self.clean,
-            "tables": {t: c.to_json() for t, c in sorted(self.changes.counts.items())},
-            "schema_changes": [str(s) for s in self.schema_changes],
-            "untracked": self.changes.untracked,
-            "pragmas_changed": {k: list(v) for k, v in self.pragmas_changed.items()},
-        }
 
 
 def find_store(start: Path) -> Path:
@@ -357,50 +293,7 @@ class Repo:
     # -- revisions -----------------------------------------------------------
     def resolve(self, rev: str = "HEAD") -> str:
         """Turn HEAD, a branch, a tag, a full or unique short id, with ~N/^N suffixes, into an id."""
-        m = _REV_RE.match(rev.strip())
-        if not rev.strip() or not m:
-            raise UnknownRefError(rev)
-        base, suffix = m["base"], m["suffix"]
-        oid = self._resolve_base(base or "HEAD", rev)
-        for op, num in re.findall(r"([~^])(\d*)", suffix):
-            n = int(num) if num else 1
-            if op == "~":
-                for _ in range(n):
-                    parents = self.get_commit(oid).parents
-                    if not parents:
-                        raise UnknownRefError(rev, f"'{rev}' goes past the first commit")
-                    oid = parents[0]
-            elif n:
-                parents = self.get_commit(oid).parents
-                if len(parents) < n:
-                    raise UnknownRefError(rev, f"'{rev}': commit has no parent {n}")
-                oid = parents[n - 1]
-        return oid
-
-    def _resolve_base(self, name: str, rev: str) -> str:
-        if name in ("HEAD", "@"):
-            return self._head_commit()
-        for ref in (TAGS + name, HEADS + name, name if name.startswith("refs/") else None):
-            if ref and (oid := self.refs.lookup(ref)):
-                return oid
-        lowered = name.lower()
-        if re.fullmatch(r"[0-9a-f]{4,64}", lowered):
-            if len(lowered) == 64 and self.objects.has(lowered):
-                return lowered
-            candidates = [
-                c for c in self.objects.with_prefix(lowered) if self._is_commit(c)
-            ]
-            if len(candidates) == 1:
-                return candidates[0]
-            if len(candidates) > 1:
-                raise AmbiguousRefError(name, candidates)
-        raise UnknownRefError(rev)
-
-    def _is_commit(self, oid: str) -> bool:
-        try:
-            return self.objects.object_type(oid) == "commit"
-        except DbversError:
-            return False
+        return revisions.resolve(rev, self.refs, self.objects, self.get_commit)
 
     # -- materialization -----------------------------------------------------
     def snapshot_of(self, oid: str) -> str | None:
@@ -609,15 +502,11 @@ class Repo:
 
     # -- status and commit ---------------------------------------------------
     def status(self) -> Status:
+        """How the working database differs from HEAD (``dbvers.status``)."""
         with self._locked(write=False):
             head = self.head
             if head.commit is not None and self._known_clean():
-                hc = self.get_commit(head.commit)
-                schema = self.get_schema(hc.schema)
-                virtual = sorted(e.name for e in schema.entries
-                                 if e.type == "table" and (e.sql or "").upper().startswith("CREATE VIRTUAL"))
-                return Status(head.branch, head.commit,
-                              ch.Changes(None, {}, False, untracked=virtual), [], {})
+                return clean_status(head, self.get_schema(self.get_commit(head.commit).schema))
             if head.commit is None:
                 raise UnknownRefError("HEAD", "HEAD has no commit yet")
             return self._full_status(head)
@@ -632,12 +521,7 @@ class Repo:
                 changes, (_, pragmas, sequences, sch) = self._compare_with(tmp, head.commit)
         finally:
             tmp.unlink(missing_ok=True)
-        hc = self.get_commit(head.commit)
-        st = Status(
-            head.branch, head.commit, changes, sch,
-            {k: (hc.pragmas.get(k, 0), v) for k, v in pragmas.items() if hc.pragmas.get(k, 0) != v},
-            sequences != hc.sequences,
-        )
+        st = compared_status(head, self.get_commit(head.commit), changes, pragmas, sequences, sch)
         if st.clean:
             self._record_clean(fp, head.commit)
         return st
@@ -753,32 +637,14 @@ class Repo:
         else:
             self.refs.set_head(commit=new, message=message)
 
-    # -- history -------------------------------------------------------------
+    # -- history (dbvers.history) ---------------------------------------------
     def log(self, ref: str = "HEAD", n: int | None = None) -> list[Commit]:
         """Commits reachable from *ref*, newest first (a list; notebooks show it as a table)."""
-        start = self.resolve(ref)
-        out: list[Commit] = CommitLog(repo=self)
-        seen = {start}
-        first = self.get_commit(start)
-        heap: list[tuple[float, str]] = [(_newest_first(first.timestamp), start)]
-        while heap and (n is None or len(out) < n):
-            _, oid = heapq.heappop(heap)
-            c = self.get_commit(oid)
-            out.append(c)
-            for p in c.parents:
-                if p not in seen:
-                    seen.add(p)
-                    heapq.heappush(heap, (_newest_first(self.get_commit(p).timestamp), p))
-        return out
+        return history.log(self, ref, n)
 
     def show(self, ref: str = "HEAD") -> tuple[Commit, list[SchemaChange]]:
         """A commit and its schema changes against its first parent."""
-        oid = self.resolve(ref)
-        c = self.get_commit(oid)
-        if not c.parents:
-            return c, describe_schema_changes(Schema(()), self.get_schema(c.schema))
-        old = self.get_schema(self.get_commit(c.parents[0]).schema)
-        return c, describe_schema_changes(old, self.get_schema(c.schema))
+        return history.show(self, ref)
 
     # -- branches and tags ---------------------------------------------------
     def branches(self) -> dict[str, str]:
@@ -1221,10 +1087,3 @@ class Repo:
 
         import_from(self, conn)
 
-
-def _newest_first(ts: str) -> float:
-    """Heap key: heapq pops the smallest, so negate the commit time."""
-    try:
-        return -datetime.strptime(ts, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC).timestamp()
-    except ValueError:
-        return 0.0

@@ -14,7 +14,7 @@ from rich.markup import escape as markup_escape
 from ..maintenance import FsckReport, GcReport, ReflogExpireReport
 from ..objects import Commit, SchemaChange, TableCounts
 from ..refs import HEADS, ReflogEntry
-from ..repo import Status
+from ..status import Status
 from .text import safe_text
 
 

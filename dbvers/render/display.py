@@ -11,6 +11,7 @@ from typing import Any
 
 from .. import display
 from ..diff import Diff
+from ..status import Status
 from . import html
 
 
@@ -28,3 +29,16 @@ def _register_diff() -> None:
 
 
 _register_diff()
+
+
+def _status_text(st: Status, **options: Any) -> str:
+    return html.status_text(st, colour=options.get("colour", False))
+
+
+def _register_status() -> None:
+    """The working database's status (dbvers.status): ``dbvers status``'s text, a notebook's HTML."""
+    display.register(Status, "text", _status_text)
+    display.register(Status, "html", html.status_html)
+
+
+_register_status()
