@@ -84,8 +84,9 @@ from .errors import (
 )
 from .fsutil import TMP_PREFIX, copy_atomic, fsync_dir, publish, temp_path, write_atomic
 from .objects import FORMAT_VERSION, Commit
-from .refs import HEADS, TAGS
-from .store import ObjectStore
+from .storage.base import ObjectStore
+from .storage.local import LocalObjectStore
+from .storage.refnames import HEADS, TAGS
 
 if TYPE_CHECKING:
     from .repo import Repo
@@ -882,7 +883,7 @@ def _verify_one(path: Path, checked: dict[Path, VerifyResult]) -> VerifyResult:
             if prior is not None and not prior.ok:
                 raise BackupValidationError(path.name, f"its parent backup {earlier.name} is damaged ({prior.problem})")
         scanned, where = _extract_chain(chain, scratch)
-        objects = ObjectStore(scratch / "objects")
+        objects = LocalObjectStore(scratch / "objects")
         _check_claims(objects, where, scanned)
         types, n_snap = _check_objects(objects, where, True, scratch)
         result.commits = _check_complete(objects, types, scanned[-1].metadata, path.name)
@@ -1060,7 +1061,7 @@ def restore_archive(archive: str | os.PathLike[str], to: str | os.PathLike[str] 
         cfg.set("core", "format", str(min(top["store_format"], FORMAT_VERSION)))
         cfg.set("core", "database", os.path.relpath(target, final_store))
         write_config(work, cfg)
-        objects = ObjectStore(work / "objects")
+        objects = LocalObjectStore(work / "objects")
         _check_claims(objects, where, scanned)
         types, _ = _check_objects(objects, where, False, work)
         _check_complete(objects, types, metadata, src.name)

@@ -25,7 +25,7 @@ from . import snapshots
 from .config import expiry_cutoff
 from .errors import BadExpiryError, DbversError, HistoryDamagedError, MissingObjectError
 from .fsutil import TMP_PREFIX, temp_path
-from .refs import HEADS, validate_name
+from .storage.refnames import HEADS, validate_name
 
 if TYPE_CHECKING:
     from .repo import Repo

@@ -66,19 +66,11 @@ from .objects import (
     TableCounts,
     counts_summary,
 )
-from .refs import (
-    HEADS,
-    REMOTES,
-    TAGS,
-    Head,
-    ReflogEntry,
-    RefStore,
-    check_ref_format,
-    is_valid_ref,
-    validate_name,
-)
 from .schemadiff import describe_schema_changes, schema_changes
-from .store import ObjectStore
+from .storage.base import Head, ReflogEntry
+from .storage.local import LocalObjectStore
+from .storage.local_refs import LocalRefStore
+from .storage.refnames import HEADS, REMOTES, TAGS, check_ref_format, is_valid_ref, validate_name
 from .values import read_rows
 
 if TYPE_CHECKING:
@@ -259,8 +251,8 @@ class Repo:
         fmt = self.config.getint("core", "format", fallback=FORMAT_VERSION)
         if fmt > FORMAT_VERSION:
             raise UnsupportedFormatError(fmt, FORMAT_VERSION)
-        self.objects = ObjectStore(store_dir / "objects")
-        self.refs = RefStore(store_dir)
+        self.objects = LocalObjectStore(store_dir / "objects")
+        self.refs = LocalRefStore(store_dir)
         self.cache_dir = store_dir / "cache"
         self.keyframes_dir = store_dir / "keyframes"
         self.lock = RepoLock(store_dir / "lock", self.config.getfloat("lock", "timeout"))

@@ -21,7 +21,7 @@ from conftest import dump_state, execute, one_line_error, run_cli
 
 import dbvers
 from dbvers.errors import HistoryDamagedError
-from dbvers.store import ObjectStore
+from dbvers.storage.local import LocalObjectStore as ObjectStore
 
 
 def ok(*args: str, cwd: Path) -> str:
