@@ -286,5 +286,8 @@ class MemoryRefStore:
         with self._lock:
             self._refs.pop(keyframe_ref(commit), None)
 
+    def migrate_keyframes(self) -> int:
+        return 0  # never had the old keyframes/ layout
+
     def keyframes(self) -> dict[str, str]:
         return {name[len(KEYFRAMES):]: v for name, v in sorted(self._refs.items()) if name.startswith(KEYFRAMES)}
