@@ -36,8 +36,9 @@ from .refnames import (
 
 
 class MemoryObjectStore:
-    def __init__(self) -> None:
-        self._data: dict[str, bytes] = {}
+    def __init__(self, data: dict[str, bytes] | None = None) -> None:
+        """*data*: id -> encoded bytes, kept (not copied): a caller may share it, or damage it in a test."""
+        self._data: dict[str, bytes] = {} if data is None else data
         self._mtimes: dict[str, float] = {}
         self._lock = threading.Lock()
 
