@@ -22,7 +22,6 @@ from ..formats import ZERO_ID, is_id
 from ..objects import header, object_id
 from . import codec
 from .base import Head, ReflogEntry
-from .local_refs import parse_head, parse_reflog
 from .refnames import (
     HEADS,
     KEYFRAMES,
@@ -31,6 +30,8 @@ from .refnames import (
     check_ref_format,
     is_commit_ref,
     keyframe_ref,
+    parse_head,
+    parse_reflog,
     reflog_line,
 )
 
