@@ -16,7 +16,7 @@ from typing import Protocol
 
 from .errors import AmbiguousRefError, DbversError, UnknownRefError
 from .graph import CommitSource, commit_reader
-from .refs import HEADS, TAGS
+from .storage.refnames import HEADS, TAGS
 
 _REV_RE = re.compile(r"^(?P<base>.*?)(?P<suffix>(?:[~^]\d*)*)$")
 _SHORT_ID_RE = re.compile(r"[0-9a-f]{4,64}")

@@ -18,7 +18,7 @@ import apsw
 from .changes import open_private
 from .errors import CorruptObjectError, DbversError, StorageError
 from .fsutil import publish, temp_path
-from .store import ObjectStore
+from .storage.base import ObjectStore
 
 
 class IntegrityError(DbversError):

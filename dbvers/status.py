@@ -18,7 +18,7 @@ from .changes import Changes
 from .objects import Commit, Schema, SchemaChange, counts_summary
 
 if TYPE_CHECKING:
-    from .refs import Head
+    from .storage.base import Head
 
 
 @dataclass

@@ -17,8 +17,8 @@ from dbvers.errors import (
     UnknownRefError,
 )
 from dbvers.objects import Commit
-from dbvers.refs import RefStore
-from dbvers.store import ObjectStore
+from dbvers.storage.local import LocalObjectStore as ObjectStore
+from dbvers.storage.local_refs import LocalRefStore as RefStore
 
 SCHEMA = "5" * 64
 

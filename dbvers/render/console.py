@@ -13,8 +13,9 @@ from rich.markup import escape as markup_escape
 
 from ..maintenance import FsckReport, GcReport, ReflogExpireReport
 from ..objects import Commit, SchemaChange, TableCounts
-from ..refs import HEADS, ReflogEntry
 from ..status import Status
+from ..storage.base import ReflogEntry
+from ..storage.refnames import HEADS
 from .text import safe_text
 
 
