@@ -300,7 +300,7 @@ def fsck(repo: Repo) -> FsckReport:
 
 def _fsck_keyframes(repo: Repo, types: dict[str, str], report: FsckReport) -> None:
     try:
-        records = repo.keyframe_files()
+        records = repo.states.keyframe_files()
     except OSError as e:
         report.problems.append(f"keyframes/ can't be listed ({_short(e)})")
         return
@@ -482,7 +482,7 @@ def gc(repo: Repo, *, prune: Expiry = None) -> GcReport:
         report.removed_bytes += repo.objects.stored_size(oid)
         repo.objects.delete(oid)
         report.removed_objects += 1
-    for kf in repo.keyframe_files():
+    for kf in repo.states.keyframe_files():
         if not repo.objects.has(kf.name):
             kf.unlink()
     for p in repo.cache_dir.glob("*.db"):
