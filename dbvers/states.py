@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import json
 import os
 import shutil
 import tempfile
@@ -33,6 +34,7 @@ from .refs import RefStore
 from .store import ObjectStore
 from .values import read_rows
 
+VERIFIED = "verified.json"
 # Per store, this process's private stand-in for a cache it can't write (a read-only store).
 _private_caches: dict[Path, Path] = {}
 
@@ -40,12 +42,13 @@ _private_caches: dict[Path, Path] = {}
 # when the caller trusts the store's sizes (checkout, diff, status: this repository's own
 # objects); past it, and for untrusted sources (restore keeps snapshots.IN_MEMORY_MAX), it is
 # rebuilt in a private file. The bound is a share of the machine's memory, capped.
-TRUSTED_MEMORY_SHARE = 0.25
-TRUSTED_MEMORY_CAP = 2 << 30
+TRUSTED_MEMORY_SHARE = 1 / 16
+TRUSTED_MEMORY_CAP = 1 << 30
 
 
 def trusted_memory_limit() -> int:
-    """How large a state this process rebuilds in memory (a quarter of RAM, at most 2 GiB)."""
+    """How large a state this process rebuilds in memory: a sixteenth of RAM, at most 1 GiB
+    (a rebuild holds about three copies: the bytes read, the database, the bytes written)."""
     try:
         ram = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     except (ValueError, OSError):
@@ -291,25 +294,52 @@ class States:
             raise CorruptObjectError(oid, "materialized schema does not match the commit")
 
     def materialize_verified(self, oid: str) -> Path:
-        """``materialize``, then ``PRAGMA quick_check``: a state fit to hand to a user.
+        """``materialize``, checked: a state fit to hand to a user (checkout, reset, restore).
 
-        A cached state that fails the check is derived data gone bad: it is
-        dropped and rebuilt from the store once; only a rebuilt state that fails is
-        an error.
+        A state rebuilt now from the store is sound by construction (verified
+        objects, replayed by SQLite, schema checked). A cached one gets ``PRAGMA
+        quick_check``, unless it passed one (or was built) and its file is unchanged
+        since (inode, size, mtime, ctime: the clean record's rule), which costs about
+        as much as copying the file in. One that fails is derived data gone bad: it is
+        dropped and rebuilt from the store.
         """
-        for attempt in (1, 2):
-            src = self.materialize(oid, use_cache=attempt == 1)
+        path = self.cache_path(oid)
+        hit = self._cached(oid) is not None
+        trusted = hit and self._stamps().get(oid) == _stat_key(path)
+        src = self.materialize(oid)  # (a hit is touched for the LRU: stamped again below)
+        if hit and not trusted:
             try:
                 problems = snapshots.file_problems(src, quick=True)
             except apsw.Error as e:
                 problems = [str(e)]
-            if not problems:
-                return src
-            src.unlink(missing_ok=True)
-            if attempt == 2:
-                raise CorruptObjectError(oid, f"materialized state fails quick_check: {problems[0][:100]}")
-        raise AssertionError("unreachable")  # pragma: no cover
+            if problems:
+                src.unlink(missing_ok=True)
+                src = self.materialize(oid, use_cache=False)
+        self._stamp(oid, src)
+        return src
 
+    def _stamps(self) -> dict[str, Any]:
+        """``cache/verified.json``: cached states known sound, by the stat data they had then."""
+        try:
+            rec = json.loads((self.cache_dir / VERIFIED).read_bytes())
+        except (OSError, ValueError):
+            return {}
+        return rec if isinstance(rec, dict) else {}
+
+    def _stamp(self, oid: str, path: Path) -> None:
+        stamps = {k: v for k, v in self._stamps().items() if k != oid and self.cache_path(k).exists()}
+        with contextlib.suppress(OSError):
+            stamps[oid] = _stat_key(path)
+        with contextlib.suppress(DbversError):  # derived: without it the next use checks again
+            write_atomic(self.cache_dir / VERIFIED, json.dumps(stamps).encode())
+
+
+def _stat_key(path: Path) -> list[int] | None:
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return [st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns]
 
 def table_rows(path: Path, table: str, label: str) -> tuple[list[Any], list[str], list[str]]:
     """Rows, column names and declared types of *table* in the private state file *path*
