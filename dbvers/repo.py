@@ -10,12 +10,10 @@ touches the working database only through the worktree (so through :mod:`dbvers.
 from __future__ import annotations
 
 import contextlib
-import getpass
 import heapq
 import os
 import re
 import shutil
-import socket
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -24,8 +22,8 @@ from typing import TYPE_CHECKING, Any
 
 import apsw
 
+from . import capture, maintenance, sqlio
 from . import changes as ch
-from . import maintenance, snapshots, sqlio
 from .config import SCHEMA, Config, new_config, read_config, write_config
 from .errors import (
     AmbiguousRefError,
@@ -40,7 +38,6 @@ from .errors import (
     UnsupportedFormatError,
     UsageError,
 )
-from .formats import now_timestamp
 from .frames import rows_frame
 from .fsutil import TMP_PREFIX, RepoLock, publish, write_atomic
 from .maintenance import FsckReport, GcReport, ReflogExpireReport
@@ -50,7 +47,6 @@ from .objects import (
     CommitLog,
     Schema,
     SchemaChange,
-    TableCounts,
     counts_summary,
 )
 from .refs import (
@@ -76,20 +72,6 @@ if TYPE_CHECKING:
 
 STORE_NAME = ".dbvers"
 _REV_RE = re.compile(r"^(?P<base>.*?)(?P<suffix>(?:[~^]\d*)*)$")
-
-
-def _default_author(cfg: Config) -> str:
-    if env := os.environ.get("DBVERS_AUTHOR"):
-        return env
-    name = cfg.get("user", "name", fallback="")
-    email = cfg.get("user", "email", fallback="")
-    if name:
-        return f"{name} <{email}>" if email else name
-    try:
-        user = getpass.getuser()
-    except Exception:
-        user = "unknown"
-    return f"{user}@{socket.gethostname()}"
 
 
 @dataclass
@@ -484,14 +466,11 @@ class Repo:
             fp = sqlio.fingerprint(self.path)  # before the copy: a write during it makes it stale
             tmp = self.worktree.copy_out()
             try:
-                changes, extras, counts = self._capture(tmp, first)
-                if first is not None and not (allow_empty or merge):
-                    self._refuse_unchanged(first, changes, extras)
-                commit = self._write_commit(tmp, ids, changes, extras, counts, message=message.strip(),
-                                            author=author, meta=meta)
+                commit = capture.make_commit(self.objects, self.states, self.worktree, tmp, ids,
+                                             message=message.strip(), author=author, meta=meta,
+                                             allow_empty=allow_empty or merge)
                 oid = commit.id
                 self._move_head(head, oid, f"commit{' (merge)' if merge else ''}: {commit.summary}")
-                self.states.remember(oid, commit)
                 # Past the commit point only derived data is written: a failure here must not
                 # report the (done) commit as failed; the cache and clean record rebuild later.
                 with contextlib.suppress(OSError, DbversError):
@@ -510,59 +489,6 @@ class Repo:
         if len(set(ids)) != len(ids):
             raise UsageError("a commit can't have the same parent twice")
         return ids
-
-    def _capture(self, tmp: Path, parent: str | None) -> tuple[ch.Changes | None, Any, dict[str, TableCounts]]:
-        """The private copy *tmp* against *parent*: (changes, extras, counts); no parent: all rows new."""
-        with self.worktree.reading_copy(tmp):
-            if parent is not None:
-                changes, extras = self.worktree.compare_with(tmp, parent, rowids=True)
-                return changes, extras, changes.counts
-            conn = ch.open_private(tmp)
-            try:
-                extras = (ch.read_schema(conn, stats=self.version_stats), ch.read_pragmas(conn),
-                          ch.read_sequences(conn), [])
-                counts = {
-                    t: TableCounts(inserts=int(conn.execute(f"SELECT count(*) FROM {ch.quote(t)}").fetchone()[0]))
-                    for t in ch.classify_tables(conn).tracked
-                }
-            finally:
-                conn.close()
-            return None, extras, counts
-
-    def _refuse_unchanged(self, parent: str, changes: ch.Changes | None, extras: Any) -> None:
-        _, pragmas, sequences, _ = extras
-        pc = self.get_commit(parent)
-        if changes is not None and changes.empty and pragmas == pc.pragmas and sequences == pc.sequences:
-            raise NothingToCommitError()
-
-    def _write_commit(self, tmp: Path, parents: tuple[str, ...], changes: ch.Changes | None, extras: Any,
-                      counts: dict[str, TableCounts], *, message: str, author: str | None,
-                      meta: dict[str, Any] | None) -> Commit:
-        """Write the objects of a commit of state *tmp* (patch, snapshot, rowids, schema, commit)."""
-        schema, pragmas, sequences, _ = extras
-        parent = parents[0] if parents else None
-        patch_id = None
-        if changes is not None and changes.patchset and not changes.schema_changed:
-            patch_id = self.objects.put_bytes("patch", changes.patchset)
-        reason = self.states.keyframe_reason(parent, changes, self.objects.stored_size(patch_id) if patch_id else 0)
-        with self.worktree.reading_copy(tmp):
-            snap_id = snapshots.make(self.objects, tmp) if reason else None
-        rowids_id = None
-        if patch_id and changes is not None and changes.rowids is not None:
-            rowids_id = self.objects.put_bytes("rowids", changes.rowids.to_bytes())
-        commit_meta = dict(meta or {})
-        if reason:
-            commit_meta["keyframe"] = reason
-        if changes is not None and changes.key_changed:
-            commit_meta["key_changed"] = changes.key_changed
-        commit = Commit(
-            parents=parents, schema=self.objects.put_bytes("schema", schema.to_bytes()), patch=patch_id,
-            snapshot=snap_id, message=message, author=author or _default_author(self.config),
-            timestamp=now_timestamp(), counts=counts, pragmas=pragmas, sequences=sequences,
-            meta=commit_meta, rowids=rowids_id,
-        )
-        self.objects.put_bytes("commit", commit.to_bytes())
-        return commit
 
     def _move_head(self, head: Head, new: str, message: str) -> None:
         if head.branch is not None:
