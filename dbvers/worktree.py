@@ -100,7 +100,7 @@ class Intent:
     target: str | None = None
     head: str | None = None
     ref: tuple[str, str] | None = None
-    state: dict[str, Any] | None = field(default=None, compare=False)
+    state: dict[str, Any] | None = field(default=None, hash=False)
 
     def to_bytes(self) -> bytes:
         record: dict[str, Any] = {"op": self.op, "target": self.target, "head": self.head,
@@ -286,6 +286,8 @@ class Worktree:
         Before the copy, the ref moves that must follow it (*head*: new HEAD
         text; *ref*: a branch and its new value) and the operation's *state* are
         journalled, so a process killed after the copy is finished by the next one.
+        The record replaces any operation in progress: an operation that must not be
+        interrupted (a merge with conflicts left) is its callers' to refuse first.
         """
         src = self.states.materialize_verified(oid)
         # The refs must be movable before the working database changes (read-only logs, a folder in
@@ -416,9 +418,12 @@ class Worktree:
             intent = self.read_journal()
             if intent is None or intent.target is None:
                 return  # nothing pending (an operation in progress stays)
-            if (intent.head or intent.ref) and self._holds(intent.target):
+            if not (intent.head or intent.ref or intent.state):
+                self._put_journal(None)  # nothing to finish (a restore): either state is fine
+            elif self._holds(intent.target):
                 self.apply_intent(intent.head, intent.ref, "recovered after interruption")
-            self._end_move()
+            else:
+                self._put_journal(None)  # the copy never committed: the operation never began
         except DbversError as e:
             if write:
                 raise
