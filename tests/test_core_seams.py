@@ -4,6 +4,7 @@ live Diff surviving every other command's recovery."""
 from __future__ import annotations
 
 import json
+import os
 import threading
 import time
 from pathlib import Path
@@ -149,3 +150,24 @@ def test_live_diff_survives_a_recovery_that_finishes_a_killed_checkout(repo: dbv
         with d.copy() as c:
             assert c.to_pandas("orders").equals(before)
     d.close()
+
+
+# -- checkout's check of cached states --------------------------------------------------------
+
+
+def test_a_cached_state_damaged_in_place_is_rebuilt_even_with_its_mtime_put_back(
+        repo: dbvers.Repo, db_path: Path) -> None:
+    v1, v1_state = repo.resolve("HEAD"), dump_state(db_path)
+    execute(db_path, "UPDATE orders SET qty = 99")
+    repo.commit("two")
+    repo.checkout(v1)  # checks v1's cached state and remembers it sound
+    repo.checkout("main")
+    cached = repo.states.cache_path(v1)
+    st = cached.stat()
+    data = bytearray(cached.read_bytes())
+    page = int.from_bytes(data[16:18], "big")
+    data[page:] = b"\x5a" * (len(data) - page)  # every page but the first: the header looks whole
+    cached.write_bytes(bytes(data))
+    os.utime(cached, ns=(st.st_atime_ns, st.st_mtime_ns))
+    repo.checkout(v1)
+    assert dump_state(db_path) == v1_state
