@@ -222,7 +222,7 @@ class _StoreState:
 
 def _collect(repo: Repo) -> _StoreState:
     store = repo.store_dir
-    with repo._locked():
+    with repo.locked():
         metadata: dict[str, bytes] = {}
         for name in ("HEAD", "config"):
             metadata[name] = (store / name).read_bytes()
@@ -829,7 +829,7 @@ def _check_same_history(repo: Repo, objects: ObjectStore, types: dict[str, str],
     backup.json's ``roots`` (a forger re-signs the manifest at will).
     """
     theirs = _root_commits(objects, [oid for oid, kind in types.items() if kind == "commit"])
-    with repo._locked():
+    with repo.locked():
         ours = _root_commits(repo.objects, sorted(repo.reachable_commits()))
     if ours and not ours & theirs:
         raise BackupError(
@@ -1008,8 +1008,8 @@ def restore_archive(archive: str | os.PathLike[str], to: str | os.PathLike[str] 
         tracked = (store_dir / read_config(store_dir).get("core", "database")).resolve()
         if tracked != target:
             raise UsageError(f"{store_dir} tracks {tracked}, not {target}; pass --store DIR")
-        existing = Repo(store_dir, target)
-        with existing._locked():  # its recovery finishes a restore a killed process left half done
+        existing = Repo.at(store_dir, target)
+        with existing.locked():  # its recovery finishes a restore a killed process left half done
             pass
     elif store_dir.exists() and (not store_dir.is_dir() or any(store_dir.iterdir())):
         raise UsageError(f"{store_dir} exists and is not a dbvers store; pass --store DIR")
@@ -1064,7 +1064,7 @@ def restore_archive(archive: str | os.PathLike[str], to: str | os.PathLike[str] 
         if existing is not None and not yes:
             _check_same_history(existing, objects, types, src.name)
 
-        wrepo = Repo(work, target)
+        wrepo = Repo.at(work, target, memory_limit=snapshots.IN_MEMORY_MAX)  # an archive's sizes are untrusted
         refs, head_text, _ = _roots_of(metadata)
         branch: str | None = None
         if at in ("HEAD", "@"):
@@ -1115,7 +1115,7 @@ def restore_archive(archive: str | os.PathLike[str], to: str | os.PathLike[str] 
                     store_dir.rmdir()  # empty (checked above)
                 os.rename(work, store_dir)
                 fsync_dir(store_dir.parent)
-                repo = Repo(store_dir, target)
+                repo = Repo.at(store_dir, target)
                 finish_restore(repo)
         else:
             created = False
@@ -1159,16 +1159,16 @@ def finish_restore(repo: Repo) -> bool:
         except NotADatabaseError:
             in_place = False
         if in_place:
-            sqlio.copy_in(staging, target, repo._timeout())
+            sqlio.copy_in(staging, target, repo.lock_timeout())
             repo.cache_dir.mkdir(exist_ok=True)
             if oid:
-                os.replace(staging, repo._cache_path(oid))  # it is HEAD's state: the base cache
+                os.replace(staging, repo.states.cache_path(oid))  # it is HEAD's state: the base cache
             else:
                 staging.unlink()
         else:
             _install_new(staging, target)
         if oid:
-            repo._record_clean(sqlio.fingerprint(target), oid)
+            repo.worktree.record_clean(sqlio.fingerprint(target), oid)
     journal.unlink(missing_ok=True)
     fsync_dir(repo.store_dir)
     return True
@@ -1179,9 +1179,9 @@ def _merge_into(repo: Repo, work: Path, metadata: dict[str, bytes], state: Path,
     """Restore into an existing repository: add the objects, then move the working database."""
     import apsw
 
-    with repo._locked():
+    with repo.locked():
         try:
-            dirty = [] if yes else repo._dirty_tables()
+            dirty = [] if yes else repo.worktree.dirty_tables()
         except (DbversError, apsw.Error, sqlite3.DatabaseError) as e:
             # Locks and a damaged store keep their own messages; anything else means the
             # working file itself cannot be read (whichever class reports it).
@@ -1209,15 +1209,15 @@ def _merge_into(repo: Repo, work: Path, metadata: dict[str, bytes], state: Path,
             if repo.refs.read(ref) is None:
                 repo.refs.update(ref, value, expect=None, message=why)
         repo.cache_dir.mkdir(exist_ok=True)
-        cached = repo._cache_path(oid)
+        cached = repo.states.cache_path(oid)
         if not cached.exists():
             _move_file(state, cached)
         if branch is not None:
             new_head, new_ref = f"ref: {HEADS}{branch}\n", (HEADS + branch, oid)
         else:
             new_head, new_ref = f"{oid}\n", None
-        repo._write_working(oid, head=new_head, ref=new_ref)
-        repo._apply_intent(new_head, new_ref, why)
+        repo.worktree.write_working(oid, head=new_head, ref=new_ref)
+        repo.worktree.apply_intent(new_head, new_ref, why)
 
 
 # -- sqlite3.Connection interop ------------------------------------------------------------
@@ -1258,7 +1258,7 @@ def export_to(repo: Repo, conn: sqlite3.Connection, at: str = "HEAD") -> str:
     main = _user_conn(conn, "export_to")
     if _same_file(main, repo.path):
         raise UsageError("this connection is the working database; use checkout to change it")
-    with repo._locked():
+    with repo.locked():
         oid = repo.resolve(at)
         src = repo.materialize(oid)
         tmp = temp_path(repo.cache_dir, ".db")
@@ -1294,7 +1294,7 @@ def import_from(repo: Repo, conn: sqlite3.Connection) -> None:
     main = _user_conn(conn, "import_from")
     if _same_file(main, repo.path):
         raise UsageError("this connection is the working database already")
-    with repo._locked():
+    with repo.locked():
         repo.cache_dir.mkdir(exist_ok=True)
         tmp = temp_path(repo.cache_dir, ".db")
         try:
@@ -1309,7 +1309,7 @@ def import_from(repo: Repo, conn: sqlite3.Connection) -> None:
                 raise BackupError(f"the connection's database fails quick_check ({problems[0][:100]}); "
                                   "nothing was imported")
             (repo.cache_dir / "working.json").unlink(missing_ok=True)
-            sqlio.copy_in(tmp, repo.path, repo._timeout())
+            sqlio.copy_in(tmp, repo.path, repo.lock_timeout())
         except sqlite3.Error as e:
             raise _sqlite3_error(e, "could not read the connection's database", main) from None
         except DatabaseLockedError as e:

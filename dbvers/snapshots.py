@@ -121,12 +121,14 @@ def _open_file_state(path: Path, what: str) -> apsw.Connection:
     return conn
 
 
-def load(store: ObjectStore, oid: str, scratch: Path | None = None) -> apsw.Connection:
+def load(store: ObjectStore, oid: str, scratch: Path | None = None, *,
+         memory_limit: int = IN_MEMORY_MAX) -> apsw.Connection:
     """A connection holding snapshot *oid* (hash verified by the store while it streams).
 
-    In memory when small; a private file in *scratch* when larger than ``IN_MEMORY_MAX``.
+    In memory when small; a private file in *scratch* when larger than *memory_limit*
+    (the size the object's header declares: reads never exceed it).
     """
-    if scratch is not None and store.body_size(oid) > IN_MEMORY_MAX:
+    if scratch is not None and store.body_size(oid) > memory_limit:
         scratch.mkdir(parents=True, exist_ok=True)
         tmp = temp_path(scratch, ".db")
         store.get_to_file(oid, tmp, "snapshot")
@@ -134,9 +136,9 @@ def load(store: ObjectStore, oid: str, scratch: Path | None = None) -> apsw.Conn
     return load_bytes(store.get(oid, "snapshot"), oid)
 
 
-def load_file(path: Path, what: str, scratch: Path) -> apsw.Connection:
-    """A private, writable copy of the database file *path* (memory when small, else a temp file)."""
-    if path.stat().st_size <= IN_MEMORY_MAX:
+def load_file(path: Path, what: str, scratch: Path, *, memory_limit: int = IN_MEMORY_MAX) -> apsw.Connection:
+    """A private, writable copy of the database file *path* (memory up to *memory_limit*, else a temp file)."""
+    if path.stat().st_size <= memory_limit:
         return load_bytes(path.read_bytes(), what)
     tmp = temp_path(scratch, ".db")
     try:
