@@ -497,7 +497,8 @@ class Repo:
 
     def diff(self, a: str | None = "HEAD", b: str | None = None) -> Diff:
         """What changed from *a* to *b* (a ref, or ``None`` for the working database)."""
-        from .diff import Diff, changed_keys
+        from .diff import Diff
+        from .history import changed_keys
 
         with self.locked(write=False):
             owned: list[Path] = []
