@@ -13,6 +13,7 @@ from .backup import BackupInfo, restore
 from .errors import DbversError
 from .maintenance import FsckReport, GcReport
 from .objects import Commit, SchemaChange, TableCounts
+from .render import display as _display  # noqa: F401  (registers how core objects are shown)
 from .repo import Repo, Status
 from .repo import init_repo as init
 from .repo import open_repo as open

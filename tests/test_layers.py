@@ -53,7 +53,8 @@ LAYERS: dict[str, int] = {
 #: Violations that existed when this test was written, exactly as :func:`violations` words them;
 #: the lead empties this list after the issue-11 branches are merged. Never add to it: fix the code.
 KNOWN_VIOLATIONS: list[str] = [
-    'cycle: dbvers, dbvers.archive, dbvers.backup, dbvers.changes, dbvers.cli, dbvers.diff, dbvers.frames, dbvers.history, dbvers.magics, dbvers.maintenance, dbvers.objects, dbvers.render.console, dbvers.render.diffexport, dbvers.render.diffview, dbvers.render.html, dbvers.render.widgets, dbvers.repo, dbvers.schemadiff, dbvers.snapshots, dbvers.store',
+    'cycle: dbvers, dbvers.backup, dbvers.cli, dbvers.magics, dbvers.repo',
+    'cycle: dbvers.diff, dbvers.render.diffview, dbvers.render.html, dbvers.render.widgets',
     "function-size: dbvers/archive.py _parse_manifest is over 60 lines with no '# long:' comment",
     "function-size: dbvers/archive.py _scan is over 60 lines with no '# long:' comment",
     "function-size: dbvers/backup.py backup is over 60 lines with no '# long:' comment",
@@ -90,7 +91,6 @@ KNOWN_VIOLATIONS: list[str] = [
     'upward: dbvers.backup (L3) imports dbvers (L5)',
     'upward: dbvers.diff (L3) imports dbvers.render.html (L4)',
     'upward: dbvers.diff (L3) imports dbvers.render.widgets (L4)',
-    'upward: dbvers.objects (L0) imports dbvers.render.html (L4)',
     'upward: dbvers.repo (L3) imports dbvers.render.html (L4)',
 ]
 
