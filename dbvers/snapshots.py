@@ -15,9 +15,9 @@ from pathlib import Path
 
 import apsw
 
-from .changes import open_private
 from .errors import CorruptObjectError, IntegrityError, StorageError
 from .fsutil import publish, temp_path
+from .privatedb import open_private
 from .store import ObjectStore
 
 # IntegrityError lived here once; dbvers.errors owns it now (snapshots.IntegrityError is the same class).
