@@ -15,19 +15,12 @@ from pathlib import Path
 
 import apsw
 
-from .changes import open_private
-from .errors import CorruptObjectError, DbversError, StorageError
+from .errors import CorruptObjectError, IntegrityError, StorageError
 from .fsutil import publish, temp_path
+from .privatedb import open_private
 from .storage.base import ObjectStore
 
-
-class IntegrityError(DbversError):
-    def __init__(self, what: str, problems: list[str]) -> None:
-        self.problems = problems
-        super().__init__(
-            f"{what} fails PRAGMA integrity_check ({problems[0][:100]}); "
-            "repair it (e.g. sqlite3 .recover) before committing"
-        )
+# IntegrityError lived here once; dbvers.errors owns it now (snapshots.IntegrityError is the same class).
 
 
 def integrity_problems(conn: apsw.Connection, quick: bool = False) -> list[str]:

@@ -11,6 +11,7 @@ from typing import Any
 
 from .. import display
 from ..diff import Diff
+from ..objects import Commit, CommitLog
 from ..status import Status
 from . import html
 
@@ -42,3 +43,22 @@ def _register_status() -> None:
 
 
 _register_status()
+
+
+def _commit_log_text(log: CommitLog, **options: Any) -> str:
+    return html.log_text(log, log.repo, **options)
+
+
+def _commit_log_html(log: CommitLog, **options: Any) -> str:
+    return html.log_html(log, log.repo, **options)
+
+
+def _register_objects() -> None:
+    """Commits and the log (dbvers.objects)."""
+    display.register(Commit, "text", html.commit_text)
+    display.register(Commit, "html", html.commit_html)
+    display.register(CommitLog, "text", _commit_log_text)
+    display.register(CommitLog, "html", _commit_log_html)
+
+
+_register_objects()
