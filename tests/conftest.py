@@ -133,7 +133,7 @@ def run_cli(*args: str, cwd: Path | str | None = None, input: str | None = None,
 
     saved_env, saved_cwd = dict(os.environ), os.getcwd()
     saved_streams = sys.stdin, sys.stdout, sys.stderr
-    out, err = _capture_stream(), _capture_stream()
+    out, err = _capture_stream("surrogateescape"), _capture_stream("backslashreplace")
     try:
         os.environ.update({**(env or {}), "COLUMNS": "120"})
         if cwd is not None:
@@ -154,11 +154,12 @@ def run_cli(*args: str, cwd: Path | str | None = None, input: str | None = None,
     return subprocess.CompletedProcess(["dbvers", *args], code, _captured(out), _captured(err))
 
 
-def _capture_stream() -> io.TextIOWrapper:
-    """A text stream like a pipe's: UTF-8 with surrogateescape (what Python picks for a
-    pipe here), no terminal, no file descriptor."""
-    return io.TextIOWrapper(io.BytesIO(), encoding="utf-8", errors="surrogateescape",
-                            newline="\n", write_through=True)
+def _capture_stream(errors: str) -> io.TextIOWrapper:
+    """A text stream like a pipe's: UTF-8 with the error handler Python gives a process's
+    stdout (surrogateescape here) or stderr (always backslashreplace); no terminal, no
+    file descriptor."""
+    return io.TextIOWrapper(io.BytesIO(), encoding="utf-8", errors=errors, newline="\n",
+                            write_through=True)
 
 
 def _captured(stream: io.TextIOWrapper) -> str:
