@@ -408,9 +408,10 @@ class DbversMagics(Magics):
                 d.close()
                 raise
         self.last_view = view
-        self._display(view)
+        self.show_view(view)
 
-    def _display(self, obj: Any) -> None:
+    def show_view(self, obj: Any) -> None:
+        """Show a widget view in the notebook (replaceable: a test collects them instead)."""
         from IPython.display import display
 
         display(obj)
@@ -452,7 +453,7 @@ class DbversMagics(Magics):
             view = LogView(repo, args.ref, n=args.n if args.n is not None else 200,
                            namespace=self.shell.user_ns)
         self.last_view = view
-        self._display(view)
+        self.show_view(view)
 
     # -- %dbcheckout -----------------------------------------------------------
     @magic_arguments()

@@ -15,7 +15,6 @@ import pytest
 from conftest import execute, run_cli, run_cli_subprocess
 
 import dbvers
-from dbvers._version import __version__
 
 SCRIPT = Path(sys.executable).with_name("dbvers")
 
@@ -36,7 +35,7 @@ def test_version_from_every_executable(how: str, tmp_path: Path) -> None:
     else:
         r = subprocess.run([sys.executable, *how.split(), "--version"], cwd=tmp_path,
                            capture_output=True, text=True, timeout=120)
-    assert (r.returncode, r.stdout, r.stderr) == (0, f"dbvers {__version__}\n", "")
+    assert (r.returncode, r.stdout, r.stderr) == (0, f"dbvers {dbvers.__version__}\n", "")
 
 
 def test_console_script_init_commit_log(db_path: Path) -> None:
