@@ -26,8 +26,10 @@ from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments
 
-from . import cli, sqlio
+from . import sqlio
+from .cli import build_parser, run
 from .errors import DbversError, NothingToCommitError, debug_enabled
+from .frontend import check_at_least, console, diff_refs, user_error
 
 MAX_MESSAGE = 4000
 PAGE_SIZE = 50
@@ -37,7 +39,7 @@ PAGE_SIZE = 50
 def user_errors() -> Iterator[None]:
     """Turn every error into an IPython ``UsageError`` carrying the CLI's one-line message.
 
-    The mapping is the CLI's (:func:`dbvers.cli.user_error`): foreign exceptions
+    The mapping is the CLI's (:func:`dbvers.frontend.user_error`): foreign exceptions
     with a known meaning are translated, anything else is one "internal error"
     line; ``DBVERS_DEBUG=1`` lets those through with their traceback.
     """
@@ -51,7 +53,7 @@ def user_errors() -> Iterator[None]:
     except Exception as e:
         if debug_enabled():
             raise
-        raise UsageError(str(cli.user_error(e))) from None
+        raise UsageError(str(user_error(e))) from None
 
 
 def split(line: str) -> list[str]:
@@ -85,12 +87,6 @@ def _command(argv: Sequence[str]) -> str | None:
     return None
 
 
-def _console() -> Any:
-    from rich.console import Console
-
-    return Console(highlight=False, soft_wrap=True)
-
-
 class AutoCommit:
     """``post_run_cell``: commit the working database when a cell changed it."""
 
@@ -112,7 +108,7 @@ class AutoCommit:
         except DbversError as e:
             print(f"dbvers: auto-commit skipped: {e}", file=sys.stderr)
         except Exception as e:  # a hook must never break the user's session
-            print(f"dbvers: auto-commit failed: {cli.user_error(e)}", file=sys.stderr)
+            print(f"dbvers: auto-commit failed: {user_error(e)}", file=sys.stderr)
         finally:
             self.before = sqlio.fingerprint(self.path)
 
@@ -197,7 +193,7 @@ class DbversMagics(Magics):
 
     def _run_cli(self, argv: list[str]) -> int:
         with user_errors():
-            return cli.run(self._cli_argv(argv))
+            return run(self._cli_argv(argv))
         return 0  # pragma: no cover - reached after --help
 
     # -- %dbvers ---------------------------------------------------------------
@@ -233,7 +229,7 @@ class DbversMagics(Magics):
             from .repo import open_repo
 
             with user_errors():
-                ns = cli.build_parser().parse_args(argv)
+                ns = build_parser().parse_args(argv)
                 self._adopt(open_repo(ns.database, store=getattr(ns, "store", None)))
 
     def _use(self, args: list[str]) -> None:
@@ -306,7 +302,7 @@ class DbversMagics(Magics):
                             meta={"execution_count": n} if n is not None else None)
             from .render.console import print_commit_result
 
-            print_commit_result(_console(), repo.head.branch, c, repo.show(c.id)[1])
+            print_commit_result(console(), repo.head.branch, c, repo.show(c.id)[1])
         if self.auto is not None:
             self.auto.before = sqlio.fingerprint(self.auto.path)
             self.auto.failed_cells.clear()
@@ -378,10 +374,9 @@ class DbversMagics(Magics):
             %dbdiff --where "to_dep_delay > 60" -t flights
         """
         args = parse(self.dbdiff, line)
-        if len(args.refs) > 2:
-            raise UsageError("diff takes at most two refs: dbvers diff [A [B]]")
-        if args.page_size < 1:
-            raise UsageError("--page-size takes a number >= 1")
+        with user_errors():
+            a, b = diff_refs(args.refs)
+            check_at_least(args.page_size, 1, "--page-size")
         if args.text or not self.widgets():
             argv = ["diff", *args.refs, "--limit", str(args.page_size)]
             for t in args.table or []:
@@ -393,8 +388,6 @@ class DbversMagics(Magics):
             self._run_cli(argv)
             return
         repo = self.repo()
-        a = args.refs[0] if args.refs else "HEAD"
-        b = args.refs[1] if len(args.refs) == 2 else None
         with user_errors():
             d = repo.diff(a, b)
             try:
@@ -415,9 +408,10 @@ class DbversMagics(Magics):
                 d.close()
                 raise
         self.last_view = view
-        self._display(view)
+        self.show_view(view)
 
-    def _display(self, obj: Any) -> None:
+    def show_view(self, obj: Any) -> None:
+        """Show a widget view in the notebook (replaceable: a test collects them instead)."""
         from IPython.display import display
 
         display(obj)
@@ -446,8 +440,8 @@ class DbversMagics(Magics):
             %dblog experiment -n 20
         """
         args = parse(self.dblog, line)
-        if args.n is not None and args.n < 0:
-            raise UsageError("-n takes a number >= 0")
+        with user_errors():
+            check_at_least(args.n, 0, "-n")
         if args.text or not self.widgets():
             argv = ["log", args.ref] + (["-n", str(args.n)] if args.n is not None else [])
             self._run_cli(argv)
@@ -459,7 +453,7 @@ class DbversMagics(Magics):
             view = LogView(repo, args.ref, n=args.n if args.n is not None else 200,
                            namespace=self.shell.user_ns)
         self.last_view = view
-        self._display(view)
+        self.show_view(view)
 
     # -- %dbcheckout -----------------------------------------------------------
     @magic_arguments()

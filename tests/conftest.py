@@ -1,13 +1,15 @@
-"""Shared fixtures: fresh databases, repositories, the CLI through its real entry point,
-and an exact dump of a database's state for comparisons."""
+"""Shared fixtures: fresh databases, repositories, the CLI through its entry point (in this
+process, or as a real process), and an exact dump of a database's state for comparisons."""
 
 from __future__ import annotations
 
+import io
 import math
 import os
 import sqlite3
 import subprocess
 import sys
+import traceback
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -117,7 +119,60 @@ def sql() -> Callable[..., None]:
 
 def run_cli(*args: str, cwd: Path | str | None = None, input: str | None = None,
             env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    """Run ``dbvers ARGS`` through its real entry point (``python -m dbvers``)."""
+    """Run ``dbvers ARGS`` in this process, through the console script's own entry point
+    (:func:`dbvers.cli.main`), as a separate process would see it.
+
+    stdout and stderr are fresh non-terminal streams (so rich writes plain text, as
+    when piped), stdin holds *input*; *env* (plus ``COLUMNS=120``) and *cwd* apply to
+    this call only and are put back afterwards. What a process would print for an
+    exception that escapes ``main`` (``DBVERS_DEBUG=1``) is a traceback and exit 1.
+    Tests that need a real process (kills, another process's locks, broken pipes,
+    signals, the installed executable) use :func:`run_cli_subprocess`.
+    """
+    from dbvers.cli import main
+
+    saved_env, saved_cwd = dict(os.environ), os.getcwd()
+    saved_streams = sys.stdin, sys.stdout, sys.stderr
+    out, err = _capture_stream("surrogateescape"), _capture_stream("backslashreplace")
+    try:
+        os.environ.update({**(env or {}), "COLUMNS": "120"})
+        if cwd is not None:
+            os.chdir(cwd)
+        sys.stdin, sys.stdout, sys.stderr = io.StringIO(input or ""), out, err
+        try:
+            code = main(list(args))
+        except SystemExit as e:
+            code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+        except BaseException:  # what the interpreter does with an exception main let through
+            traceback.print_exc(file=err)
+            code = 1
+    finally:
+        sys.stdin, sys.stdout, sys.stderr = saved_streams
+        os.chdir(saved_cwd)
+        os.environ.clear()
+        os.environ.update(saved_env)
+    return subprocess.CompletedProcess(["dbvers", *args], code, _captured(out), _captured(err))
+
+
+def _capture_stream(errors: str) -> io.TextIOWrapper:
+    """A text stream like a pipe's: UTF-8 with the error handler Python gives a process's
+    stdout (surrogateescape here) or stderr (always backslashreplace); no terminal, no
+    file descriptor."""
+    return io.TextIOWrapper(io.BytesIO(), encoding="utf-8", errors=errors, newline="\n",
+                            write_through=True)
+
+
+def _captured(stream: io.TextIOWrapper) -> str:
+    """What ``subprocess.run(text=True)`` would have read: decoded, universal newlines."""
+    stream.flush()
+    data = stream.buffer.getvalue()  # type: ignore[attr-defined]
+    return data.decode("utf-8").replace("\r\n", "\n").replace("\r", "\n")
+
+
+def run_cli_subprocess(*args: str, cwd: Path | str | None = None, input: str | None = None,
+                       env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """Run ``dbvers ARGS`` as a real process (``python -m dbvers``): for the smoke tests of
+    the entry point and for what needs a process of its own."""
     full_env = {**os.environ, **(env or {}), "COLUMNS": "120"}
     return subprocess.run(
         [sys.executable, "-m", "dbvers", *args],

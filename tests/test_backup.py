@@ -749,29 +749,12 @@ def test_damaged_files_are_listed_never_pruned(small: dict[str, Any], tmp_path: 
 # -- the command line ---------------------------------------------------------------------------
 
 
-class Cli:
-    """``dbvers ARGS`` in this process (``cli.main``: the same parser and error handling)."""
-
-    def __init__(self, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
-        self.capsys, self.monkeypatch = capsys, monkeypatch
-
-    def __call__(self, *args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-        from dbvers.cli import main
-
-        self.monkeypatch.chdir(cwd)
-        self.capsys.readouterr()
-        code = main(list(args))
-        out, err = self.capsys.readouterr()
-        return subprocess.CompletedProcess(args, code, out, err)
-
-
-def test_cli_backup_list_verify_prune_restore(db_path: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
-                                              monkeypatch: pytest.MonkeyPatch,
+def test_cli_backup_list_verify_prune_restore(db_path: Path, tmp_path: Path,
                                               tmp_path_factory: pytest.TempPathFactory) -> None:
-    cli = Cli(capsys, monkeypatch)
+    cli = run_cli
     work = db_path.parent
     assert cli("init", str(db_path), cwd=work).returncode == 0
-    r = run_cli("backup", cwd=work)  # once through the real entry point
+    r = run_cli("backup", cwd=work)
     assert r.returncode == 0, r.stderr
     assert "full" in r.stdout and (work / "backups").is_dir()
     execute(db_path, "INSERT INTO orders VALUES (10, 'x', 1, 1.0, NULL)")

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from conftest import execute
+from conftest import execute, run_cli
 
 import dbvers
 from dbvers import cli
@@ -110,21 +110,16 @@ class Outcome:
     err: str
 
 
-def invoke(d: Path, argv: list[str], capsys: pytest.CaptureFixture[str],
-           monkeypatch: pytest.MonkeyPatch) -> Outcome:
+def invoke(d: Path, argv: list[str]) -> Outcome:
     """``dbvers ARGV`` in *d*, in this process (main() never raises: it returns the exit code)."""
-    monkeypatch.chdir(d)
-    capsys.readouterr()
-    code = cli.main(argv)
-    out, err = capsys.readouterr()
-    return Outcome(code, out, err)
+    r = run_cli(*argv, cwd=d)
+    return Outcome(r.returncode, r.stdout, r.stderr)
 
 
-def check_boundary(d: Path, argv: list[str], capsys: pytest.CaptureFixture[str],
-                   monkeypatch: pytest.MonkeyPatch) -> Outcome:
+def check_boundary(d: Path, argv: list[str]) -> Outcome:
     """Run *argv* and assert the boundary's promises; return what happened."""
     before = outside_store(d)
-    r = invoke(d, argv, capsys, monkeypatch)
+    r = invoke(d, argv)
     shown = f"dbvers {' '.join(argv)} -> {r.code}\nstdout: {r.out[-2000:]}\nstderr: {r.err}"
     assert "Traceback" not in r.out + r.err, shown
     assert "Exception ignored" not in r.err, shown
@@ -208,35 +203,31 @@ def test_the_tables_cover_every_subcommand() -> None:
     assert set(ORDINARY) == set(cli.commands()) == set(BAD)
 
 
-def test_ordinary_commands_work_on_a_healthy_repository(work: Template, capsys: pytest.CaptureFixture[str],
-                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+def test_ordinary_commands_work_on_a_healthy_repository(work: Template) -> None:
     """The damage tests below mean something only if the same commands succeed without damage."""
     for name, argvs in ORDINARY.items():
         for i, argv in enumerate(argvs):
             d = work.dir.parent / f"h-{name}-{i}"
             shutil.copytree(work.dir, d, symlinks=True)
-            r = check_boundary(d, _argv(argv, work), capsys, monkeypatch)
+            r = check_boundary(d, _argv(argv, work))
             assert r.code == (2 if name == "init" else 0), (argv, r)
 
 
 @pytest.mark.parametrize("command", sorted(BAD))
-def test_bad_input_is_one_line_and_changes_nothing(command: str, work: Template,
-                                                   capsys: pytest.CaptureFixture[str],
-                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+def test_bad_input_is_one_line_and_changes_nothing(command: str, work: Template) -> None:
     execute(work.dir / "data.db", "SELECT 1")  # a clean working database, HEAD at main
     for argv in BAD[command]:
-        r = check_boundary(work.dir, _argv(argv, work), capsys, monkeypatch)
+        r = check_boundary(work.dir, _argv(argv, work))
         assert r.code == 2, (argv, r)
         assert not (work.dir / "typo.db").exists() and not (work.dir / "sub" / "copy.db").exists()
 
 
 @pytest.mark.parametrize("command", [*sorted(ORDINARY)])
-def test_help_for_every_subcommand(command: str, work: Template, capsys: pytest.CaptureFixture[str],
-                                   monkeypatch: pytest.MonkeyPatch) -> None:
+def test_help_for_every_subcommand(command: str, work: Template) -> None:
     for argv in ([command, "-h"], [command, "--help"], ["help", command]):
-        r = check_boundary(work.dir, argv, capsys, monkeypatch)
+        r = check_boundary(work.dir, argv)
         assert r.code == 0 and r.out.startswith(f"usage: dbvers {command}"), (argv, r)
-    r = check_boundary(work.dir, ["frobnicate"], capsys, monkeypatch)
+    r = check_boundary(work.dir, ["frobnicate"])
     assert r.code == 2 and "invalid choice" in r.err
 
 
@@ -270,20 +261,17 @@ STORE_DAMAGE: dict[str, Callable[[Path, Template], None]] = {
 
 @pytest.mark.parametrize("damage", sorted(STORE_DAMAGE))
 @pytest.mark.parametrize("command", sorted(ORDINARY))
-def test_every_command_on_a_damaged_store(damage: str, command: str, work: Template,
-                                          capsys: pytest.CaptureFixture[str],
-                                          monkeypatch: pytest.MonkeyPatch) -> None:
-    run_damaged(work, command, lambda d: STORE_DAMAGE[damage](d / STORE, work), capsys, monkeypatch)
+def test_every_command_on_a_damaged_store(damage: str, command: str, work: Template) -> None:
+    run_damaged(work, command, lambda d: STORE_DAMAGE[damage](d / STORE, work))
 
 
-def run_damaged(work: Template, command: str, damage: Callable[[Path], None],
-                capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+def run_damaged(work: Template, command: str, damage: Callable[[Path], None]) -> None:
     """Each ordinary invocation of *command* on its own damaged copy."""
     for i, argv in enumerate(ORDINARY[command]):
         d = work.dir.parent / f"damaged{i}"
         shutil.copytree(work.dir, d, symlinks=True)
         damage(d)
-        check_boundary(d, _argv(argv, work), capsys, monkeypatch)
+        check_boundary(d, _argv(argv, work))
 
 
 # -- a damaged working database -----------------------------------------------------------
@@ -309,10 +297,8 @@ DB_DAMAGE: dict[str, Callable[[Path], None]] = {
 
 @pytest.mark.parametrize("damage", sorted(DB_DAMAGE))
 @pytest.mark.parametrize("command", sorted(ORDINARY))
-def test_every_command_on_a_damaged_database(damage: str, command: str, work: Template,
-                                             capsys: pytest.CaptureFixture[str],
-                                             monkeypatch: pytest.MonkeyPatch) -> None:
-    run_damaged(work, command, lambda d: DB_DAMAGE[damage](d / "data.db"), capsys, monkeypatch)
+def test_every_command_on_a_damaged_database(damage: str, command: str, work: Template) -> None:
+    run_damaged(work, command, lambda d: DB_DAMAGE[damage](d / "data.db"))
 
 
 # -- the mapping itself: each foreign exception, through the entry point -----------------
@@ -352,7 +338,7 @@ def _foreign() -> list[tuple[BaseException, str]]:
 
 
 def test_foreign_exceptions_become_one_line_that_says_what_to_do(
-        work: Template, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+        work: Template, monkeypatch: pytest.MonkeyPatch) -> None:
     from dbvers.repo import Repo
 
     for exc, expected in _foreign():
@@ -360,7 +346,7 @@ def test_foreign_exceptions_become_one_line_that_says_what_to_do(
             raise _e
 
         monkeypatch.setattr(Repo, "status", boom)
-        r = check_boundary(work.dir, ["status"], capsys, monkeypatch)
+        r = check_boundary(work.dir, ["status"])
         assert r.code == 2 and expected in r.err, (exc, r.err)
         assert isinstance(translate(exc), DbversError)
     # The same mapping in the notebook magics (they share it), as IPython UsageErrors.
@@ -376,7 +362,7 @@ def test_foreign_exceptions_become_one_line_that_says_what_to_do(
 
 
 def test_an_unexpected_exception_is_one_internal_error_line(
-        work: Template, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+        work: Template, monkeypatch: pytest.MonkeyPatch) -> None:
     from dbvers.repo import Repo
 
     def boom(self: Repo, *a: object, **k: object) -> None:
@@ -385,12 +371,13 @@ def test_an_unexpected_exception_is_one_internal_error_line(
     monkeypatch.setattr(Repo, "status", boom)
     monkeypatch.delenv("DBVERS_DEBUG", raising=False)
     before = outside_store(work.dir)
-    r = invoke(work.dir, ["status"], capsys, monkeypatch)
+    r = invoke(work.dir, ["status"])
     assert r.code == InternalError.exit_code == 3
     assert r.err.count("\n") == 1 and r.err.startswith("dbvers: error: internal error: KeyError: ")
     assert "DBVERS_DEBUG=1" in r.err and "Traceback" not in r.err
     assert outside_store(work.dir) == before
     monkeypatch.setenv("DBVERS_DEBUG", "1")
+    monkeypatch.chdir(work.dir)
     with pytest.raises(KeyError):  # DBVERS_DEBUG=1: the exception (and so its traceback) comes through
         cli.main(["status"])
 
@@ -442,24 +429,24 @@ def test_a_closed_stdout_ends_quietly_with_exit_0(argv: list[str], work: Templat
 
 
 def test_output_without_format_writes_the_plain_text_view(
-        work: Template, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+        work: Template) -> None:
     execute(work.dir / "data.db", "UPDATE orders SET qty = 99 WHERE id = 1")
     for argv in (["diff"], ["diff", "--stat"], ["log"], ["status"], ["show", "v1"], ["branch"], ["fsck"]):
-        shown = invoke(work.dir, argv, capsys, monkeypatch)
+        shown = invoke(work.dir, argv)
         assert shown.code == 0 and shown.out
-        r = invoke(work.dir, [*argv, "-o", "out.txt"], capsys, monkeypatch)
+        r = invoke(work.dir, [*argv, "-o", "out.txt"])
         assert r.code == 0 and r.out == "", (argv, r)
         text = (work.dir / "out.txt").read_text()
         assert text == shown.out and "\x1b" not in text, argv
     # A command that fails leaves FILE as it was (written through a temp file, renamed at the end).
     (work.dir / "out.txt").write_text("keep me")
-    r = check_boundary(work.dir, ["diff", "nosuch", "-o", "out.txt"], capsys, monkeypatch)
+    r = check_boundary(work.dir, ["diff", "nosuch", "-o", "out.txt"])
     assert r.code == 2 and (work.dir / "out.txt").read_text() == "keep me"
     assert sorted(p.name for p in work.dir.iterdir() if p.name.startswith(".tmp")) == []
 
 
 def test_options_that_would_be_ignored_are_refused(
-        work: Template, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+        work: Template) -> None:
     refs = dict(sorted(dbvers.open(work.dir / "data.db").branches().items()))
     for argv, says in (
         (["log", "--oneline", "--format", "json"], "--oneline is a text view"),
@@ -477,7 +464,7 @@ def test_options_that_would_be_ignored_are_refused(
         (["backup", "--keep", "0"], "--keep needs a number >= 1"),
         (["status", "-o", "data.db"], "is the tracked database"),
     ):
-        r = check_boundary(work.dir, argv, capsys, monkeypatch)
+        r = check_boundary(work.dir, argv)
         assert r.code == 2 and says in r.err, (argv, r.err)
     assert dict(sorted(dbvers.open(work.dir / "data.db").branches().items())) == refs
     assert not (work.dir / "backups").exists()
@@ -486,22 +473,21 @@ def test_options_that_would_be_ignored_are_refused(
 # -- init of a missing file --------------------------------------------------------------------
 
 
-def test_init_of_a_missing_file_creates_nothing(tmp_path: Path, capsys: pytest.CaptureFixture[str],
-                                                monkeypatch: pytest.MonkeyPatch) -> None:
+def test_init_of_a_missing_file_creates_nothing(tmp_path: Path) -> None:
     sqlite3.connect(tmp_path / "real.db").close()
-    r = check_boundary(tmp_path, ["init", "typo.db"], capsys, monkeypatch)
+    r = check_boundary(tmp_path, ["init", "typo.db"])
     assert r.code == 2 and "--create" in r.err and "typo.db does not exist" in r.err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["real.db"]
     with pytest.raises(DbversError, match="does not exist"):
         dbvers.init(tmp_path / "typo.db")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["real.db"]
     # The real database can still be tracked; --create makes a new one on purpose.
-    assert invoke(tmp_path, ["init", "real.db"], capsys, monkeypatch).code == 0
+    assert invoke(tmp_path, ["init", "real.db"]).code == 0
     other = tmp_path / "other"
     other.mkdir()
-    r = invoke(other, ["init", "--create", "new.db"], capsys, monkeypatch)
+    r = invoke(other, ["init", "--create", "new.db"])
     assert r.code == 0 and (other / "new.db").read_bytes()[:16] == b"SQLite format 3\x00"
-    assert invoke(other, ["status"], capsys, monkeypatch).code == 0
+    assert invoke(other, ["status"]).code == 0
 
 
 # -- refusals that must leave the store untouched too ------------------------------------------
@@ -524,9 +510,7 @@ def _delete_head_patch(d: Path, t: Template) -> None:
     pytest.param(["gc", "--prune=now"], "deleted-object", id="gc-prune-now-with-missing-object"),
     pytest.param(["reflog", "expire", "--expire=now", "--all"], "text-garbage-ref", id="expire-with-garbage-ref"),
 ])
-def test_refused_without_touching_the_store(argv: list[str], damage: str | None, work: Template,
-                                            capsys: pytest.CaptureFixture[str],
-                                            monkeypatch: pytest.MonkeyPatch) -> None:
+def test_refused_without_touching_the_store(argv: list[str], damage: str | None, work: Template) -> None:
     """Stricter than the boundary: these must be refused, and the store must not change either."""
     if damage is not None:
         STORE_DAMAGE[damage](work.dir / STORE, work)
@@ -536,6 +520,6 @@ def test_refused_without_touching_the_store(argv: list[str], damage: str | None,
                 for p in sorted(d.rglob("*")) if p.is_file() and p.name != "lock" and "cache" not in p.parts}
 
     before = everything(work.dir)
-    r = check_boundary(work.dir, argv, capsys, monkeypatch)
+    r = check_boundary(work.dir, argv)
     assert r.code == 2, r
     assert everything(work.dir) == before

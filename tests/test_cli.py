@@ -1,4 +1,4 @@
-"""Every command through the real entry point (``python -m dbvers``), checked by what a user sees."""
+"""Every command through the CLI entry point (in-process, see conftest.run_cli), checked by what a user sees."""
 
 from __future__ import annotations
 

@@ -180,7 +180,7 @@ def test_invalid_utf8_notebook_views(bad_text: dbvers.Repo) -> None:
 
         diff_text(d).encode("utf-8")
         pane = view.pane("t")
-        pane._on_export()
+        pane.export.click()  # the button a user presses
         assert raw(BAD) in set(view.namespace[pane.export_name.value]["to_s"])
 
 

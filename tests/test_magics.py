@@ -49,7 +49,7 @@ class Nb:
         M.load_ipython_extension(shell)
         self.magics: M.DbversMagics = shell.magics_manager.registry["DbversMagics"]
         self.displayed: list[Any] = []
-        self.magics._display = self.displayed.append  # type: ignore[method-assign]
+        self.magics.show_view = self.displayed.append  # type: ignore[method-assign]
 
     def cell(self, source: str) -> Any:
         """Run a cell that must succeed; return its result value."""

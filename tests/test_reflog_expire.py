@@ -19,7 +19,6 @@ import pytest
 from conftest import dump_state, execute, run_cli
 
 import dbvers
-from dbvers import cli
 from dbvers.errors import BadExpiryError, ConfigValueError, HistoryDamagedError
 
 DAY = 86400.0
@@ -57,16 +56,12 @@ def age_reflog(store: Path, ref: str, days: list[float] | float) -> None:
     p.write_text("".join(x + "\n" for x in out))
 
 
-def dbv(d: Path, *argv: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
-        code: int = 0) -> tuple[str, str]:
+def dbv(d: Path, *argv: str, code: int = 0) -> tuple[str, str]:
     """``dbvers ARGV`` in *d* through the console entry point, in this process (fast)."""
-    monkeypatch.chdir(d)
-    capsys.readouterr()
-    got = cli.main(list(argv))
-    out, err = capsys.readouterr()
-    assert got == code, (argv, got, out, err)
-    assert "Traceback" not in out + err
-    return out, err
+    r = run_cli(*argv, cwd=d)
+    assert r.returncode == code, (argv, r.returncode, r.stdout, r.stderr)
+    assert "Traceback" not in r.stdout + r.stderr
+    return r.stdout, r.stderr
 
 
 def commit_rows(repo: dbvers.Repo, db: Path, sql: str, message: str) -> tuple[str, dict[str, object]]:
@@ -79,7 +74,7 @@ def commit_rows(repo: dbvers.Repo, db: Path, sql: str, message: str) -> tuple[st
 
 
 def test_branch_d_then_gc_reclaims_only_after_reflog_expire(
-        db_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+        db_path: Path) -> None:
     d, store = db_path.parent, db_path.parent / STORE
     repo = dbvers.init(db_path)
     states = {repo.log()[0].id: dump_state(db_path)}
@@ -92,36 +87,36 @@ def test_branch_d_then_gc_reclaims_only_after_reflog_expire(
                                             f"randomblob(20000))", f"side {i}")
         side_ids.append(oid)
     repo.checkout("main")
-    dbv(d, "branch", "-d", "side", capsys=capsys, monkeypatch=monkeypatch)
+    dbv(d, "branch", "-d", "side")
     before = objects(store)
     assert set(side_ids) <= before
 
     # The reflogs still name the side commits: gc --prune=now reclaims nothing, and they can be recovered.
-    out, _ = dbv(d, "gc", "--prune=now", capsys=capsys, monkeypatch=monkeypatch)
+    out, _ = dbv(d, "gc", "--prune=now")
     assert out.startswith("removed 0 unreachable objects"), out
     assert objects(store) == before
-    out, _ = dbv(d, "reflog", "show", "side", capsys=capsys, monkeypatch=monkeypatch)
+    out, _ = dbv(d, "reflog", "show", "side")
     assert side_ids[-1][:10] in out and "branch: deleted" in out
-    out, _ = dbv(d, "reflog", capsys=capsys, monkeypatch=monkeypatch)
+    out, _ = dbv(d, "reflog")
     assert out.splitlines()[0].startswith(f"{repo.head.commit[:10]} HEAD@{{0}} "), out
 
     # --dry-run lists what would go and changes nothing.
     logs = {p: p.read_bytes() for p in (store / "logs").rglob("*") if p.is_file()}
-    out, _ = dbv(d, "reflog", "expire", "--expire=now", "--all", "--dry-run", capsys=capsys, monkeypatch=monkeypatch)
+    out, _ = dbv(d, "reflog", "expire", "--expire=now", "--all", "--dry-run")
     assert "would expire side" in out and side_ids[-1][:10] in out
     assert {p: p.read_bytes() for p in (store / "logs").rglob("*") if p.is_file()} == logs
 
-    out, _ = dbv(d, "reflog", "expire", "--expire=now", "--all", capsys=capsys, monkeypatch=monkeypatch)
+    out, _ = dbv(d, "reflog", "expire", "--expire=now", "--all")
     assert not log_file(store, "refs/heads/side").exists()  # a deleted branch's reflog goes with its entries
     # Each ref's current value stays logged.
     assert [e.new for e in repo.reflog("HEAD")] == [kept_id]
     assert [e.new for e in repo.reflog("main")] == [kept_id]
-    out, _ = dbv(d, "gc", "--prune=now", capsys=capsys, monkeypatch=monkeypatch)
+    out, _ = dbv(d, "gc", "--prune=now")
     after = objects(store)
     assert after < before and not set(side_ids) & after, out
     assert not out.startswith("removed 0 "), out
 
-    out, _ = dbv(d, "fsck", capsys=capsys, monkeypatch=monkeypatch)
+    out, _ = dbv(d, "fsck")
     assert out.strip().endswith(": ok"), out
     for oid, state in states.items():
         repo.checkout(oid)
@@ -255,12 +250,11 @@ NOT_A_TIME = "is not a time; use now, never, a number of days"
     (["reflog", "show", "nosuch"], "no reflog for 'nosuch'"),
 ])
 def test_bad_when_is_one_line_exit_2_and_changes_nothing(
-        argv: list[str], says: str, db_path: Path, capsys: pytest.CaptureFixture[str],
-        monkeypatch: pytest.MonkeyPatch) -> None:
+        argv: list[str], says: str, db_path: Path) -> None:
     dbvers.init(db_path)
     store = db_path.parent / STORE
     before = {p: p.read_bytes() for p in store.rglob("*") if p.is_file() and p.name != "lock"}
-    _, err = dbv(db_path.parent, *argv, capsys=capsys, monkeypatch=monkeypatch, code=2)
+    _, err = dbv(db_path.parent, *argv, code=2)
     assert len(err.strip().splitlines()) == 1 and err.startswith("dbvers: error: "), err
     assert says in err, err
     after = {p: p.read_bytes() for p in store.rglob("*") if p.is_file() and p.name != "lock"}

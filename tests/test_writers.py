@@ -25,7 +25,7 @@ from typing import Any
 
 import pandas as pd
 import pytest
-from conftest import dump_state, run_cli
+from conftest import dump_state, run_cli, run_cli_subprocess
 
 import dbvers
 
@@ -464,8 +464,9 @@ def test_database_locked_by_another_writer_is_a_clean_error(
         locker.execute("BEGIN EXCLUSIVE")
         locker.execute("INSERT INTO orders(customer) VALUES ('never committed')")
         started = time.monotonic()
-        r = run_cli("--db", str(db_path), "commit", "-m", "blocked",
-                    env={"DBVERS_LOCK_TIMEOUT": "1"})
+        # another process: in this one dbvers would see its own process's lock
+        r = run_cli_subprocess("--db", str(db_path), "commit", "-m", "blocked",
+                               env={"DBVERS_LOCK_TIMEOUT": "1"})
         elapsed = time.monotonic() - started
         assert r.returncode == 2, r.stdout + r.stderr
         lines = r.stderr.strip().splitlines()
@@ -494,7 +495,8 @@ def test_checkout_into_a_database_another_writer_holds_is_a_clean_error(
         locker.execute("BEGIN IMMEDIATE")
         locker.execute("INSERT INTO events VALUES ('uncommitted', 0)")
         started = time.monotonic()
-        r = run_cli("--db", str(db_path), "checkout", "HEAD~1", env={"DBVERS_LOCK_TIMEOUT": "1"})
+        r = run_cli_subprocess("--db", str(db_path), "checkout", "HEAD~1",
+                               env={"DBVERS_LOCK_TIMEOUT": "1"})
         elapsed = time.monotonic() - started
         assert r.returncode == 2, r.stdout + r.stderr
         lines = r.stderr.strip().splitlines()

@@ -1,0 +1,3 @@
+from dbvers.cli import main
+
+raise SystemExit(main())
