@@ -558,3 +558,16 @@ def _translate_sqlite(kind: str, message: str) -> DbversError | None:
         return SQLiteRefusedError(f"a value is larger than SQLite allows ({text})",
                                   "SQLite's limits apply to every version dbvers stores")
     return None
+
+
+class MergeSchemaError(DbversError):
+    """The two sides changed the schema in ways a merge can't combine; nothing was changed."""
+
+    def __init__(self, clashes: list[tuple[str, str]]) -> None:
+        self.clashes = clashes
+        shown = "; ".join(f"{name}: {what}" for name, what in clashes[:5])
+        more = f" (and {len(clashes) - 5} more)" if len(clashes) > 5 else ""
+        super().__init__(
+            f"cannot merge the schemas: {shown}{more}; make the schemas agree on one side "
+            "(or take one side's table whole) and merge again"
+        )
