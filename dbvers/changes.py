@@ -424,7 +424,7 @@ def _type_only_source(conn: apsw.Connection, info: TableInfo) -> str:
     return "typefix"
 
 
-def same_value(a: str, b: str) -> str:
+def _same_value(a: str, b: str) -> str:
     """SQL for "a and b hold the same value": type included, and 0.0 differs from -0.0."""
     return (f"({a} IS {b} AND typeof({a}) = typeof({b}) "
             f"AND NOT ({a} = 0 AND atan2({a}, -1) <> atan2({b}, -1)))")
@@ -458,7 +458,7 @@ def _stored_columns_patchset(conn: apsw.Connection, info: TableInfo) -> bytes | 
         conn.execute(f"DROP TABLE IF EXISTS {db}.{t}")
         conn.execute(f"CREATE TABLE {db}.{t}({defs}){tail}")
     same_row = " AND ".join([_key_match(info.key, "o", "n"),
-                             *(same_value(f"n.{c}", f"o.{c}") for c in nonkey)])
+                             *(_same_value(f"n.{c}", f"o.{c}") for c in nonkey)])
     for db, src, other in (("gen_new", "main", "base"), ("gen_old", "base", "main")):
         a, b = ("n", "o") if src == "main" else ("o", "n")
         conn.execute(
@@ -471,7 +471,7 @@ def _stored_columns_patchset(conn: apsw.Connection, info: TableInfo) -> bytes | 
             f"UPDATE gen_old.{t} AS u SET {c} = CASE typeof(n.{c}) WHEN 'blob' "
             f"THEN 'dbvers-' || hex(randomblob(16)) ELSE randomblob(16) END "
             f"FROM gen_new.{t} AS n WHERE {_key_match(info.key, 'n', 'u')} AND n.{c} IS u.{c} "
-            f"AND NOT {same_value(f'n.{c}', f'u.{c}')}"
+            f"AND NOT {_same_value(f'n.{c}', f'u.{c}')}"
         )
     session = apsw.Session(conn, "gen_new")
     try:

@@ -43,13 +43,13 @@ import apsw
 
 from .changes import (
     TableInfo,
+    affinity,
     attach,
     classify_tables,
     detach,
     is_stats_table,
     open_private,
     quote,
-    same_value,
 )
 from .errors import MergeSchemaError
 from .values import param, read_rows
@@ -473,23 +473,37 @@ def _has_null_keys(conn: apsw.Connection, info: TableInfo, dbs: Sequence[str]) -
 
 
 def _changed_keys(conn: apsw.Connection, info: TableInfo, base_src: str, theirs_src: str) -> list[Row]:
-    """The keys of the rows theirs inserted, deleted or changed, against base."""
+    """The keys of the rows theirs inserted, deleted or changed, against base: one join of
+    the two states on the key (sqldiff's query), with the value test kept cheap."""
     t = quote(info.name)
     key = [quote(c) for c in info.pk]
     if not base_src:
         return list(conn.execute(f"SELECT {', '.join(key)} FROM {quote(theirs_src)}.{t}"))
     match = " AND ".join(f"b.{k} = n.{k}" for k in key)
-    same_all = " AND ".join(same_value(f"b.{quote(c)}", f"n.{quote(c)}") for c in _stored(info))
     n_keys = ", ".join(f"n.{k}" for k in key)
     b_keys = ", ".join(f"b.{k}" for k in key)
     b, n = quote(base_src), quote(theirs_src)
     sql = (
-        f"SELECT {n_keys} FROM {n}.{t} AS n WHERE NOT EXISTS "
-        f"(SELECT 1 FROM {b}.{t} AS b WHERE {match} AND {same_all}) "
+        f"SELECT {n_keys} FROM {n}.{t} AS n LEFT JOIN {b}.{t} AS b ON {match} "
+        f"WHERE b.{key[0]} IS NULL OR {_row_differs(info)} "
         f"UNION ALL SELECT {b_keys} FROM {b}.{t} AS b WHERE NOT EXISTS "
         f"(SELECT 1 FROM {n}.{t} AS n WHERE {match})"
     )
     return list(conn.execute(sql))
+
+
+def _row_differs(info: TableInfo) -> str:
+    """SQL true when row ``n`` differs from row ``b`` in any stored column, type included;
+    the sign of a zero is looked at only where a column can hold a REAL."""
+    parts = []
+    for c, decl in zip(info.columns, info.types, strict=True):
+        if c in info.generated or c in info.pk:
+            continue
+        n, b = f"n.{quote(c)}", f"b.{quote(c)}"
+        parts.append(f"{n} IS NOT {b} OR typeof({n}) <> typeof({b})")
+        if affinity(decl) in ("REAL", "NUMERIC", "BLOB"):
+            parts.append(f"({n} = 0 AND atan2({n}, -1) <> atan2({b}, -1))")
+    return "(" + " OR ".join(parts) + ")" if parts else "0"
 
 
 def _rows_by_key(conn: apsw.Connection, info: TableInfo, db: str, extra: Sequence[str] = ()) -> dict[Row, Row]:
@@ -639,19 +653,41 @@ def _merge_bag(conn: apsw.Connection, info: TableInfo, tm: TableMerge, base_src:
         parts.append(f"SELECT {', '.join(cols)}, 0, 1 FROM {quote(base_src)}.{t}")
     sql = (f"SELECT {', '.join(cols)}, sum(n_t), sum(n_b) FROM ({' UNION ALL '.join(parts)}) "
            f"GROUP BY {typed} HAVING sum(n_t) <> sum(n_b)")
-    for row in read_rows(conn, sql).fetchall():
+    changed = read_rows(conn, sql).fetchall()
+    if not changed:
+        return
+    matches = _bag_matches(conn, t, cols, [r[:-2] for r in changed])
+    doomed: list[tuple[int]] = []
+    for i, row in enumerate(changed):
         values, n_t, n_b = row[:-2], row[-2], row[-1]
-        match, args = _value_where(cols, values)
-        n_o = conn.execute(f"SELECT count(*) FROM main.{t} WHERE {match}", args).fetchone()[0]
-        delta = max(0, n_o + n_t - n_b) - n_o
-        if delta > 0:
-            for _ in range(delta):
-                _insert(conn, info, tm.columns, values, ())
-            tm.inserted += delta
-        elif delta < 0:
-            conn.execute(f"DELETE FROM main.{t} WHERE rowid IN (SELECT rowid FROM main.{t} WHERE {match} "
-                         f"LIMIT {-delta})", args)
-            tm.deleted += -delta
+        rowids = matches.get(i, [])
+        delta = max(0, len(rowids) + n_t - n_b) - len(rowids)
+        for _ in range(delta):
+            _insert(conn, info, tm.columns, values, ())
+        doomed.extend((r,) for r in rowids[:max(0, -delta)])
+        tm.inserted += max(0, delta)
+    conn.executemany(f"DELETE FROM main.{t} WHERE rowid = ?", doomed)
+    tm.deleted += len(doomed)
+
+
+def _bag_matches(conn: apsw.Connection, t: str, cols: Sequence[str], values: list[Row]) -> dict[int, list[int]]:
+    """The rowids of ours' rows holding each of ``values`` (by index), in one scan of ours:
+    the values go into an indexed temp table that each of ours' rows is looked up in."""
+    names = [f"c{i}" for i in range(len(cols))]
+    conn.execute("DROP TABLE IF EXISTS temp.merge_bag")
+    conn.execute(f"CREATE TEMP TABLE merge_bag (i INTEGER PRIMARY KEY, {', '.join(names)})")
+    for i, row in enumerate(values):
+        marks, args = zip(*(param(v) for v in row), strict=True)
+        conn.execute(f"INSERT INTO temp.merge_bag VALUES ({i}, {', '.join(marks)})", list(args))
+    conn.execute(f"CREATE INDEX temp.merge_bag_values ON merge_bag ({', '.join(names)})")
+    on = " AND ".join(f"x.{c} IS b.{n} AND typeof(x.{c}) = typeof(b.{n})" for c, n in zip(cols, names, strict=True))
+    out: dict[int, list[int]] = {}
+    for i, rowid in conn.execute(
+        f"SELECT b.i, x.rowid FROM main.{t} AS x CROSS JOIN temp.merge_bag AS b ON {on} ORDER BY x.rowid"
+    ):
+        out.setdefault(i, []).append(rowid)
+    conn.execute("DROP TABLE temp.merge_bag")
+    return out
 
 
 def _value_where(cols: Sequence[str], values: Row) -> tuple[str, list[Any]]:
