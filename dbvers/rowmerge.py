@@ -71,6 +71,7 @@ class RowConflict:
     ours: Row | None
     theirs: Row | None
     constraint: str | None = None
+    conflict_id: int | None = None  # its id in a conflicts file, once stored there
 
 
 @dataclass
@@ -80,6 +81,7 @@ class TableMerge:
     table: str
     columns: tuple[str, ...]  # the stored columns, in the order of RowConflict's rows
     key: tuple[str, ...]  # the key columns; empty for a table merged as a bag of rows
+    types: tuple[str, ...] = ()  # the columns' declared types
     conflicts: list[RowConflict] = field(default_factory=list)
     inserted: int = 0
     updated: int = 0
@@ -453,11 +455,12 @@ def _merge_rows(conn: apsw.Connection, name: str, base_src: str, theirs_src: str
     if info is None:
         return None
     cols = _stored(info)
+    types = tuple(info.types[info.columns.index(c)] for c in cols)
     if not info.pk or _has_null_keys(conn, info, ("main", base_src, theirs_src)):
-        tm = TableMerge(name, cols, ())
+        tm = TableMerge(name, cols, (), types)
         _merge_bag(conn, info, tm, base_src, theirs_src)
     else:
-        tm = TableMerge(name, cols, info.pk)
+        tm = TableMerge(name, cols, info.pk, types)
         _merge_keyed(conn, info, tm, base_src, theirs_src)
     return tm
 
@@ -663,7 +666,14 @@ def _merge_bag(conn: apsw.Connection, info: TableInfo, tm: TableMerge, base_src:
         rowids = matches.get(i, [])
         delta = max(0, len(rowids) + n_t - n_b) - len(rowids)
         for _ in range(delta):
-            _insert(conn, info, tm.columns, values, ())
+            conn.execute("SAVEPOINT merge_row")
+            try:
+                _insert(conn, info, tm.columns, values, ())
+            except apsw.ConstraintError as e:
+                conn.execute("ROLLBACK TO merge_row")
+                tm.conflicts.append(RowConflict("constraint", (), None, None, tuple(values), _constraint_text(e)))
+                delta -= 1
+            conn.execute("RELEASE merge_row")
         doomed.extend((r,) for r in rowids[:max(0, -delta)])
         tm.inserted += max(0, delta)
     conn.executemany(f"DELETE FROM main.{t} WHERE rowid = ?", doomed)
