@@ -13,9 +13,11 @@ from .backup import BackupInfo, restore
 from .errors import DbversError
 from .maintenance import FsckReport, GcReport
 from .objects import Commit, SchemaChange, TableCounts
-from .repo import Repo, Status
+from .render import display as _display  # noqa: F401  (registers how core objects are shown)
+from .repo import Repo
 from .repo import init_repo as init
 from .repo import open_repo as open
+from .status import Status
 
 
 def load_ipython_extension(ipython):  # type: ignore[no-untyped-def]

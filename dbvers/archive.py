@@ -29,7 +29,7 @@ from .errors import (
     BackupValidationError,
 )
 from .objects import FORMAT_VERSION, canonical_json
-from .refs import is_valid_ref
+from .storage.refnames import is_valid_ref
 
 BACKUP_FORMAT = 1
 MANIFEST = "backup.json"

@@ -46,17 +46,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from . import snapshots, sqlio
+from . import graph, snapshots, sqlio
 from .archive import (
     _ID_RE,
-    _KEYFRAME_RE,
     _OBJECT_RE,
     BACKUP_FORMAT,
     CHUNK,
     MANIFEST,
     SUFFIX,
     _allowed_name,
-    _file_chunks,
     _io_error,
     _object_member,
     _parse_iso,
@@ -77,15 +75,18 @@ from .errors import (
     CorruptObjectError,
     DatabaseLockedError,
     DbversError,
+    MissingObjectError,
     NotADatabaseError,
     RepositoryBusyError,
     StorageError,
     UsageError,
 )
+from .formats import is_id
 from .fsutil import TMP_PREFIX, copy_atomic, fsync_dir, publish, temp_path, write_atomic
 from .objects import FORMAT_VERSION, Commit
-from .refs import HEADS, TAGS
-from .store import ObjectStore
+from .storage.base import ObjectStore
+from .storage.local import LocalObjectStore
+from .storage.refnames import HEADS, TAGS, keyframe_record_commit
 
 if TYPE_CHECKING:
     from .repo import Repo
@@ -221,7 +222,7 @@ class _StoreState:
 
 def _collect(repo: Repo) -> _StoreState:
     store = repo.store_dir
-    with repo._locked():
+    with repo.locked():
         metadata: dict[str, bytes] = {}
         for name in ("HEAD", "config"):
             metadata[name] = (store / name).read_bytes()
@@ -382,8 +383,8 @@ def backup(repo: Repo, directory: str | os.PathLike[str] | None = None, *, incre
                         repo.objects.verify(oid)
                     except DbversError as e:
                         raise BackupError(f"the store is damaged ({e}); nothing was backed up") from None
-                    p = repo.objects.path(oid)
-                    w.add(_object_member(oid), p.stat().st_size, _file_chunks(p))
+                    with repo.objects.open_raw(oid) as raw:
+                        w.add(_object_member(oid), repo.objects.stored_size(oid), iter(lambda: raw.read(CHUNK), b""))
                 for name, data in state.metadata.items():
                     w.add(name, len(data), [data])
                 manifest = {
@@ -758,7 +759,7 @@ def _roots_of(metadata: dict[str, bytes]) -> tuple[dict[str, str], str, set[str]
     reflog: set[str] = set()
     for name, data in metadata.items():
         text = data.decode("utf-8", errors="replace")
-        if name.startswith("refs/"):
+        if name.startswith("refs/") and keyframe_record_commit(name) is None:  # a keyframe ref is no root
             value = text.strip()
             if _ID_RE.match(value):
                 refs[name] = value
@@ -787,21 +788,18 @@ def _check_complete(objects: ObjectStore, types: dict[str, str], metadata: dict[
     else:
         raise BackupValidationError(label, "its HEAD is malformed")
     starts += [(oid, "a reflog entry") for oid in sorted(reflog) if oid in types]
-    seen: set[str] = set()
-    stack = starts
-    while stack:
-        oid, why = stack.pop()
-        if oid in seen:
-            continue
-        seen.add(oid)
+
+    def read(oid: str) -> Commit:
         if types.get(oid) != "commit":
-            raise BackupValidationError(label, f"commit {oid[:12]} (reached from {why}) is missing from the backup chain")
-        try:
-            c = Commit.from_bytes(objects.get(oid, "commit"))
-        except (ValueError, KeyError, TypeError) as e:
-            raise BackupValidationError(label, f"commit {oid[:12]} is unreadable ({e})") from None
+            raise MissingObjectError(oid)
+        return graph.commit_reader(objects)(oid)
+
+    reach = graph.walk(read, dict(starts), missing_from="the backup chain")
+    if reach.problems:
+        raise BackupValidationError(label, reach.problems[0])
+    for oid, c in reach.commits.items():
         wanted = c.typed_references()
-        kf = metadata.get(f"keyframes/{oid}")
+        kf = metadata.get(f"refs/keyframes/{oid}") or metadata.get(f"keyframes/{oid}")
         if kf:
             wanted.append((kf.decode(errors="replace").strip(), "snapshot"))
         for ref_oid, kind in wanted:
@@ -810,8 +808,7 @@ def _check_complete(objects: ObjectStore, types: dict[str, str], metadata: dict[
                                                    "which is missing from the backup chain")
         if not c.parents and not c.snapshot:
             raise BackupValidationError(label, f"root commit {oid[:12]} has no snapshot")
-        stack.extend((p, f"commit {oid[:12]}") for p in c.parents)
-    return len(seen)
+    return len(reach.commits)
 
 
 def _root_commits(objects: ObjectStore, commits: list[str]) -> set[str]:
@@ -832,7 +829,7 @@ def _check_same_history(repo: Repo, objects: ObjectStore, types: dict[str, str],
     backup.json's ``roots`` (a forger re-signs the manifest at will).
     """
     theirs = _root_commits(objects, [oid for oid, kind in types.items() if kind == "commit"])
-    with repo._locked():
+    with repo.locked():
         ours = _root_commits(repo.objects, sorted(repo.reachable_commits()))
     if ours and not ours & theirs:
         raise BackupError(
@@ -882,7 +879,7 @@ def _verify_one(path: Path, checked: dict[Path, VerifyResult]) -> VerifyResult:
             if prior is not None and not prior.ok:
                 raise BackupValidationError(path.name, f"its parent backup {earlier.name} is damaged ({prior.problem})")
         scanned, where = _extract_chain(chain, scratch)
-        objects = ObjectStore(scratch / "objects")
+        objects = LocalObjectStore(scratch / "objects")
         _check_claims(objects, where, scanned)
         types, n_snap = _check_objects(objects, where, True, scratch)
         result.commits = _check_complete(objects, types, scanned[-1].metadata, path.name)
@@ -1011,8 +1008,8 @@ def restore_archive(archive: str | os.PathLike[str], to: str | os.PathLike[str] 
         tracked = (store_dir / read_config(store_dir).get("core", "database")).resolve()
         if tracked != target:
             raise UsageError(f"{store_dir} tracks {tracked}, not {target}; pass --store DIR")
-        existing = Repo(store_dir, target)
-        with existing._locked():  # its recovery finishes a restore a killed process left half done
+        existing = Repo.at(store_dir, target)
+        with existing.locked():  # its recovery finishes a restore a killed process left half done
             pass
     elif store_dir.exists() and (not store_dir.is_dir() or any(store_dir.iterdir())):
         raise UsageError(f"{store_dir} exists and is not a dbvers store; pass --store DIR")
@@ -1060,14 +1057,14 @@ def restore_archive(archive: str | os.PathLike[str], to: str | os.PathLike[str] 
         cfg.set("core", "format", str(min(top["store_format"], FORMAT_VERSION)))
         cfg.set("core", "database", os.path.relpath(target, final_store))
         write_config(work, cfg)
-        objects = ObjectStore(work / "objects")
+        objects = LocalObjectStore(work / "objects")
         _check_claims(objects, where, scanned)
         types, _ = _check_objects(objects, where, False, work)
         _check_complete(objects, types, metadata, src.name)
         if existing is not None and not yes:
             _check_same_history(existing, objects, types, src.name)
 
-        wrepo = Repo(work, target)
+        wrepo = Repo.at(work, target, memory_limit=snapshots.IN_MEMORY_MAX)  # an archive's sizes are untrusted
         refs, head_text, _ = _roots_of(metadata)
         branch: str | None = None
         if at in ("HEAD", "@"):
@@ -1118,7 +1115,7 @@ def restore_archive(archive: str | os.PathLike[str], to: str | os.PathLike[str] 
                     store_dir.rmdir()  # empty (checked above)
                 os.rename(work, store_dir)
                 fsync_dir(store_dir.parent)
-                repo = Repo(store_dir, target)
+                repo = Repo.at(store_dir, target)
                 finish_restore(repo)
         else:
             created = False
@@ -1162,16 +1159,16 @@ def finish_restore(repo: Repo) -> bool:
         except NotADatabaseError:
             in_place = False
         if in_place:
-            sqlio.copy_in(staging, target, repo._timeout())
+            sqlio.copy_in(staging, target, repo.lock_timeout())
             repo.cache_dir.mkdir(exist_ok=True)
             if oid:
-                os.replace(staging, repo._cache_path(oid))  # it is HEAD's state: the base cache
+                os.replace(staging, repo.states.cache_path(oid))  # it is HEAD's state: the base cache
             else:
                 staging.unlink()
         else:
             _install_new(staging, target)
         if oid:
-            repo._record_clean(sqlio.fingerprint(target), oid)
+            repo.worktree.record_clean(sqlio.fingerprint(target), oid)
     journal.unlink(missing_ok=True)
     fsync_dir(repo.store_dir)
     return True
@@ -1182,9 +1179,9 @@ def _merge_into(repo: Repo, work: Path, metadata: dict[str, bytes], state: Path,
     """Restore into an existing repository: add the objects, then move the working database."""
     import apsw
 
-    with repo._locked():
+    with repo.locked():
         try:
-            dirty = [] if yes else repo._dirty_tables()
+            dirty = [] if yes else repo.worktree.dirty_tables()
         except (DbversError, apsw.Error, sqlite3.DatabaseError) as e:
             # Locks and a damaged store keep their own messages; anything else means the
             # working file itself cannot be read (whichever class reports it).
@@ -1198,32 +1195,29 @@ def _merge_into(repo: Repo, work: Path, metadata: dict[str, bytes], state: Path,
             raise BackupError(f"uncommitted changes in {', '.join(dirty[:10])} would be lost by the restore; "
                               "commit them, or pass --yes to discard them")
         for d in sorted((work / "objects").iterdir()):
-            moved = False
             for f in sorted(d.iterdir()):
-                dest = repo.objects.path(d.name + f.name)
-                if not dest.exists():
-                    dest.parent.mkdir(parents=True, exist_ok=True)
-                    _move_file(f, dest)
-                    moved = True
-            if moved:
-                fsync_dir(repo.objects.root / d.name)
+                if not repo.objects.has(d.name + f.name):
+                    with open(f, "rb") as raw:
+                        repo.objects.put_raw(d.name + f.name, raw)
         for name, data in metadata.items():
-            if _KEYFRAME_RE.match(name) and not (repo.store_dir / name).exists():
-                write_atomic(repo.store_dir / name, data)
+            kf_commit = keyframe_record_commit(name)  # either layout: refs/keyframes/ or an old keyframes/
+            value = data.decode("utf-8", "replace").strip()
+            if kf_commit is not None and repo.refs.keyframe(kf_commit) is None and is_id(value):
+                repo.refs.set_keyframe(kf_commit, value)
         refs, _, _ = _roots_of(metadata)
         for ref, value in sorted(refs.items()):
             if repo.refs.read(ref) is None:
                 repo.refs.update(ref, value, expect=None, message=why)
         repo.cache_dir.mkdir(exist_ok=True)
-        cached = repo._cache_path(oid)
+        cached = repo.states.cache_path(oid)
         if not cached.exists():
             _move_file(state, cached)
         if branch is not None:
             new_head, new_ref = f"ref: {HEADS}{branch}\n", (HEADS + branch, oid)
         else:
             new_head, new_ref = f"{oid}\n", None
-        repo._write_working(oid, head=new_head, ref=new_ref)
-        repo._apply_intent(new_head, new_ref, why)
+        repo.worktree.write_working(oid, head=new_head, ref=new_ref)
+        repo.worktree.apply_intent(new_head, new_ref, why)
 
 
 # -- sqlite3.Connection interop ------------------------------------------------------------
@@ -1264,7 +1258,7 @@ def export_to(repo: Repo, conn: sqlite3.Connection, at: str = "HEAD") -> str:
     main = _user_conn(conn, "export_to")
     if _same_file(main, repo.path):
         raise UsageError("this connection is the working database; use checkout to change it")
-    with repo._locked():
+    with repo.locked():
         oid = repo.resolve(at)
         src = repo.materialize(oid)
         tmp = temp_path(repo.cache_dir, ".db")
@@ -1300,7 +1294,7 @@ def import_from(repo: Repo, conn: sqlite3.Connection) -> None:
     main = _user_conn(conn, "import_from")
     if _same_file(main, repo.path):
         raise UsageError("this connection is the working database already")
-    with repo._locked():
+    with repo.locked():
         repo.cache_dir.mkdir(exist_ok=True)
         tmp = temp_path(repo.cache_dir, ".db")
         try:
@@ -1315,7 +1309,7 @@ def import_from(repo: Repo, conn: sqlite3.Connection) -> None:
                 raise BackupError(f"the connection's database fails quick_check ({problems[0][:100]}); "
                                   "nothing was imported")
             (repo.cache_dir / "working.json").unlink(missing_ok=True)
-            sqlio.copy_in(tmp, repo.path, repo._timeout())
+            sqlio.copy_in(tmp, repo.path, repo.lock_timeout())
         except sqlite3.Error as e:
             raise _sqlite3_error(e, "could not read the connection's database", main) from None
         except DatabaseLockedError as e:

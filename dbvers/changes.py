@@ -3,7 +3,9 @@
 This is the only module that uses apsw sessions. It works on a private
 connection whose ``main`` is the newer state and whose ``base`` (attached) is the
 older one, and produces a patchset that turns ``base`` into ``main``, with
-per-table counts. Everything here runs on dbvers's private files only.
+per-table counts. Everything here runs on dbvers's private files only. L2: what the
+tables are is :mod:`dbvers.tables`; replaying a patchset is :mod:`dbvers.replay`; private
+connections are :mod:`dbvers.privatedb`.
 
 Three things the session extension alone would get wrong are handled here:
 
@@ -23,233 +25,28 @@ Three things the session extension alone would get wrong are handled here:
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import apsw
 
-from .errors import CorruptObjectError
-from .objects import RowidFixups, Schema, SchemaEntry, TableCounts
+from .objects import RowidFixups, TableCounts
 
-ROWID_NAMES = ("rowid", "_rowid_", "oid")
-INTERNAL_TABLES = ("sqlite_sequence",)
-
-
-def quote(name: str) -> str:
-    """Quote an SQL identifier (every identifier that reaches SQL goes through this)."""
-    return '"' + name.replace('"', '""') + '"'
-
-
-def open_private(path: Path | str) -> apsw.Connection:
-    """Open one of dbvers's own files with apsw, triggers and foreign keys off.
-
-    Replaying a patchset must not fire triggers: their effects are already in
-    the patchset, and firing them again would duplicate rows.
-    """
-    conn = apsw.Connection(str(path))
-    conn.config(apsw.SQLITE_DBCONFIG_ENABLE_TRIGGER, 0)
-    conn.execute("PRAGMA foreign_keys = OFF")
-    conn.set_busy_timeout(10_000)
-    _tune(conn, "main")
-    return conn
-
-
-def _tune(conn: apsw.Connection, schema: str) -> None:
-    # Diffing two large states is page-bound: a big page cache and memory-mapped
-    # reads cut Session.diff's time by about a quarter at 1M rows. Both are limits
-    # (pages are used only as needed) and these files are private.
-    conn.execute(f"PRAGMA {quote(schema)}.cache_size = -262144")
-    conn.execute(f"PRAGMA {quote(schema)}.mmap_size = 1073741824")
-
-
-def attach(conn: apsw.Connection, path: Path | str, name: str = "base") -> None:
-    conn.execute(f"ATTACH ? AS {quote(name)}", (str(path),))
-    _tune(conn, name)
-
-
-def detach(conn: apsw.Connection, name: str = "base") -> None:
-    conn.execute(f"DETACH {quote(name)}")
-
-
-# -- reading a state --------------------------------------------------------
-
-
-def is_stats_table(name: str) -> bool:
-    """``sqlite_stat1``..``sqlite_stat4``: the query planner's statistics (ANALYZE, PRAGMA optimize)."""
-    return name.startswith("sqlite_stat")
-
-
-def read_schema(conn: apsw.Connection, db: str = "main", *, stats: bool = False) -> Schema:
-    """The schema of *db*; the planner's statistics tables only when *stats* (they are
-    planner data, not the user's: see ``[stats] version`` in the guide)."""
-    rows = conn.execute(
-        f"SELECT type, name, tbl_name, sql FROM {quote(db)}.sqlite_schema ORDER BY rowid"
-    ).fetchall()
-    if not stats:
-        rows = [r for r in rows if not is_stats_table(r[1])]
-    # Sorted, so that two states with the same objects have the same schema id
-    # whatever order their sqlite_schema rows happen to be in.
-    return Schema(tuple(sorted((SchemaEntry(*r) for r in rows), key=lambda e: (e.type, e.name))))
-
-
-def read_pragmas(conn: apsw.Connection, db: str = "main") -> dict[str, int]:
-    q = quote(db)
-    return {
-        "user_version": conn.execute(f"PRAGMA {q}.user_version").fetchone()[0],
-        "application_id": conn.execute(f"PRAGMA {q}.application_id").fetchone()[0],
-    }
-
-
-def read_sequences(conn: apsw.Connection, db: str = "main") -> tuple[tuple[int, str, int], ...]:
-    q = quote(db)
-    exists = conn.execute(
-        f"SELECT 1 FROM {q}.sqlite_schema WHERE name = 'sqlite_sequence'"
-    ).fetchone()
-    if not exists:
-        return ()
-    rows = conn.execute(f"SELECT rowid, name, seq FROM {q}.sqlite_sequence ORDER BY rowid")
-    return tuple((r[0], r[1], r[2]) for r in rows)
-
-
-def affinity(decl_type: str) -> str:
-    """SQLite's column affinity rules (https://sqlite.org/datatype3.html §3.1)."""
-    t = decl_type.upper()
-    if "INT" in t:
-        return "INTEGER"
-    if "CHAR" in t or "CLOB" in t or "TEXT" in t:
-        return "TEXT"
-    if "BLOB" in t or not t:
-        return "BLOB"
-    if "REAL" in t or "FLOA" in t or "DOUB" in t:
-        return "REAL"
-    return "NUMERIC"
-
-
-@dataclass(frozen=True)
-class TableInfo:
-    name: str
-    columns: tuple[str, ...]
-    types: tuple[str, ...]
-    pk: tuple[str, ...]  # in primary-key order; empty for rowid tables without one
-    without_rowid: bool
-    generated: tuple[str, ...] = ()
-    notnull: tuple[str, ...] = ()
-
-    @property
-    def shape(self) -> tuple[object, ...]:
-        return (self.columns, self.pk, self.without_rowid)
-
-    @property
-    def rowid_name(self) -> str:
-        for n in ROWID_NAMES:
-            if n not in self.columns:
-                return n
-        return "rowid"  # all three shadowed: such a table has no reachable rowid
-
-    @property
-    def key(self) -> tuple[str, ...]:
-        """Expressions that identify a row: the primary key, or the rowid."""
-        return tuple(quote(c) for c in self.pk) if self.pk else (self.rowid_name,)
-
-    @property
-    def rowid_hidden(self) -> bool:
-        """A rowid table without PK with a column named ``_rowid_``: the session extension
-        names the rowid ``_rowid_`` in its SQL, so it would key rows on that column instead."""
-        return not self.pk and not self.without_rowid and "_rowid_" in self.columns
-
-    @property
-    def aliases_rowid(self) -> bool:
-        """An INTEGER PRIMARY KEY: the key column is the rowid itself."""
-        return (len(self.pk) == 1 and not self.without_rowid
-                and self.types[self.columns.index(self.pk[0])].upper() == "INTEGER")
-
-    @property
-    def hidden_rowid(self) -> bool:
-        """A rowid table keyed on other columns: its rowid is in no column and in no patchset."""
-        return bool(self.pk) and not self.without_rowid and not self.aliases_rowid
-
-    @property
-    def has_nullable_pk(self) -> bool:
-        # Ordinary tables with a non-INTEGER PRIMARY KEY accept NULL key values
-        # (a SQLite legacy); WITHOUT ROWID tables and rowid aliases cannot hold them.
-        return bool(self.pk) and not self.without_rowid and not set(self.pk) <= set(self.notnull) \
-            and not self.aliases_rowid
-
-    def untyped_columns(self) -> list[str]:
-        """Non-key columns where int 7 and real 7.0 can both be stored (BLOB affinity)."""
-        return [
-            c
-            for c, t in zip(self.columns, self.types, strict=True)
-            if affinity(t) == "BLOB" and c not in self.pk and c not in self.generated
-        ]
-
-
-@dataclass
-class TableSet:
-    tracked: dict[str, TableInfo]
-    virtual: list[str]  # virtual tables: their data lives in shadow tables
-    opaque: dict[str, TableInfo]  # shadow and sqlite_stat tables: kept through keyframes
-
-
-def classify_tables(conn: apsw.Connection, db: str = "main", *, stats: bool = False) -> TableSet:
-    q = quote(db)
-    tracked: dict[str, TableInfo] = {}
-    opaque: dict[str, TableInfo] = {}
-    virtual: list[str] = []
-    for _schema, name, kind, _ncol, wr, _strict in conn.execute(f"PRAGMA {q}.table_list"):
-        if _schema != db or name in INTERNAL_TABLES or name.startswith("sqlite_temp"):
-            continue
-        if name == "sqlite_schema" or name == "sqlite_master":
-            continue
-        if kind == "virtual":
-            virtual.append(name)
-            continue
-        if kind == "view":
-            continue
-        if is_stats_table(name) and not stats:
-            continue
-        info = table_info(conn, name, db, bool(wr))
-        if kind == "shadow" or is_stats_table(name):
-            opaque[name] = info
-        elif kind == "table":
-            tracked[name] = info
-    return TableSet(tracked, sorted(virtual), opaque)
-
-
-def table_info(conn: apsw.Connection, table: str, db: str, without_rowid: bool) -> TableInfo:
-    cols: list[str] = []
-    types: list[str] = []
-    pk: list[tuple[int, str]] = []
-    generated: list[str] = []
-    notnull: list[str] = []
-    for _cid, name, ctype, nn, _dflt, pkidx, hidden in conn.execute(
-        f"PRAGMA {quote(db)}.table_xinfo({quote(table)})"
-    ):
-        if hidden == 1:  # hidden columns of virtual tables
-            continue
-        cols.append(name)
-        types.append(ctype or "")
-        if pkidx:
-            pk.append((pkidx, name))
-        if hidden in (2, 3):
-            generated.append(name)
-        if nn:
-            notnull.append(name)
-    return TableInfo(
-        table,
-        tuple(cols),
-        tuple(types),
-        tuple(n for _, n in sorted(pk)),
-        without_rowid,
-        tuple(generated),
-        tuple(notnull),
-    )
-
-
-# -- comparing two states ---------------------------------------------------
+# The names after "as" moved to smaller modules and stay reachable as ``changes.X`` (``ch.X``)
+# for today's callers; new code imports them from where they live.
+from .privatedb import attach as attach
+from .privatedb import detach as detach
+from .privatedb import open_private as open_private
+from .replay import apply_patchsets as apply_patchsets
+from .replay import restore_extras as restore_extras
+from .tables import ROWID_NAMES as ROWID_NAMES
+from .tables import TableInfo, classify_tables, is_stats_table, read_schema
+from .tables import TableSet as TableSet
+from .tables import affinity as affinity
+from .tables import read_pragmas as read_pragmas
+from .tables import read_sequences as read_sequences
+from .values import quote
 
 
 @dataclass
@@ -534,11 +331,28 @@ def compute_changes(conn: apsw.Connection, *, stats: bool = False) -> Changes:
     statistics tables count only with *stats*."""
     new_schema, old_schema = read_schema(conn, "main", stats=stats), read_schema(conn, "base", stats=stats)
     new, old = classify_tables(conn, "main", stats=stats), classify_tables(conn, "base", stats=stats)
-    counts: dict[str, TableCounts] = {}
+    counts, key_changed, same_shape = _reshaped_counts(conn, new, old)
     needs_keyframe: list[str] = []
+    patchset = _session_patchset(conn, same_shape, counts, needs_keyframe) if same_shape else None
+    needs_keyframe += _opaque_changes(conn, new, old)
+    return Changes(
+        patchset=patchset,
+        counts={t: c for t, c in counts.items() if c.total},
+        schema_changed=new_schema.id != old_schema.id,
+        needs_keyframe=needs_keyframe,
+        untracked=new.virtual,
+        key_changed=key_changed,
+        tables=new.tracked,
+    )
+
+
+def _reshaped_counts(conn: apsw.Connection, new: TableSet, old: TableSet,
+                     ) -> tuple[dict[str, TableCounts], list[str], list[TableInfo]]:
+    """Counts of the tables a session can't diff (new, dropped, columns or key changed), the
+    tables whose key changed, and the tables of the same shape on both sides (for the session)."""
+    counts: dict[str, TableCounts] = {}
     key_changed: list[str] = []
     same_shape: list[TableInfo] = []
-
     for name, info in new.tracked.items():
         before = old.tracked.get(name)
         if before is None:
@@ -559,49 +373,58 @@ def compute_changes(conn: apsw.Connection, *, stats: bool = False) -> Changes:
             )
     for name in old.tracked.keys() - new.tracked.keys():
         counts[name] = TableCounts(deletes=_count(conn, f"SELECT count(*) FROM base.{quote(name)}"))
+    return counts, key_changed, same_shape
 
+
+def _session_patchset(conn: apsw.Connection, same_shape: list[TableInfo],
+                      counts: dict[str, TableCounts], needs_keyframe: list[str]) -> bytes | None:
+    """The patchset turning ``base`` into ``main`` for tables of the same shape; adds their
+    counts to *counts*, and to *needs_keyframe* why a patchset can't carry some change."""
     patchset: bytes | None = None
     # Before the main session exists: these attach private schemas of their own.
     generated_parts = [
         ps for info in same_shape
         if info.generated and not info.rowid_hidden and (ps := _stored_columns_patchset(conn, info))
     ]
-    if same_shape:
-        session = apsw.Session(conn, "main")
-        session.config(apsw.SQLITE_SESSION_OBJCONFIG_ROWID, 1)
-        try:
-            for info in same_shape:
-                if info.rowid_hidden:
-                    # Sessions can't see this table's rowid: compare it in SQL, keep it by keyframe.
-                    if (c := _hidden_rowid_counts(conn, info)).total:
-                        counts[info.name] = c
-                        needs_keyframe.append(f"{info.name} changed (a column named _rowid_ hides its rowid)")
-                    continue
-                if info.has_nullable_pk and (nulls := _null_pk_counts(conn, info)).total:
-                    counts[info.name] = nulls
-                    needs_keyframe.append(f"rows with a NULL primary key changed in {info.name}")
-                if not info.generated:  # those were diffed above
-                    source = _type_only_source(conn, info) if info.untyped_columns() else "base"
-                    session.attach(info.name)
-                    session.diff(source, info.name)
-                if (n := _key_type_changes(conn, info)):
-                    # 7 -> 7.0 in a key: sessions match the rows as equal and see nothing.
-                    e = counts.get(info.name, TableCounts())
-                    counts[info.name] = TableCounts(e.inserts, e.updates + n, e.deletes)
-                    needs_keyframe.append(f"primary-key values of {info.name} changed type only")
-            patchset = session.patchset() or None
-            for part in generated_parts:
-                patchset = apsw.Changeset.concat(patchset, part) if patchset else part
-        finally:
-            session.close()
-            if conn.execute("SELECT 1 FROM pragma_database_list WHERE name = 'typefix'").fetchone():
-                conn.execute("DETACH typefix")
-        if patchset:
-            for t, c in count_patchset(patchset).items():
-                e = counts.get(t, TableCounts())
-                counts[t] = TableCounts(c.inserts + e.inserts, c.updates + e.updates, c.deletes + e.deletes)
+    session = apsw.Session(conn, "main")
+    session.config(apsw.SQLITE_SESSION_OBJCONFIG_ROWID, 1)
+    try:
+        for info in same_shape:
+            if info.rowid_hidden:
+                # Sessions can't see this table's rowid: compare it in SQL, keep it by keyframe.
+                if (c := _hidden_rowid_counts(conn, info)).total:
+                    counts[info.name] = c
+                    needs_keyframe.append(f"{info.name} changed (a column named _rowid_ hides its rowid)")
+                continue
+            if info.has_nullable_pk and (nulls := _null_pk_counts(conn, info)).total:
+                counts[info.name] = nulls
+                needs_keyframe.append(f"rows with a NULL primary key changed in {info.name}")
+            if not info.generated:  # those were diffed above
+                source = _type_only_source(conn, info) if info.untyped_columns() else "base"
+                session.attach(info.name)
+                session.diff(source, info.name)
+            if (n := _key_type_changes(conn, info)):
+                # 7 -> 7.0 in a key: sessions match the rows as equal and see nothing.
+                e = counts.get(info.name, TableCounts())
+                counts[info.name] = TableCounts(e.inserts, e.updates + n, e.deletes)
+                needs_keyframe.append(f"primary-key values of {info.name} changed type only")
+        patchset = session.patchset() or None
+        for part in generated_parts:
+            patchset = apsw.Changeset.concat(patchset, part) if patchset else part
+    finally:
+        session.close()
+        if conn.execute("SELECT 1 FROM pragma_database_list WHERE name = 'typefix'").fetchone():
+            conn.execute("DETACH typefix")
+    if patchset:
+        for t, c in count_patchset(patchset).items():
+            e = counts.get(t, TableCounts())
+            counts[t] = TableCounts(c.inserts + e.inserts, c.updates + e.updates, c.deletes + e.deletes)
+    return patchset
 
-    # Shadow tables (FTS5 and friends) and sqlite_stat*: a change means a keyframe.
+
+def _opaque_changes(conn: apsw.Connection, new: TableSet, old: TableSet) -> list[str]:
+    """Why a keyframe is needed for shadow tables (FTS5 and friends) and sqlite_stat*: any change."""
+    needs_keyframe: list[str] = []
     opaque_same = [
         i for n, i in new.opaque.items() if n in old.opaque and old.opaque[n].shape == i.shape
     ]
@@ -623,16 +446,7 @@ def compute_changes(conn: apsw.Connection, *, stats: bool = False) -> Changes:
                 needs_keyframe.append(f"contents of {', '.join(new.virtual)} changed")
         finally:
             probe.close()
-
-    return Changes(
-        patchset=patchset,
-        counts={t: c for t, c in counts.items() if c.total},
-        schema_changed=new_schema.id != old_schema.id,
-        needs_keyframe=needs_keyframe,
-        untracked=new.virtual,
-        key_changed=key_changed,
-        tables=new.tracked,
-    )
+    return needs_keyframe
 
 
 def contents_differ(conn: apsw.Connection, table: str, new: str = "main", old: str = "base") -> bool:
@@ -702,91 +516,3 @@ def rowid_fixups(conn: apsw.Connection, changes: Changes) -> RowidFixups | None:
         if moved:
             found[name] = (cols, tuple(tuple(r) for r in moved))
     return RowidFixups(found) if found else None
-
-
-def _restore_rowids(conn: apsw.Connection, fixups: RowidFixups, oid: str) -> None:
-    """Move each listed row to its recorded rowid: first all of them out of the way (below
-    the smallest rowid, or above the largest), then each to its place, so no two collide."""
-    tracked = classify_tables(conn, "main").tracked
-    for name, (cols, rows) in fixups.tables.items():
-        info = tracked.get(name)
-        if info is None or info.rowid_name in info.columns:
-            raise CorruptObjectError(oid, f"rowids recorded for {name}, which has no hidden rowid")
-        rid, t, n = info.rowid_name, quote(name), len(rows)
-        lo = conn.execute(f"SELECT min({rid}) FROM main.{t}").fetchone()[0]
-        hi = conn.execute(f"SELECT max({rid}) FROM main.{t}").fetchone()[0]
-        if lo is None:
-            raise CorruptObjectError(oid, f"rowids recorded for rows of {name}, which is empty")
-        if lo - n >= -(2**63):
-            start = lo - n
-        elif hi + n <= 2**63 - 1:
-            start = hi + 1
-        else:
-            raise CorruptObjectError(oid, f"no room to renumber rows of {name}")
-        where = " AND ".join(f"{quote(c)} IS ?" for c in cols)
-        sql = f"UPDATE main.{t} SET {rid} = ? WHERE {where}"
-        before = conn.total_changes()
-        conn.executemany(sql, [(start + i, *row[1:]) for i, row in enumerate(rows)])
-        if conn.total_changes() - before != n:
-            raise CorruptObjectError(oid, f"recorded rowids name rows of {name} the state lacks")
-        # A row the replay left at a recorded rowid had already lost its own (a VACUUM or
-        # an UPDATE of the rowid, which no patchset carries): it moves to a free rowid,
-        # its values untouched, rather than the replay failing.
-        taken = [r for (r,) in conn.execute(
-            f"SELECT {rid} FROM main.{t} WHERE {rid} IN (SELECT value FROM json_each(?))",
-            (json.dumps([row[0] for row in rows]),))]
-        for r in taken:
-            top = conn.execute(f"SELECT max({rid}) FROM main.{t}").fetchone()[0]
-            free = top + 1 if top < 2**63 - 1 else conn.execute(f"SELECT min({rid}) FROM main.{t}").fetchone()[0] - 1
-            conn.execute(f"UPDATE main.{t} SET {rid} = ? WHERE {rid} = ?", (free, r))
-        conn.executemany(sql, [(row[0], *row[1:]) for row in rows])
-
-
-# -- replaying --------------------------------------------------------------
-
-
-def apply_patchsets(conn: apsw.Connection,
-                    patchsets: Iterable[tuple[str, bytes, RowidFixups | None]]) -> None:
-    """Apply (id, patchset, rowid fixups) in order, in one transaction.
-
-    Any conflict means the store is inconsistent (a patch that doesn't fit its
-    parent state), so it is reported as a corrupt object, never skipped.
-    """
-    conflicts: list[str] = []
-
-    def on_conflict(reason: int, change: apsw.TableChange) -> int:
-        conflicts.append(f"{change.op} on {change.name}")
-        return apsw.SQLITE_CHANGESET_ABORT
-
-    conn.execute("BEGIN")
-    oid = ""
-    try:
-        for oid, ps, fixups in patchsets:  # oid names the failing patch below
-            apsw.Changeset.apply(
-                ps, conn, conflict=on_conflict, flags=apsw.SQLITE_CHANGESETAPPLY_NOSAVEPOINT
-            )
-            if fixups is not None:
-                _restore_rowids(conn, fixups, oid)
-    except CorruptObjectError:
-        conn.execute("ROLLBACK")
-        raise
-    except apsw.Error as e:
-        conn.execute("ROLLBACK")
-        what = conflicts[0] if conflicts else str(e)
-        raise CorruptObjectError(oid, f"patch does not apply to its parent state: {what}") from None
-    conn.execute("COMMIT")
-
-
-def restore_extras(
-    conn: apsw.Connection, pragmas: dict[str, int], sequences: tuple[tuple[int, str, int], ...]
-) -> None:
-    """Set what patchsets don't carry: the header pragmas and sqlite_sequence."""
-    with conn:
-        if conn.execute("SELECT 1 FROM sqlite_schema WHERE name = 'sqlite_sequence'").fetchone():
-            conn.execute("DELETE FROM sqlite_sequence")
-            conn.executemany(
-                "INSERT INTO sqlite_sequence(rowid, name, seq) VALUES (?, ?, ?)", sequences
-            )
-        for name in ("user_version", "application_id"):
-            if name in pragmas:
-                conn.execute(f"PRAGMA {name} = {int(pragmas[name])}")

@@ -5,7 +5,7 @@ head``); 1 a check found something (``fsck`` problems, ``diff --exit-code``,
 ``backup --verify``); 2 a usage or user error, printed as one line, never a
 traceback; 3 an internal error (a bug), also one line unless ``DBVERS_DEBUG=1``;
 130 interrupted. :func:`main` is the one boundary: every exception becomes one of
-these (foreign ones through :func:`dbvers.errors.translate`). pandas and pyarrow
+these (foreign ones through :func:`dbvers.boundary.translate`). pandas and pyarrow
 are not imported on the paths of ``status`` and ``commit``.
 """
 
@@ -23,7 +23,8 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
-from .errors import DbversError, InternalError, UsageError, debug_enabled, translate
+from .boundary import translate
+from .errors import DbversError, InternalError, UsageError, debug_enabled
 
 FORMATS = ("json", "csv", "parquet")
 

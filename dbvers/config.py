@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from .errors import ConfigValueError, DbversError, RepositoryNotFoundError
+from .errors import ConfigUnreadableError, ConfigValueError, RepositoryNotFoundError
 from .fsutil import write_atomic
 
 Config = configparser.RawConfigParser
@@ -179,9 +179,9 @@ def read_config(store: Path) -> Config:
         found = cfg.read(path, encoding="utf-8")
     except (configparser.Error, UnicodeDecodeError) as e:
         reason = str(e).splitlines()[0] if str(e) else type(e).__name__
-        raise DbversError(f"{path} is unreadable ({reason}); repair or restore it") from None
+        raise ConfigUnreadableError(str(path), reason) from None
     except OSError as e:
-        raise DbversError(f"{path} is unreadable ({e.strerror or e}); repair or restore it") from None
+        raise ConfigUnreadableError(str(path), e.strerror or str(e)) from None
     if not found:
         raise RepositoryNotFoundError(str(store))
     validate(cfg, path)

@@ -1,9 +1,62 @@
-"""One exception tree for everything dbvers reports to a user.
+"""One exception tree for everything dbvers reports to a user (L0: imports nothing from dbvers).
 
-Every error a user can cause is a :class:`DbversError`; the CLI prints its
-message as one line and exits 2. Each subclass carries the data that explains it
-(the ref that was unknown, the tables that are dirty, ...) so callers can act on
-it without parsing messages.
+Every error a user can cause is a :class:`DbversError`; the CLI and the magics print its message
+as one line (what happened, what to do) and exit 2. Each class keeps the data that explains it as
+attributes (the ref that was unknown, the tables that are dirty, ...): callers act on those fields
+and never parse a message. ``tests/test_error_tree.py`` holds this drawing to the classes.
+
+DbversError
+├── UsageError                  the command line or the call itself is wrong
+│   └── BadExpiryError          a time for --expire/--prune that can't be read
+├── NotADatabaseError           the tracked file is not SQLite
+├── RepositoryNotFoundError
+├── RepositoryExistsError
+├── UnsupportedFormatError      a store written by a newer dbvers
+├── ConfigValueError            a setting with a value dbvers can't use
+├── ConfigUnreadableError       .dbvers/config can't be parsed or read
+├── UnknownRefError             a revision that names nothing
+│   └── AmbiguousRefError       a short id with several matches
+├── InvalidRefNameError
+├── DamagedRefError             a ref or HEAD file that exists but can't be used
+├── RefPathConflictError        a ref where a folder of refs is (or the reverse)
+├── UnfinishedMoveError         the working database moved, the ref move after it failed
+├── RefExistsError
+├── RefConflictError            a ref compare-and-swap lost
+├── DirtyWorkingDatabaseError   uncommitted changes an operation would lose
+├── NothingToCommitError
+├── RepositoryBusyError         the store's lock stayed held
+├── LockFileError               the store's lock file can't be used
+├── ReadOnlyStoreError
+├── CheckoutJournalError        the journal of an interrupted checkout is damaged
+├── DatabaseLockedError         the working database stayed locked
+├── CorruptDatabaseError        SQLite reports the working database malformed
+├── IntegrityError              a database fails PRAGMA integrity_check
+├── CorruptObjectError          an object whose bytes don't match its id
+│   └── MissingObjectError
+├── HistoryDamagedError         refs, reflogs or commits gc/fsck can't read
+├── TableNotFoundError
+├── MergeSchemaError            the two sides' schemas can't be combined; nothing changed
+├── MergeInProgressError        a merge, revert or cherry-pick is in progress
+├── NoMergeInProgressError      --continue, --abort or resolve with nothing in progress
+├── ConflictsRemainError        --continue while conflicting rows are left
+├── UnrelatedHistoriesError     a merge of histories with no common ancestor
+├── RowsRefusedError            rows written into the working database broke a constraint
+├── StorageError                the file system refused a write
+│   └── DatabaseFullError       SQLITE_FULL while copying the working database
+├── BackupError                 a backup could not be made, checked or restored
+│   ├── BackupIOError
+│   ├── BackupValidationError   an archive is damaged, tampered with or hostile
+│   ├── BackupSchemaError
+│   └── BackupLockError
+│   (raised only by dbvers.boundary.translate(), for exceptions from below dbvers that
+│    mean the same whatever dbvers was doing:)
+├── DiskFullError               the disk or a quota is full
+├── FileSystemError             the OS refused a file operation (by errno)
+├── DamagedFileError            SQLite or a codec found a damaged file
+├── SQLiteRefusedError          SQLite refused for another reason (read-only, locked, I/O)
+├── UndecodableTextError        bytes that are not UTF-8 where text was expected
+├── OutOfMemoryError
+└── InternalError               anything else: a bug in dbvers (exit 3)
 """
 
 from __future__ import annotations
@@ -22,6 +75,7 @@ class UsageError(DbversError):
 class NotADatabaseError(DbversError):
     def __init__(self, path: str, detail: str = "") -> None:
         self.path = path
+        self.detail = detail
         extra = f" ({detail})" if detail else ""
         super().__init__(f"{path} is not a SQLite database{extra}")
 
@@ -69,6 +123,15 @@ class ConfigValueError(DbversError):
         )
 
 
+class ConfigUnreadableError(DbversError):
+    """``.dbvers/config`` can't be parsed or read (*reason*: the parser's or the OS's first line)."""
+
+    def __init__(self, path: str, reason: str) -> None:
+        self.path = path
+        self.reason = reason
+        super().__init__(f"{path} is unreadable ({reason}); repair or restore it")
+
+
 class BadExpiryError(UsageError):
     """A time for ``--expire``, ``--expire-unreachable`` or ``--prune`` that dbvers can't read."""
 
@@ -84,6 +147,7 @@ class BadExpiryError(UsageError):
 class UnknownRefError(DbversError):
     def __init__(self, ref: str, detail: str = "") -> None:
         self.ref = ref
+        self.detail = detail
         super().__init__(detail or f"unknown revision '{ref}'; see 'dbvers log' or 'dbvers branch'")
 
 
@@ -100,6 +164,7 @@ class AmbiguousRefError(UnknownRefError):
 class InvalidRefNameError(DbversError):
     def __init__(self, name: str, why: str) -> None:
         self.name = name
+        self.why = why
         # The name is shown escaped and cut: a newline or a 10 kB name must not break the one-line message.
         shown = name.encode("utf-8", "backslashreplace").decode("utf-8")
         shown = "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in shown)
@@ -146,6 +211,7 @@ class UnfinishedMoveError(DbversError):
     def __init__(self, commit: str, path: str, reason: str) -> None:
         self.commit = commit
         self.path = path
+        self.reason = reason
         super().__init__(
             f"the working database now holds {commit[:10]} but {path} could not be written ({reason}); "
             "fix that and run 'dbvers status' to finish moving HEAD"
@@ -155,6 +221,7 @@ class UnfinishedMoveError(DbversError):
 class RefExistsError(DbversError):
     def __init__(self, name: str, kind: str) -> None:
         self.name = name
+        self.kind = kind
         super().__init__(f"a {kind} named '{name}' already exists")
 
 
@@ -169,6 +236,7 @@ class RefConflictError(DbversError):
 class DirtyWorkingDatabaseError(DbversError):
     def __init__(self, tables: list[str], action: str = "checkout") -> None:
         self.tables = tables
+        self.action = action
         names = ", ".join(tables[:10]) + (" ..." if len(tables) > 10 else "")
         super().__init__(
             f"uncommitted changes in {names} would be lost by {action}; "
@@ -211,6 +279,7 @@ class LockFileError(DbversError):
 
     def __init__(self, lock_path: str, why: str) -> None:
         self.lock_path = lock_path
+        self.why = why
         super().__init__(f"cannot lock the repository: {lock_path} {why}; "
                          f"remove it (no dbvers command may be running) and try again")
 
@@ -263,14 +332,29 @@ class CorruptDatabaseError(DbversError):
 
     def __init__(self, path: str, detail: str, fix: str = "") -> None:
         self.path = path
+        self.detail = detail
         fix = fix or ("run 'dbvers restore --force' to replace it with HEAD's state (losing uncommitted "
                       "changes), or repair it with sqlite3's .recover")
+        self.fix = fix
         super().__init__(f"{path} is corrupt ({detail}); nothing was changed: {fix}")
+
+
+class IntegrityError(DbversError):
+    """A database fails ``PRAGMA integrity_check``; *what* names it, *problems* are SQLite's lines."""
+
+    def __init__(self, what: str, problems: list[str]) -> None:
+        self.what = what
+        self.problems = problems
+        super().__init__(
+            f"{what} fails PRAGMA integrity_check ({problems[0][:100]}); "
+            "repair it (e.g. sqlite3 .recover) before committing"
+        )
 
 
 class CorruptObjectError(DbversError):
     def __init__(self, object_id: str, detail: str) -> None:
         self.object_id = object_id
+        self.detail = detail
         super().__init__(
             f"object {object_id[:12]} is corrupt ({detail}); "
             "run 'dbvers fsck' and restore the store from a backup"
@@ -285,6 +369,7 @@ class MissingObjectError(CorruptObjectError):
             "run 'dbvers fsck' and restore the store from a backup",
         )
         self.object_id = object_id
+        self.detail = "missing"
 
 
 class HistoryDamagedError(DbversError):
@@ -317,7 +402,8 @@ class StorageError(DbversError):
     def __init__(self, path: str, err: OSError) -> None:
         self.path = path
         self.errno = err.errno
-        super().__init__(f"cannot write {path}: {err.strerror or err}; nothing was changed")
+        self.detail = err.strerror or str(err)
+        super().__init__(f"cannot write {path}: {self.detail}; nothing was changed")
 
 
 class DatabaseFullError(StorageError):
@@ -328,6 +414,7 @@ class DatabaseFullError(StorageError):
 
         self.path = path
         self.errno = errno.ENOSPC
+        self.detail = detail
         DbversError.__init__(self, f"cannot write {path}: {detail}; free some disk space and try again; "
                                    "nothing was changed")
 
@@ -341,6 +428,7 @@ class BackupIOError(BackupError):
 
     def __init__(self, path: str, detail: str) -> None:
         self.path = path
+        self.detail = detail
         super().__init__(f"cannot write {path}: {detail}; nothing was changed")
 
 
@@ -368,20 +456,7 @@ class BackupLockError(BackupError):
         )
 
 
-# -- the one boundary: foreign exceptions as DbversErrors -------------------------------
-#
-# DbversError
-#  ├─ ... (the classes above: raised on purpose, where the cause is known)
-#  └─ raised by translate() at the boundary (cli.main, the magics), for exceptions
-#     that come from below dbvers (the OS, SQLite, the codecs) and mean the same
-#     thing whatever dbvers was doing:
-#     ├─ DiskFullError        the disk or a quota is full
-#     ├─ FileSystemError      the OS refused a file operation (by errno)
-#     ├─ DamagedFileError     SQLite or a codec found a damaged file
-#     ├─ SQLiteRefusedError   SQLite refused for another reason (read-only, locked, I/O error)
-#     ├─ UndecodableTextError bytes that are not UTF-8 where text was expected
-#     ├─ OutOfMemoryError     the process ran out of memory
-#     └─ InternalError        anything else: a bug in dbvers (exit 3)
+# -- raised by dbvers.boundary.translate(), for foreign exceptions -----------------------------
 
 
 class DiskFullError(DbversError):
@@ -397,7 +472,8 @@ class FileSystemError(DbversError):
     def __init__(self, path: str | None, err: OSError, hint: str) -> None:
         self.path = path
         self.errno = err.errno
-        what = err.strerror or str(err)
+        self.detail = what = err.strerror or str(err)
+        self.hint = hint
         super().__init__(f"{what}: {path}; {hint}" if path else f"{what}; {hint}")
 
 
@@ -406,6 +482,7 @@ class DamagedFileError(DbversError):
 
     def __init__(self, detail: str, hint: str = "") -> None:
         self.detail = detail
+        self.hint = hint
         super().__init__(
             f"{detail}; "
             + (hint or "run 'dbvers fsck' to check the store, and 'dbvers restore --force' to put "
@@ -418,12 +495,14 @@ class SQLiteRefusedError(DbversError):
 
     def __init__(self, detail: str, hint: str) -> None:
         self.detail = detail
+        self.hint = hint
         super().__init__(f"{detail}; {hint}")
 
 
 class UndecodableTextError(DbversError):
     def __init__(self, exc: UnicodeDecodeError) -> None:
         self.reason = exc.reason
+        self.start = exc.start
         super().__init__(
             f"found bytes that are not valid UTF-8 ({exc.reason} at byte {exc.start}); if a file in the "
             "store (HEAD, a ref, the config) holds them, 'dbvers fsck' names it: restore it from a backup"
@@ -454,110 +533,6 @@ def debug_enabled() -> bool:
     import os
 
     return os.environ.get("DBVERS_DEBUG", "") not in ("", "0")
-
-
-_ERRNO_HINTS: dict[str, str] = {
-    "EROFS": "the file system is read-only; use a writable location (--store DIR for the store)",
-    "EACCES": "check the file's permissions and owner",
-    "EPERM": "check the file's permissions and owner",
-    "ENAMETOOLONG": "use a shorter name (each part of a path, a ref name included, is at most 255 bytes)",
-    "ENOENT": "check the path; if the file belongs to the store, run 'dbvers fsck'",
-    "EISDIR": "a directory is where a file should be; move it away (run 'dbvers fsck' if it is in the store)",
-    "ENOTDIR": "a file is where a directory should be; move it away (run 'dbvers fsck' if it is in the store)",
-    "ELOOP": "a symbolic link points to itself; fix the link",
-    "EIO": "the device reported an I/O error; check the disk, then run 'dbvers fsck'",
-    "EMFILE": "too many open files; close some programs or raise 'ulimit -n'",
-    "ENFILE": "too many open files; close some programs or raise 'ulimit -n'",
-    "EFBIG": "the file is larger than the file system allows; use another location",
-    "EEXIST": "a file is in the way; move it and try again",
-    "ENOTEMPTY": "a directory is in the way; move it and try again",
-    "ETIMEDOUT": "a network file system timed out; try again",
-}
-
-
-def translate(exc: BaseException) -> DbversError | None:
-    """The :class:`DbversError` a foreign exception means, or None when it means a bug.
-
-    The CLI's ``main`` and the notebook magics call this for every exception that
-    is not already a ``DbversError``; the message is one line that says what to do.
-    Nothing is imported here: an apsw or sqlite3 exception can only exist if its
-    module is loaded, so ``sys.modules`` is asked.
-    """
-    import errno as errno_mod
-    import json
-    import sys
-
-    if isinstance(exc, DbversError):
-        return exc
-    if isinstance(exc, MemoryError):
-        return OutOfMemoryError()
-    if isinstance(exc, UnicodeDecodeError):
-        return UndecodableTextError(exc)
-    if isinstance(exc, json.JSONDecodeError):
-        return DamagedFileError(f"a record in the store is not valid JSON ({exc.msg})",
-                                "run 'dbvers fsck' and restore the store from a backup")
-    if isinstance(exc, OSError):
-        return _translate_os_error(exc, errno_mod)
-    configparser = sys.modules.get("configparser")
-    if configparser is not None and isinstance(exc, configparser.Error):
-        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        return DamagedFileError(f"the store's config cannot be read ({first})",
-                                "fix .dbvers/config by hand, or restore it from a backup")
-    apsw = sys.modules.get("apsw")
-    if apsw is not None and isinstance(exc, apsw.Error):
-        return _translate_sqlite(type(exc).__name__, str(exc))
-    sqlite3 = sys.modules.get("sqlite3")
-    if sqlite3 is not None and isinstance(exc, sqlite3.DatabaseError):
-        return _translate_sqlite(type(exc).__name__, str(exc))
-    return None
-
-
-def _translate_os_error(exc: OSError, errno_mod: object) -> DbversError | None:
-    code = exc.errno
-    path = exc.filename if exc.filename is not None else None
-    path_s = None if path is None else (path.decode(errors="replace") if isinstance(path, bytes) else str(path))
-    if code is None:
-        # pyarrow's codecs raise OSError without an errno on damaged compressed data.
-        text = str(exc)
-        if "decompress" in text.lower() or "zstd" in text.lower():
-            return DamagedFileError(f"compressed data in the store is damaged ({' '.join(text.split())[:200]})",
-                                    "run 'dbvers fsck' and restore the store from a backup")
-        return None
-    name = errno_mod.errorcode.get(code, "")  # type: ignore[attr-defined]
-    if name in ("ENOSPC", "EDQUOT"):
-        return DiskFullError(path_s)
-    if name == "EPIPE":
-        return None  # a closed stdout is not an error; the CLI handles it
-    hint = _ERRNO_HINTS.get(name, "check the path and its permissions, then try again")
-    return FileSystemError(path_s, exc, hint)
-
-
-def _translate_sqlite(kind: str, message: str) -> DbversError | None:
-    """SQLite's error, whichever library raised it (apsw names it by class, sqlite3 by message)."""
-    text = " ".join(message.split())[:200]
-    low = text.lower()
-    if kind == "FullError" or "database or disk is full" in low:
-        return DiskFullError()
-    if kind in ("CorruptError", "NotADBError") or "malformed" in low or "not a database" in low:
-        return DamagedFileError(f"a SQLite file is damaged ({text})")
-    if kind == "ReadOnlyError" or "readonly database" in low:
-        return SQLiteRefusedError(f"SQLite could not write a file ({text})",
-                                  "check that the database, its directory and the store are writable")
-    if kind == "CantOpenError" or "unable to open database" in low:
-        return SQLiteRefusedError(f"SQLite could not open a file ({text})",
-                                  "check that the database and the store exist and are readable and writable")
-    if kind == "IOError" or "disk i/o error" in low:
-        return SQLiteRefusedError(f"SQLite reported an I/O error ({text})",
-                                  "check the disk and free space, then run 'dbvers fsck'")
-    if kind == "NoMemError" or low == "out of memory":
-        return OutOfMemoryError()
-    if kind in ("BusyError", "LockedError") or "database is locked" in low:
-        return SQLiteRefusedError(f"a database is locked by another process ({text})",
-                                  "finish or close the other writer and try again")
-    if kind == "TooBigError" or "too big" in low:
-        return SQLiteRefusedError(f"a value is larger than SQLite allows ({text})",
-                                  "SQLite's limits apply to every version dbvers stores")
-    return None
 
 
 class MergeSchemaError(DbversError):

@@ -141,5 +141,42 @@ def rows_frame(names: Sequence[str], rows: Sequence[Sequence[Any]],
     return frame(names, [arrow_column(list(v), t) for v, t in zip(columns, types, strict=True)])
 
 
-__all__ = ["META_PREFIX", "UNION_KINDS", "arrow_column", "frame", "meta_columns", "null_type", "rows_frame",
-           "union_array", "value_kind"]
+def repeat_text(value: str | None, n: int) -> pyarrow.Array:
+    """*value* n times as a string array (all NULL for None), built without a Python list."""
+    import pyarrow as pa
+
+    if value is None:
+        return pa.nulls(n, type=pa.string())
+    import numpy as np
+
+    zeros = pa.array(np.zeros(n, dtype=np.int32))
+    return pa.DictionaryArray.from_arrays(zeros, pa.array([value])).cast(pa.string())
+
+
+def faithful_column(arr: pyarrow.ChunkedArray, affinity: str | None, classes: int | None,
+                    null_decl: str) -> pyarrow.ChunkedArray | pyarrow.Array | None:
+    """*arr* as read by the columnar driver if it holds every value as stored, else None.
+
+    The driver types a column by all its values at once (``columnar``): ``int64``
+    only when all are integers, ``double`` when integers and reals mix, ``string``
+    when text and numbers mix, ``binary`` when any is a blob. So an INTEGER, REAL
+    or TEXT affinity column read as its own type holds that class alone (those
+    affinities turn numbers into reals or text); for the others *classes* (1
+    integer, 2 real, 4 text, 8 blob, counted by SQLite) must name a single class.
+    An all-NULL column gets the type *null_decl* (a declared type) gives it.
+    """
+    import pyarrow as pa
+
+    if len(arr) == arr.null_count:
+        return pa.nulls(len(arr), type=null_type(null_decl))
+    if classes is not None:
+        want = {1: pa.int64(), 2: pa.float64(), 4: pa.string(), 8: pa.binary()}.get(classes)
+    elif arr.type == pa.int64():
+        want = arr.type
+    else:
+        want = {"REAL": pa.float64(), "TEXT": pa.string()}.get(affinity or "")
+    return arr if want is not None and arr.type == want else None
+
+
+__all__ = ["META_PREFIX", "UNION_KINDS", "arrow_column", "faithful_column", "frame", "meta_columns", "null_type",
+           "repeat_text", "rows_frame", "union_array", "value_kind"]

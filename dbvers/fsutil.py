@@ -13,8 +13,8 @@ import fcntl
 import hashlib
 import os
 import re
+import secrets
 import shutil
-import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -28,8 +28,6 @@ TMP_PREFIX = ".tmp-"
 _OWNER_RE = re.compile(r"(?:^|[-.])o([0-9a-f]{8})\.(\d+)\.(\d+)-")
 # Names without an owner (older dbvers, foreign tools) are removed only when this old.
 UNOWNED_MAX_AGE = 24 * 3600.0
-_UMASK = os.umask(0)
-os.umask(_UMASK)
 
 
 def fsync_dir(path: Path) -> None:
@@ -116,12 +114,23 @@ def temp_owner_alive(name: str) -> bool | None:
 
 
 def temp_path(directory: Path, suffix: str = "") -> Path:
-    """A fresh private file name in *directory* (same file system as the target)."""
-    fd, name = tempfile.mkstemp(prefix=temp_prefix(), suffix=suffix, dir=directory)
-    # mkstemp makes 0600 files; published files get the usual permissions so a team can share a store.
-    os.fchmod(fd, 0o666 & ~_UMASK)
-    os.close(fd)
-    return Path(name)
+    """A fresh, empty file in *directory* (same file system as the target), made like ``mkstemp``
+    but with mode 0666 filtered by the process's umask (and the directory's default ACL), as any
+    file the user makes: published files get the usual permissions so a team can share a store.
+
+    The kernel applies the umask at creation, so it is never read (reading it means setting it,
+    process-wide, which races with other threads creating files).
+    """
+    prefix = temp_prefix()
+    for _ in range(100):
+        path = directory / f"{prefix}{secrets.token_hex(6)}{suffix}"
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666)
+        except FileExistsError:
+            continue
+        os.close(fd)
+        return path
+    raise FileExistsError(errno.EEXIST, "no free temporary name", str(directory))
 
 
 def publish(tmp: Path, target: Path) -> None:

@@ -1,6 +1,8 @@
-"""The history of one row: every commit that changed it, with its values after the change.
+"""What the history tells: the log, one commit shown, the history of one row
+(``row_history``), and the keys that can differ between two commits (``changed_keys``).
 
-Patches tell cheaply which commits touched the row (their records carry the key);
+L3 (it reads states through the Repo). The walks are :mod:`dbvers.graph`'s. For a row's
+history, patches tell cheaply which commits touched the row (their records carry the key);
 only those commits' states are read for the row's full values. Commits whose
 patch doesn't account for every change they counted (keyframes after a schema
 change, rows with a NULL key, ...) are checked by comparing the row in both states.
@@ -8,13 +10,19 @@ change, rows with a NULL key, ...) are checked by comparing the row in both stat
 
 from __future__ import annotations
 
+from itertools import islice
+from operator import itemgetter
 from typing import TYPE_CHECKING, Any
 
 import apsw
 
 from . import changes as ch
+from . import graph
 from .errors import UsageError
 from .frames import arrow_column, frame, meta_columns
+from .objects import Commit, CommitLog, Schema, SchemaChange, TableCounts
+from .rowdiff import KeyHint
+from .schemadiff import describe_schema_changes
 from .values import param, read_rows
 
 if TYPE_CHECKING:
@@ -25,6 +33,19 @@ if TYPE_CHECKING:
 
 #: dbvers's columns in a row's history, before the row's own (Dolt's dolt_history names).
 HISTORY_COLUMNS = ("commit_hash", "commit_date", "commit_author", "commit_message", "diff_type")
+
+
+def log(repo: Repo, ref: str = "HEAD", n: int | None = None) -> CommitLog:
+    """Commits reachable from *ref*, newest first (``graph.ancestors``' order), at most *n*."""
+    walk = graph.ancestors(repo.get_commit, repo.resolve(ref))
+    return CommitLog((c for _, c in islice(walk, n)), repo=repo)
+
+
+def show(repo: Repo, ref: str = "HEAD") -> tuple[Commit, list[SchemaChange]]:
+    """A commit and its schema changes against its first parent (a root's: against nothing)."""
+    c = repo.get_commit(repo.resolve(ref))
+    old = repo.get_schema(repo.get_commit(c.parents[0]).schema) if c.parents else Schema(())
+    return c, describe_schema_changes(old, repo.get_schema(c.schema))
 
 
 def _key_values(pk: Any, info: ch.TableInfo) -> tuple[Any, ...]:
@@ -124,7 +145,7 @@ def row_history(repo: Repo, table: str, pk: Any, ref: str = "HEAD") -> pandas.Da
     """
     records: list[tuple[list[Any], dict[str, Any]]] = []
     columns: list[str] = []
-    oid: str | None = repo.resolve(ref)
+    start = repo.resolve(ref)
     info_cache: dict[str, ch.TableInfo | None] = {}
 
     def info_at(o: str) -> ch.TableInfo | None:
@@ -132,11 +153,10 @@ def row_history(repo: Repo, table: str, pk: Any, ref: str = "HEAD") -> pandas.Da
             info_cache[o] = _table_info(repo, o, table)
         return info_cache[o]
 
-    head_info = info_at(oid)
+    head_info = info_at(start)
     if head_info is not None:
         _key_values(pk, head_info)  # a key of the wrong shape: one clear error up front
-    while oid is not None:
-        c = repo.get_commit(oid)
+    for oid, c in graph.first_parents(repo.get_commit, start):
         parent = c.parents[0] if c.parents else None
         if table in c.counts:
             check = True
@@ -159,7 +179,6 @@ def row_history(repo: Repo, table: str, pk: Any, ref: str = "HEAD") -> pandas.Da
                     columns += [n for n in names if n not in columns]
                     meta = [oid, c.timestamp, c.author, c.summary, kind]
                     records.append((meta, dict(zip(names, values or (), strict=True))))
-        oid = parent
     # Column by column like a diff's DataFrame: integers stay integers beside NULLs,
     # and a column whose values changed type keeps each value's own type.
     base = meta_columns(columns, HISTORY_COLUMNS)
@@ -169,3 +188,91 @@ def row_history(repo: Repo, table: str, pk: Any, ref: str = "HEAD") -> pandas.Da
                 for c, t in zip(info.columns, info.types, strict=True)}
     arrays += [arrow_column([r.get(n) for _, r in records], declared.get(n, "")) for n in columns]
     return frame(base + columns, arrays)
+
+
+# -- which keys can differ, from the history between two commits -------------------
+
+_INSERT, _UPDATE, _DELETE = apsw.SQLITE_INSERT, apsw.SQLITE_UPDATE, apsw.SQLITE_DELETE
+
+
+def _first_parent_path(repo: Any, a: str, b: str, max_commits: int) -> list[str] | None:
+    """The commits between *a* and *b* on their first-parent chains (back to the first
+    common commit, which is left out), or None when the walk would pass *max_commits*."""
+    depth: dict[str, int] = {}
+    chain_a: list[str] = []
+    cur: str | None = a
+    while cur is not None and len(chain_a) <= max_commits:
+        depth[cur] = len(chain_a)
+        chain_a.append(cur)
+        c = repo.get_commit(cur)
+        cur = c.parents[0] if c.parents else None
+    path: list[str] = []
+    cur = b
+    while cur not in depth:
+        if cur is None or len(path) > max_commits:
+            return None
+        path.append(cur)
+        c = repo.get_commit(cur)
+        cur = c.parents[0] if c.parents else None
+    return path + chain_a[: depth[cur]]
+
+
+def _patch_keys(patch: bytes, keys: dict[str, set[Any]], unknown: set[str]) -> dict[str, list[int]]:
+    """Add the keys a patchset's changes name to *keys* (a table whose text isn't UTF-8 to
+    *unknown*); its changes per table, indexed by opcode."""
+    tallies: dict[str, list[int]] = {}
+    last = None
+    get: Any = None
+    add: Any = None
+    tally: list[int] = []
+    for change in apsw.Changeset.iter(patch):
+        if change.name != last:  # a patchset holds each table's changes together
+            last = change.name
+            get = itemgetter(*sorted(change.pk_columns))
+            add = keys.setdefault(last, set()).add
+            tally = tallies.setdefault(last, [0] * 32)
+        op = change.opcode
+        try:
+            add(get(change.new if op == _INSERT else change.old))
+        except UnicodeDecodeError:  # text that isn't UTF-8: compare the table in full
+            unknown.add(last)
+        tally[op] += 1
+    return tallies
+
+
+def changed_keys(repo: Any, a: str, b: str, *, max_commits: int = 10_000,
+                 max_changes: int = 20_000_000) -> KeyHint | None:
+    """Candidate keys between commits *a* and *b*, or None when only a full comparison can tell.
+
+    Both first-parent chains are walked back to their first common commit; every
+    commit on the way must keep its parent's schema (a patchset carries no DDL),
+    and a table's patch must account for every change the commit counted (changes
+    a patchset can't carry, such as rows with a NULL key, make the commit a
+    keyframe: its tables are then compared in full).
+    """
+    if a == b:
+        return KeyHint({}, set())
+    path = _first_parent_path(repo, a, b, max_commits)
+    if path is None:
+        return None
+    keys: dict[str, set[Any]] = {}
+    unknown: set[str] = set()
+    seen = 0
+    for oid in path:
+        c = repo.get_commit(oid)
+        if not c.parents or repo.get_commit(c.parents[0]).schema != c.schema:
+            return None
+        tallies: dict[str, list[int]] = {}
+        if c.patch:
+            tallies = _patch_keys(repo.objects.get(c.patch, "patch"), keys, unknown)
+            seen += sum(map(sum, tallies.values()))
+            if seen > max_changes:
+                return None
+        for t in tallies.keys() | c.counts.keys():
+            n = c.counts.get(t, TableCounts())
+            got = tallies.get(t, [0] * 32)
+            if [got[_INSERT], got[_UPDATE], got[_DELETE]] != [n.inserts, n.updates, n.deletes]:
+                unknown.add(t)
+    for t in unknown:
+        keys.pop(t, None)
+    return KeyHint({t: k for t, k in keys.items() if k}, unknown)

@@ -12,7 +12,6 @@ expires reflogs first, then deletes unreachable objects older than ``prune``.
 from __future__ import annotations
 
 import math
-import os
 import re
 import time
 from dataclasses import dataclass, field
@@ -21,11 +20,11 @@ from typing import TYPE_CHECKING
 
 import apsw
 
-from . import snapshots
+from . import graph, snapshots
 from .config import expiry_cutoff
-from .errors import BadExpiryError, DbversError, HistoryDamagedError, MissingObjectError
+from .errors import BadExpiryError, DbversError, HistoryDamagedError
 from .fsutil import TMP_PREFIX, temp_path
-from .refs import HEADS, validate_name
+from .storage.refnames import HEADS, validate_name
 
 if TYPE_CHECKING:
     from .repo import Repo
@@ -177,35 +176,6 @@ def _read_reflogs(repo: Repo, out: HistoryRoots) -> None:
                     out.ids.setdefault(oid, f"{name} line {n}")
 
 
-def walk_history(repo: Repo, roots: HistoryRoots) -> tuple[set[str], list[str]]:
-    """Every commit the roots reach, and every commit on the way that can't be read (never raises).
-
-    Unlike a walk that skips what it can't read, a missing or corrupt commit is a
-    problem here: its parents (and what they reach) are unknown, so nobody may
-    conclude that anything is unreachable.
-    """
-    seen: set[str] = set()
-    readable: set[str] = set()
-    problems: list[str] = []
-    stack = sorted(roots.ids.items(), reverse=True)
-    while stack:
-        oid, why = stack.pop()
-        if oid in seen:
-            continue
-        seen.add(oid)
-        try:
-            c = repo.get_commit(oid)
-        except MissingObjectError:
-            problems.append(f"commit {oid[:12]} (reached from {why}) is missing from the store")
-            continue
-        except (DbversError, ValueError, KeyError, TypeError) as e:
-            problems.append(f"commit {oid[:12]} (reached from {why}) is unreadable ({_short(e)})")
-            continue
-        readable.add(oid)
-        stack.extend((p, f"commit {oid[:12]}") for p in c.parents)
-    return readable, problems
-
-
 def reachable_commits(repo: Repo, action: str = "the operation") -> set[str]:
     """Commits reachable from a branch, tag, HEAD or reflog entry.
 
@@ -213,10 +183,10 @@ def reachable_commits(repo: Repo, action: str = "the operation") -> set[str]:
     answer computed around a hole would call the history behind it unreachable.
     """
     roots = history_roots(repo)
-    commits, problems = walk_history(repo, roots)
-    if roots.problems or problems:
-        raise HistoryDamagedError(action, roots.problems + problems)
-    return commits
+    reach = graph.walk(repo.get_commit, roots.ids)
+    if roots.problems or reach.problems:
+        raise HistoryDamagedError(action, roots.problems + reach.problems)
+    return set(reach.commits)
 
 
 def _closure(repo: Repo, commits: set[str]) -> set[str]:
@@ -235,8 +205,8 @@ def _closure(repo: Repo, commits: set[str]) -> set[str]:
 
 def _mtime(repo: Repo, oid: str) -> float:
     try:
-        return os.stat(repo.objects.path(oid)).st_mtime
-    except OSError:
+        return repo.objects.mtime(oid)
+    except (OSError, DbversError):
         return math.inf  # can't tell its age: not old enough to delete
 
 
@@ -245,22 +215,6 @@ def _is_commit(repo: Repo, oid: str) -> bool:
         return repo.objects.object_type(oid) == "commit"
     except (DbversError, OSError, ValueError):
         return False
-
-
-def _ancestry_tolerant(repo: Repo, tip: str) -> set[str]:
-    """An unreachable commit's ancestry as far as it can be read (it names no history to protect)."""
-    seen: set[str] = set()
-    stack = [tip]
-    while stack:
-        oid = stack.pop()
-        if oid in seen:
-            continue
-        seen.add(oid)
-        try:
-            stack.extend(repo.get_commit(oid).parents)
-        except (DbversError, ValueError, KeyError, TypeError):
-            continue
-    return seen
 
 
 def fsck(repo: Repo) -> FsckReport:
@@ -300,21 +254,16 @@ def fsck(repo: Repo) -> FsckReport:
 
 def _fsck_keyframes(repo: Repo, types: dict[str, str], report: FsckReport) -> None:
     try:
-        records = repo.keyframe_files()
+        records = repo.refs.keyframes()
     except OSError as e:
-        report.problems.append(f"keyframes/ can't be listed ({_short(e)})")
+        report.problems.append(f"refs/keyframes/ can't be listed ({_short(e)})")
         return
-    for kf in records:
-        try:
-            snap = kf.read_bytes().decode("utf-8", errors="replace").strip()
-        except OSError as e:
-            report.problems.append(f"keyframe record {kf.name[:12]} is unreadable ({_short(e)})")
-            continue
+    for commit, snap in records.items():
         if not _ID_RE.fullmatch(snap):
-            report.problems.append(f"keyframe record of {kf.name[:12]} is garbage (not a snapshot id); "
-                                   "it is ignored, delete it or run 'dbvers snapshot' at that commit")
+            report.problems.append(f"keyframe record of {commit[:12]} is unreadable or garbage (not a snapshot "
+                                   "id); it is ignored, delete it or run 'dbvers snapshot' at that commit")
         elif types.get(snap) != "snapshot":
-            report.problems.append(f"keyframe of {kf.name[:12]} names missing snapshot {snap[:12]}")
+            report.problems.append(f"keyframe of {commit[:12]} names missing snapshot {snap[:12]}")
 
 
 def _fsck_commit(repo: Repo, oid: str, types: dict[str, str], report: FsckReport) -> None:
@@ -370,17 +319,6 @@ def _tip(repo: Repo, ref: str) -> str | None:
     return repo.refs.head().commit if ref == "HEAD" else repo.refs.read(ref)
 
 
-def _ancestry(repo: Repo, tip: str) -> set[str]:
-    seen: set[str] = set()
-    stack = [tip]
-    while stack:
-        oid = stack.pop()
-        if oid not in seen:
-            seen.add(oid)
-            stack.extend(repo.get_commit(oid).parents)
-    return seen
-
-
 def reflog_expire(repo: Repo, *, expire: Expiry = None, expire_unreachable: Expiry = None,
                   refs: list[str] | None = None, dry_run: bool = False,
                   action: str = "reflog expire") -> ReflogExpireReport:
@@ -421,7 +359,7 @@ def reflog_expire(repo: Repo, *, expire: Expiry = None, expire_unreachable: Expi
                     go = True  # a deleted ref: nothing is reachable from it
                 else:
                     if from_tip is None:
-                        from_tip = _ancestry(repo, tip)
+                        from_tip = graph.ancestor_ids(repo.get_commit, [tip])
                     go = any(oid != ZERO_ID and oid not in from_tip for oid in (old, new))
             if go and i == current:
                 # The ref's value stays logged, but what it moved *from* expired with the entries
@@ -472,7 +410,8 @@ def gc(repo: Repo, *, prune: Expiry = None) -> GcReport:
     young_roots: set[str] = set()
     for oid in recent:
         if _is_commit(repo, oid):
-            young_roots |= _ancestry_tolerant(repo, oid)
+            # an unreachable commit's ancestry as far as it can be read (it names no history to protect)
+            young_roots |= graph.walk(repo.get_commit, [oid]).seen
     keep = reachable | recent | _closure(repo, young_roots - commits)
     for oid in ids:
         if oid in keep:
@@ -482,9 +421,10 @@ def gc(repo: Repo, *, prune: Expiry = None) -> GcReport:
         report.removed_bytes += repo.objects.stored_size(oid)
         repo.objects.delete(oid)
         report.removed_objects += 1
-    for kf in repo.keyframe_files():
-        if not repo.objects.has(kf.name):
-            kf.unlink()
+    repo.refs.migrate_keyframes()  # an old store's keyframes/ files become refs
+    for commit in repo.refs.keyframes():
+        if not repo.objects.has(commit):
+            repo.refs.delete_keyframe(commit)
     for p in repo.cache_dir.glob("*.db"):
         if p.stem not in commits and not p.name.startswith(TMP_PREFIX):  # temps: their owners' to remove
             p.unlink(missing_ok=True)

@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
+from . import display
+
 FORMAT_VERSION = 1
 OBJECT_TYPES = ("commit", "schema", "patch", "snapshot", "rowids")
 SHORT_ID_LEN = 10
@@ -181,21 +183,15 @@ class Commit:
     def __repr__(self) -> str:
         return f"<dbvers.Commit {self.short_id} {short_repr(self.summary)} {counts_summary(self.counts)}>"
 
+    # Text, notebook and terminal views are registered by dbvers.render.display.
     def __str__(self) -> str:
-        from .render.html import commit_text
+        return str(display.render(self, "text", colour=False))
 
-        return commit_text(self, colour=False)
-
-    # Notebook and terminal views live in dbvers.render (imported only when shown).
     def _repr_html_(self) -> str:
-        from .render.html import commit_html
-
-        return commit_html(self)
+        return str(display.render(self, "html"))
 
     def _repr_pretty_(self, p: Any, cycle: bool) -> None:
-        from .render.html import commit_text
-
-        p.text(commit_text(self))
+        p.text(display.render(self, "text"))
 
 
 class CommitLog(list):  # type: ignore[type-arg]
@@ -212,19 +208,13 @@ class CommitLog(list):  # type: ignore[type-arg]
         return f"<dbvers.CommitLog {len(self)} commit(s){': ' if self else ''}{shown}{more}>"
 
     def __str__(self) -> str:
-        from .render.html import log_text
-
-        return log_text(self, self.repo, colour=False)
+        return str(display.render(self, "text", colour=False))
 
     def _repr_html_(self) -> str:
-        from .render.html import log_html
-
-        return log_html(self, self.repo)
+        return str(display.render(self, "html"))
 
     def _repr_pretty_(self, p: Any, cycle: bool) -> None:
-        from .render.html import log_text
-
-        p.text("[...]" if cycle else log_text(self, self.repo))
+        p.text("[...]" if cycle else display.render(self, "text"))
 
 
 def short_repr(text: str, width: int = 50) -> str:

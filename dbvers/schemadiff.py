@@ -1,18 +1,21 @@
 """What changed between two schemas, in words: tables, indexes, views and triggers created,
-dropped or altered, and a table's columns added, dropped or renamed."""
+dropped or altered, and a table's columns added, dropped or renamed.
+
+L2: imports tables and L0."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from . import changes as ch
 from .objects import Schema, SchemaChange
+from .tables import read_schema
+from .values import quote
 
 
 def schema_changes(conn: Any, *, stats: bool = False) -> list[SchemaChange]:
     """Human lines for the schema differences between ``base`` and ``main``."""
-    return describe_schema_changes(ch.read_schema(conn, "base", stats=stats),
-                                   ch.read_schema(conn, "main", stats=stats))
+    return describe_schema_changes(read_schema(conn, "base", stats=stats),
+                                   read_schema(conn, "main", stats=stats))
 
 
 def describe_schema_changes(old: Schema, new: Schema) -> list[SchemaChange]:
@@ -41,7 +44,7 @@ def _table_columns(sql: str) -> list[str]:
     try:
         conn.execute(sql)
         name = conn.execute("SELECT name FROM sqlite_schema WHERE type = 'table'").fetchone()[0]
-        return [r[1] for r in conn.execute(f"PRAGMA table_info({ch.quote(name)})")]
+        return [r[1] for r in conn.execute(f"PRAGMA table_info({quote(name)})")]
     except apsw.Error:
         return []
     finally:

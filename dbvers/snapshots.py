@@ -15,19 +15,12 @@ from pathlib import Path
 
 import apsw
 
-from .changes import open_private
-from .errors import CorruptObjectError, DbversError, StorageError
+from .errors import CorruptObjectError, IntegrityError, StorageError
 from .fsutil import publish, temp_path
-from .store import ObjectStore
+from .privatedb import open_private
+from .storage.base import ObjectStore
 
-
-class IntegrityError(DbversError):
-    def __init__(self, what: str, problems: list[str]) -> None:
-        self.problems = problems
-        super().__init__(
-            f"{what} fails PRAGMA integrity_check ({problems[0][:100]}); "
-            "repair it (e.g. sqlite3 .recover) before committing"
-        )
+# IntegrityError lived here once; dbvers.errors owns it now (snapshots.IntegrityError is the same class).
 
 
 def integrity_problems(conn: apsw.Connection, quick: bool = False) -> list[str]:
@@ -121,12 +114,14 @@ def _open_file_state(path: Path, what: str) -> apsw.Connection:
     return conn
 
 
-def load(store: ObjectStore, oid: str, scratch: Path | None = None) -> apsw.Connection:
+def load(store: ObjectStore, oid: str, scratch: Path | None = None, *,
+         memory_limit: int = IN_MEMORY_MAX) -> apsw.Connection:
     """A connection holding snapshot *oid* (hash verified by the store while it streams).
 
-    In memory when small; a private file in *scratch* when larger than ``IN_MEMORY_MAX``.
+    In memory when small; a private file in *scratch* when larger than *memory_limit*
+    (the size the object's header declares: reads never exceed it).
     """
-    if scratch is not None and store.body_size(oid) > IN_MEMORY_MAX:
+    if scratch is not None and store.body_size(oid) > memory_limit:
         scratch.mkdir(parents=True, exist_ok=True)
         tmp = temp_path(scratch, ".db")
         store.get_to_file(oid, tmp, "snapshot")
@@ -134,9 +129,9 @@ def load(store: ObjectStore, oid: str, scratch: Path | None = None) -> apsw.Conn
     return load_bytes(store.get(oid, "snapshot"), oid)
 
 
-def load_file(path: Path, what: str, scratch: Path) -> apsw.Connection:
-    """A private, writable copy of the database file *path* (memory when small, else a temp file)."""
-    if path.stat().st_size <= IN_MEMORY_MAX:
+def load_file(path: Path, what: str, scratch: Path, *, memory_limit: int = IN_MEMORY_MAX) -> apsw.Connection:
+    """A private, writable copy of the database file *path* (memory up to *memory_limit*, else a temp file)."""
+    if path.stat().st_size <= memory_limit:
         return load_bytes(path.read_bytes(), what)
     tmp = temp_path(scratch, ".db")
     try:

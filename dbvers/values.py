@@ -113,7 +113,8 @@ def _real_literal(v: float) -> str:
     return f"({out} /* {v!r} */)"
 
 
-def _quote(name: str) -> str:
+def quote(name: str) -> str:
+    """Quote an SQL identifier (every identifier that reaches SQL goes through this)."""
     return '"' + name.replace('"', '""') + '"'
 
 
@@ -168,7 +169,7 @@ def _raw_rows(conn: apsw.Connection, sql: str, bindings: Sequence[Any], ncols: i
     for c in names:
         exprs += [f"CASE WHEN typeof({c}) = 'text' THEN CAST({c} AS BLOB) ELSE {c} END",
                   f"typeof({c}) = 'text'"]
-    wrapped = (f"WITH dbvers_q({', '.join(map(_quote, names))}) AS ({sql}) "
+    wrapped = (f"WITH dbvers_q({', '.join(map(quote, names))}) AS ({sql}) "
                f"SELECT {', '.join(exprs)} FROM dbvers_q")
     for i, raw in enumerate(conn.execute(wrapped, bindings)):
         if i < skip:

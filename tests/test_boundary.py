@@ -25,7 +25,8 @@ from conftest import execute
 
 import dbvers
 from dbvers import cli
-from dbvers.errors import DbversError, InternalError, translate
+from dbvers.boundary import translate
+from dbvers.errors import DbversError, InternalError
 
 STORE = ".dbvers"
 

@@ -243,7 +243,7 @@ def test_refs_on_different_branches(repo: dbvers.Repo, sql: Sql, db_path: Path) 
                     UPDATE events SET payload = 'f' WHERE rowid = 1;""")
     repo.commit("on feature")
     with repo.diff("main", "feature") as d, full_diff(repo, "main", "feature") as f:
-        assert d._hint is not None  # found through the merge base's patches
+        assert d.hint is not None  # found through the merge base's patches
         assert d.tables == f.tables == ["events", "orders"]
         for t in d.specs:
             assert rows_of(d, t) == rows_of(f, t)
@@ -268,7 +268,7 @@ def test_patch_guided_diff_equals_full_comparison(repo: dbvers.Repo, sql: Sql, d
     n = len(steps)
     for a, b in [(f"HEAD~{n}", "HEAD"), ("HEAD~2", "HEAD~1"), ("HEAD", f"HEAD~{n}"), (f"HEAD~{n}", "HEAD~2")]:
         with repo.diff(a, b) as d, full_diff(repo, a, b) as f:
-            assert d._hint is not None
+            assert d.hint is not None
             assert d.tables == f.tables, (a, b)
             for t in d.specs:
                 assert rows_of(d, t) == rows_of(f, t), (a, b, t)
@@ -282,13 +282,13 @@ def test_patch_hint_falls_back_when_patches_cannot_tell(repo: dbvers.Repo, sql: 
     sql(db_path, "ALTER TABLE orders ADD COLUMN extra INTEGER")  # a keyframe: no patch
     repo.commit("schema")
     with repo.diff("HEAD~1", "HEAD") as d:
-        assert d._hint is None
+        assert d.hint is None
     sql(db_path, """CREATE TABLE np(k TEXT PRIMARY KEY, v); INSERT INTO np VALUES ('a', 1), (NULL, 2);""")
     repo.commit("np")
     sql(db_path, "UPDATE np SET v = 3 WHERE k IS NULL; UPDATE np SET v = 4 WHERE k = 'a'")
     repo.commit("null key row changed")  # sessions can't see NULL-key rows: the patch is partial
     with repo.diff("HEAD~1", "HEAD") as d:
-        assert d._hint is not None and "np" in d._hint.unknown
+        assert d.hint is not None and "np" in d.hint.unknown
         k = by_kind(d, "np")
         assert sorted((r["from_v"], r["to_v"]) for r in k["modified"]) == [(1, 4), (2, 3)]
 

@@ -256,7 +256,7 @@ def test_same_changes_as_sqldiff(pair: tuple[list[Any], list[Any], list[str]]) -
         shutil.copy(b, db)
         repo.commit("B", allow_empty=True)
         with repo.diff("HEAD~1", "HEAD") as d:
-            assert d._hint is not None
+            assert d.hint is not None
             assert from_diff(d) == want
             counts = d.counts()
         for t in WITH_PK:

@@ -22,7 +22,7 @@ from conftest import dump_state, execute, one_line_error
 import dbvers
 from dbvers.errors import DbversError
 from dbvers.objects import object_id
-from dbvers.store import ObjectStore
+from dbvers.storage.local import LocalObjectStore as ObjectStore
 
 Cli = Callable[..., subprocess.CompletedProcess[str]]
 

@@ -294,11 +294,11 @@ def _blocked(*args: Any, **kwargs: Any) -> None:
 
 def test_every_ref_move_is_last(w: World, monkeypatch: pytest.MonkeyPatch) -> None:
     """With every reflog append failing, no ref-moving call moves a ref."""
-    import dbvers.refs
+    import dbvers.storage.local_refs
 
     repo = dbvers.open(w.db)
     repo.branch("gone")
-    monkeypatch.setattr(dbvers.refs, "append_line", _blocked)
+    monkeypatch.setattr(dbvers.storage.local_refs, "append_line", _blocked)
     execute(w.db, "UPDATE orders SET qty = 8 WHERE id = 2;")
     calls = [
         lambda: repo.commit("blocked"),
@@ -321,12 +321,12 @@ def test_every_ref_move_is_last(w: World, monkeypatch: pytest.MonkeyPatch) -> No
 
 def test_checkout_whose_ref_move_fails_says_so_and_is_finished_later(
         w: World, monkeypatch: pytest.MonkeyPatch) -> None:
-    import dbvers.refs
+    import dbvers.storage.local_refs
 
     repo = dbvers.open(w.db)
     v1 = repo.resolve("v1")
     refs = refs_of(w.store)
-    monkeypatch.setattr(dbvers.refs, "append_line", _blocked)
+    monkeypatch.setattr(dbvers.storage.local_refs, "append_line", _blocked)
     with pytest.raises(UnfinishedMoveError) as exc:  # not "nothing was changed": the database was
         repo.checkout("v1")
     assert "dbvers status" in str(exc.value) and "nothing was changed" not in str(exc.value)

@@ -24,10 +24,12 @@ from dbvers.errors import (
     RefConflictError,
     RepositoryBusyError,
 )
+from dbvers.formats import ZERO_ID
 from dbvers.fsutil import RepoLock
 from dbvers.objects import object_id
-from dbvers.refs import HEADS, ZERO_ID, RefStore, validate_name
-from dbvers.store import ObjectStore
+from dbvers.storage.local import LocalObjectStore as ObjectStore
+from dbvers.storage.local_refs import LocalRefStore as RefStore
+from dbvers.storage.refnames import HEADS, validate_name
 
 # -- ObjectStore -------------------------------------------------------------------
 

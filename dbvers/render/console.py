@@ -7,15 +7,20 @@ plain and readable.
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.markup import escape as markup_escape
 
-from ..maintenance import FsckReport, GcReport, ReflogExpireReport
-from ..objects import Commit, SchemaChange, TableCounts
-from ..refs import HEADS, ReflogEntry
-from ..repo import Status
+from ..formats import parse_timestamp
+from ..storage.refnames import HEADS
 from .text import safe_text
+
+if TYPE_CHECKING:  # types only: the reports and Status are rendered here, never built
+    from ..maintenance import FsckReport, GcReport, ReflogExpireReport
+    from ..objects import Commit, SchemaChange, TableCounts
+    from ..status import Status
+    from ..storage.base import ReflogEntry
 
 
 def escape(text: str) -> str:
@@ -82,7 +87,7 @@ def print_status(console: Console, st: Status) -> None:
 
 def _date(ts: str) -> str:
     try:
-        dt = datetime.strptime(ts, "%Y-%m-%dT%H:%M:%S.%fZ")
+        dt = parse_timestamp(ts)
     except ValueError:
         return ts
     return dt.strftime("%a %b %d %H:%M:%S %Y UTC")

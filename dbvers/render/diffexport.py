@@ -18,11 +18,10 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any, TextIO
 
-from ..changes import quote
 from ..diff import Diff
 from ..errors import UsageError
 from ..fsutil import publish, temp_path
-from ..values import encode_text, is_raw_text, sql_literal
+from ..values import encode_text, is_raw_text, quote, sql_literal
 
 
 def _json_value(v: Any) -> Any:
@@ -146,96 +145,117 @@ def export(diff: Diff, tables: list[str], fmt: str, path: str | None, *, where: 
     wrote = not where and any(  # schema changes of these tables (the rest: whole diffs only)
         s.name in tables if s.type == "table" else whole for s in diff.schema_changes)
     schema_tables = {s.name for s in diff.schema_changes if s.type == "table"}
+    rows: dict[str, Any] = {"where": where, "limit": limit, "skinny": skinny}
     if fmt == "sql":
         if where or limit is not None or skinny:
             raise UsageError("--format sql writes the whole change; drop --where/--limit/--skinny")
-        with _text_out(path) as out:
-            out.write("BEGIN;\n")
-            for stmt in diff.to_sql(None if whole else tables):
-                out.write(stmt + "\n")
-                wrote = True
-            out.write("COMMIT;\n")
-        return wrote
+        return _export_sql(diff, None if whole else tables, path) or wrote
     if fmt == "parquet":
         if not path:
             raise UsageError("--format parquet needs -o FILE (a directory when several tables changed)")
-        import pyarrow.parquet as pq
-
-        target = Path(path)
-        many = len(tables) > 1
-        if many:
-            target.mkdir(parents=True, exist_ok=True)
-        # Every file is written under a temp name first and renamed only when all are
-        # written, so a failure leaves none of this export behind.
-        written: list[tuple[Path, Path]] = []
-        try:
-            for t in tables:
-                tbl = _parquet_safe(diff.to_arrow(t, where=where, limit=limit, skinny=skinny))
-                tbl = tbl.replace_schema_metadata({**(tbl.schema.metadata or {}),
-                                                   b"dbvers.table": t.encode("utf-8", "surrogateescape")})
-                wrote = wrote or tbl.num_rows > 0
-                dest = target / table_file_name(t, tables, ".parquet") if many else target
-                tmp = temp_path(dest.parent, ".parquet")
-                written.append((tmp, dest))
-                pq.write_table(tbl, tmp)
-            for tmp, dest in written:
-                publish(tmp, dest)
-        finally:
-            for tmp, _ in written:
-                tmp.unlink(missing_ok=True)
-        return wrote
+        return _export_parquet(diff, tables, Path(path), rows) or wrote
     if fmt not in ("json", "csv"):
         raise UsageError(f"unknown format {fmt!r}")
     with _text_out(path) as out:
-        if fmt == "json":
-            out.write("{")
-            first = True
-            for t in tables:
-                cols = diff.output_columns(t, skinny=skinny, where=where, limit=limit)
-                started = False
+        writer = _export_json if fmt == "json" else _export_csv
+        return writer(diff, tables, schema_tables, out, rows) or wrote
 
-                def start(t: str = t) -> None:
-                    nonlocal first
-                    out.write(("" if first else ",") + "\n" + json.dumps(t, ensure_ascii=False) + ": [")
-                    first = False
 
-                for j, row in enumerate(diff.iter_rows(t, where=where, limit=limit, skinny=skinny)):
-                    if not started:
-                        start()
-                        started = True
-                    rec = {c: _json_value(v) for c, v in zip(cols, row, strict=True)}
-                    out.write(("," if j else "") + "\n  " + json.dumps(rec, ensure_ascii=False))
-                    wrote = True
-                if not started and t in schema_tables:
-                    start()
-                    started = True
-                if started:
-                    out.write("\n]")
-            out.write("\n}\n")
-        else:
-            w = csv.writer(out, lineterminator="\n")
-            first = True
-            for t in tables:
-                cols = diff.output_columns(t, skinny=skinny, where=where, limit=limit)
-                started = False
-                # SQLite writes BLOBs as x'..' text; the csv module writes the rest as
-                # _csv_value would (floats by repr, NULL as an empty field), all in C.
-                exprs = [sql_literal(t)] + [
-                    f"CASE WHEN typeof({q}) = 'blob' THEN 'x''' || lower(hex({q})) || '''' ELSE {q} END"
-                    for q in map(quote, cols)
-                ]
-                _, cur = diff.query(t, where=where, limit=limit, columns=cols, exprs=exprs)
-                for row in cur:  # the first row only: the rest go to writerows
-                    if not first:
-                        out.write("\n")
-                    w.writerow(["table", *cols])
-                    w.writerow(row)
-                    w.writerows(cur)
-                    started, first, wrote = True, False, True
-                    break
-                if not started and t in schema_tables:
-                    if not first:
-                        out.write("\n")
-                    w.writerow(["table", *cols])
-                    first = False
+def _export_sql(diff: Diff, tables: list[str] | None, path: str | None) -> bool:
+    wrote = False
+    with _text_out(path) as out:
+        out.write("BEGIN;\n")
+        for stmt in diff.to_sql(tables):
+            out.write(stmt + "\n")
+            wrote = True
+        out.write("COMMIT;\n")
+    return wrote
+
+
+def _export_parquet(diff: Diff, tables: list[str], target: Path, rows: dict[str, Any]) -> bool:
+    import pyarrow.parquet as pq
+
+    wrote = False
+    many = len(tables) > 1
+    if many:
+        target.mkdir(parents=True, exist_ok=True)
+    # Every file is written under a temp name first and renamed only when all are
+    # written, so a failure leaves none of this export behind.
+    written: list[tuple[Path, Path]] = []
+    try:
+        for t in tables:
+            tbl = _parquet_safe(diff.to_arrow(t, **rows))
+            tbl = tbl.replace_schema_metadata({**(tbl.schema.metadata or {}),
+                                               b"dbvers.table": t.encode("utf-8", "surrogateescape")})
+            wrote = wrote or tbl.num_rows > 0
+            dest = target / table_file_name(t, tables, ".parquet") if many else target
+            tmp = temp_path(dest.parent, ".parquet")
+            written.append((tmp, dest))
+            pq.write_table(tbl, tmp)
+        for tmp, dest in written:
+            publish(tmp, dest)
+    finally:
+        for tmp, _ in written:
+            tmp.unlink(missing_ok=True)
+    return wrote
+
+
+def _export_json(diff: Diff, tables: list[str], schema_tables: set[str], out: TextIO,
+                 rows: dict[str, Any]) -> bool:
+    wrote = False
+    out.write("{")
+    first = True
+    for t in tables:
+        cols = diff.output_columns(t, **rows)
+        started = False
+
+        def start(t: str = t) -> None:
+            nonlocal first
+            out.write(("" if first else ",") + "\n" + json.dumps(t, ensure_ascii=False) + ": [")
+            first = False
+
+        for j, row in enumerate(diff.iter_rows(t, **rows)):
+            if not started:
+                start()
+                started = True
+            rec = {c: _json_value(v) for c, v in zip(cols, row, strict=True)}
+            out.write(("," if j else "") + "\n  " + json.dumps(rec, ensure_ascii=False))
+            wrote = True
+        if not started and t in schema_tables:
+            start()
+            started = True
+        if started:
+            out.write("\n]")
+    out.write("\n}\n")
+    return wrote
+
+
+def _export_csv(diff: Diff, tables: list[str], schema_tables: set[str], out: TextIO,
+                rows: dict[str, Any]) -> bool:
+    wrote = False
+    w = csv.writer(out, lineterminator="\n")
+    first = True
+    for t in tables:
+        cols = diff.output_columns(t, **rows)
+        started = False
+        # SQLite writes BLOBs as x'..' text; the csv module writes the rest as
+        # _csv_value would (floats by repr, NULL as an empty field), all in C.
+        exprs = [sql_literal(t)] + [
+            f"CASE WHEN typeof({q}) = 'blob' THEN 'x''' || lower(hex({q})) || '''' ELSE {q} END"
+            for q in map(quote, cols)
+        ]
+        _, cur = diff.query(t, where=rows["where"], limit=rows["limit"], columns=cols, exprs=exprs)
+        for row in cur:  # the first row only: the rest go to writerows
+            if not first:
+                out.write("\n")
+            w.writerow(["table", *cols])
+            w.writerow(row)
+            w.writerows(cur)
+            started, first, wrote = True, False, True
+            break
+        if not started and t in schema_tables:
+            if not first:
+                out.write("\n")
+            w.writerow(["table", *cols])
+            first = False
     return wrote

@@ -17,10 +17,10 @@ from __future__ import annotations
 import io
 import sys
 from collections.abc import Iterable, Sequence
-from datetime import datetime
 from html import escape as html_escape
 from typing import TYPE_CHECKING, Any
 
+from ..formats import parse_timestamp
 from ..objects import Commit, SchemaChange, TableCounts
 from .text import safe_text
 
@@ -259,7 +259,7 @@ def _tty() -> bool:
 
 def date_text(ts: str) -> str:
     try:
-        return datetime.strptime(ts, "%Y-%m-%dT%H:%M:%S.%fZ").strftime("%Y-%m-%d %H:%M UTC")
+        return parse_timestamp(ts).strftime("%Y-%m-%d %H:%M UTC")
     except ValueError:
         return ts
 

@@ -367,16 +367,6 @@ class DiffView(_StaticFallback, w.VBox):
             p.close()
 
 
-def _empty_state(repo: Any) -> Any:
-    """An empty database file in the store's cache (the 'before' of a root commit)."""
-    from ..fsutil import temp_path
-
-    repo.cache_dir.mkdir(exist_ok=True)
-    p = temp_path(repo.cache_dir, ".db")
-    p.write_bytes(b"")
-    return p
-
-
 class LogView(_StaticFallback, w.VBox):
     """The history as a list; the selected commit's diff below it, and a checkout button."""
 
@@ -444,14 +434,10 @@ class LogView(_StaticFallback, w.VBox):
             if c.parents:
                 self._diff = self.repo.diff(c.parents[0], c.id)
                 self._diff.a_label, self._diff.b_label = c.parents[0][:10], c.short_id
-            else:
-                from ..diff import Diff
-
-                with self.repo._locked():  # as Repo.diff: the cache is written under the lock
-                    empty = _empty_state(self.repo)
-                    self._diff = Diff(empty, self.repo.materialize(c.id), a_label="(empty)",
-                                      b_label=c.short_id, b_commit=c.id, owned=[empty],
-                                      workdir=self.repo.cache_dir)
+            else:  # a root commit: its state against an empty database, through the public API
+                with self.repo.diff(c.id, c.id) as same:
+                    self._diff = same.against_empty("(empty)")
+                self._diff.b_label = c.short_id
             # A commit knows its counts against its first parent: nothing to count.
             self.diff_view = DiffView(self._diff, page_size=self.page_size, namespace=self.namespace,
                                       counts=dict(c.counts))

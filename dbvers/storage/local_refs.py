@@ -1,146 +1,67 @@
-"""Branches, tags, HEAD and the reflog.
+"""Branches, tags, HEAD, the reflog and keyframe records in the store directory.
 
-Layout (git's): ``HEAD`` holds ``ref: refs/heads/<branch>`` or a commit id
-(detached); ``refs/heads/<name>`` and ``refs/tags/<name>`` hold a commit id;
-``logs/<ref>`` is the reflog, one line per move:
-``<old id> <new id> <unix time> <message>``. Every write is atomic; moving a ref
-is a compare-and-swap under the repository lock, and is the commit point of
-every operation.
+L1, a backend of ``base.RefStore``. Layout (git's): ``HEAD`` holds
+``ref: refs/heads/<branch>`` or a commit id (detached); ``refs/heads/<name>``,
+``refs/tags/<name>`` and ``refs/remotes/<remote>/<name>`` hold a commit id;
+``refs/keyframes/<commit>`` holds the snapshot id made for that commit;
+``logs/<ref>`` is the reflog, one line per move: ``<old id> <new id> <unix time>
+<message>``. Every write is atomic, and a ref moves by compare-and-swap under its
+own lock file (``reflock``), so it is safe whatever locks the caller holds.
 
 Every path made from a ref name, for reading, writing, deleting a ref or its
-reflog, comes from :meth:`RefStore._file`, which validates the *full* name with
-:func:`check_ref_format` and checks that the path stays inside the store. A ref
-that does not exist is an unborn branch; a ref (or HEAD) that exists but can't
-be read as a commit id is a :class:`DamagedRefError`, never "unborn".
+reflog, comes from :meth:`LocalRefStore._file`, which validates the *full* name with
+``check_ref_format`` and checks that the path stays inside the store. A ref that
+does not exist is an unborn branch; a ref (or HEAD) that exists but can't be read
+as an id is a :class:`DamagedRefError`, never "unborn".
 
 A move writes its reflog line(s) first and the ref file last: a failure before
 the rename leaves the ref where it was (a reflog line for a move that never
 happened only keeps a commit alive for gc; nothing reads it as the ref's value).
+Reflogs are appended to by moves and rewritten (atomically) only by expiry. A
+deleted ref's reflog stays, so it can be recovered, until its entries expire.
 
-Reflogs are appended to by moves and rewritten (atomically, under the lock) only
-by expiry (:meth:`RefStore.rewrite_reflog`, driven by ``maintenance.reflog_expire``).
-A deleted ref's reflog stays, so it can be recovered, until its entries expire.
+Stores made before keyframe records were refs keep them in ``keyframes/<commit>``:
+they are read as records too (the ref wins), and ``migrate_keyframes`` turns them
+into refs.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
-import re
 import stat
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import (
-    DamagedRefError,
-    InvalidRefNameError,
-    RefConflictError,
-    RefPathConflictError,
-    StorageError,
+from ..errors import DamagedRefError, RefConflictError, RefPathConflictError, StorageError
+from ..formats import ZERO_ID, is_id
+from ..fsutil import TMP_PREFIX, append_line, temp_path, write_atomic
+from .base import Head, ReflogEntry
+from .reflock import ref_lock
+from .refnames import (
+    HEADS,
+    KEYFRAMES,
+    NAMESPACES,
+    TAGS,
+    check_ref_format,
+    is_commit_ref,
+    is_valid_ref,
+    keyframe_ref,
+    parse_head,
+    parse_reflog,
+    printable,
+    reflog_line,
 )
-from .fsutil import TMP_PREFIX, append_line, temp_path, write_atomic
 
-ZERO_ID = "0" * 64
-HEADS = "refs/heads/"
-TAGS = "refs/tags/"
-REMOTES = "refs/remotes/"
-NAMESPACES = (HEADS, TAGS, REMOTES)
-_ID_RE = re.compile(r"^[0-9a-f]{64}$")
-_BAD_CHARS = re.compile(r"[\x00-\x20\x7f~^:?*\[\\]")
-# File systems refuse longer components (ENAMETOOLONG); a whole name is kept well under PATH_MAX.
-MAX_COMPONENT_BYTES = 255
-MAX_NAME_BYTES = 1024
+LEGACY_KEYFRAMES = "keyframes"
 
 
-def validate_name(name: str) -> str:
-    """Check a branch or tag name the way ``git check-ref-format`` does."""
-    why = None
-    try:
-        encoded = name.encode("utf-8")
-    except UnicodeEncodeError:
-        encoded = None
-    if not name:
-        why = "empty"
-    elif encoded is None:
-        why = "not valid UTF-8"
-    elif name.startswith("-"):
-        why = "cannot start with '-'"
-    elif ".." in name:
-        why = "cannot contain '..'"
-    elif _BAD_CHARS.search(name):
-        why = "cannot contain spaces, control characters or any of ~^:?*[\\"
-    elif name.startswith("/") or name.endswith("/") or "//" in name:
-        why = "bad '/' placement"
-    elif any(part.startswith(".") or part.endswith(".lock") for part in name.split("/")):
-        why = "a component cannot start with '.' or end with '.lock'"
-    elif name.endswith(".") or name == "@" or "@{" in name:
-        why = "reserved form"
-    elif name == "HEAD":
-        why = "HEAD is reserved"
-    elif _ID_RE.match(name):
-        why = "looks like a commit id"
-    elif len(encoded) > MAX_NAME_BYTES:
-        why = f"longer than {MAX_NAME_BYTES} bytes"
-    elif any(len(part.encode("utf-8")) > MAX_COMPONENT_BYTES for part in name.split("/")):
-        why = f"a component between '/' is longer than {MAX_COMPONENT_BYTES} bytes"
-    if why:
-        raise InvalidRefNameError(name, why)
-    return name
-
-
-def check_ref_format(ref: str) -> str:
-    """Check a *full* ref name: ``HEAD``, or ``refs/heads|tags|remotes/`` and a valid name.
-
-    The one validator every path made from a ref name passes through.
-    """
-    if ref == "HEAD":
-        return ref
-    for ns in NAMESPACES:
-        if ref.startswith(ns):
-            validate_name(ref[len(ns):])
-            if ns == REMOTES and "/" not in ref[len(ns):]:
-                raise InvalidRefNameError(ref, "a remote ref is refs/remotes/<remote>/<branch>")
-            return ref
-    raise InvalidRefNameError(ref, "a ref is HEAD or under refs/heads/, refs/tags/ or refs/remotes/")
-
-
-def is_valid_ref(ref: str) -> bool:
-    try:
-        check_ref_format(ref)
-    except InvalidRefNameError:
-        return False
-    return True
-
-
-def _printable(text: str, limit: int = 80) -> str:
-    """*text* fit for a one-line message: control characters and stray surrogates escaped, long text cut."""
-    out = text.encode("utf-8", "backslashreplace").decode("utf-8")
-    out = "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in out)
-    return out if len(out) <= limit else out[: limit - 3] + "..."
-
-
-@dataclass(frozen=True)
-class Head:
-    branch: str | None  # short branch name when attached
-    commit: str | None  # None only on an unborn branch
-
-    @property
-    def detached(self) -> bool:
-        return self.branch is None
-
-
-@dataclass(frozen=True)
-class ReflogEntry:
-    old: str
-    new: str
-    time: float
-    message: str
-
-
-class RefStore:
+class LocalRefStore:
     def __init__(self, root: Path) -> None:
         self.root = root
+
+    def __repr__(self) -> str:
+        return f"<LocalRefStore {self.root}>"
 
     # -- the one resolver ----------------------------------------------------
     def _file(self, ref: str, *, log: bool = False) -> Path:
@@ -155,12 +76,12 @@ class RefStore:
         return path
 
     def _namespace_dir(self, ref: str) -> Path:
-        """refs/heads, refs/tags or refs/remotes: the folder a ref's own folders are made under."""
+        """refs/heads, refs/tags, refs/remotes or refs/keyframes: the folder a ref's own folders are made under."""
         return self.root / "/".join(ref.split("/")[:2])
 
     # -- reading -----------------------------------------------------------
     def read(self, ref: str) -> str | None:
-        """The commit id *ref* holds; None only when it does not exist (an unborn branch)."""
+        """The id *ref* holds; None only when it does not exist (an unborn branch)."""
         p = self._file(ref)
         try:
             # O_NONBLOCK: a FIFO put where a ref belongs must not hang the command.
@@ -184,8 +105,8 @@ class RefStore:
         return self._parse_id(ref, p, raw)
 
     def lookup(self, ref: str) -> str | None:
-        """``read`` for a name a user typed: a name that can't be a ref names no ref."""
-        return self.read(ref) if is_valid_ref(ref) else None
+        """``read`` for a name a user typed: a name that can't be a commit ref names no ref."""
+        return self.read(ref) if is_commit_ref(ref) else None
 
     def head_text(self) -> str | None:
         """HEAD's contents as written (None when missing or unreadable): for comparisons only."""
@@ -201,8 +122,8 @@ class RefStore:
             raise DamagedRefError(ref, str(p), "holds bytes that are not UTF-8") from None
         if not value:
             raise DamagedRefError(ref, str(p), "is empty")
-        if not _ID_RE.match(value):
-            raise DamagedRefError(ref, str(p), f"holds {_printable(value, 40)!r}, not a commit id")
+        if not is_id(value):
+            raise DamagedRefError(ref, str(p), f"holds {printable(value, 40)!r}, not a commit id")
         return value
 
     def head(self) -> Head:
@@ -219,19 +140,10 @@ class RefStore:
             text = raw.decode("utf-8").strip()
         except UnicodeDecodeError:
             raise DamagedRefError("HEAD", str(p), "holds bytes that are not UTF-8") from None
-        if text.startswith("ref:"):
-            target = text[4:].strip()
-            # HEAD attaches only to a branch: anything else would make the next commit move it.
-            if not target.startswith(HEADS) or not is_valid_ref(target):
-                raise DamagedRefError("HEAD", str(p), f"points to {_printable(target, 60)!r}, not a branch")
-            return Head(target[len(HEADS):], self.read(target))
-        if _ID_RE.match(text):
-            return Head(None, text)
-        raise DamagedRefError("HEAD", str(p), f"holds {_printable(text, 40)!r}, neither 'ref: refs/heads/<branch>' "
-                                              "nor a commit id")
+        return parse_head(text, str(p), self.read)
 
     def _names(self, prefix: str) -> list[str]:
-        """Full names of the ref files under *prefix* (temp files of killed writers left out)."""
+        """Full names of the ref files under *prefix* (temp and lock files left out)."""
         base = self.root / prefix
         if not base.is_dir():
             return []
@@ -239,12 +151,12 @@ class RefStore:
                 if not p.is_dir() and not p.name.startswith(TMP_PREFIX)]
 
     def list(self, prefix: str) -> dict[str, str]:
-        """Short name -> commit id of every ref under *prefix*; a damaged one is an error
+        """Short name -> id of every ref under *prefix*; a damaged one is an error
         (a listing that skipped it would let gc or a backup forget its history)."""
         out: dict[str, str] = {}
         for full in self._names(prefix):
             if not is_valid_ref(full):
-                raise DamagedRefError(_printable(full), str(self.root / full), "is not a valid ref name")
+                raise DamagedRefError(printable(full), str(self.root / full), "is not a valid ref name")
             value = self.read(full)
             if value is not None:
                 out[full[len(prefix):]] = value
@@ -257,7 +169,7 @@ class RefStore:
         return self.list(TAGS)
 
     def check(self) -> tuple[dict[str, str | None], list[DamagedRefError]]:
-        """Every ref (HEAD first) and its value, and every ref that can't be read (for fsck)."""
+        """Every commit ref (HEAD first) and its value, and every ref that can't be read (for fsck)."""
         values: dict[str, str | None] = {}
         problems: list[DamagedRefError] = []
         try:
@@ -267,7 +179,7 @@ class RefStore:
         for prefix in NAMESPACES:
             for full in self._names(prefix):
                 if not is_valid_ref(full):
-                    problems.append(DamagedRefError(_printable(full), str(self.root / full),
+                    problems.append(DamagedRefError(printable(full), str(self.root / full),
                                                     "is not a valid ref name"))
                     continue
                 try:
@@ -278,9 +190,8 @@ class RefStore:
         return values, problems
 
     # -- writing -----------------------------------------------------------
-    def _log(self, ref: str, old: str | None, new: str | None, message: str) -> None:
-        line = f"{old or ZERO_ID} {new or ZERO_ID} {time.time():.3f} {message.splitlines()[0] if message else ''}"
-        append_line(self._file(ref, log=True), line)
+    def append_reflog(self, ref: str, old: str | None, new: str | None, message: str) -> None:
+        append_line(self._file(ref, log=True), reflog_line(old, new, time.time(), message))
 
     def _check_free(self, ref: str, path: Path, stop: Path) -> None:
         """Refuse before writing when *path* can't be a file: a folder is there, or a file is one of its folders."""
@@ -321,38 +232,60 @@ class RefStore:
             directory = directory.parent
         temp_path(directory).unlink()
 
-    def update(self, ref: str, new: str, *, expect: str | None, message: str) -> None:
-        """Compare-and-swap *ref* from *expect* to *new* (caller holds the repo lock).
+    def compare_and_swap(self, ref: str, expect: str | None, new: str | None, *,
+                         message: str = "") -> bool:
+        """Move *ref* from *expect* to *new* (None deletes) if it holds *expect*, under its lock file.
 
-        The reflog lines are written first and the ref's rename is the last step, so
-        any failure leaves the ref unmoved.
+        The reflog lines are written first and the ref's rename (or unlink) is the
+        last step, so any failure leaves the ref unmoved. Keyframe refs have no reflog.
         """
         path = self._file(ref)
-        if not _ID_RE.match(new):
+        if new is not None and not is_id(new):
             raise ValueError(f"not a commit id: {new!r}")
-        current = self.read(ref)
-        if current != expect:
-            raise RefConflictError(ref)
-        if ref != "HEAD":
+        logged = not ref.startswith(KEYFRAMES)
+        if ref != "HEAD" and new is not None:
             self._check_free(ref, path, self._namespace_dir(ref))
-            self._check_free(ref, self._file(ref, log=True), self.root / "logs" / "refs")
+            if logged:
+                self._check_free(ref, self._file(ref, log=True), self.root / "logs" / "refs")
+        try:
+            with ref_lock(path):
+                if self.read(ref) != expect:
+                    return False
+                if logged:
+                    self._log_move(ref, expect, new, message)
+                if new is not None:
+                    write_atomic(path, (new + "\n").encode())
+                    return True
+                try:
+                    path.unlink(missing_ok=True)
+                except OSError as e:
+                    raise StorageError(str(path), e) from e
+                return True
+        finally:
+            if new is None or not path.exists():
+                self._prune_dirs(path.parent, self._namespace_dir(ref))
+
+    def _log_move(self, ref: str, old: str | None, new: str | None, message: str) -> None:
+        if new is None:  # a deletion: the checked-out branch is never deleted, HEAD's log is left alone
+            self.append_reflog(ref, old, None, message)
+            return
         head = self.head()  # read before anything is written: a damaged HEAD stops the move here
-        self._log(ref, current, new, message)
+        self.append_reflog(ref, old, new, message)
         if head.branch is not None and HEADS + head.branch == ref:
-            self._log("HEAD", current, new, message)
-        write_atomic(path, (new + "\n").encode())
+            self.append_reflog("HEAD", old, new, message)
+
+    def update(self, ref: str, new: str, *, expect: str | None, message: str) -> None:
+        """Compare-and-swap *ref* from *expect* to *new*; RefConflictError when it moved meanwhile."""
+        if not self.compare_and_swap(ref, expect, new, message=message):
+            raise RefConflictError(ref)
 
     def delete(self, ref: str, *, message: str) -> None:
-        p = self._file(ref)
-        current = self.read(ref)
-        self._log(ref, current, None, message)
-        try:
-            p.unlink(missing_ok=True)
-        except OSError as e:
-            raise StorageError(str(p), e) from e
-        # Drop now-empty folders of a/b style names, never the namespace folder itself.
-        stop = self._namespace_dir(ref)
-        parent = p.parent
+        """Remove *ref* whatever it holds (its reflog gets the line, and stays)."""
+        while not self.compare_and_swap(ref, self.read(ref), None, message=message):
+            pass  # moved between the read and the lock: delete what it holds now
+
+    def _prune_dirs(self, parent: Path, stop: Path) -> None:
+        """Drop now-empty folders of a/b style names, never the namespace folder itself."""
         while parent != stop and stop in parent.parents:
             try:
                 parent.rmdir()
@@ -362,36 +295,28 @@ class RefStore:
 
     def set_head(self, *, branch: str | None = None, commit: str | None = None, message: str) -> None:
         """Attach HEAD to *branch*, or detach it at *commit* (the reflog line first, HEAD last)."""
-        old = None
-        with contextlib.suppress(DamagedRefError):  # setting HEAD is how a damaged one is replaced
-            old = self.head().commit
-        if branch is not None:
-            target = HEADS + branch
-            new = self.read(target)  # validates the name
-            text = f"ref: {target}\n"
-        else:
-            if commit is None or not _ID_RE.match(commit):
-                raise ValueError(f"not a commit id: {commit!r}")
-            new, text = commit, f"{commit}\n"
-        self._log("HEAD", old, new, message)
-        write_atomic(self._file("HEAD"), text.encode())
+        path = self._file("HEAD")
+        with ref_lock(path):
+            old = None
+            with contextlib.suppress(DamagedRefError):  # setting HEAD is how a damaged one is replaced
+                old = self.head().commit
+            if branch is not None:
+                target = HEADS + branch
+                new = self.read(target)  # validates the name
+                text = f"ref: {target}\n"
+            else:
+                if commit is None or not is_id(commit):
+                    raise ValueError(f"not a commit id: {commit!r}")
+                new, text = commit, f"{commit}\n"
+            self.append_reflog("HEAD", old, new, message)
+            write_atomic(path, text.encode())
 
     # -- reflog ------------------------------------------------------------
     def reflog(self, ref: str = "HEAD") -> list[ReflogEntry]:
         p = self._file(ref, log=True)
-        out: list[ReflogEntry] = []
         if not p.is_file():
-            return out
-        for line in p.read_text(encoding="utf-8", errors="replace").splitlines():
-            parts = line.split(" ", 3)
-            if len(parts) < 3 or not (_ID_RE.match(parts[0]) and _ID_RE.match(parts[1])):
-                continue  # a torn line from a killed writer
-            try:
-                t = float(parts[2])
-            except ValueError:
-                continue
-            out.append(ReflogEntry(parts[0], parts[1], t, parts[3] if len(parts) > 3 else ""))
-        return out
+            return []
+        return parse_reflog(p.read_text(encoding="utf-8", errors="replace"))
 
     def has_reflog(self, ref: str) -> bool:
         return self._file(ref, log=True).is_file()
@@ -403,7 +328,7 @@ class RefStore:
             return []
         names = [p.relative_to(logs).as_posix() for p in sorted(logs.rglob("*")) if p.is_file()]
         # A file that can't be a reflog (a temp file, a stray) is not one.
-        return sorted((n for n in names if is_valid_ref(n)), key=lambda n: (n != "HEAD", n))
+        return sorted((n for n in names if is_commit_ref(n)), key=lambda n: (n != "HEAD", n))
 
     def reflog_lines(self, ref: str) -> list[str]:
         """The reflog of *ref* line by line, as written (torn lines too: the caller decides)."""
@@ -437,14 +362,85 @@ class RefStore:
 
     def reflog_ids(self) -> set[str]:
         ids: set[str] = set()
-        logs = self.root / "logs"
-        if not logs.is_dir():
-            return ids
-        for p in logs.rglob("*"):
-            name = p.relative_to(logs).as_posix()
-            # A file that can't be a reflog (a temp file, a stray) is not read as one.
-            if p.is_file() and is_valid_ref(name):
-                for e in self.reflog(name):
-                    ids.update({e.old, e.new})
+        for name in self.reflog_names():
+            for e in self.reflog(name):
+                ids.update({e.old, e.new})
         ids.discard(ZERO_ID)
         return ids
+
+    # -- keyframe records ----------------------------------------------------
+    def _legacy_keyframe(self, commit: str) -> Path:
+        return self.root / LEGACY_KEYFRAMES / commit
+
+    def keyframe(self, commit: str) -> str | None:
+        """The snapshot id recorded for *commit* (the ref, else an old store's keyframes/ file);
+        None when there is none or it can't be read as an id (a record is optional derived data)."""
+        value = self.keyframes_of([commit]).get(commit, "")
+        return value if is_id(value) else None
+
+    def keyframes_of(self, commits: list[str]) -> dict[str, str]:
+        out: dict[str, str] = {}
+        for commit in commits:
+            for p in (self._file(keyframe_ref(commit)), self._legacy_keyframe(commit)):
+                try:
+                    out[commit] = p.read_bytes().decode("utf-8", errors="replace").strip()
+                    break
+                except (FileNotFoundError, NotADirectoryError):
+                    continue
+                except OSError:
+                    out[commit] = ""  # unreadable: reported by fsck, ignored by reads
+                    break
+        return out
+
+    def set_keyframe(self, commit: str, snapshot: str) -> None:
+        """Record *snapshot* as *commit*'s keyframe (replacing any record, garbage included)."""
+        if not is_id(snapshot):
+            raise ValueError(f"not a snapshot id: {snapshot!r}")
+        path = self._file(keyframe_ref(commit))
+        with ref_lock(path):
+            write_atomic(path, (snapshot + "\n").encode())
+        with contextlib.suppress(OSError):
+            self._legacy_keyframe(commit).unlink()
+
+    def delete_keyframe(self, commit: str) -> None:
+        path = self._file(keyframe_ref(commit))
+        for p in (path, self._legacy_keyframe(commit)):
+            try:
+                p.unlink(missing_ok=True)
+            except OSError as e:
+                raise StorageError(str(p), e) from e
+
+    def keyframes(self) -> dict[str, str]:
+        """commit -> recorded text of every keyframe record, both layouts (temp files left out)."""
+        commits = {full[len(KEYFRAMES):] for full in self._names(KEYFRAMES)}
+        legacy = self.root / LEGACY_KEYFRAMES
+        if legacy.is_dir():
+            commits.update(p.name for p in legacy.iterdir() if not p.name.startswith(TMP_PREFIX))
+        return self.keyframes_of(sorted(c for c in commits if is_id(c)))
+
+    def migrate_keyframes(self) -> int:
+        """Turn an old store's ``keyframes/<commit>`` files into refs; returns how many moved.
+
+        A record that is not an id stays where it is (fsck names it); nothing is lost
+        if this is interrupted: a record is read from either place.
+        """
+        legacy = self.root / LEGACY_KEYFRAMES
+        if not legacy.is_dir():
+            return 0
+        moved = 0
+        for p in sorted(legacy.iterdir()):
+            if not is_id(p.name):
+                continue
+            try:
+                value = p.read_bytes().decode("utf-8", errors="replace").strip()
+            except OSError:
+                continue
+            if is_id(value):
+                if self.read(keyframe_ref(p.name)) is None:
+                    self.set_keyframe(p.name, value)
+                with contextlib.suppress(OSError):
+                    p.unlink()
+                moved += 1
+        with contextlib.suppress(OSError):
+            legacy.rmdir()  # only when empty
+        return moved

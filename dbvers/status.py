@@ -1,0 +1,98 @@
+"""Status: how the working database differs from HEAD's commit.
+
+L2. Owns :class:`Status` (what ``Repo.status()`` returns and ``dbvers status`` prints) and
+how one is made from what the caller found: :func:`clean_status` when the working file
+provably still holds HEAD's state (the clean record matched: nothing was compared), and
+:func:`compared_status` from a comparison of a copy of the working database with HEAD's
+state. Copying, comparing and the clean record are the working database's business;
+presentation is :mod:`dbvers.render`'s, reached through the display hook.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from . import display
+from .changes import Changes
+from .objects import Commit, Schema, SchemaChange, counts_summary
+
+if TYPE_CHECKING:
+    from .storage.base import Head
+
+
+@dataclass
+class Status:
+    branch: str | None
+    head: str | None
+    changes: Changes
+    schema_changes: list[SchemaChange]
+    pragmas_changed: dict[str, tuple[int, int]]
+    sequences_changed: bool = False
+
+    @property
+    def clean(self) -> bool:
+        return self.changes.empty and not self.pragmas_changed and not self.sequences_changed
+
+    @property
+    def dirty_tables(self) -> list[str]:
+        names = set(self.changes.changed_tables)
+        names.update(s.name for s in self.schema_changes)
+        if self.sequences_changed:
+            names.add("sqlite_sequence")
+        if not names and self.changes.needs_keyframe:
+            # Changes only a keyframe can carry (virtual tables' contents, sqlite_stat*).
+            names.update(self.changes.untracked or ["(sqlite_stat tables)"])
+        return sorted(names) or (["(database header)"] if self.pragmas_changed else [])
+
+    # The changes hold the whole patchset (megabytes after a big update): the repr is one
+    # bounded line; str() is what `dbvers status` prints, and notebooks get HTML.
+    def __repr__(self) -> str:
+        where = self.branch or f"detached at {(self.head or '')[:10]}"
+        if self.clean:
+            return f"<dbvers.Status {where}: clean>"
+        counts = {t: c for t, c in self.changes.counts.items() if c.total}
+        return (f"<dbvers.Status {where}: {counts_summary(counts)}, "
+                f"{len(self.schema_changes)} schema change(s)>")
+
+    def __str__(self) -> str:
+        return str(display.render(self, "text"))
+
+    def _repr_html_(self) -> str:
+        return str(display.render(self, "html"))
+
+    def _repr_pretty_(self, p: Any, cycle: bool) -> None:
+        p.text(repr(self) if cycle else str(self))
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "branch": self.branch,
+            "head": self.head,
+            "clean": self.clean,
+            "tables": {t: c.to_json() for t, c in sorted(self.changes.counts.items())},
+            "schema_changes": [str(s) for s in self.schema_changes],
+            "untracked": self.changes.untracked,
+            "pragmas_changed": {k: list(v) for k, v in self.pragmas_changed.items()},
+        }
+
+
+def clean_status(head: Head, schema: Schema) -> Status:
+    """The status of a working database known to hold HEAD's state (*schema*: HEAD's).
+
+    Nothing changed; virtual tables are still named, as a compared status names them
+    (they are versioned through snapshots only).
+    """
+    virtual = sorted(e.name for e in schema.entries
+                     if e.type == "table" and (e.sql or "").upper().startswith("CREATE VIRTUAL"))
+    return Status(head.branch, head.commit, Changes(None, {}, False, untracked=virtual), [], {})
+
+
+def compared_status(head: Head, commit: Commit, changes: Changes, pragmas: dict[str, int],
+                    sequences: Any, schema_changes: list[SchemaChange]) -> Status:
+    """The status from comparing the working database with HEAD's *commit*: its row and
+    schema *changes*, and the header *pragmas* and ``sqlite_sequence`` rows it holds now."""
+    return Status(
+        head.branch, head.commit, changes, schema_changes,
+        {k: (commit.pragmas.get(k, 0), v) for k, v in pragmas.items() if commit.pragmas.get(k, 0) != v},
+        sequences != commit.sequences,
+    )
