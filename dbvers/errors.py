@@ -234,14 +234,13 @@ class RefConflictError(DbversError):
 
 
 class DirtyWorkingDatabaseError(DbversError):
-    def __init__(self, tables: list[str], action: str = "checkout") -> None:
+    def __init__(self, tables: list[str], action: str = "checkout", *, force: bool = True) -> None:
         self.tables = tables
         self.action = action
         names = ", ".join(tables[:10]) + (" ..." if len(tables) > 10 else "")
-        super().__init__(
-            f"uncommitted changes in {names} would be lost by {action}; "
-            "commit them, or pass --force to discard them"
-        )
+        fix = "commit them, or pass --force to discard them" if force else \
+            "commit them, or discard them with 'dbvers restore --force'"
+        super().__init__(f"uncommitted changes in {names} would be lost by {action}; {fix}")
 
 
 class NothingToCommitError(DbversError):

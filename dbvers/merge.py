@@ -129,10 +129,10 @@ def _conflict_file(repo: Repo) -> ConflictFile:
 def merge(repo: Repo, rev: str, *, message: str | None = None, ff: bool = True, commit: bool = True) -> MergeResult:
     """Merge ``rev`` into the current branch (or detached HEAD)."""
     with repo.locked():
+        theirs = repo.resolve(rev)
         _refuse_busy(repo, "merge")
         head = repo.head
         ours = repo.resolve("HEAD")
-        theirs = repo.resolve(rev)
         if ours == theirs or graph.is_ancestor(repo.objects, theirs, ours):
             return MergeResult(up_to_date=True)
         if ff and graph.is_ancestor(repo.objects, ours, theirs):
@@ -153,9 +153,9 @@ def merge(repo: Repo, rev: str, *, message: str | None = None, ff: bool = True, 
 def revert(repo: Repo, rev: str, *, mainline: int | None = None, commit: bool = True) -> MergeResult:
     """A new commit on HEAD that undoes ``rev``'s changes (three-way: base rev, theirs rev's parent)."""
     with repo.locked():
+        target = repo.resolve(rev)
         _refuse_busy(repo, "revert")
         ours = repo.resolve("HEAD")
-        target = repo.resolve(rev)
         c = repo.get_commit(target)
         parent = _parent(c, mainline, "revert", rev)
         msg = f'Revert "{c.summary}"\n\nThis reverts commit {target}.'
@@ -165,9 +165,9 @@ def revert(repo: Repo, rev: str, *, mainline: int | None = None, commit: bool = 
 def cherry_pick(repo: Repo, rev: str, *, mainline: int | None = None, commit: bool = True) -> MergeResult:
     """A new commit on HEAD that applies ``rev``'s changes (three-way: base rev's parent, theirs rev)."""
     with repo.locked():
+        target = repo.resolve(rev)
         _refuse_busy(repo, "cherry-pick")
         ours = repo.resolve("HEAD")
-        target = repo.resolve(rev)
         c = repo.get_commit(target)
         parent = _parent(c, mainline, "cherry-pick", rev)
         return _run(repo, Operation("cherry-pick", ours, target, parent, c.message, False), commit=commit)
@@ -191,13 +191,26 @@ def _describe(rev: str) -> str:
     return f"'{rev}'" if rev.strip() else rev
 
 
+def refuse_during(repo: Repo, action: str) -> None:
+    """Refuse *action* (checkout, restore, ...) while an operation is in progress."""
+    op = current(repo)
+    if op is not None:
+        raise MergeInProgressError(op.kind, action)
+
+
+def forget(repo: Repo) -> None:
+    """End an operation in progress without committing (a hard reset put a state in place)."""
+    if current(repo) is not None:
+        _end(repo)
+
+
 def _refuse_busy(repo: Repo, what: str) -> None:
     op = current(repo)
     if op is not None:
         raise MergeInProgressError(op.kind, what)
     dirty = repo.worktree.dirty_tables()
     if dirty:
-        raise DirtyWorkingDatabaseError(dirty, what)
+        raise DirtyWorkingDatabaseError(dirty, what, force=False)
 
 
 def _run(repo: Repo, op: Operation, *, commit: bool, note: str | None = None) -> MergeResult:

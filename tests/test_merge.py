@@ -119,7 +119,7 @@ def test_refusals_change_nothing(branched: tuple[dbvers.Repo, Path]) -> None:
     with pytest.raises(DirtyWorkingDatabaseError):
         repo.merge("feature")
     assert _rows(db)[1] == (2, "dirty", "M")
-    with pytest.raises(dbvers.DbversError, match="unknown revision|no branch"):
+    with pytest.raises(dbvers.DbversError, match=r"unknown revision|no branch"):
         repo.merge("nope")
 
 
