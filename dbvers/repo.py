@@ -295,6 +295,13 @@ class Repo:
     def status(self) -> Status:
         """How the working database differs from HEAD (``dbvers.status``)."""
         with self.locked(write=False):
+            st = self._status()
+            if (op := merge.current(self)) is not None:
+                st.operation, st.conflicts = op.kind, merge.conflict_counts(self)
+            return st
+
+    def _status(self) -> Status:
+        with self.locked(write=False):
             head = self.head
             if head.commit is None:
                 raise UnknownRefError("HEAD", "HEAD has no commit yet")

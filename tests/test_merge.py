@@ -151,3 +151,18 @@ def test_revert_and_cherry_pick(branched: tuple[dbvers.Repo, Path]) -> None:
     assert cp.commit is not None and cp.commit.message == "pick me"
     assert (7, "picked", None) in _rows(db)
     assert list(cp.commit.parents) == [rr.commit.id]
+
+
+def test_status_names_the_merge_and_its_conflicts(branched: tuple[dbvers.Repo, Path]) -> None:
+    repo, db = branched
+    _on(repo, db, "feature", "UPDATE t SET a = 'F' WHERE id = 1;", "f")
+    _on(repo, db, "main", "UPDATE t SET a = 'M' WHERE id = 1;", "m")
+    repo.merge("feature")
+    st = repo.status()
+    assert (st.operation, st.conflicts) == ("merge", {"t": 1})
+    assert "merge in progress: 1 conflicting row in t" in str(st)
+    assert st.to_json()["conflicts"] == {"t": 1}
+    repo.resolve_conflicts("ours")
+    assert "no conflicts left" in str(repo.status())
+    c = repo.commit("done by commit")  # a plain commit concludes the merge, like git's
+    assert len(c.parents) == 2 and repo.status().operation is None
