@@ -256,6 +256,9 @@ def recover(repo: Repo) -> None:
         return
     if op.installed:
         work.unlink(missing_ok=True)
+        head = repo.head.commit
+        if head is not None and head != op.ours and repo.get_commit(head).parents[:1] == (op.ours,):
+            _end(repo)  # killed between the concluding commit (the commit point) and forgetting the state
         return
     if work.exists() and repo.worktree.holds_file(work):
         repo.worktree.begin_operation(op.kind, {**op.to_state(), "installed": True})
