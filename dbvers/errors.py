@@ -35,6 +35,12 @@ DbversError
 │   └── MissingObjectError
 ├── HistoryDamagedError         refs, reflogs or commits gc/fsck can't read
 ├── TableNotFoundError
+├── MergeSchemaError            the two sides' schemas can't be combined; nothing changed
+├── MergeInProgressError        a merge, revert or cherry-pick is in progress
+├── NoMergeInProgressError      --continue, --abort or resolve with nothing in progress
+├── ConflictsRemainError        --continue while conflicting rows are left
+├── UnrelatedHistoriesError     a merge of histories with no common ancestor
+├── RowsRefusedError            rows written into the working database broke a constraint
 ├── StorageError                the file system refused a write
 │   └── DatabaseFullError       SQLITE_FULL while copying the working database
 ├── BackupError                 a backup could not be made, checked or restored
@@ -228,14 +234,13 @@ class RefConflictError(DbversError):
 
 
 class DirtyWorkingDatabaseError(DbversError):
-    def __init__(self, tables: list[str], action: str = "checkout") -> None:
+    def __init__(self, tables: list[str], action: str = "checkout", *, force: bool = True) -> None:
         self.tables = tables
         self.action = action
         names = ", ".join(tables[:10]) + (" ..." if len(tables) > 10 else "")
-        super().__init__(
-            f"uncommitted changes in {names} would be lost by {action}; "
-            "commit them, or pass --force to discard them"
-        )
+        fix = "commit them, or pass --force to discard them" if force else \
+            "commit them, or discard them with 'dbvers restore --force'"
+        super().__init__(f"uncommitted changes in {names} would be lost by {action}; {fix}")
 
 
 class NothingToCommitError(DbversError):
@@ -527,3 +532,59 @@ def debug_enabled() -> bool:
     import os
 
     return os.environ.get("DBVERS_DEBUG", "") not in ("", "0")
+
+
+class MergeSchemaError(DbversError):
+    """The two sides changed the schema in ways a merge can't combine; nothing was changed."""
+
+    def __init__(self, clashes: list[tuple[str, str]]) -> None:
+        self.clashes = clashes
+        shown = "; ".join(f"{name}: {what}" for name, what in clashes[:5])
+        more = f" (and {len(clashes) - 5} more)" if len(clashes) > 5 else ""
+        super().__init__(
+            f"cannot merge the schemas: {shown}{more}; make the schemas agree on one side "
+            "(or take one side's table whole) and merge again"
+        )
+
+
+class MergeInProgressError(DbversError):
+    """A merge, revert or cherry-pick is in progress and the command would disturb it."""
+
+    def __init__(self, kind: str, action: str) -> None:
+        self.kind = kind
+        self.action = action
+        super().__init__(
+            f"a {kind} is in progress; finish it with 'dbvers {kind} --continue' or undo it with "
+            f"'dbvers {kind} --abort' before {action}"
+        )
+
+
+class NoMergeInProgressError(DbversError):
+    def __init__(self, action: str) -> None:
+        self.action = action
+        super().__init__(f"no merge, revert or cherry-pick is in progress ({action} has nothing to work on)")
+
+
+class ConflictsRemainError(DbversError):
+    def __init__(self, counts: dict[str, int]) -> None:
+        self.counts = counts
+        shown = ", ".join(f"{t} ({n})" for t, n in sorted(counts.items())[:5])
+        super().__init__(
+            f"{sum(counts.values())} conflicts remain in {shown}; see 'dbvers conflicts', settle them with "
+            "'dbvers resolve --ours|--theirs', then continue"
+        )
+
+
+class UnrelatedHistoriesError(DbversError):
+    def __init__(self, rev: str) -> None:
+        self.rev = rev
+        super().__init__(f"{rev} shares no history with HEAD: there is no base to merge against")
+
+
+class RowsRefusedError(DbversError):
+    """Rows written into the working database broke one of its constraints."""
+
+    def __init__(self, table: str, detail: str) -> None:
+        self.table = table
+        self.detail = detail
+        super().__init__(f"the rows for {table} break a constraint ({detail}); nothing was written")

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import apsw
 
-from . import capture, history, maintenance, revisions, sqlio
+from . import capture, history, maintenance, merge, revisions, sqlio
 from . import changes as ch
 from .config import SCHEMA, Config, new_config, read_config, write_config
 from .errors import (
@@ -228,6 +228,8 @@ class Repo:
 
             finish_restore(self)
         self.worktree.recover(write)
+        if write:
+            merge.recover(self)  # a merge (revert, cherry-pick) killed around installing its state
 
     def lock_timeout(self) -> float:
         """Seconds to wait for the store's lock or the working database (``DBVERS_LOCK_TIMEOUT`` wins)."""
@@ -293,6 +295,13 @@ class Repo:
     def status(self) -> Status:
         """How the working database differs from HEAD (``dbvers.status``)."""
         with self.locked(write=False):
+            st = self._status()
+            if (op := merge.current(self)) is not None:
+                st.operation, st.conflicts = op.kind, merge.conflict_counts(self)
+            return st
+
+    def _status(self) -> Status:
+        with self.locked(write=False):
             head = self.head
             if head.commit is None:
                 raise UnknownRefError("HEAD", "HEAD has no commit yet")
@@ -324,10 +333,13 @@ class Repo:
         if not message.strip():
             raise UsageError("empty commit message; pass -m MESSAGE")
         with self.locked():
+            if parents is None and merge.current(self) is not None:
+                # git's habit: a plain commit concludes a merge (revert, cherry-pick) in progress.
+                return merge.merge_continue(self, message)
             head = self.head
             ids = self._parents(head, parents)
-            first, merge = (ids[0] if ids else None), len(ids) > 1
-            if first is not None and first == head.commit and not (allow_empty or merge) \
+            first, is_merge = (ids[0] if ids else None), len(ids) > 1
+            if first is not None and first == head.commit and not (allow_empty or is_merge) \
                     and self.worktree.known_clean():
                 raise NothingToCommitError()
             fp = sqlio.fingerprint(self.path)  # before the copy: a write during it makes it stale
@@ -335,9 +347,9 @@ class Repo:
             try:
                 commit = capture.make_commit(self.objects, self.states, self.worktree, tmp, ids,
                                              message=message.strip(), author=author, meta=meta,
-                                             allow_empty=allow_empty or merge)
+                                             allow_empty=allow_empty or is_merge)
                 oid = commit.id
-                self._move_head(head, oid, f"commit{' (merge)' if merge else ''}: {commit.summary}")
+                self._move_head(head, oid, f"commit{' (merge)' if is_merge else ''}: {commit.summary}")
                 # Past the commit point only derived data is written: a failure here must not
                 # report the (done) commit as failed; the cache and clean record rebuild later.
                 with contextlib.suppress(OSError, DbversError):
@@ -427,6 +439,7 @@ class Repo:
         otherwise they must be committed first, or discarded with *force*.
         """
         with self.locked():
+            merge.refuse_during(self, "checkout")
             if create_branch is not None:
                 validate_name(create_branch)
                 if self.refs.read(HEADS + create_branch):
@@ -464,8 +477,12 @@ class Repo:
         self.worktree.write_working(oid, head=head, ref=ref, op=op)
 
     def reset(self, ref: str = "HEAD", *, hard: bool = True, force: bool = False) -> str:
-        """Move the current branch (or detached HEAD) to *ref*; ``hard`` also rewrites the working database."""
+        """Move the current branch (or detached HEAD) to *ref*; ``hard`` also rewrites the working database.
+
+        A hard reset ends a merge (revert, cherry-pick) in progress, as git's does."""
         with self.locked():
+            if not hard:
+                merge.refuse_during(self, "reset --soft")
             oid = self.resolve(ref)
             head = self.head
             if head.branch is not None:
@@ -477,11 +494,14 @@ class Repo:
                 self._replace_working(oid, new_head, new_ref, "reset", force)
                 written = oid
             self.worktree.finish_move(new_head, new_ref, f"reset: moving to {ref}", written)
+            if hard:
+                merge.forget(self)
             return oid
 
     def restore(self, *, force: bool = False) -> str:
         """Throw away uncommitted changes: make the working database HEAD's state again."""
         with self.locked():
+            merge.refuse_during(self, "restore")
             oid = self._head_commit()
             self._replace_working(oid, None, None, "restore", force)
             self.worktree.apply_intent(None, None, "restore")
@@ -601,6 +621,38 @@ class Repo:
             return maintenance.gc(self, prune=prune)
 
     # -- backups (the logic lives in dbvers.backup) ------------------------------
+    # -- merge, revert, cherry-pick (dbvers.merge) ----------------------------------------
+    def merge(self, ref: str, *, message: str | None = None, ff: bool = True, commit: bool = True) -> merge.MergeResult:
+        """Join *ref*'s changes into the current branch: fast-forward, or a three-way cell-level merge."""
+        return merge.merge(self, ref, message=message, ff=ff, commit=commit)
+
+    def revert(self, ref: str, *, mainline: int | None = None, commit: bool = True) -> merge.MergeResult:
+        return merge.revert(self, ref, mainline=mainline, commit=commit)
+
+    def cherry_pick(self, ref: str, *, mainline: int | None = None, commit: bool = True) -> merge.MergeResult:
+        return merge.cherry_pick(self, ref, mainline=mainline, commit=commit)
+
+    def conflicts(self, table: str | None = None) -> dict[str, pandas.DataFrame]:
+        """The conflicting rows of the operation in progress, a DataFrame per table (Dolt's shape)."""
+        return merge.conflicts(self, table)
+
+    def resolve_conflicts(self, side: str, tables: Sequence[str] | None = None, where: str | None = None) -> int:
+        """Settle conflicts with ``"ours"`` (the working database's rows) or ``"theirs"``."""
+        return merge.resolve(self, side, tables, where)
+
+    def conflict_counts(self) -> dict[str, int]:
+        return merge.conflict_counts(self)
+
+    def operation(self) -> merge.Operation | None:
+        """The merge, revert or cherry-pick in progress, if any."""
+        return merge.current(self)
+
+    def merge_continue(self, message: str | None = None) -> Commit:
+        return merge.merge_continue(self, message)
+
+    def merge_abort(self) -> str:
+        return merge.merge_abort(self)
+
     def backup(self, dir: str | os.PathLike[str] | None = None, *, incremental: bool = False) -> Any:
         """Write a verified backup archive of the history into *dir*; returns a ``BackupInfo``."""
         from .backup import backup as make_backup

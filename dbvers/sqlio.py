@@ -21,14 +21,16 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 from .errors import (
     CorruptDatabaseError,
     DatabaseFullError,
     DatabaseLockedError,
     NotADatabaseError,
+    RowsRefusedError,
     StorageError,
 )
 from .fsutil import sqlite_lock_holder
@@ -400,3 +402,43 @@ def fingerprint(path: Path) -> str | None:
     except OSError:
         return None
     return ":".join(map(str, parts))
+
+
+def write_rows(working: Path, table: str, columns: Sequence[str], key: Sequence[str],
+               rows: Sequence[tuple[tuple[Any, ...], tuple[Any, ...] | None]], timeout: float) -> None:
+    """Put rows into the working database in one transaction: each ``(key, row)`` replaces
+    the row with that key (``row`` None: deletes it); with no key columns, rows are added.
+
+    For ``resolve --theirs``: the values are exact (``values.param`` binds text that
+    isn't UTF-8 as its bytes). A constraint the rows break is the user's error.
+    """
+    from .values import param
+
+    t = _quote(table)
+    start = time.monotonic()
+    try:
+        with _connect(working, timeout) as conn:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                for k, row in rows:
+                    if key:
+                        parts, args = [], []
+                        for c, v in zip(key, k, strict=True):
+                            mark, value = param(v)
+                            parts.append(f"{_quote(c)} = {mark}")
+                            args.append(value)
+                        conn.execute(f"DELETE FROM {t} WHERE {' AND '.join(parts)}", args)
+                    if row is not None:
+                        marks, values = zip(*(param(v) for v in row), strict=True)
+                        conn.execute(f"INSERT INTO {t} ({', '.join(_quote(c) for c in columns)}) "
+                                     f"VALUES ({', '.join(marks)})", list(values))
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+    except sqlite3.IntegrityError as e:
+        raise RowsRefusedError(table, str(e)) from None
+    except sqlite3.DatabaseError as e:
+        raise _error(e, working, working, time.monotonic() - start) from None
+    except OSError as e:
+        raise StorageError(str(working), e) from e

@@ -10,7 +10,7 @@ presentation is :mod:`dbvers.render`'s, reached through the display hook.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from . import display
@@ -29,6 +29,20 @@ class Status:
     schema_changes: list[SchemaChange]
     pragmas_changed: dict[str, tuple[int, int]]
     sequences_changed: bool = False
+    operation: str | None = None  # "merge", "revert" or "cherry-pick" when one is in progress
+    conflicts: dict[str, int] = field(default_factory=dict)  # its conflicting rows left, per table
+
+    def operation_line(self) -> str | None:
+        """What a person should know about an operation in progress (None: there is none)."""
+        if self.operation is None:
+            return None
+        if self.conflicts:
+            n = sum(self.conflicts.values())
+            return (f"{self.operation} in progress: {n:,} conflicting row{'s' if n != 1 else ''} in "
+                    f"{', '.join(sorted(self.conflicts))} (see 'dbvers conflicts', settle with "
+                    f"'dbvers resolve --ours|--theirs', or 'dbvers {self.operation} --abort')")
+        return (f"{self.operation} in progress, no conflicts left: 'dbvers {self.operation} --continue' "
+                "commits it")
 
     @property
     def clean(self) -> bool:
@@ -73,6 +87,8 @@ class Status:
             "schema_changes": [str(s) for s in self.schema_changes],
             "untracked": self.changes.untracked,
             "pragmas_changed": {k: list(v) for k, v in self.pragmas_changed.items()},
+            "operation": self.operation,
+            "conflicts": dict(sorted(self.conflicts.items())),
         }
 
 

@@ -342,6 +342,11 @@ class Worktree:
             return None
         return intent if intent is not None and intent.target is None else None
 
+    def begin_operation(self, op: str, state: dict[str, Any]) -> None:
+        """Record an operation in progress (merge, revert, cherry-pick) with its *state*: it
+        stays in the journal, surviving any process, until ``end_operation``."""
+        write_atomic(self.journal, Intent(op, state=state).to_bytes())
+
     def end_operation(self) -> None:
         """Forget the operation in progress (its --continue or --abort is done)."""
         self._put_journal(None)
@@ -432,9 +437,14 @@ class Worktree:
 
     def _holds(self, oid: str) -> bool:
         """Whether the working database holds exactly commit *oid*'s state."""
+        return self.holds_file(self.states.materialize(oid), self.states.get_commit(oid).pragmas)
+
+    def holds_file(self, state: Path, pragmas: dict[str, int] | None = None) -> bool:
+        """Whether the working database holds exactly the rows of the private file *state*
+        (and, when given, its header *pragmas*)."""
         tmp = self.copy_out()
         try:
-            changes, (_, pragmas, _, _) = self.compare(tmp, self.states.materialize(oid))
+            changes, (_, now, _, _) = self.compare(tmp, state)
         finally:
             tmp.unlink(missing_ok=True)
-        return changes.empty and pragmas == self.states.get_commit(oid).pragmas
+        return changes.empty and (pragmas is None or now == pragmas)
