@@ -101,15 +101,18 @@ def cmd_conflicts(args: argparse.Namespace) -> int:
     if fmt == "table":
         if args.output:
             raise UsageError("-o FILE is for --format json, csv or parquet")
-        _print_tables(frames)
+        from ..render.conflictview import print_conflicts
+
+        print_conflicts(console(), frames)
         return 0
     if fmt in ("csv", "parquet") and len(frames) > 1:
         raise UsageError(f"--format {fmt} writes one table: pick it with -t TABLE "
                          f"({', '.join(sorted(frames))} have conflicts)")
     if fmt == "json":
+        from ..render.conflictview import cell_value
         from ..render.diffexport import json_value
 
-        data = {t: [{k: json_value(_py(v)) for k, v in rec.items()} for rec in df.to_dict("records")]
+        data = {t: [{k: json_value(cell_value(v)) for k, v in rec.items()} for rec in df.to_dict("records")]
                 for t, df in frames.items()}
         write_text(args.output, json.dumps(data, indent=2, ensure_ascii=False) + "\n")
         return 0
@@ -126,33 +129,6 @@ def cmd_conflicts(args: argparse.Namespace) -> int:
         f.close()  # the temp name is what parquet writes; output_file renames it on success
         df.to_parquet(f.name, index=False)
     return 0
-
-
-def _py(v: Any) -> Any:
-    try:
-        if v is None or v != v:
-            return None
-    except (TypeError, ValueError):
-        pass
-    return v.item() if hasattr(v, "item") and not isinstance(v, (bytes, str)) else v
-
-
-def _print_tables(frames: dict[str, Any]) -> None:
-    from rich.table import Table
-
-    from ..render.html import value_text
-
-    con = console()
-    if not frames:
-        con.print("No conflicts.")
-        return
-    for name, df in frames.items():
-        t = Table(title=f"{name} ({len(df):,} conflicts)", title_justify="left")
-        for c in df.columns:
-            t.add_column(str(c), overflow="fold")
-        for rec in df.itertuples(index=False):
-            t.add_row(*(value_text(_py(v)) for v in rec))
-        con.print(t)
 
 
 def cmd_resolve(args: argparse.Namespace) -> int:

@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 
     from ..repo import Repo
 
-__all__ = ["ConflictsView", "conflict_html", "conflicts_html"]
+__all__ = ["ConflictsView", "cell_value", "conflict_html", "conflict_layout", "conflicts_html", "print_conflicts"]
 
 PAGE = 20
 OURS_CELL = "#fff8c5"  # ours changed this cell (the diff's "modified" yellow)
@@ -33,7 +33,7 @@ THEIRS_CELL = "#ddf4ff"  # theirs changed it
 SIDES = (("base", "base"), ("ours", "our"), ("theirs", "their"))
 
 
-def _layout(df: pandas.DataFrame) -> tuple[str, list[str], list[str]]:
+def conflict_layout(df: pandas.DataFrame) -> tuple[str, list[str], list[str]]:
     """(the conflict-id column, the key columns, the data columns) of a conflicts frame."""
     cols = list(df.columns)
     first_base = next(i for i, c in enumerate(cols) if c.startswith("base_"))
@@ -57,13 +57,13 @@ def conflict_html(row: Any, columns: Sequence[str], key: Sequence[str]) -> str:
         else:
             colour = {"ours": OURS_CELL, "theirs": THEIRS_CELL}.get(label)
             for v, b in zip(values, base, strict=True):
-                changed = colour and ("base" in missing or H.differs(_py(v), _py(b)))
+                changed = colour and ("base" in missing or H.differs(cell_value(v), cell_value(b)))
                 style = H.TD_STYLE + (f";background:{colour}" if changed else "")
-                cells.append(f'<td style="{style}">{H.value_html(_py(v))}</td>')
+                cells.append(f'<td style="{style}">{H.value_html(cell_value(v))}</td>')
         lines.append(f'<tr class="dbvers-conflict-{label}">{"".join(cells)}</tr>')
     constraint = row["constraint"]
     why = f" — {H.escape(str(constraint))}" if isinstance(constraint, str) and constraint else ""
-    keytext = ", ".join(f"{k}={H.value_text(_py(row[k]))}" for k in key)
+    keytext = ", ".join(f"{k}={H.value_text(cell_value(row[k]))}" for k in key)
     return (f'<div class="dbvers-conflict"><span style="font-size:12px">{H.escape(str(kind))} conflict'
             f'{" at " + H.escape(keytext) if keytext else ""}{why}</span>'
             f'<table class="dbvers-rows" style="{H.TABLE_STYLE}"><thead><tr><th style="{H.TH_STYLE}"></th>'
@@ -87,7 +87,7 @@ def _na(v: Any) -> bool:
         return False
 
 
-def _py(v: Any) -> Any:
+def cell_value(v: Any) -> Any:
     """A DataFrame cell as the Python value it stands for (pandas' NA as None)."""
     if _na(v):
         return None
@@ -100,7 +100,7 @@ def conflicts_html(frames: dict[str, pandas.DataFrame], *, limit: int = PAGE) ->
         return '<div class="dbvers-conflicts">No conflicts left.</div>'
     parts = []
     for table, df in frames.items():
-        _id, key, columns = _layout(df)
+        _id, key, columns = conflict_layout(df)
         rows = "".join(conflict_html(r, columns, key) for _, r in df.head(limit).iterrows())
         more = f"<div>… and {len(df) - limit:,} more</div>" if len(df) > limit else ""
         parts.append(f"<h4>{H.escape(table)} ({len(df):,} conflicts)</h4>{rows}{more}")
@@ -144,7 +144,7 @@ class ConflictsView(w.VBox):
         self.abort_button.disabled = False
 
     def _pane(self, table: str, df: pandas.DataFrame) -> w.VBox:
-        id_col, key, columns = _layout(df)
+        id_col, key, columns = conflict_layout(df)
         bar = w.HBox([self._button("take ours for all", lambda: self.take("ours", table)),
                       self._button("take theirs for all", lambda: self.take("theirs", table))])
         rows = []
@@ -171,7 +171,7 @@ class ConflictsView(w.VBox):
         """Settle one conflict (by id) or all of a table's with ours' or theirs' row."""
         where = None
         if conflict_id is not None:
-            id_col = _layout(merge.conflicts(self.repo, table)[table])[0]
+            id_col = conflict_layout(merge.conflicts(self.repo, table)[table])[0]
             where = f'"{id_col}" = {int(conflict_id)}'
         n = merge.resolve(self.repo, side, [table], where)
         self.refresh()
@@ -200,3 +200,31 @@ class ConflictsView(w.VBox):
         if data is not None and merge.current(self.repo) is not None:
             data["text/html"] = conflicts_html(merge.conflicts(self.repo))
         return data
+
+
+def print_conflicts(console: Any, frames: dict[str, pandas.DataFrame], *, limit: int = 50) -> None:
+    """``dbvers conflicts``: each conflicting row as a small table, base / ours / theirs."""
+    from rich.table import Table
+
+    if not frames:
+        console.print("No conflicts.")
+        return
+    for name, df in frames.items():
+        id_col, key, columns = conflict_layout(df)
+        console.print(f"{safe_text(name)}: {len(df):,} conflicts", markup=False, highlight=False)
+        for _, r in df.head(limit).iterrows():
+            keytext = ", ".join(f"{k}={H.value_text(cell_value(r[k]))}" for k in key)
+            why = f" ({r['constraint']})" if isinstance(r["constraint"], str) and r["constraint"] else ""
+            t = Table(title=f"#{int(r[id_col])} {r['conflict']}{' at ' + keytext if keytext else ''}{why}",
+                      title_justify="left")
+            t.add_column("")
+            for c in columns:
+                t.add_column(safe_text(c), overflow="fold")
+            missing = _missing(r)
+            for label, prefix in SIDES:
+                cells = ["(no row)"] + [""] * (len(columns) - 1) if label in missing else \
+                    [H.value_text(cell_value(r[f"{prefix}_{c}"])) for c in columns]
+                t.add_row(label, *cells)
+            console.print(t)
+        if len(df) > limit:
+            console.print(f"... and {len(df) - limit:,} more (--format json|csv|parquet gives them all)")

@@ -24,7 +24,8 @@ from ..fsutil import publish, temp_path
 from ..values import encode_text, is_raw_text, quote, sql_literal
 
 
-def _json_value(v: Any) -> Any:
+def json_value(v: Any) -> Any:
+    """A SQLite value as JSON: BLOBs, non-finite REALs and text that isn't UTF-8 tagged."""
     if isinstance(v, bytes):
         return {"$blob": base64.b64encode(v).decode()}
     if isinstance(v, float) and not math.isfinite(v):
@@ -218,7 +219,7 @@ def _export_json(diff: Diff, tables: list[str], schema_tables: set[str], out: Te
             if not started:
                 start()
                 started = True
-            rec = {c: _json_value(v) for c, v in zip(cols, row, strict=True)}
+            rec = {c: json_value(v) for c, v in zip(cols, row, strict=True)}
             out.write(("," if j else "") + "\n  " + json.dumps(rec, ensure_ascii=False))
             wrote = True
         if not started and t in schema_tables:
