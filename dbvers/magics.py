@@ -487,6 +487,45 @@ class DbversMagics(Magics):
         self._run_cli(argv)
 
 
+    # -- %dbmerge ---------------------------------------------------------------
+    @magic_arguments()
+    @argument("rev", nargs="?", metavar="REV", help="the branch, tag or commit to merge into the current branch")
+    @argument("-m", "--message", metavar="MSG", help="the merge commit's message")
+    @argument("--no-ff", action="store_true", help="a merge commit even when a fast-forward would do")
+    @argument("--no-commit", action="store_true", help="merge, but don't commit")
+    @argument("--text", action="store_true", help="print `dbvers conflicts` instead of the widget")
+    @line_magic
+    def dbmerge(self, line: str) -> None:
+        """Merge a branch into the current one: ``dbvers merge`` and, when rows conflict, the
+        conflicts widget (a tab per table; base, ours and theirs side by side; "take ours" /
+        "take theirs" per row and per table; Continue and Abort). Without REV it shows the
+        conflicts of the merge (revert, cherry-pick) in progress.
+
+        Examples::
+
+            %dbmerge experiment
+            %dbmerge experiment --no-ff -m "bring the experiment in"
+            %dbmerge            # the conflicts left
+        """
+        args = parse(self.dbmerge, line)
+        if args.rev:
+            argv = ["merge", args.rev] + (["-m", args.message] if args.message else [])
+            argv += ["--no-ff"] * args.no_ff + ["--no-commit"] * args.no_commit
+            self._run_cli(argv)
+        repo = self.repo()
+        if repo.operation() is None:
+            return
+        if args.text or not self.widgets():
+            self._run_cli(["conflicts"])
+            return
+        from .render.conflictview import ConflictsView
+
+        with user_errors():
+            view = ConflictsView(repo)
+        self.last_view = view
+        self.show_view(view)
+
+
 def load_ipython_extension(ipython: Any) -> None:
     magics = DbversMagics(ipython)
     ipython.register_magics(magics)

@@ -65,6 +65,15 @@ con.commit()""",
     "%dbdiff -t products",
     '%dbcommit -m "New prices, drop the scale, add a dripper"',
     "%dblog",
+    "%dbcheckout -b feature",
+    """con.execute("UPDATE products SET price = 99.0, name = 'Kettle XL' WHERE sku = 'B-2'")
+con.commit()""",
+    '%dbcommit -m "feature: kettle price"',
+    "%dbcheckout main",
+    """con.execute("UPDATE products SET price = 50.0 WHERE sku = 'B-2'")
+con.commit()""",
+    '%dbcommit -m "main: kettle price"',
+    "%dbmerge feature",
 ]
 
 
@@ -168,3 +177,16 @@ def test_widgets_in_a_real_browser(tmp_path: Path) -> None:
     assert any(b.startswith("check out main") for b in facts["checkout"])
     assert in_log["tabs"] == ["orders (+1 ~0 −0)", "products (+1 ~1 −1)"]
     assert shot.is_file() and shot.stat().st_size > 10_000
+
+    # %dbmerge: the conflicts widget, a tab per table; base / ours / theirs side by side
+    # with the cells each side changed coloured; take ours / theirs per row and table.
+    conflicts = facts["conflicts"]
+    assert "merge in progress" in conflicts["header"] and "1 conflicting rows" in conflicts["header"]
+    assert conflicts["tabs"] == ["products (1)"]
+    sides = {r["side"]: r for r in conflicts["rows"]}
+    assert "50.0" in sides["ours"]["text"] and "99.0" in sides["theirs"]["text"]
+    assert "25.0" in sides["base"]["text"]
+    assert sides["ours"]["coloured"] == ["50.0"]
+    assert sides["theirs"]["coloured"] == ["Kettle XL", "99.0"]
+    assert {"take ours", "take theirs", "take ours for all", "take theirs for all", "Continue",
+            "Abort"} <= set(conflicts["buttons"])

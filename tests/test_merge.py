@@ -166,3 +166,22 @@ def test_status_names_the_merge_and_its_conflicts(branched: tuple[dbvers.Repo, P
     assert "no conflicts left" in str(repo.status())
     c = repo.commit("done by commit")  # a plain commit concludes the merge, like git's
     assert len(c.parents) == 2 and repo.status().operation is None
+
+
+def test_conflicts_widget_takes_sides_and_continues(branched: tuple[dbvers.Repo, Path]) -> None:
+    from dbvers.render.conflictview import ConflictsView
+
+    repo, db = branched
+    _on(repo, db, "feature", "UPDATE t SET a = 'F' WHERE id IN (1, 2, 3);", "f")
+    _on(repo, db, "main", "UPDATE t SET a = 'M' WHERE id IN (1, 2, 3);", "m")
+    repo.merge("feature")
+    view = ConflictsView(repo)
+    assert view.continue_button.disabled and len(view.tabs.children) == 1
+    cid = int(repo.conflicts()["t"].iloc[0]["conflict_id"])
+    assert view.take("theirs", "t", cid) == 1
+    assert view.take("ours", "t") == 2
+    assert not view.continue_button.disabled
+    view.continue_button.click()
+    assert "committed" in view.message.value and repo.operation() is None
+    assert sorted(r[1] for r in _rows(db)) == ["F", "M", "M"]
+    assert view.continue_button.disabled  # nothing in progress any more

@@ -40,6 +40,7 @@ async function main() {
     await page.goto("file://" + path.resolve(page_));
     await page.waitForSelector(".dbvers-diff-view .dbvers-row", { state: "visible", timeout: 60000 });
     await page.waitForSelector(".dbvers-log-view select option", { timeout: 60000 });
+    await page.waitForSelector(".dbvers-conflicts-view tr.dbvers-conflict-ours", { state: "visible", timeout: 60000 });
     const facts = await page.evaluate(() => {
       const visible = (el) => {
         const r = el.getBoundingClientRect();
@@ -66,6 +67,20 @@ async function main() {
         })),
         log: [...document.querySelectorAll(".dbvers-log-view select option")].map((o) => o.textContent),
         checkout: [...document.querySelectorAll(".dbvers-log-view button")].filter(visible).map(text),
+        conflicts: (() => {
+          const v = document.querySelector(".dbvers-conflicts-view");
+          if (!v) return null;
+          return {
+            header: text(v.querySelector(".widget-html") || v),
+            tabs: [...v.querySelectorAll(".lm-TabBar-tab")].filter(visible).map(text),
+            rows: [...v.querySelectorAll("tr[class^='dbvers-conflict-']")].filter(visible).map((r) => ({
+              side: r.className.replace("dbvers-conflict-", ""),
+              text: text(r),
+              coloured: [...r.querySelectorAll("td")].filter((td) => td.style.background).map(text),
+            })),
+            buttons: [...v.querySelectorAll("button")].filter(visible).map(text),
+          };
+        })(),
       };
     });
     await page.screenshot({ path: shot, fullPage: true });
