@@ -13,14 +13,12 @@ import contextlib
 import os
 import shutil
 from collections.abc import Iterator, Sequence
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import apsw
 
 from . import capture, history, maintenance, merge, revisions, sqlio
-from . import changes as ch
 from .config import SCHEMA, Config, new_config, read_config, write_config
 from .errors import (
     DamagedRefError,
@@ -276,22 +274,6 @@ class Repo:
 
 
 
-    def _known_clean(self) -> bool:
-        return self.worktree.known_clean()
-
-    def _copy_out(self) -> Path:
-        return self.worktree.copy_out()
-
-    def _reading_copy(self, copy: Path) -> contextlib.AbstractContextManager[None]:
-        return self.worktree.reading_copy(copy)
-
-    def _compare_with(self, new_file: Path, oid: str, *, rowids: bool = False) -> tuple[ch.Changes, Any]:
-        return self.worktree.compare_with(new_file, oid, rowids=rowids)
-
-    def _record_clean(self, fp: str | None, oid: str) -> None:
-        self.worktree.record_clean(fp, oid)
-
-    # -- status and commit ---------------------------------------------------
     def status(self) -> Status:
         """How the working database differs from HEAD (``dbvers.status``)."""
         with self.locked(write=False):
@@ -670,11 +652,3 @@ class Repo:
         from .backup import import_from
 
         import_from(self, conn)
-
-
-def _newest_first(ts: str) -> float:
-    """Heap key: heapq pops the smallest, so negate the commit time."""
-    try:
-        return -datetime.strptime(ts, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC).timestamp()
-    except ValueError:
-        return 0.0
