@@ -41,7 +41,7 @@ from typing import TYPE_CHECKING, Any
 
 import pandas
 
-from . import graph, sqlio
+from . import graph, history, sqlio
 from .conflicts import ConflictFile
 from .conflicts import write as write_conflicts
 from .errors import (
@@ -230,7 +230,9 @@ def _build(repo: Repo, op: Operation, work: Path) -> MergeOutcome:
     tmp = temp_path(repo.store_dir, ".db")
     try:
         shutil.copyfile(repo.materialize(op.ours), tmp)
-        outcome = merge_states(tmp, repo.materialize(op.base), repo.materialize(op.theirs))
+        # The patches between base and theirs name the rows theirs can have changed.
+        hint = history.changed_keys(repo, op.base, op.theirs)
+        outcome = merge_states(tmp, repo.materialize(op.base), repo.materialize(op.theirs), hint)
         tmp.replace(work)
     finally:
         tmp.unlink(missing_ok=True)

@@ -31,7 +31,7 @@ rows already hold their triggers' effects.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -49,6 +49,7 @@ from .changes import (
 )
 from .errors import MergeSchemaError
 from .mergeplan import Plan, stored
+from .rowdiff import KeyHint
 from .values import param, read_rows
 
 #: The kinds of conflict, as the conflicts DataFrame names them.
@@ -127,7 +128,7 @@ def same_row(a: Row | None, b: Row | None) -> bool:
 # -- running the plan -----------------------------------------------------------
 
 
-def merge_states(out: Path, base: Path, theirs: Path) -> MergeOutcome:
+def merge_states(out: Path, base: Path, theirs: Path, hint: KeyHint | None = None) -> MergeOutcome:
     """Turn ``out`` (a private copy of ours) into the merge of ours and ``theirs`` against
     ``base``. Raises MergeSchemaError, leaving ``out`` as it was, when the schemas clash."""
     conn = open_private(out)
@@ -139,7 +140,7 @@ def merge_states(out: Path, base: Path, theirs: Path) -> MergeOutcome:
             conn.execute("PRAGMA foreign_keys = OFF")
             conn.execute("BEGIN")
             try:
-                outcome = _apply(conn, plan)
+                outcome = _apply(conn, plan, hint)
                 conn.execute("COMMIT")
             except BaseException:
                 conn.execute("ROLLBACK")
@@ -149,7 +150,7 @@ def merge_states(out: Path, base: Path, theirs: Path) -> MergeOutcome:
         conn.close()
 
 
-def _apply(conn: apsw.Connection, plan: Plan) -> MergeOutcome:
+def _apply(conn: apsw.Connection, plan: Plan, hint: KeyHint | None) -> MergeOutcome:
     outcome = MergeOutcome()
     fk_before = _fk_violations(conn)
     for name in plan.drop:
@@ -162,7 +163,9 @@ def _apply(conn: apsw.Connection, plan: Plan) -> MergeOutcome:
         _rebuild(conn, name)
         outcome.schema_taken.append(name)
     for name, (base_src, theirs_src) in sorted(plan.rows.items()):
-        tm = _merge_rows(conn, name, base_src, theirs_src)
+        # The history's hint names base/theirs rows by key: good only where neither is reshaped.
+        usable = hint if (base_src, theirs_src) == ("base", "theirs") and hint is not None else None
+        tm = _merge_rows(conn, name, base_src, theirs_src, usable)
         if tm is not None:
             outcome.tables[name] = tm
     _apply_objects(conn, plan, outcome)
@@ -223,19 +226,36 @@ def _apply_objects(conn: apsw.Connection, plan: Plan, outcome: MergeOutcome) -> 
 # -- rows -----------------------------------------------------------------------
 
 
-def _merge_rows(conn: apsw.Connection, name: str, base_src: str, theirs_src: str) -> TableMerge | None:
+def _merge_rows(conn: apsw.Connection, name: str, base_src: str, theirs_src: str,
+                hint: KeyHint | None = None) -> TableMerge | None:
     info = classify_tables(conn, "main").tracked.get(name)
     if info is None:
         return None
     cols = stored(info)
     types = tuple(info.types[info.columns.index(c)] for c in cols)
-    if not info.pk or _has_null_keys(conn, info, ("main", base_src, theirs_src)):
+    keyless = not info.pk
+    if keyless or _has_null_keys(conn, info, ("main", base_src, theirs_src)):
         tm = TableMerge(name, cols, (), types)
-        _merge_bag(conn, info, tm, base_src, theirs_src)
+        known = hint is not None and keyless and name not in hint.unknown
+        if not (known and name not in hint.keys):  # type: ignore[union-attr]
+            _merge_bag(conn, info, tm, base_src, theirs_src,
+                       hint.keys[name] if known else None)  # type: ignore[union-attr]
     else:
         tm = TableMerge(name, cols, info.pk, types)
-        _merge_keyed(conn, info, tm, base_src, theirs_src)
+        known = hint is not None and name not in hint.unknown
+        if not (known and name not in hint.keys):  # type: ignore[union-attr]
+            _merge_keyed(conn, info, tm, base_src, theirs_src,
+                         hint.keys[name] if known else None)  # type: ignore[union-attr]
     return tm
+
+
+def _candidates(conn: apsw.Connection, width: int, keys: Collection[Any]) -> None:
+    """temp.merge_cand: the keys the history says can differ (a scalar for a one-column key)."""
+    conn.execute("DROP TABLE IF EXISTS temp.merge_cand")
+    names = [f"k{i}" for i in range(width)]
+    conn.execute(f"CREATE TEMP TABLE merge_cand ({', '.join(names)}, PRIMARY KEY ({', '.join(names)}))")
+    rows = [k if isinstance(k, tuple) else (k,) for k in keys]
+    conn.executemany(f"INSERT OR IGNORE INTO temp.merge_cand VALUES ({', '.join('?' * width)})", rows)
 
 
 def _has_null_keys(conn: apsw.Connection, info: TableInfo, dbs: Sequence[str]) -> bool:
@@ -248,9 +268,12 @@ def _has_null_keys(conn: apsw.Connection, info: TableInfo, dbs: Sequence[str]) -
     )
 
 
-def _changed_keys(conn: apsw.Connection, info: TableInfo, base_src: str, theirs_src: str) -> list[Row]:
+def _changed_keys(conn: apsw.Connection, info: TableInfo, base_src: str, theirs_src: str,
+                  candidates: Collection[Any] | None = None) -> list[Row]:
     """The keys of the rows theirs inserted, deleted or changed, against base: one join of
-    the two states on the key (sqldiff's query), with the value test kept cheap."""
+    the two states on the key (sqldiff's query), with the value test kept cheap; with
+    *candidates* (from the patches between them) only those keys are looked at, so the
+    cost follows the change."""
     t = quote(info.name)
     key = [quote(c) for c in info.pk]
     if not base_src:
@@ -259,10 +282,17 @@ def _changed_keys(conn: apsw.Connection, info: TableInfo, base_src: str, theirs_
     n_keys = ", ".join(f"n.{k}" for k in key)
     b_keys = ", ".join(f"b.{k}" for k in key)
     b, n = quote(base_src), quote(theirs_src)
+    n_from, b_from = f"{n}.{t} AS n", f"{b}.{t} AS b"
+    if candidates is not None:
+        _candidates(conn, len(key), candidates)
+        on_n = " AND ".join(f"n.{k} = c.k{i}" for i, k in enumerate(key))
+        on_b = " AND ".join(f"b.{k} = c.k{i}" for i, k in enumerate(key))
+        n_from = f"temp.merge_cand AS c CROSS JOIN {n}.{t} AS n ON {on_n}"
+        b_from = f"temp.merge_cand AS c CROSS JOIN {b}.{t} AS b ON {on_b}"
     sql = (
-        f"SELECT {n_keys} FROM {n}.{t} AS n LEFT JOIN {b}.{t} AS b ON {match} "
+        f"SELECT {n_keys} FROM {n_from} LEFT JOIN {b}.{t} AS b ON {match} "
         f"WHERE b.{key[0]} IS NULL OR {_row_differs(info)} "
-        f"UNION ALL SELECT {b_keys} FROM {b}.{t} AS b WHERE NOT EXISTS "
+        f"UNION ALL SELECT {b_keys} FROM {b_from} WHERE NOT EXISTS "
         f"(SELECT 1 FROM {n}.{t} AS n WHERE {match})"
     )
     return list(conn.execute(sql))
@@ -296,8 +326,9 @@ def _rows_by_key(conn: apsw.Connection, info: TableInfo, db: str, extra: Sequenc
     return {tuple(r[i] for i in kpos): tuple(r) for r in read_rows(conn, sql)}
 
 
-def _merge_keyed(conn: apsw.Connection, info: TableInfo, tm: TableMerge, base_src: str, theirs_src: str) -> None:
-    keys = _changed_keys(conn, info, base_src, theirs_src)
+def _merge_keyed(conn: apsw.Connection, info: TableInfo, tm: TableMerge, base_src: str, theirs_src: str,
+                 candidates: Collection[Any] | None = None) -> None:
+    keys = _changed_keys(conn, info, base_src, theirs_src, candidates)
     if not keys:
         return
     conn.execute("DROP TABLE IF EXISTS temp.merge_keys")
@@ -417,16 +448,24 @@ def _insert(conn: apsw.Connection, info: TableInfo, cols: Sequence[str], row: Ro
                  list(args))
 
 
-def _merge_bag(conn: apsw.Connection, info: TableInfo, tm: TableMerge, base_src: str, theirs_src: str) -> None:
-    """A table without a key: each distinct row's count becomes ours + theirs - base."""
+def _merge_bag(conn: apsw.Connection, info: TableInfo, tm: TableMerge, base_src: str, theirs_src: str,
+               rowids: Collection[Any] | None = None) -> None:
+    """A table without a key: each distinct row's count becomes ours + theirs - base.
+
+    With *rowids* (the rows the patches between base and theirs touched; every other row
+    is the same row at the same rowid on both sides) only those rows are counted."""
     cols = [quote(c) for c in tm.columns]
     if not cols:
         return
     t = quote(info.name)
     typed = ", ".join([*cols, *(f"typeof({c})" for c in cols)])
-    parts = [f"SELECT {', '.join(cols)}, 1 AS n_t, 0 AS n_b FROM {quote(theirs_src)}.{t}"]
+    only = ""
+    if rowids is not None:
+        _candidates(conn, 1, rowids)
+        only = f" WHERE {info.rowid_name} IN (SELECT k0 FROM temp.merge_cand)"
+    parts = [f"SELECT {', '.join(cols)}, 1 AS n_t, 0 AS n_b FROM {quote(theirs_src)}.{t}{only}"]
     if base_src:
-        parts.append(f"SELECT {', '.join(cols)}, 0, 1 FROM {quote(base_src)}.{t}")
+        parts.append(f"SELECT {', '.join(cols)}, 0, 1 FROM {quote(base_src)}.{t}{only}")
     sql = (f"SELECT {', '.join(cols)}, sum(n_t), sum(n_b) FROM ({' UNION ALL '.join(parts)}) "
            f"GROUP BY {typed} HAVING sum(n_t) <> sum(n_b)")
     changed = read_rows(conn, sql).fetchall()

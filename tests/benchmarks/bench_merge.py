@@ -7,7 +7,10 @@ Measured:
 1. the merge (copy ours to a private file, then ``rowmerge.merge_states``) vs
    ``sqldiff --changeset OUT BASE THEIRS`` — the cost of finding one side's changes.
    Target (issue 12): at most 2x sqldiff at 1M rows.
-2. a merge with 1,000 conflicting rows: the engine's time and its conflict count.
+2. a merge with 1,000 conflicting rows: the engine's time, its conflict count, and
+   ``Repo.conflicts()`` (target: at most 1 s).
+3. ``--repo``: the whole ``Repo.merge`` (materializing base and theirs, merging, installing the
+   result in the working database, the merge commit) on the same two branches.
 
 Usage::
 
@@ -29,6 +32,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from gen import generate, mutate
 
+from dbvers.conflicts import ConflictFile
+from dbvers.conflicts import write as write_conflicts
 from dbvers.rowmerge import merge_states
 
 
@@ -84,16 +89,61 @@ def bench(rows: int, repeat: int) -> None:
             con.close()
         t_conf = best_of(repeat, merge)
         n = sum(result["outcome"].conflict_counts.values())  # type: ignore[attr-defined]
-        print(f"{rows:>9} rows  1,000 conflicting rows: merge {t_conf:.2f} s, {n} conflicts")
+        write_conflicts(tmp / "conflicts.db", result["outcome"])  # type: ignore[arg-type]
+        t0 = time.perf_counter()
+        frames = ConflictFile(tmp / "conflicts.db").frames()
+        t_frames = time.perf_counter() - t0
+        print(f"{rows:>9} rows  1,000 conflicting rows: merge {t_conf:.2f} s, {n} conflicts, "
+              f"conflicts as DataFrames {t_frames:.2f} s ({sum(len(f) for f in frames.values())} rows)")
+
+
+def bench_repo(rows: int) -> None:
+    import dbvers
+
+    with tempfile.TemporaryDirectory(prefix="bench-merge-repo-") as d:
+        tmp = Path(d)
+        db = tmp / "data.db"
+        generate(db, rows, seed=0)
+        repo = dbvers.init(db)
+        top = sqlite3.connect(db).execute("SELECT max(id) FROM orders").fetchone()[0]
+        repo.branch("theirs")
+        repo.checkout("theirs")
+        mutate(db, 0.01, seed=2)
+        con = sqlite3.connect(db)
+        con.execute("UPDATE orders SET id = id + 1000000000 WHERE id > ?", (top,))
+        con.commit()
+        con.close()
+        repo.commit("theirs: 1%")
+        repo.checkout("main")
+        mutate(db, 0.01, seed=1)
+        repo.commit("ours: 1%")
+        repo.materialize(repo.resolve("theirs"))  # both tips cached, as after working on them
+        t0 = time.perf_counter()
+        res = repo.merge("theirs")
+        t_merge = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        frames = repo.conflicts() if res.conflicts else {}
+        t_conf = time.perf_counter() - t0
+        base = repo.materialize(res.base) if res.base else None
+        t0 = time.perf_counter()
+        subprocess.run(["sqldiff", "--changeset", str(tmp / "cs.bin"), str(base),
+                        str(repo.materialize(repo.resolve("theirs")))], check=True)
+        t_sqldiff = time.perf_counter() - t0
+        n = sum(len(f) for f in frames.values())
+        print(f"{rows:>9} rows  Repo.merge end to end: {t_merge:.2f} s, sqldiff {t_sqldiff:.2f} s, "
+              f"ratio {t_merge / t_sqldiff:.2f}x, {n} conflicts, conflicts() {t_conf:.2f} s")
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rows", type=int, nargs="+", default=[100_000])
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--repo", action="store_true", help="also time Repo.merge end to end")
     args = ap.parse_args()
     for rows in args.rows:
         bench(rows, args.repeat)
+        if args.repo:
+            bench_repo(rows)
 
 
 if __name__ == "__main__":
