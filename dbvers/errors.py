@@ -40,6 +40,7 @@ DbversError
 ├── NoMergeInProgressError      --continue, --abort or resolve with nothing in progress
 ├── ConflictsRemainError        --continue while conflicting rows are left
 ├── UnrelatedHistoriesError     a merge of histories with no common ancestor
+├── EmptyChangeError            a revert or cherry-pick that would change nothing
 ├── RowsRefusedError            rows written into the working database broke a constraint
 ├── StorageError                the file system refused a write
 │   └── DatabaseFullError       SQLITE_FULL while copying the working database
@@ -573,6 +574,14 @@ class ConflictsRemainError(DbversError):
             f"{sum(counts.values())} conflicts remain in {shown}; see 'dbvers conflicts', settle them with "
             "'dbvers resolve --ours|--theirs', then continue"
         )
+
+
+class EmptyChangeError(DbversError):
+    def __init__(self, kind: str, rev: str) -> None:
+        self.kind = kind
+        self.rev = rev
+        super().__init__(f"the {kind} of {rev[:12]} changes nothing on HEAD (its changes are already there); "
+                         "nothing was done")
 
 
 class UnrelatedHistoriesError(DbversError):

@@ -39,24 +39,29 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import pandas
-
-from . import graph, history, sqlio
-from .conflicts import ConflictFile
-from .conflicts import write as write_conflicts
+from . import graph, sqlio
+from .capture import make_commit
 from .errors import (
+    CheckoutJournalError,
     ConflictsRemainError,
+    DbversError,
     DirtyWorkingDatabaseError,
+    EmptyChangeError,
     MergeInProgressError,
     NoMergeInProgressError,
+    NothingToCommitError,
     UnrelatedHistoriesError,
     UsageError,
 )
-from .fsutil import temp_path
+from .fsutil import publish, temp_path
 from .objects import Commit
 from .rowmerge import MergeOutcome, RowConflict, merge_states
+from .storage.refnames import HEADS
 
 if TYPE_CHECKING:
+    import pandas
+
+    from .conflicts import ConflictFile
     from .repo import Repo
 
 #: The operations that leave a state to continue or abort.
@@ -116,10 +121,14 @@ def current(repo: Repo) -> Operation | None:
     intent = repo.worktree.operation()
     if intent is None or intent.op not in OPERATIONS or intent.state is None:
         return None
+    if not all(isinstance(intent.state.get(k), str) for k in ("ours", "theirs", "base")):
+        raise CheckoutJournalError(str(repo.worktree.journal), f"its {intent.op} record lacks ours/theirs/base")
     return Operation.from_intent(intent.op, intent.state)
 
 
 def _conflict_file(repo: Repo) -> ConflictFile:
+    from .conflicts import ConflictFile  # pandas and pyarrow: only when conflicts are read
+
     return ConflictFile(repo.store_dir / CONFLICTS)
 
 
@@ -217,13 +226,38 @@ def _run(repo: Repo, op: Operation, *, commit: bool, note: str | None = None) ->
     """Build the merged state, journal the operation, install it; commit when it is clean."""
     work = repo.store_dir / WORK
     outcome = _build(repo, op, work)
+    from .conflicts import write as write_conflicts
+
+    result = MergeResult(conflicts=outcome.conflict_counts, base=op.base, note=note)
+    if not outcome.conflict_counts and commit:
+        result.commit = _commit_clean(repo, op, work)
+        return result
     write_conflicts(repo.store_dir / CONFLICTS, outcome)
     repo.worktree.begin_operation(op.kind, op.to_state())
     _install(repo, op, work)
-    result = MergeResult(conflicts=outcome.conflict_counts, base=op.base, note=note)
-    if not outcome.conflict_counts and commit:
-        result.commit = _conclude(repo, current(repo) or op, None)
     return result
+
+
+def _commit_clean(repo: Repo, op: Operation, work: Path) -> Commit:
+    """A merge without conflicts: the commit is made from the private merged state first, then
+    the working database and the branch move together under the worktree's journal, as in a
+    checkout, so a failure before the commit point (a damaged store, a full disk) changes nothing."""
+    head = repo.head
+    parents = (op.ours, op.theirs) if op.kind == "merge" else (op.ours,)
+    try:
+        commit = make_commit(repo.objects, repo.states, repo.worktree, work, parents, message=op.message,
+                             meta={op.kind: op.theirs if op.kind == "merge" else op.base},
+                             allow_empty=op.kind == "merge")
+    except NothingToCommitError:
+        work.unlink(missing_ok=True)
+        raise EmptyChangeError(op.kind, op.base if op.kind == "revert" else op.theirs) from None
+    with contextlib.suppress(OSError, DbversError):
+        publish(work, repo.states.cache_path(commit.id))  # the state checks out from the cache
+    new_head, ref = (None, (HEADS + head.branch, commit.id)) if head.branch else (f"{commit.id}\n", None)
+    repo.worktree.write_working(commit.id, head=new_head, ref=ref, op=op.kind)
+    repo.worktree.finish_move(new_head, ref, f"{op.kind}: {commit.summary}", commit.id)
+    work.unlink(missing_ok=True)
+    return commit
 
 
 def _build(repo: Repo, op: Operation, work: Path) -> MergeOutcome:
@@ -231,7 +265,9 @@ def _build(repo: Repo, op: Operation, work: Path) -> MergeOutcome:
     try:
         shutil.copyfile(repo.materialize(op.ours), tmp)
         # The patches between base and theirs name the rows theirs can have changed.
-        hint = history.changed_keys(repo, op.base, op.theirs)
+        from .history import changed_keys
+
+        hint = changed_keys(repo, op.base, op.theirs)
         outcome = merge_states(tmp, repo.materialize(op.base), repo.materialize(op.theirs), hint)
         tmp.replace(work)
     finally:

@@ -34,7 +34,7 @@ import math
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import apsw
 
@@ -49,8 +49,10 @@ from .changes import (
 )
 from .errors import MergeSchemaError
 from .mergeplan import Plan, stored
-from .rowdiff import KeyHint
 from .values import param, read_rows
+
+if TYPE_CHECKING:
+    from .rowdiff import KeyHint
 
 #: The kinds of conflict, as the conflicts DataFrame names them.
 KINDS = ("data", "delete-modify", "insert-insert", "constraint", "schema")

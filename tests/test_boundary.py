@@ -153,6 +153,11 @@ ORDINARY: dict[str, list[list[str]]] = {
     "gc": [["gc"], ["gc", "--prune=now"]],
     "reflog": [["reflog"], ["reflog", "show", "side"], ["reflog", "expire", "--all", "--dry-run"],
                ["reflog", "expire", "--expire=now", "--expire-unreachable=now", "--all"]],
+    "merge": [["merge", "side"], ["merge", "v1", "--no-ff"]],
+    "conflicts": [["conflicts"], ["conflicts", "--format", "json"]],
+    "resolve": [["resolve", "--help"]],
+    "revert": [["revert", "HEAD"]],
+    "cherry-pick": [["cherry-pick", "HEAD", "--no-commit"]],
     "help": [["help"], ["help", "diff"]],
 }
 
@@ -192,6 +197,13 @@ BAD: dict[str, list[list[str]]] = {
                ["reflog", "expire"], ["reflog", "expire", "--all", "main"], ["reflog", "expire", "nosuch"],
                ["reflog", "expire", "--expire", "x", "--all"], ["reflog", "expire", "--expire-unreachable=nan", "--all"],
                ["reflog", "expire", "--expire=now", "../heads/main"]],
+    "merge": [["merge", "nosuch"], ["merge"], ["merge", "--continue"], ["merge", "side", "--abort"],
+              ["merge", "--continue", "--abort"]],
+    "conflicts": [["conflicts", "--format", "xml"], ["conflicts", "extra"]],
+    "resolve": [["resolve"], ["resolve", "--ours"], ["resolve", "--ours", "--theirs"]],
+    "revert": [["revert", "nosuch"], ["revert", "v1"], ["revert", "--abort"], ["revert", "HEAD", "-m", "1"]],
+    "cherry-pick": [["cherry-pick", "nosuch"], ["cherry-pick", "--continue"], ["cherry-pick"],
+                    ["cherry-pick", "side"]],
     "help": [["help", "nosuch"]],
 }
 

@@ -99,12 +99,12 @@ def test_an_operation_state_outlives_its_move_and_recovery(repo: dbvers.Repo, db
     head = repo.resolve("HEAD")
     execute(db_path, "UPDATE orders SET qty = 3")
     other = repo.commit("other").id
-    state = {"merge_head": head, "note": "conflicts left"}
+    state = {"onto": head, "note": "a later operation's own record"}
     with repo.locked():
-        repo.worktree.write_working(head, head=None, ref=("refs/heads/main", head), op="merge", state=state)
+        repo.worktree.write_working(head, head=None, ref=("refs/heads/main", head), op="rebase", state=state)
         repo.worktree.apply_intent(None, ("refs/heads/main", head), "merge: test")
     op = dbvers.open(db_path).worktree.operation()
-    assert op is not None and op.op == "merge" and op.state == state and op.target is None
+    assert op is not None and op.op == "rebase" and op.state == state and op.target is None
     run_cli("--db", str(db_path), "status")  # another process's recovery leaves it alone
     assert dbvers.open(db_path).worktree.operation() == op
     assert repo.resolve("HEAD") == head and repo.status().clean

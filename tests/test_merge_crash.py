@@ -31,6 +31,7 @@ import dbvers
 
 repo = dbvers.open(sys.argv[1])
 ours = sys.argv[2]
+print("READY", flush=True)
 n = 0
 while True:
     n += 1
@@ -84,7 +85,12 @@ def test_sigkill_during_merge_resolve_continue_abort(tmp_path: Path) -> None:
     for _ in range(KILLS):
         child = subprocess.Popen([sys.executable, str(script), str(db), ours], stdout=subprocess.PIPE,
                                  stderr=subprocess.PIPE, text=True)
-        time.sleep(rng.uniform(0.3, 2.5))
+        # Killed at a random instant of its loop, timed from when it is ready (a loaded
+        # machine can take seconds just to import).
+        assert child.stdout is not None
+        first = child.stdout.readline()
+        assert first.strip() == "READY", first + (child.stderr.read() if child.stderr else "")
+        time.sleep(rng.uniform(0.0, 1.5))
         child.send_signal(signal.SIGKILL)
         out, err = child.communicate()
         assert "Traceback" not in err, err

@@ -96,7 +96,12 @@ def cmd_cherry_pick(args: argparse.Namespace) -> int:
 
 def cmd_conflicts(args: argparse.Namespace) -> int:
     repo = open_repo(args)
-    frames = repo.conflicts(args.table)
+    if repo.operation() is None and args.table is None:
+        # Nothing in progress is not an error here (git's "no conflicts" habit), but the
+        # machine formats still give their empty document.
+        frames: dict[str, Any] = {}
+    else:
+        frames = repo.conflicts(args.table)
     fmt = args.format or "table"
     if fmt == "table":
         if args.output:
