@@ -105,15 +105,16 @@ class Operation:
     base: str
     message: str
     installed: bool
+    aborting: bool = False  # --abort began writing ours back
 
     def to_state(self) -> dict[str, Any]:
         return {"ours": self.ours, "theirs": self.theirs, "base": self.base, "message": self.message,
-                "installed": self.installed}
+                "installed": self.installed, "aborting": self.aborting}
 
     @classmethod
     def from_intent(cls, op: str, state: dict[str, Any]) -> Operation:
         return cls(op, state["ours"], state["theirs"], state["base"], state.get("message") or "",
-                   bool(state.get("installed")))
+                   bool(state.get("installed")), bool(state.get("aborting")))
 
 
 def current(repo: Repo) -> Operation | None:
@@ -292,6 +293,10 @@ def recover(repo: Repo) -> None:
         for name in (WORK, CONFLICTS):  # an operation that never started leaves these
             (repo.store_dir / name).unlink(missing_ok=True)
         return
+    if op.aborting:
+        if repo.worktree.holds_file(repo.materialize(op.ours), repo.get_commit(op.ours).pragmas):
+            _end(repo)  # killed after --abort wrote ours back: the abort is done
+        return
     if op.installed:
         work.unlink(missing_ok=True)
         head = repo.head.commit
@@ -379,7 +384,8 @@ def merge_abort(repo: Repo) -> str:
         op = current(repo)
         if op is None:
             raise NoMergeInProgressError("--abort")
-        repo.worktree.write_working(op.ours, op=op.kind, state=op.to_state())
+        aborting = Operation(op.kind, op.ours, op.theirs, op.base, op.message, op.installed, True)
+        repo.worktree.write_working(op.ours, op=op.kind, state=aborting.to_state())
         _end(repo)
         return op.ours
 

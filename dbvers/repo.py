@@ -226,8 +226,7 @@ class Repo:
 
             finish_restore(self)
         self.worktree.recover(write)
-        if write:
-            merge.recover(self)  # a merge (revert, cherry-pick) killed around installing its state
+        merge.recover(self)  # a merge (revert, cherry-pick) killed around installing its state
 
     def lock_timeout(self) -> float:
         """Seconds to wait for the store's lock or the working database (``DBVERS_LOCK_TIMEOUT`` wins)."""
@@ -626,8 +625,9 @@ class Repo:
         return merge.conflict_counts(self)
 
     def operation(self) -> merge.Operation | None:
-        """The merge, revert or cherry-pick in progress, if any."""
-        return merge.current(self)
+        """The merge, revert or cherry-pick in progress, if any (after finishing a killed one's install)."""
+        with self.locked(write=False):
+            return merge.current(self)
 
     def merge_continue(self, message: str | None = None) -> Commit:
         return merge.merge_continue(self, message)

@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from ..errors import RepositoryBusyError, StorageError
-from ..fsutil import TMP_PREFIX, owner_tag, temp_owner_alive
+from ..fsutil import TMP_PREFIX, owner_tag, temp_owner_alive, temp_path
 
 #: How long a writer waits for another writer's lock (a lock is held for one small write).
 WAIT = 10.0
@@ -69,6 +69,20 @@ def _break(lock: Path, seen: str) -> None:
             grabbed.unlink()
 
 
+def _create(lock: Path, mark: str) -> None:
+    """Create *lock* holding *mark*, or raise FileExistsError: the mark is written to a temp
+    file first and hard-linked into place, so a lock never exists without its owner's mark
+    (a writer killed between creating and writing an O_EXCL file would leave an unowned lock
+    that everyone waits out)."""
+    tmp = temp_path(lock.parent)
+    try:
+        tmp.write_text(mark)
+        os.link(tmp, lock)
+    finally:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+
+
 @contextlib.contextmanager
 def ref_lock(target: Path, wait: float | None = None) -> Iterator[None]:
     """Hold *target*'s lock file for the duration of the block (waiting up to *wait*, default WAIT)."""
@@ -80,7 +94,8 @@ def ref_lock(target: Path, wait: float | None = None) -> Iterator[None]:
     while True:
         try:
             lock.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(lock, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            _create(lock, mark)
+            break
         except FileNotFoundError:
             continue  # an empty a/b folder was pruned between mkdir and open: make it again
         except FileExistsError:
@@ -90,7 +105,7 @@ def ref_lock(target: Path, wait: float | None = None) -> Iterator[None]:
                 continue  # released meanwhile
             except OSError as e:
                 raise StorageError(str(lock), e) from e
-            if _is_stale(lock, seen):  # an empty one too, once old: its writer died before the mark
+            if _is_stale(lock, seen):  # an old unmarked one too (a dbvers that wrote the mark after)
                 _break(lock, seen)
                 continue
             waited = time.monotonic() - start
@@ -101,11 +116,6 @@ def ref_lock(target: Path, wait: float | None = None) -> Iterator[None]:
             continue
         except OSError as e:
             raise StorageError(str(lock), e) from e
-        try:
-            os.write(fd, mark.encode())
-        finally:
-            os.close(fd)
-        break
     try:
         yield
     finally:
