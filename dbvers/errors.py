@@ -258,6 +258,15 @@ class DatabaseLockedError(DbversError):
         )
 
 
+class DatabaseOpenError(DbversError):
+    """SQLite refused to open a database dbvers must replace (neither a lock nor damage)."""
+
+    def __init__(self, path: str, detail: str) -> None:
+        self.path = path
+        self.detail = detail
+        super().__init__(f"cannot open {path}: {detail}")
+
+
 class CorruptDatabaseError(DbversError):
     """The working database itself is damaged (SQLite reports a malformed page)."""
 
@@ -336,12 +345,21 @@ class BackupError(DbversError):
     """A backup could not be made, checked or restored; nothing was changed."""
 
 
-class BackupIOError(BackupError):
-    """The file system refused while writing a backup or restoring one (disk full, permissions)."""
+class BackupIOError(BackupError, StorageError):
+    """The file system refused while writing a backup or restoring one (disk full, permissions).
 
-    def __init__(self, path: str, detail: str) -> None:
+    A :class:`StorageError` too (``except StorageError`` catches it), with a backup's message.
+    """
+
+    def __init__(self, path: str, detail: str, errno: int | None = None) -> None:
         self.path = path
-        super().__init__(f"cannot write {path}: {detail}; nothing was changed")
+        self.errno = errno
+        DbversError.__init__(self, f"cannot write {path}: {detail}; nothing was changed")
+
+    @classmethod
+    def from_os_error(cls, path: object, e: OSError) -> BackupIOError:
+        """The error for *e*, naming the file the OS named (else *path*)."""
+        return cls(str(getattr(e, "filename", None) or path), e.strerror or str(e), e.errno)
 
 
 class BackupValidationError(BackupError):
@@ -358,11 +376,18 @@ class BackupSchemaError(BackupError):
     """The archive's format, or the database's user_version, is not what the restore expects."""
 
 
-class BackupLockError(BackupError):
-    def __init__(self, path: str, waited: float) -> None:
+class BackupLockError(BackupError, DatabaseLockedError):
+    """A database a backup or restore must read or replace stayed locked for the whole timeout.
+
+    A :class:`DatabaseLockedError` too, with a backup's message.
+    """
+
+    def __init__(self, path: str, waited: float, holder: str | int | None = None) -> None:
         self.path = path
         self.waited = waited
-        super().__init__(
+        self.holder = holder
+        DbversError.__init__(
+            self,
             f"database is locked by another process: {path} (waited {waited:.0f}s); "
             "finish or close the other writer and try again"
         )
