@@ -147,9 +147,20 @@ def lacking(graph: CommitGraph, wanted: set[str], dest: Destination) -> set[str]
     A destination ref whose commit the local store doesn't have (someone else pushed
     it) tells nothing here: its history is walked only as far as it is local.
     """
-    tips = HistoryRoots(ids={oid: ref for ref, oid in sorted(dest.refs().items())})
-    have_commits, _ = walk_history(graph, tips)  # type: ignore[arg-type]  # a CommitGraph suffices
-    return dest.missing(wanted - closure(graph, have_commits))
+    tips = {oid: ref for ref, oid in sorted(dest.refs().items())}
+    return dest.missing(wanted - closure(graph, _local_ancestry(graph, tips)))
+
+
+def _local_ancestry(graph: CommitGraph, tips: dict[str, str]) -> set[str]:
+    """The commits *tips* reach, as far as the local store can read them (never raises).
+
+    (maintenance's tolerant walk today; ``graph.walk(graph.get_commit, tips).commits``
+    once the commit graph has its own module.)
+    """
+    if not tips:
+        return set()
+    commits, _ = walk_history(graph, HistoryRoots(ids=tips))  # type: ignore[arg-type]  # reads get_commit only
+    return commits
 
 
 def copy_objects(source: ObjectSource, dest: Destination, oids: Iterable[str], *,

@@ -146,6 +146,7 @@ def _require(m: dict[str, Any], key: str, kind: type | tuple[type, ...], label: 
 
 
 def parse_manifest(raw: bytes, label: str) -> dict[str, Any]:
+    """backup.json's bytes, checked: JSON, a format this dbvers reads, signed, canonical, well formed."""
     try:
         m = json.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, ValueError):
@@ -166,6 +167,12 @@ def parse_manifest(raw: bytes, label: str) -> dict[str, Any]:
         raise BackupValidationError(label, "backup.json was altered (its checksum does not match)")
     if canonical_json(m) != raw:
         raise BackupValidationError(label, "backup.json was altered (not in its canonical form)")
+    _check_fields(m, label)
+    return m
+
+
+def _check_fields(m: dict[str, Any], label: str) -> None:
+    """Every field of a signed backup.json has the type and form its readers rely on."""
     for key, kind in (("backup_format", int), ("store_format", int), ("created_at", str),
                       ("kind", str), ("members", list), ("database", dict), ("commits", int),
                       ("objects", int), ("snapshots", dict), ("roots", list), ("refs", dict),
@@ -208,7 +215,6 @@ def parse_manifest(raw: bytes, label: str) -> dict[str, Any]:
         parse_timestamp(m["created_at"])
     except ValueError:
         raise BackupValidationError(label, "backup.json has no valid 'created_at'") from None
-    return m
 
 
 def find_manifest(f: IO[bytes], size: int) -> tuple[int, tarfile.TarInfo] | None:
@@ -346,7 +352,6 @@ def scan(path: Path, objects_dir: Path | None, keep_metadata: bool = True) -> Sc
     """
     label = path.name
     members, list_error = _list_members(path)
-    size = path.stat().st_size
     seen_names: set[str] = set()
     for ti in members:
         if ti.name in seen_names:
@@ -354,57 +359,21 @@ def scan(path: Path, objects_dir: Path | None, keep_metadata: bool = True) -> Sc
         seen_names.add(ti.name)
     if not members or members[-1].name != MANIFEST:
         _explain_broken_listing(path, members, list_error)
-    mti = members[-1]
+    mti, listed = members[-1], members[:-1]
+    objects: list[str] = []
+    metadata: dict[str, bytes] = {}
     with open(path, "rb") as f:
-        # backup.json: its bytes, its header (rebuilt and compared), and the zero blocks after it.
-        f.seek(mti.offset_data)
-        raw = f.read(mti.size)
-        if len(raw) != mti.size:
-            raise BackupValidationError(label, "the archive is truncated (backup.json is cut off)")
-        manifest = parse_manifest(raw, label)
-        f.seek(mti.offset)
-        if f.read(mti.offset_data - mti.offset) != tar_header(MANIFEST, mti.size, int(mti.mtime)):
-            raise BackupValidationError(label, "the tar header of backup.json was altered", member=MANIFEST)
-        end = mti.offset_data + mti.size
-        expected = end + (-end % BLOCK) + 2 * BLOCK
-        expected += -expected % RECORD
-        if size < expected:
-            raise BackupValidationError(label, "the archive is truncated (its end-of-archive blocks are missing)")
-        if size != expected:
-            raise BackupValidationError(label, "bytes were appended after the end of the archive")
-        f.seek(end)
-        if f.read().strip(b"\0"):
-            raise BackupValidationError(label, "the bytes after backup.json were altered")
-        listed = members[:-1]
+        manifest = _check_tail(f, label, mti, path.stat().st_size)
         declared = manifest["members"]
-        for i, ti in enumerate(listed):
-            if i >= len(declared):
-                raise BackupValidationError(label, f"{describe_member(ti.name)} is not listed in backup.json",
-                                            member=ti.name)
-            d = declared[i]
-            if (d["name"], d["offset"], d["size"]) != (ti.name, ti.offset, ti.size):
-                raise BackupValidationError(
-                    label, f"{describe_member(d['name'])} does not match backup.json (name, place or size)",
-                    member=d["name"])
-        if len(declared) != len(listed):
-            missing = declared[len(listed)]["name"]
-            raise BackupValidationError(label, f"{describe_member(missing)} is missing", member=missing)
-        if listed and listed[0].offset != 0:
-            raise BackupValidationError(label, "the archive does not start with a member")
-        objects: list[str] = []
-        metadata: dict[str, bytes] = {}
+        _check_listing(label, listed, declared)
         f.seek(0)
         for i, ti in enumerate(listed):
             span_end = listed[i + 1].offset if i + 1 < len(listed) else mti.offset
-            d = declared[i]
             mo = OBJECT_RE.match(ti.name)
-            span, data = hashlib.sha256(), hashlib.sha256()
-            span.update(_read_exact(f, ti.offset_data - ti.offset, label))
             out: Any = None
             dest = None
             if mo:
-                oid = mo[1] + mo[2]
-                objects.append(oid)
+                objects.append(mo[1] + mo[2])
                 if objects_dir is not None:
                     dest = objects_dir / mo[1] / mo[2]
                     if not dest.exists():
@@ -414,21 +383,7 @@ def scan(path: Path, objects_dir: Path | None, keep_metadata: bool = True) -> Sc
             elif keep_metadata:
                 out = io.BytesIO()
             try:
-                remaining = ti.size
-                while remaining:
-                    chunk = _read_exact(f, min(CHUNK, remaining), label)
-                    span.update(chunk)
-                    data.update(chunk)
-                    if out is not None:
-                        out.write(chunk)
-                    remaining -= len(chunk)
-                span.update(_read_exact(f, span_end - ti.offset_data - ti.size, label))
-                if data.hexdigest() != d["sha256"]:
-                    raise BackupValidationError(label, f"{describe_member(ti.name)} is corrupt (checksum mismatch)",
-                                                member=ti.name)
-                if span.hexdigest() != d["tar_sha256"]:
-                    raise BackupValidationError(
-                        label, f"the tar header or padding of {describe_member(ti.name)} was altered", member=ti.name)
+                _copy_member(f, label, ti, span_end, declared[i], out)
                 if isinstance(out, io.BytesIO):
                     metadata[ti.name] = out.getvalue()
                 elif out is not None:
@@ -444,6 +399,70 @@ def scan(path: Path, objects_dir: Path | None, keep_metadata: bool = True) -> Sc
                 if out is not None and not isinstance(out, io.BytesIO):
                     out.close()
     return Scanned(path, manifest, objects, metadata, sum(ti.size for ti in listed))
+
+
+def _check_tail(f: IO[bytes], label: str, mti: tarfile.TarInfo, size: int) -> dict[str, Any]:
+    """backup.json: its bytes, its header (rebuilt and compared), and the zero blocks after it."""
+    f.seek(mti.offset_data)
+    raw = f.read(mti.size)
+    if len(raw) != mti.size:
+        raise BackupValidationError(label, "the archive is truncated (backup.json is cut off)")
+    manifest = parse_manifest(raw, label)
+    f.seek(mti.offset)
+    if f.read(mti.offset_data - mti.offset) != tar_header(MANIFEST, mti.size, int(mti.mtime)):
+        raise BackupValidationError(label, "the tar header of backup.json was altered", member=MANIFEST)
+    end = mti.offset_data + mti.size
+    expected = end + (-end % BLOCK) + 2 * BLOCK
+    expected += -expected % RECORD
+    if size < expected:
+        raise BackupValidationError(label, "the archive is truncated (its end-of-archive blocks are missing)")
+    if size != expected:
+        raise BackupValidationError(label, "bytes were appended after the end of the archive")
+    f.seek(end)
+    if f.read().strip(b"\0"):
+        raise BackupValidationError(label, "the bytes after backup.json were altered")
+    return manifest
+
+
+def _check_listing(label: str, listed: list[tarfile.TarInfo], declared: list[dict[str, Any]]) -> None:
+    """The tar's members are backup.json's, in its order, at its offsets, of its sizes."""
+    for i, ti in enumerate(listed):
+        if i >= len(declared):
+            raise BackupValidationError(label, f"{describe_member(ti.name)} is not listed in backup.json",
+                                        member=ti.name)
+        d = declared[i]
+        if (d["name"], d["offset"], d["size"]) != (ti.name, ti.offset, ti.size):
+            raise BackupValidationError(
+                label, f"{describe_member(d['name'])} does not match backup.json (name, place or size)",
+                member=d["name"])
+    if len(declared) != len(listed):
+        missing = declared[len(listed)]["name"]
+        raise BackupValidationError(label, f"{describe_member(missing)} is missing", member=missing)
+    if listed and listed[0].offset != 0:
+        raise BackupValidationError(label, "the archive does not start with a member")
+
+
+def _copy_member(f: IO[bytes], label: str, ti: tarfile.TarInfo, span_end: int, d: dict[str, Any],
+                 out: IO[bytes] | None) -> None:
+    """Read one member's stretch (header, data, padding) from *f*, checking both of its
+    checksums; its data goes to *out* as it is read (None: only checked)."""
+    span, data = hashlib.sha256(), hashlib.sha256()
+    span.update(_read_exact(f, ti.offset_data - ti.offset, label))
+    remaining = ti.size
+    while remaining:
+        chunk = _read_exact(f, min(CHUNK, remaining), label)
+        span.update(chunk)
+        data.update(chunk)
+        if out is not None:
+            out.write(chunk)
+        remaining -= len(chunk)
+    span.update(_read_exact(f, span_end - ti.offset_data - ti.size, label))
+    if data.hexdigest() != d["sha256"]:
+        raise BackupValidationError(label, f"{describe_member(ti.name)} is corrupt (checksum mismatch)",
+                                    member=ti.name)
+    if span.hexdigest() != d["tar_sha256"]:
+        raise BackupValidationError(
+            label, f"the tar header or padding of {describe_member(ti.name)} was altered", member=ti.name)
 
 
 def _read_exact(f: IO[bytes], n: int, label: str) -> bytes:
