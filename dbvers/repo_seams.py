@@ -15,7 +15,12 @@ here                       after the split
 ``write_working``          ``repo.worktree.write_working``
 ``apply_intent``           ``repo.worktree.apply_intent``
 ``cache_path``             ``repo.states.cache_path``
+``open_store``             (see below)
 =========================  ===========================================
+
+:func:`open_store` is the one place a restore builds a ``Repo``, so the one import of
+``repo`` from here (``repo`` imports ``backup`` for ``Repo.backup`` and its recovery's
+``finish_restore``: a cycle until one side is injected, e.g. a factory the facade passes).
 """
 
 from __future__ import annotations
@@ -63,3 +68,17 @@ def apply_intent(repo: Repo, head: str | None, ref: tuple[str, str] | None, why:
 def cache_path(repo: Repo, oid: str) -> Path:
     """Where the materialized state of *oid* is cached."""
     return repo._cache_path(oid)
+
+
+def store_dir_of(db_path: Path) -> Path:
+    """The default store directory of the database at *db_path* (``.dbvers`` beside it)."""
+    from .repo import STORE_NAME
+
+    return db_path.parent / STORE_NAME
+
+
+def open_store(store_dir: Path, db_path: Path) -> Repo:
+    """The repository of the store at *store_dir* tracking *db_path* (the store may be a scratch one)."""
+    from .repo import Repo
+
+    return Repo(store_dir, db_path)

@@ -47,7 +47,16 @@ from .fsutil import copy_atomic, fsync_dir, publish, remove_stale_temps, temp_pr
 from .objects import FORMAT_VERSION
 from .refs import HEADS
 from .remotes.archive_dir import ExtractedChain, chain, extract_chain
-from .repo_seams import apply_intent, cache_path, dirty_tables, locked, record_clean, write_working
+from .repo_seams import (
+    apply_intent,
+    cache_path,
+    dirty_tables,
+    locked,
+    open_store,
+    record_clean,
+    store_dir_of,
+    write_working,
+)
 from .transfer import LocalDestination, RefUpdate, copy_objects, update_refs
 
 if TYPE_CHECKING:
@@ -136,8 +145,6 @@ def restore(archive: str | os.PathLike[str], to: str | os.PathLike[str] | None =
 
 def _plan(archive: str | os.PathLike[str], to: str | os.PathLike[str] | None,
           store: str | os.PathLike[str] | None) -> _Plan:
-    from .repo import STORE_NAME
-
     src = Path(archive).expanduser().resolve()
     if not src.is_file():
         raise BackupError(f"no such backup: {src}")
@@ -148,20 +155,18 @@ def _plan(archive: str | os.PathLike[str], to: str | os.PathLike[str] | None,
         target = target / name
     if not target.parent.is_dir():
         raise UsageError(f"directory {target.parent} does not exist")
-    store_dir = Path(store).expanduser().resolve() if store else target.parent / STORE_NAME
+    store_dir = Path(store).expanduser().resolve() if store else store_dir_of(target)
     return _Plan(src, chain_m, target, store_dir, lock_timeout())
 
 
 def _check_target(plan: _Plan, yes: bool) -> None:
     """What is there now, and may it be replaced?"""
-    from .repo import Repo
-
     target, store_dir = plan.target, plan.store_dir
     if (store_dir / "config").is_file():
         tracked = (store_dir / read_config(store_dir).get("core", "database")).resolve()
         if tracked != target:
             raise UsageError(f"{store_dir} tracks {tracked}, not {target}; pass --store DIR")
-        plan.existing = Repo(store_dir, target)
+        plan.existing = open_store(store_dir, target)
         with locked(plan.existing):  # its recovery finishes a restore a killed process left half done
             pass
     elif store_dir.exists() and (not store_dir.is_dir() or any(store_dir.iterdir())):
@@ -272,15 +277,13 @@ def restore_archive(archive: str | os.PathLike[str], to: str | os.PathLike[str] 
                     at: str = "HEAD", *, yes: bool = False,
                     store: str | os.PathLike[str] | None = None) -> RestoreResult:
     """:func:`restore`, returning what was restored (and the warnings) instead of warning."""
-    from .repo import Repo
-
     plan = _plan(archive, to, store)
     _check_target(plan, yes)
     work = _work_parent(plan) / f"{temp_prefix('restore')}{os.urandom(4).hex()}"
     try:
         work.mkdir()
         ext, _ = _extract(plan, work, yes)
-        wrepo = Repo(work, plan.target)
+        wrepo = open_store(work, plan.target)
         oid, branch = _choose(wrepo, ext, at)
         try:
             state = wrepo.materialize_verified(oid)
@@ -316,8 +319,6 @@ def _install_store(plan: _Plan, wrepo: Repo, work: Path, state: Path, oid: str, 
     anywhere leaves either no store and the old database, or a store whose journal
     the next command (a rerun of restore included) finishes.
     """
-    from .repo import Repo
-
     if branch is not None:
         wrepo.refs.set_head(branch=branch, message=why)
     else:
@@ -331,7 +332,7 @@ def _install_store(plan: _Plan, wrepo: Repo, work: Path, state: Path, oid: str, 
             store_dir.rmdir()  # empty (checked above)
         os.rename(work, store_dir)
         fsync_dir(store_dir.parent)
-        repo = Repo(store_dir, plan.target)
+        repo = open_store(store_dir, plan.target)
         finish_restore(repo)
     return repo
 
