@@ -80,3 +80,22 @@ def test_an_archive_destination_lacks_only_what_its_chain_does_not_hold(tmp_path
         assert lacking(src, wanted, dest) == wanted - held
         dest.abort()
     assert not list((tmp_path / "out").iterdir())  # nothing published, no temp left
+
+
+def test_backup_errors_are_the_storage_and_lock_errors_of_the_one_tree() -> None:
+    from dbvers.errors import (
+        BackupError,
+        BackupIOError,
+        BackupLockError,
+        DatabaseLockedError,
+        StorageError,
+    )
+
+    io_error = BackupIOError.from_os_error("/x", OSError(28, "No space left on device"))
+    assert isinstance(io_error, BackupError) and isinstance(io_error, StorageError)
+    assert str(io_error) == "cannot write /x: No space left on device; nothing was changed"
+    assert io_error.errno == 28 and io_error.exit_code == 2
+    lock = BackupLockError("/db", 2.0)
+    assert isinstance(lock, BackupError) and isinstance(lock, DatabaseLockedError)
+    assert str(lock) == ("database is locked by another process: /db (waited 2s); "
+                         "finish or close the other writer and try again")
