@@ -29,6 +29,7 @@ DbversError
 ├── ReadOnlyStoreError
 ├── CheckoutJournalError        the journal of an interrupted checkout is damaged
 ├── DatabaseLockedError         the working database stayed locked
+├── DatabaseOpenError           SQLite can't open a database dbvers must replace
 ├── CorruptDatabaseError        SQLite reports the working database malformed
 ├── IntegrityError              a database fails PRAGMA integrity_check
 ├── CorruptObjectError          an object whose bytes don't match its id
@@ -44,10 +45,10 @@ DbversError
 ├── StorageError                the file system refused a write
 │   └── DatabaseFullError       SQLITE_FULL while copying the working database
 ├── BackupError                 a backup could not be made, checked or restored
-│   ├── BackupIOError
+│   ├── BackupIOError           (also a StorageError)
 │   ├── BackupValidationError   an archive is damaged, tampered with or hostile
 │   ├── BackupSchemaError
-│   └── BackupLockError
+│   └── BackupLockError         (also a DatabaseLockedError)
 │   (raised only by dbvers.boundary.translate(), for exceptions from below dbvers that
 │    mean the same whatever dbvers was doing:)
 ├── DiskFullError               the disk or a quota is full
@@ -174,11 +175,7 @@ class InvalidRefNameError(DbversError):
 
 
 class DamagedRefError(DbversError):
-    """A ref or HEAD file exists but can't be used (garbage, empty, not UTF-8, a directory, missing HEAD).
-
-    Only a ref that does not exist is an unborn branch: anything else stops the
-    command before it moves a ref, so history is never silently restarted.
-    """
+    """A ref or HEAD file exists but can't be used (only a missing ref is an unborn branch)."""
 
     def __init__(self, ref: str, path: str, detail: str) -> None:
         self.ref = ref
@@ -249,12 +246,7 @@ class NothingToCommitError(DbversError):
 
 
 class RepositoryBusyError(DbversError):
-    """The store's lock stayed held for the whole timeout.
-
-    *holder*: ``"thread"`` (another thread of this process, on the same Repo),
-    ``"process"`` (this process, through another Repo object or thread), a pid, or
-    None when the lock file doesn't say.
-    """
+    """The store's lock stayed held; *holder*: ``"thread"`` (same Repo), ``"process"``, a pid, or None."""
 
     def __init__(self, lock_path: str, waited: float, holder: str | int | None = None) -> None:
         self.lock_path = lock_path
@@ -303,11 +295,7 @@ class CheckoutJournalError(DbversError):
 
 
 class DatabaseLockedError(DbversError):
-    """The working database stayed locked for the whole timeout.
-
-    *holder*: ``"process"`` (a connection of this very process, such as the
-    notebook's own), another process's pid, or None (unknown).
-    """
+    """The working database stayed locked; *holder*: ``"process"`` (this one's own connection), a pid, or None."""
 
     def __init__(self, path: str, waited: float, holder: str | int | None = None) -> None:
         self.path = path
@@ -324,6 +312,15 @@ class DatabaseLockedError(DbversError):
             f"database {path} is locked by another process{pid} (waited {waited:.0f}s); "
             "finish or close the other writer and try again"
         )
+
+
+class DatabaseOpenError(DbversError):
+    """SQLite refused to open a database dbvers must replace (neither a lock nor damage)."""
+
+    def __init__(self, path: str, detail: str) -> None:
+        self.path = path
+        self.detail = detail
+        super().__init__(f"cannot open {path}: {detail}")
 
 
 class CorruptDatabaseError(DbversError):
@@ -372,11 +369,7 @@ class MissingObjectError(CorruptObjectError):
 
 
 class HistoryDamagedError(DbversError):
-    """A ref, HEAD, reflog line or commit of the history can't be read or resolved.
-
-    Raised by operations that must see the whole history to be safe (``gc``
-    deletes what it cannot see), before they change anything.
-    """
+    """Part of the history can't be read, and the operation (``gc``) must see all of it to be safe."""
 
     def __init__(self, action: str, problems: list[str]) -> None:
         self.action = action
@@ -422,13 +415,19 @@ class BackupError(DbversError):
     """A backup could not be made, checked or restored; nothing was changed."""
 
 
-class BackupIOError(BackupError):
-    """The file system refused while writing a backup or restoring one (disk full, permissions)."""
+class BackupIOError(BackupError, StorageError):
+    """The file system refused while writing or restoring a backup; a :class:`StorageError` too."""
 
-    def __init__(self, path: str, detail: str) -> None:
+    def __init__(self, path: str, detail: str, errno: int | None = None) -> None:
         self.path = path
         self.detail = detail
-        super().__init__(f"cannot write {path}: {detail}; nothing was changed")
+        self.errno = errno
+        DbversError.__init__(self, f"cannot write {path}: {detail}; nothing was changed")
+
+    @classmethod
+    def from_os_error(cls, path: object, e: OSError) -> BackupIOError:
+        """The error for *e*, naming the file the OS named (else *path*)."""
+        return cls(str(getattr(e, "filename", None) or path), e.strerror or str(e), e.errno)
 
 
 class BackupValidationError(BackupError):
@@ -445,11 +444,15 @@ class BackupSchemaError(BackupError):
     """The archive's format, or the database's user_version, is not what the restore expects."""
 
 
-class BackupLockError(BackupError):
-    def __init__(self, path: str, waited: float) -> None:
+class BackupLockError(BackupError, DatabaseLockedError):
+    """A database a backup or restore needs stayed locked; a :class:`DatabaseLockedError` too."""
+
+    def __init__(self, path: str, waited: float, holder: str | int | None = None) -> None:
         self.path = path
         self.waited = waited
-        super().__init__(
+        self.holder = holder
+        DbversError.__init__(
+            self,
             f"database is locked by another process: {path} (waited {waited:.0f}s); "
             "finish or close the other writer and try again"
         )
