@@ -49,14 +49,12 @@ from typing import TYPE_CHECKING, Any
 from . import snapshots, sqlio
 from .archive import (
     _ID_RE,
-    _KEYFRAME_RE,
     _OBJECT_RE,
     BACKUP_FORMAT,
     CHUNK,
     MANIFEST,
     SUFFIX,
     _allowed_name,
-    _file_chunks,
     _io_error,
     _object_member,
     _parse_iso,
@@ -82,11 +80,12 @@ from .errors import (
     StorageError,
     UsageError,
 )
+from .formats import is_id
 from .fsutil import TMP_PREFIX, copy_atomic, fsync_dir, publish, temp_path, write_atomic
 from .objects import FORMAT_VERSION, Commit
 from .storage.base import ObjectStore
 from .storage.local import LocalObjectStore
-from .storage.refnames import HEADS, TAGS
+from .storage.refnames import HEADS, TAGS, keyframe_record_commit
 
 if TYPE_CHECKING:
     from .repo import Repo
@@ -383,8 +382,8 @@ def backup(repo: Repo, directory: str | os.PathLike[str] | None = None, *, incre
                         repo.objects.verify(oid)
                     except DbversError as e:
                         raise BackupError(f"the store is damaged ({e}); nothing was backed up") from None
-                    p = repo.objects.path(oid)
-                    w.add(_object_member(oid), p.stat().st_size, _file_chunks(p))
+                    with repo.objects.open_raw(oid) as raw:
+                        w.add(_object_member(oid), repo.objects.stored_size(oid), iter(lambda: raw.read(CHUNK), b""))
                 for name, data in state.metadata.items():
                     w.add(name, len(data), [data])
                 manifest = {
@@ -759,7 +758,7 @@ def _roots_of(metadata: dict[str, bytes]) -> tuple[dict[str, str], str, set[str]
     reflog: set[str] = set()
     for name, data in metadata.items():
         text = data.decode("utf-8", errors="replace")
-        if name.startswith("refs/"):
+        if name.startswith("refs/") and keyframe_record_commit(name) is None:  # a keyframe ref is no root
             value = text.strip()
             if _ID_RE.match(value):
                 refs[name] = value
@@ -802,7 +801,7 @@ def _check_complete(objects: ObjectStore, types: dict[str, str], metadata: dict[
         except (ValueError, KeyError, TypeError) as e:
             raise BackupValidationError(label, f"commit {oid[:12]} is unreadable ({e})") from None
         wanted = c.typed_references()
-        kf = metadata.get(f"keyframes/{oid}")
+        kf = metadata.get(f"refs/keyframes/{oid}") or metadata.get(f"keyframes/{oid}")
         if kf:
             wanted.append((kf.decode(errors="replace").strip(), "snapshot"))
         for ref_oid, kind in wanted:
@@ -1199,18 +1198,15 @@ def _merge_into(repo: Repo, work: Path, metadata: dict[str, bytes], state: Path,
             raise BackupError(f"uncommitted changes in {', '.join(dirty[:10])} would be lost by the restore; "
                               "commit them, or pass --yes to discard them")
         for d in sorted((work / "objects").iterdir()):
-            moved = False
             for f in sorted(d.iterdir()):
-                dest = repo.objects.path(d.name + f.name)
-                if not dest.exists():
-                    dest.parent.mkdir(parents=True, exist_ok=True)
-                    _move_file(f, dest)
-                    moved = True
-            if moved:
-                fsync_dir(repo.objects.root / d.name)
+                if not repo.objects.has(d.name + f.name):
+                    with open(f, "rb") as raw:
+                        repo.objects.put_raw(d.name + f.name, raw)
         for name, data in metadata.items():
-            if _KEYFRAME_RE.match(name) and not (repo.store_dir / name).exists():
-                write_atomic(repo.store_dir / name, data)
+            kf_commit = keyframe_record_commit(name)  # either layout: refs/keyframes/ or an old keyframes/
+            value = data.decode("utf-8", "replace").strip()
+            if kf_commit is not None and repo.refs.keyframe(kf_commit) is None and is_id(value):
+                repo.refs.set_keyframe(kf_commit, value)
         refs, _, _ = _roots_of(metadata)
         for ref, value in sorted(refs.items()):
             if repo.refs.read(ref) is None:

@@ -27,7 +27,7 @@ import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import apsw
 
@@ -745,9 +745,22 @@ def _restore_rowids(conn: apsw.Connection, fixups: RowidFixups, oid: str) -> Non
 # -- replaying --------------------------------------------------------------
 
 
+class PatchReader(Protocol):
+    """A patch object's body as a stream that verifies itself (``storage.base.BodyReader``)."""
+
+    def read(self, n: int = -1) -> bytes: ...
+
+    def close(self) -> None: ...
+
+
 def apply_patchsets(conn: apsw.Connection,
-                    patchsets: Iterable[tuple[str, bytes, RowidFixups | None]]) -> None:
+                    patchsets: Iterable[tuple[str, bytes | PatchReader, RowidFixups | None]]) -> None:
     """Apply (id, patchset, rowid fixups) in order, in one transaction.
+
+    A patchset is bytes or a reader: SQLite then pulls it in small pieces, so a
+    patch never has to fit in memory. The reader verifies the object's hash as the
+    end is reached (and is drained here to make sure it is), so a damaged patch
+    raises its CorruptObjectError and everything applied is rolled back.
 
     Any conflict means the store is inconsistent (a patch that doesn't fit its
     parent state), so it is reported as a corrupt object, never skipped.
@@ -762,9 +775,17 @@ def apply_patchsets(conn: apsw.Connection,
     oid = ""
     try:
         for oid, ps, fixups in patchsets:  # oid names the failing patch below
-            apsw.Changeset.apply(
-                ps, conn, conflict=on_conflict, flags=apsw.SQLITE_CHANGESETAPPLY_NOSAVEPOINT
-            )
+            try:
+                apsw.Changeset.apply(
+                    ps if isinstance(ps, bytes) else ps.read, conn, conflict=on_conflict,
+                    flags=apsw.SQLITE_CHANGESETAPPLY_NOSAVEPOINT
+                )
+                if not isinstance(ps, bytes):
+                    while ps.read(1 << 20):  # SQLite stopped early: the rest is still verified
+                        pass
+            finally:
+                if (close := getattr(ps, "close", None)) is not None:
+                    close()
             if fixups is not None:
                 _restore_rowids(conn, fixups, oid)
     except CorruptObjectError:

@@ -12,7 +12,6 @@ expires reflogs first, then deletes unreachable objects older than ``prune``.
 from __future__ import annotations
 
 import math
-import os
 import re
 import time
 from dataclasses import dataclass, field
@@ -235,8 +234,8 @@ def _closure(repo: Repo, commits: set[str]) -> set[str]:
 
 def _mtime(repo: Repo, oid: str) -> float:
     try:
-        return os.stat(repo.objects.path(oid)).st_mtime
-    except OSError:
+        return repo.objects.mtime(oid)
+    except (OSError, DbversError):
         return math.inf  # can't tell its age: not old enough to delete
 
 
@@ -300,21 +299,16 @@ def fsck(repo: Repo) -> FsckReport:
 
 def _fsck_keyframes(repo: Repo, types: dict[str, str], report: FsckReport) -> None:
     try:
-        records = repo.keyframe_files()
+        records = repo.refs.keyframes()
     except OSError as e:
-        report.problems.append(f"keyframes/ can't be listed ({_short(e)})")
+        report.problems.append(f"refs/keyframes/ can't be listed ({_short(e)})")
         return
-    for kf in records:
-        try:
-            snap = kf.read_bytes().decode("utf-8", errors="replace").strip()
-        except OSError as e:
-            report.problems.append(f"keyframe record {kf.name[:12]} is unreadable ({_short(e)})")
-            continue
+    for commit, snap in records.items():
         if not _ID_RE.fullmatch(snap):
-            report.problems.append(f"keyframe record of {kf.name[:12]} is garbage (not a snapshot id); "
-                                   "it is ignored, delete it or run 'dbvers snapshot' at that commit")
+            report.problems.append(f"keyframe record of {commit[:12]} is unreadable or garbage (not a snapshot "
+                                   "id); it is ignored, delete it or run 'dbvers snapshot' at that commit")
         elif types.get(snap) != "snapshot":
-            report.problems.append(f"keyframe of {kf.name[:12]} names missing snapshot {snap[:12]}")
+            report.problems.append(f"keyframe of {commit[:12]} names missing snapshot {snap[:12]}")
 
 
 def _fsck_commit(repo: Repo, oid: str, types: dict[str, str], report: FsckReport) -> None:
@@ -482,9 +476,10 @@ def gc(repo: Repo, *, prune: Expiry = None) -> GcReport:
         report.removed_bytes += repo.objects.stored_size(oid)
         repo.objects.delete(oid)
         report.removed_objects += 1
-    for kf in repo.keyframe_files():
-        if not repo.objects.has(kf.name):
-            kf.unlink()
+    repo.refs.migrate_keyframes()  # an old store's keyframes/ files become refs
+    for commit in repo.refs.keyframes():
+        if not repo.objects.has(commit):
+            repo.refs.delete_keyframe(commit)
     for p in repo.cache_dir.glob("*.db"):
         if p.stem not in commits and not p.name.startswith(TMP_PREFIX):  # temps: their owners' to remove
             p.unlink(missing_ok=True)

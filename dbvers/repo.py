@@ -200,7 +200,7 @@ def init_repo(db_path: str | os.PathLike[str], *, store: str | os.PathLike[str] 
     building = store_dir.parent / f"{TMP_PREFIX}{store_dir.name}-{os.getpid()}"
     if building.exists():
         shutil.rmtree(building)
-    for sub in ("objects", "refs/heads", "refs/tags", "logs", "cache", "keyframes"):
+    for sub in ("objects", "refs/heads", "refs/tags", "logs", "cache"):
         (building / sub).mkdir(parents=True)
     cfg = new_config()
     cfg.read_dict(
@@ -254,7 +254,7 @@ class Repo:
         self.objects = LocalObjectStore(store_dir / "objects")
         self.refs = LocalRefStore(store_dir)
         self.cache_dir = store_dir / "cache"
-        self.keyframes_dir = store_dir / "keyframes"
+        self.keyframes_dir = store_dir / "keyframes"  # stores made before keyframe records were refs
         self.lock = RepoLock(store_dir / "lock", self.config.getfloat("lock", "timeout"))
         self._commits: dict[str, Commit] = {}
         # The planner's sqlite_stat* tables are versioned only when asked (guide: "What is versioned").
@@ -403,18 +403,14 @@ class Repo:
         return self.keyframe_of(oid)
 
     def keyframe_of(self, oid: str) -> str | None:
-        """The snapshot id ``keyframes/<oid>`` records, if it names a stored object.
+        """The snapshot id the keyframe record of *oid* holds, if it names a stored object.
 
         A keyframe record is optional derived data (``dbvers snapshot``): one that
         is unreadable, garbage or names a missing object is treated as absent (fsck
         reports it), so materialization falls back to an older snapshot.
         """
-        kf = self.keyframes_dir / oid
-        try:
-            value = kf.read_bytes().decode("ascii").strip()
-        except (OSError, UnicodeDecodeError):
-            return None
-        if not re.fullmatch(r"[0-9a-f]{64}", value) or not self.objects.has(value):
+        value = self.refs.keyframe(oid)
+        if value is None or not self.objects.has(value):
             return None
         try:
             if self.objects.object_type(value) != "snapshot":
@@ -422,12 +418,6 @@ class Repo:
         except (DbversError, OSError):
             return None  # unreadable: an older snapshot serves, and fsck names this one
         return value
-
-    def keyframe_files(self) -> list[Path]:
-        """keyframes/<commit id> files (a killed writer's temp file is not one)."""
-        if not self.keyframes_dir.is_dir():
-            return []
-        return [p for p in self.keyframes_dir.iterdir() if len(p.name) == 64 and not p.name.startswith(TMP_PREFIX)]
 
     def _cache_path(self, oid: str) -> Path:
         return self.cache_dir / f"{oid}.db"
@@ -487,7 +477,7 @@ class Repo:
         try:
             chain.reverse()
             ch.apply_patchsets(conn, (
-                (c.patch, self.objects.get(c.patch, "patch"),
+                (c.patch, self.objects.open_body(c.patch, "patch"),
                  RowidFixups.from_bytes(self.objects.get(c.rowids, "rowids")) if c.rowids else None)
                 for c in chain if c.patch
             ))
@@ -1134,7 +1124,7 @@ class Repo:
             if existing:
                 return existing
             snap = snapshots.make(self.objects, self.materialize(oid))
-            write_atomic(self.keyframes_dir / oid, (snap + "\n").encode())
+            self.refs.set_keyframe(oid, snap)
             return snap
 
     # (fsck and gc: the logic lives in dbvers.maintenance)

@@ -536,7 +536,7 @@ def test_snapshot(cli: Cli, hist: History) -> None:
     out = ok(cli, "snapshot", cwd=d)
     assert out.startswith("Snapshot ") and f"stored for {hist.ids[1][:10]}" in out
     snap = out.split()[1]
-    assert (store / "keyframes" / hist.ids[1]).is_file()
+    assert (store / "refs" / "keyframes" / hist.ids[1]).is_file()
     # idempotent
     assert ok(cli, "snapshot", cwd=d).split()[1] == snap
     assert "ok" in ok(cli, "fsck", cwd=d)

@@ -366,7 +366,7 @@ def test_garbage_keyframe_record_is_ignored(hist: dbvers.Repo, kind: str) -> Non
     ok("checkout", "v1", cwd=d)
     ok("snapshot", cwd=d)
     ok("checkout", "main", cwd=d)
-    records = hist.keyframe_files()
+    records = sorted((hist.store_dir / "refs" / "keyframes").iterdir())
     assert len(records) == 2
     for kf in records:
         kf.write_bytes(KEYFRAME_GARBAGE[kind](hist))
@@ -399,7 +399,7 @@ def test_fsck_reports_everything_and_never_crashes(hist: dbvers.Repo) -> None:
     (store / "refs/tags/empty").write_bytes(b"")
     with (store / "logs/HEAD").open("ab") as f:
         f.write(b"\xff\xfe garbage line\n")
-    (store / "keyframes" / tip).write_bytes(b"\x00\xff")
+    (store / "refs" / "keyframes" / tip).write_bytes(b"\x00\xff")
     for p in hist.cache_dir.glob("*.db"):
         garbage(p)
     (hist.cache_dir / "working.json").write_bytes(b"\xff")

@@ -175,3 +175,6 @@ class RefStore(Protocol):
 
     def keyframes(self) -> dict[str, str]:
         """commit -> recorded value (stripped text; '' when unreadable) of every record."""
+
+    def migrate_keyframes(self) -> int:
+        """Turn records kept in an older layout into keyframe refs (gc runs it); how many moved."""

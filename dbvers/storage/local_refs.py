@@ -31,7 +31,6 @@ import contextlib
 import os
 import stat
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 from ..errors import DamagedRefError, RefConflictError, RefPathConflictError, StorageError
@@ -48,25 +47,13 @@ from .refnames import (
     is_commit_ref,
     is_valid_ref,
     keyframe_ref,
+    parse_head,
+    parse_reflog,
     printable,
     reflog_line,
 )
 
 LEGACY_KEYFRAMES = "keyframes"
-
-
-def parse_reflog(text: str) -> list[ReflogEntry]:
-    out: list[ReflogEntry] = []
-    for line in text.splitlines():
-        parts = line.split(" ", 3)
-        if len(parts) < 3 or not (is_id(parts[0]) and is_id(parts[1])):
-            continue  # a torn line from a killed writer
-        try:
-            t = float(parts[2])
-        except ValueError:
-            continue
-        out.append(ReflogEntry(parts[0], parts[1], t, parts[3] if len(parts) > 3 else ""))
-    return out
 
 
 class LocalRefStore:
@@ -457,17 +444,3 @@ class LocalRefStore:
         with contextlib.suppress(OSError):
             legacy.rmdir()  # only when empty
         return moved
-
-
-def parse_head(text: str, where: str, read: Callable[[str], str | None]) -> Head:
-    """HEAD's text (stripped) as a Head; *read* resolves the branch ref it names."""
-    if text.startswith("ref:"):
-        target = text[4:].strip()
-        # HEAD attaches only to a branch: anything else would make the next commit move it.
-        if not target.startswith(HEADS) or not is_valid_ref(target):
-            raise DamagedRefError("HEAD", where, f"points to {printable(target, 60)!r}, not a branch")
-        return Head(target[len(HEADS):], read(target))
-    if is_id(text):
-        return Head(None, text)
-    raise DamagedRefError("HEAD", where, f"holds {printable(text, 40)!r}, neither 'ref: refs/heads/<branch>' "
-                                         "nor a commit id")

@@ -22,7 +22,6 @@ from ..formats import ZERO_ID, is_id
 from ..objects import header, object_id
 from . import codec
 from .base import Head, ReflogEntry
-from .local_refs import parse_head, parse_reflog
 from .refnames import (
     HEADS,
     KEYFRAMES,
@@ -31,13 +30,16 @@ from .refnames import (
     check_ref_format,
     is_commit_ref,
     keyframe_ref,
+    parse_head,
+    parse_reflog,
     reflog_line,
 )
 
 
 class MemoryObjectStore:
-    def __init__(self) -> None:
-        self._data: dict[str, bytes] = {}
+    def __init__(self, data: dict[str, bytes] | None = None) -> None:
+        """*data*: id -> encoded bytes, kept (not copied): a caller may share it, or damage it in a test."""
+        self._data: dict[str, bytes] = {} if data is None else data
         self._mtimes: dict[str, float] = {}
         self._lock = threading.Lock()
 
@@ -285,6 +287,9 @@ class MemoryRefStore:
     def delete_keyframe(self, commit: str) -> None:
         with self._lock:
             self._refs.pop(keyframe_ref(commit), None)
+
+    def migrate_keyframes(self) -> int:
+        return 0  # never had the old keyframes/ layout
 
     def keyframes(self) -> dict[str, str]:
         return {name[len(KEYFRAMES):]: v for name, v in sorted(self._refs.items()) if name.startswith(KEYFRAMES)}

@@ -70,8 +70,9 @@ def _break(lock: Path, seen: str) -> None:
 
 
 @contextlib.contextmanager
-def ref_lock(target: Path, wait: float = WAIT) -> Iterator[None]:
-    """Hold *target*'s lock file for the duration of the block."""
+def ref_lock(target: Path, wait: float | None = None) -> Iterator[None]:
+    """Hold *target*'s lock file for the duration of the block (waiting up to *wait*, default WAIT)."""
+    wait = WAIT if wait is None else wait
     lock = lock_path(target)
     mark = f"{owner_tag()}-{secrets.token_hex(8)}\n"  # unique per acquisition: _break tells locks apart
     start = time.monotonic()

@@ -10,9 +10,11 @@ a snapshot id, not a commit id, and revision parsing never resolves it.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 
-from ..errors import InvalidRefNameError
+from ..errors import DamagedRefError, InvalidRefNameError
 from ..formats import ZERO_ID, is_id
+from .base import Head, ReflogEntry
 
 HEADS = "refs/heads/"
 TAGS = "refs/tags/"
@@ -118,3 +120,31 @@ def printable(text: str, limit: int = 80) -> str:
 def reflog_line(old: str | None, new: str | None, when: float, message: str) -> str:
     """One reflog line, git's: ``<old id> <new id> <unix time> <message's first line>``."""
     return f"{old or ZERO_ID} {new or ZERO_ID} {when:.3f} {message.splitlines()[0] if message else ''}"
+
+
+def parse_reflog(text: str) -> list[ReflogEntry]:
+    out: list[ReflogEntry] = []
+    for line in text.splitlines():
+        parts = line.split(" ", 3)
+        if len(parts) < 3 or not (is_id(parts[0]) and is_id(parts[1])):
+            continue  # a torn line from a killed writer
+        try:
+            t = float(parts[2])
+        except ValueError:
+            continue
+        out.append(ReflogEntry(parts[0], parts[1], t, parts[3] if len(parts) > 3 else ""))
+    return out
+
+
+def parse_head(text: str, where: str, read: Callable[[str], str | None]) -> Head:
+    """HEAD's text (stripped) as a Head; *read* resolves the branch ref it names."""
+    if text.startswith("ref:"):
+        target = text[4:].strip()
+        # HEAD attaches only to a branch: anything else would make the next commit move it.
+        if not target.startswith(HEADS) or not is_valid_ref(target):
+            raise DamagedRefError("HEAD", where, f"points to {printable(target, 60)!r}, not a branch")
+        return Head(target[len(HEADS):], read(target))
+    if is_id(text):
+        return Head(None, text)
+    raise DamagedRefError("HEAD", where, f"holds {printable(text, 40)!r}, neither 'ref: refs/heads/<branch>' "
+                                         "nor a commit id")
