@@ -20,6 +20,7 @@ implement conditional deletes (the value was compared just before).
 
 from __future__ import annotations
 
+import os
 import random
 import threading
 import time
@@ -47,6 +48,10 @@ _RETRY_CODES = frozenset({"SlowDown", "RequestTimeout", "RequestTimeTooSkewed", 
                           "ServiceUnavailable", "Throttling", "ThrottlingException", "OperationAborted"})
 _DENIED = frozenset({"AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken",
                      "InvalidToken", "AllAccessDisabled", "403"})
+
+
+_CLIENTS: dict[tuple[Any, ...], Any] = {}
+_CLIENTS_LOCK = threading.Lock()
 
 
 class PreconditionFailed(Exception):
@@ -127,7 +132,15 @@ class S3Connection:
     def client(self) -> Any:
         with self._lock:
             if self._client is None:
-                self._client = self._make_client()
+                key = (self.endpoint_url, self.region, self.profile, self.timeout,
+                       tuple(sorted((k, v) for k, v in os.environ.items() if k.startswith("AWS_"))))
+                with _CLIENTS_LOCK:
+                    # Making a client loads botocore's service model (~0.3 s): one per configuration
+                    # and process. The environment is part of the key, so credentials or a region
+                    # set after an earlier remote was used are still honoured.
+                    if key not in _CLIENTS:
+                        _CLIENTS[key] = self._make_client()
+                    self._client = _CLIENTS[key]
             return self._client
 
     def _make_client(self) -> Any:

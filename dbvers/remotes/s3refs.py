@@ -32,7 +32,6 @@ from concurrent.futures import ThreadPoolExecutor
 from ..errors import DamagedRefError, RefConflictError, RemoteError
 from ..formats import ZERO_ID, is_id
 from ..storage.base import Head, ReflogEntry
-from ..storage.local_refs import parse_head, parse_reflog
 from ..storage.refnames import (
     HEADS,
     KEYFRAMES,
@@ -42,6 +41,8 @@ from ..storage.refnames import (
     is_commit_ref,
     is_valid_ref,
     keyframe_ref,
+    parse_head,
+    parse_reflog,
     printable,
     reflog_line,
 )
@@ -169,7 +170,6 @@ class S3RefStore:
         if new is not None and not is_id(new):
             raise ValueError(f"not a commit id: {new!r}")
         logged = not ref.startswith(KEYFRAMES)
-        head = self.head() if logged and new is not None and ref != HEAD else None
         for attempt in range(CONFLICT_ATTEMPTS):
             if attempt:
                 time.sleep(backoff_delay(attempt - 1, self.conn.backoff))
@@ -193,18 +193,29 @@ class S3RefStore:
             except WriteConflict:
                 continue
             if logged:
-                self._log_move(ref, expect, new, message, when, head)
+                self._log_move(ref, expect, new, message, when)
             return True
         raise RemoteError(self.conn.url, f"{ref} kept being written concurrently (HTTP 409 "
                                          f"{CONFLICT_ATTEMPTS} times); try again")
 
-    def _log_move(self, ref: str, old: str | None, new: str | None, message: str, when: int,
-                  head: Head | None) -> None:
-        """The reflog lines of a move that happened: a failure here loses a line, never the move."""
+    def _head_branch(self) -> str | None:
+        """The branch HEAD is attached to (one GET: the branch itself is not read); None if detached."""
+        with contextlib.suppress(DamagedRefError):
+            return parse_head(self._head_raw()[0], self._where(HEAD), lambda ref: None).branch
+        return None  # a damaged HEAD doesn't stop a push; its reflog just misses the line
+
+    def _log_move(self, ref: str, old: str | None, new: str | None, message: str, when: int) -> None:
+        """The reflog lines of a move that happened (the ref's, and HEAD's when it is attached to
+        the ref): written after the swap, so a failure here loses a line, never the move."""
+        line = reflog_line(old, new, when / 1e9, message)
         with contextlib.suppress(RemoteError):
-            self._append(ref, reflog_line(old, new, when / 1e9, message), when)
-            if head is not None and head.branch is not None and HEADS + head.branch == ref:
-                self._append(HEAD, reflog_line(old, new, when / 1e9, message), when)
+            branch = self._head_branch() if new is not None and ref.startswith(HEADS) else None
+            if branch is None or HEADS + branch != ref:
+                self._append(ref, line, when)
+                return
+            with ThreadPoolExecutor(2) as pool:  # two independent keys: one round trip, not two
+                for f in [pool.submit(self._append, name, line, when) for name in (ref, HEAD)]:
+                    f.result()
 
     def update(self, ref: str, new: str, *, expect: str | None, message: str) -> None:
         if not self.compare_and_swap(ref, expect, new, message=message):
