@@ -115,6 +115,7 @@ class S3Connection:
         self.backoff = backoff
         self.timeout = timeout
         self._client: Any = None
+        self._client_pid = 0
         self._lock = threading.Lock()
 
     @property
@@ -131,8 +132,10 @@ class S3Connection:
     @property
     def client(self) -> Any:
         with self._lock:
-            if self._client is None:
-                key = (self.endpoint_url, self.region, self.profile, self.timeout,
+            if self._client is None or self._client_pid != os.getpid():
+                self._client_pid = os.getpid()
+                # The pid too: a forked child must not share its parent's connection pool.
+                key = (os.getpid(), self.endpoint_url, self.region, self.profile, self.timeout,
                        tuple(sorted((k, v) for k, v in os.environ.items() if k.startswith("AWS_"))))
                 with _CLIENTS_LOCK:
                     # Making a client loads botocore's service model (~0.3 s): one per configuration
