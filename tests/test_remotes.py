@@ -384,3 +384,15 @@ def test_listing_refs_never_lists_objects(s3: S3Remote) -> None:
     assert problems == [] and values["refs/tags/v1"] == ids[1]
     assert s3.refs.keyframes() == {ids[0]: ids[3]}
     assert listed and not [p for p in listed if "/objects" in p or p == s3.conn.key("")], listed
+
+
+def test_missing_boto3_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    from dbvers.errors import MissingDependencyError
+
+    monkeypatch.setitem(sys.modules, "boto3", None)  # what an install without it looks like
+    remote = make_remote("s3://some-bucket/x", timeout=8.8)  # making the backend needs no boto3
+    with pytest.raises(MissingDependencyError, match=r"pip install 'dbvers\[s3\]'") as info:
+        remote.check()
+    _one_line(info.value)

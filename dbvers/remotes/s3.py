@@ -93,9 +93,21 @@ class S3ObjectStore:
         return b"".join(codec.typed(oid, codec.stream(oid, lambda: codec.decoder_of_bytes(raw)), expected_type))
 
     def open_body(self, oid: str, expected_type: str | None = None) -> codec.VerifiedReader:
-        raw = self._raw_bytes(oid)  # a patch is replayed from memory; snapshots go to files
-        pieces = codec.stream(oid, lambda: codec.decoder_of_bytes(raw), codec.READ_CHUNK)
-        return codec.VerifiedReader(codec.typed(oid, pieces, expected_type))
+        """A verified stream of the body, decoded from an anonymous temp file (memory stays flat)."""
+        spool = tempfile.TemporaryFile(prefix="dbvers-s3-")  # noqa: SIM115 - closed by the stream
+        try:
+            if not is_id(oid) or not self.conn.download_fileobj(object_key(oid), spool):
+                raise MissingObjectError(oid)
+            spool.seek(0)
+        except BaseException:
+            spool.close()
+            raise
+
+        def pieces() -> Iterator[bytes]:
+            with spool:
+                yield from codec.typed(oid, codec.stream(oid, lambda: codec.decoder_of_stream(spool),
+                                                         codec.READ_CHUNK), expected_type)
+        return codec.VerifiedReader(pieces())
 
     def get_to_file(self, oid: str, dest: Path, expected_type: str | None = None) -> None:
         try:
