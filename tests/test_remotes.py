@@ -396,3 +396,17 @@ def test_missing_boto3_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
     with pytest.raises(MissingDependencyError, match=r"pip install 'dbvers\[s3\]'") as info:
         remote.check()
     _one_line(info.value)
+
+
+def test_s3_refuses_a_ref_and_a_folder_of_refs_like_a_directory(s3: S3Remote, tmp_path: Path) -> None:
+    from dbvers.errors import RefPathConflictError
+
+    s3.check(create=True)
+    directory = open_remote(str(tmp_path / "remote"), create=True)
+    for remote in (s3, directory):
+        remote.refs.update("refs/heads/a", _id(1), expect=None, message="push")
+        remote.refs.update("refs/heads/x/y", _id(1), expect=None, message="push")
+        for ref in ("refs/heads/a/b", "refs/heads/x"):
+            with pytest.raises(RefPathConflictError):
+                remote.refs.compare_and_swap(ref, None, _id(2), message="push")
+        assert remote.refs.branches() == {"a": _id(1), "x/y": _id(1)}

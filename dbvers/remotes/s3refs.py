@@ -29,7 +29,7 @@ import secrets
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-from ..errors import DamagedRefError, RefConflictError, RemoteError
+from ..errors import DamagedRefError, RefConflictError, RefPathConflictError, RemoteError
 from ..formats import ZERO_ID, is_id
 from ..storage.base import Head, ReflogEntry
 from ..storage.refnames import (
@@ -185,6 +185,7 @@ class S3RefStore:
                 if new is None:
                     self.conn.delete(ref, if_match=etag)
                 elif etag is None:
+                    self._check_free(ref)
                     self.conn.put(ref, (new + "\n").encode(), if_none_match=True)
                 else:
                     self.conn.put(ref, (new + "\n").encode(), if_match=etag)
@@ -203,6 +204,18 @@ class S3RefStore:
         with contextlib.suppress(DamagedRefError):
             return parse_head(self._head_raw()[0], self._where(HEAD), lambda ref: None).branch
         return None  # a damaged HEAD doesn't stop a push; its reflog just misses the line
+
+    def _check_free(self, ref: str) -> None:
+        """Refuse to create a ref that would be a folder of refs, or under one ('a' and 'a/b'),
+        as the store directory must: S3 would take both, and no clone could hold them."""
+        if ref == HEAD:
+            return
+        parts = ref.split("/")
+        blocking = [f"{ref}/"] if next(iter(self.conn.list(f"{ref}/", limit=1)), None) else []
+        blocking += ["/".join(parts[:i]) for i in range(3, len(parts))
+                     if self.conn.head("/".join(parts[:i])) is not None]
+        if blocking:
+            raise RefPathConflictError(ref, blocking[0].rstrip("/"))
 
     def _log_move(self, ref: str, old: str | None, new: str | None, message: str, when: int) -> None:
         """The reflog lines of a move that happened (the ref's, and HEAD's when it is attached to
