@@ -177,7 +177,7 @@ def test_interrupted_directory_creation_resumes(tmp_path: Path) -> None:
 
 def test_remote_layout_is_the_store_layout_on_both_backends(tmp_path: Path, s3: S3Remote) -> None:
     local = LocalObjectStore(tmp_path / "store" / "objects")
-    ids = [local.put_bytes("patch", os.urandom(n)) for n in (0, 10, 3 << 20)]
+    ids = [local.put_bytes("patch", os.urandom(n)) for n in (0, 10, 1 << 18)]
     directory = open_remote(str(tmp_path / "remote"), create=True)
     s3.check(create=True)
     for remote in (directory, s3):
