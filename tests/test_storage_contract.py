@@ -141,6 +141,7 @@ BODIES = {"empty": b"", "small": b"hello", "binary": bytes(range(256)) * 40, "bi
 
 @pytest.mark.parametrize("body", list(BODIES))
 def test_round_trip(objects: ObjectStore, body: str) -> None:
+    assert isinstance(objects, ObjectStore)  # every method of the protocol is there
     data = BODIES[body]
     oid = objects.put_bytes("patch", data)
     assert objects.has(oid) and oid in set(objects.iter_ids())
@@ -258,6 +259,7 @@ def test_delete_and_with_prefix(objects: ObjectStore) -> None:
 
 
 def test_cas_create_move_and_delete(refs: RefStore) -> None:
+    assert isinstance(refs, RefStore)  # every method of the protocol is there
     a, b = _id("a"), _id("b")
     ref = "refs/heads/topic/x"
     assert refs.read(ref) is None
