@@ -375,6 +375,7 @@ def test_listing_refs_never_lists_objects(s3: S3Remote) -> None:
     s3.refs.update("refs/tags/v1", ids[1], expect=None, message="tag")
     s3.refs.update("refs/heads/topic/x", ids[2], expect=None, message="push")
     s3.refs.set_keyframe(ids[0], ids[3])
+    absent = {_id("not pushed"), _id("nor this")}
     listed: list[str] = []
     _inject(s3, "before-parameter-build.s3.ListObjectsV2", lambda params, **_: listed.append(params["Prefix"]))
     s3.check()
@@ -383,6 +384,7 @@ def test_listing_refs_never_lists_objects(s3: S3Remote) -> None:
     values, problems = s3.refs.check()
     assert problems == [] and values["refs/tags/v1"] == ids[1]
     assert s3.refs.keyframes() == {ids[0]: ids[3]}
+    assert s3.objects.missing({*ids[:5], *absent}) == absent  # what a push asks: HEADs, no listing
     assert listed and not [p for p in listed if "/objects" in p or p == s3.conn.key("")], listed
 
 

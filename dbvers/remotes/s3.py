@@ -26,6 +26,7 @@ import secrets
 import shutil
 import tempfile
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import IO, Any, BinaryIO
 
@@ -71,6 +72,18 @@ class S3ObjectStore:
 
     def has(self, oid: str) -> bool:
         return is_id(oid) and self.conn.head(object_key(oid)) is not None
+
+    def missing(self, oids: set[str]) -> set[str]:
+        """Of *oids*, those not on the remote: one HEAD each, in parallel (never a listing).
+
+        For a push: the transfer finds candidates from the remote's refs and the local
+        graph, then asks this about the few it can't rule out.
+        """
+        ids = sorted(oids)
+        if not ids:
+            return set()
+        with ThreadPoolExecutor(min(16, len(ids))) as pool:
+            return {oid for oid, there in zip(ids, pool.map(self.has, ids), strict=True) if not there}
 
     def _raw_bytes(self, oid: str) -> bytes:
         got = self.conn.get(object_key(oid)) if is_id(oid) else None
