@@ -811,3 +811,31 @@ def test_cli_backup_list_verify_prune_restore(db_path: Path, tmp_path: Path,
 def test_verify_missing_path_is_a_usage_error(tmp_path: Path) -> None:
     with pytest.raises(DbversError, match="no such"):
         bk.verify(tmp_path / "nope")
+
+
+def test_keyframe_records_travel_as_refs_and_restore(repo: dbvers.Repo, db_path: Path, tmp_path: Path) -> None:
+    """A keyframe record (``dbvers snapshot``) is a refs/keyframes/<commit> member of the archive; a
+    restore onto a new machine and one into the existing repository both bring it back."""
+    execute(db_path, "CREATE TABLE big(id INTEGER PRIMARY KEY, v TEXT); "
+                     "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 3000) "
+                     "INSERT INTO big SELECT i, printf('row %d', i) FROM n")
+    repo.commit("big")
+    execute(db_path, "UPDATE big SET v = 'changed' WHERE id = 7")
+    repo.commit("small change")  # stored as a patch: no snapshot of its own
+    tip = repo.head.commit
+    assert repo.get_commit(tip).snapshot is None
+    snap = repo.snapshot()
+    assert repo.refs.keyframe(tip) == snap
+    info = repo.backup(tmp_path / "bk")
+    with tarfile.open(info.path) as tar:
+        members = {m.name: tar.extractfile(m).read() for m in tar.getmembers() if m.isfile()}
+    assert members[f"refs/keyframes/{tip}"].strip() == snap.encode()
+    assert not any(name.startswith("keyframes/") for name in members)
+    assert bk.verify(info.path)[0].ok
+
+    (tmp_path / "elsewhere").mkdir()
+    fresh = bk.restore(info.path, tmp_path / "elsewhere" / "copy.db")
+    assert fresh.refs.keyframe(tip) == snap
+    repo.refs.delete_keyframe(tip)
+    bk.restore(info.path, db_path, yes=True)
+    assert repo.refs.keyframe(tip) == snap
