@@ -216,3 +216,26 @@ def env_override(name: str) -> str | None:
     except ValueError:
         raise ConfigValueError(f"${name}", section, key, raw, SCHEMA[section, key].allowed) from None
     return raw
+
+
+def lock_timeout(cfg: Config | None = None) -> float:
+    """Seconds to wait for a lock: ``$DBVERS_LOCK_TIMEOUT``, else ``[lock] timeout`` of *cfg*
+    (None: no store yet, such as a restore onto a new machine: the default)."""
+    override = env_override("DBVERS_LOCK_TIMEOUT")
+    if override is not None:
+        return float(override)
+    if cfg is not None and cfg.has_option("lock", "timeout"):
+        return cfg.getfloat("lock", "timeout")
+    return float(SCHEMA["lock", "timeout"].default or 10)
+
+
+def set_store_identity(cfg: Config, *, store: Path, database: Path, store_format: int) -> Config:
+    """Record in *cfg* which database the store at *store* tracks, and its format (``[core]``).
+
+    The one writer of those two keys: ``init`` and a restore onto a new machine both call it.
+    """
+    if not cfg.has_section("core"):
+        cfg.add_section("core")
+    cfg.set("core", "format", str(store_format))
+    cfg.set("core", "database", os.path.relpath(database, store))
+    return cfg

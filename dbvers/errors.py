@@ -7,7 +7,8 @@ and never parse a message. ``tests/test_error_tree.py`` holds this drawing to th
 
 DbversError
 ├── UsageError                  the command line or the call itself is wrong
-│   └── BadExpiryError          a time for --expire/--prune that can't be read
+│   ├── BadExpiryError          a time for --expire/--prune that can't be read
+│   └── RemoteUrlError          a remote URL that names no backend
 ├── NotADatabaseError           the tracked file is not SQLite
 ├── RepositoryNotFoundError
 ├── RepositoryExistsError
@@ -29,6 +30,7 @@ DbversError
 ├── ReadOnlyStoreError
 ├── CheckoutJournalError        the journal of an interrupted checkout is damaged
 ├── DatabaseLockedError         the working database stayed locked
+├── DatabaseOpenError           SQLite can't open a database dbvers must replace
 ├── CorruptDatabaseError        SQLite reports the working database malformed
 ├── IntegrityError              a database fails PRAGMA integrity_check
 ├── CorruptObjectError          an object whose bytes don't match its id
@@ -45,10 +47,17 @@ DbversError
 ├── StorageError                the file system refused a write
 │   └── DatabaseFullError       SQLITE_FULL while copying the working database
 ├── BackupError                 a backup could not be made, checked or restored
-│   ├── BackupIOError
+│   ├── BackupIOError           (also a StorageError)
 │   ├── BackupValidationError   an archive is damaged, tampered with or hostile
 │   ├── BackupSchemaError
-│   └── BackupLockError
+│   └── BackupLockError         (also a DatabaseLockedError)
+├── RemoteError                 a remote (directory, S3 bucket) refused or can't be used
+│   ├── RemoteNotFoundError     no remote marker, no bucket
+│   ├── RemoteFormatError       a marker unreadable or newer than this dbvers
+│   ├── RemoteAccessError       credentials missing or refused
+│   ├── RemoteUnreachableError  network errors or 5xx through every retry
+│   └── ConditionalWritesUnsupportedError  the endpoint ignores If-None-Match/If-Match
+├── MissingDependencyError      an optional package a feature needs is not installed
 │   (raised only by dbvers.boundary.translate(), for exceptions from below dbvers that
 │    mean the same whatever dbvers was doing:)
 ├── DiskFullError               the disk or a quota is full
@@ -65,7 +74,6 @@ from __future__ import annotations
 
 class DbversError(Exception):
     """Base of every error dbvers raises on purpose."""
-
     exit_code = 2
 
 
@@ -84,49 +92,39 @@ class NotADatabaseError(DbversError):
 class RepositoryNotFoundError(DbversError):
     def __init__(self, where: str) -> None:
         self.where = where
-        super().__init__(
-            f"no dbvers repository found at or above {where}; "
-            "run 'dbvers init DB' or pass --db PATH"
-        )
+        super().__init__(f"no dbvers repository found at or above {where}; "
+                         "run 'dbvers init DB' or pass --db PATH")
 
 
 class RepositoryExistsError(DbversError):
     def __init__(self, store: str, tracked: str) -> None:
         self.store = store
         self.tracked = tracked
-        super().__init__(
-            f"{store} already tracks {tracked}; "
-            "use --store DIR to keep a second database's history elsewhere"
-        )
+        super().__init__(f"{store} already tracks {tracked}; "
+                         "use --store DIR to keep a second database's history elsewhere")
 
 
 class UnsupportedFormatError(DbversError):
     def __init__(self, found: int, supported: int) -> None:
         self.found = found
         self.supported = supported
-        super().__init__(
-            f"this store has format {found} but this dbvers reads up to {supported}; "
-            "upgrade dbvers"
-        )
+        super().__init__(f"this store has format {found} but this dbvers reads up to {supported}; "
+                         "upgrade dbvers")
 
 
 class ConfigValueError(DbversError):
     """A setting in ``.dbvers/config`` (or its environment override) has a value dbvers can't use."""
-
     def __init__(self, path: str, section: str, key: str, value: str, allowed: str) -> None:
         self.path = path
         self.section = section
         self.key = key
         self.value = value
         self.allowed = allowed
-        super().__init__(
-            f"{path}: [{section}] {key} = {value!r} is not valid; it must be {allowed}"
-        )
+        super().__init__(f"{path}: [{section}] {key} = {value!r} is not valid; it must be {allowed}")
 
 
 class ConfigUnreadableError(DbversError):
     """``.dbvers/config`` can't be parsed or read (*reason*: the parser's or the OS's first line)."""
-
     def __init__(self, path: str, reason: str) -> None:
         self.path = path
         self.reason = reason
@@ -135,14 +133,11 @@ class ConfigUnreadableError(DbversError):
 
 class BadExpiryError(UsageError):
     """A time for ``--expire``, ``--expire-unreachable`` or ``--prune`` that dbvers can't read."""
-
     def __init__(self, option: str, value: str) -> None:
         self.option = option
         self.value = value
-        super().__init__(
-            f"{option} {value!r} is not a time; use now, never, a number of days (30, 30.days, "
-            "2.weeks.ago) or an ISO date (2024-01-31)"
-        )
+        super().__init__(f"{option} {value!r} is not a time; use now, never, a number of days (30, 30.days, "
+                         "2.weeks.ago) or an ISO date (2024-01-31)")
 
 
 class UnknownRefError(DbversError):
@@ -155,11 +150,9 @@ class UnknownRefError(DbversError):
 class AmbiguousRefError(UnknownRefError):
     def __init__(self, ref: str, candidates: list[str]) -> None:
         self.candidates = candidates
-        super().__init__(
-            ref,
-            f"short id '{ref}' is ambiguous ({', '.join(c[:12] for c in candidates[:5])}); "
-            "give more characters",
-        )
+        super().__init__(ref,
+                         f"short id '{ref}' is ambiguous ({', '.join(c[:12] for c in candidates[:5])}); "
+                         "give more characters")
 
 
 class InvalidRefNameError(DbversError):
@@ -175,12 +168,7 @@ class InvalidRefNameError(DbversError):
 
 
 class DamagedRefError(DbversError):
-    """A ref or HEAD file exists but can't be used (garbage, empty, not UTF-8, a directory, missing HEAD).
-
-    Only a ref that does not exist is an unborn branch: anything else stops the
-    command before it moves a ref, so history is never silently restarted.
-    """
-
+    """A ref or HEAD file exists but can't be used (only a missing ref is an unborn branch)."""
     def __init__(self, ref: str, path: str, detail: str) -> None:
         self.ref = ref
         self.path = path
@@ -188,35 +176,27 @@ class DamagedRefError(DbversError):
         fix = ("'dbvers checkout --force BRANCH' (drops uncommitted changes) or write "
                "'ref: refs/heads/main' into that file" if ref == "HEAD"
                else f"write a commit id into that file (logs/{ref} lists the ones it held) or delete it")
-        super().__init__(
-            f"{ref} is damaged: {detail} ({path}); run 'dbvers fsck', then {fix}, "
-            "or restore the store from a backup"
-        )
+        super().__init__(f"{ref} is damaged: {detail} ({path}); run 'dbvers fsck', then {fix}, "
+                         "or restore the store from a backup")
 
 
 class RefPathConflictError(DbversError):
     """A ref can't be created because a file or folder of the store is where it would go."""
-
     def __init__(self, ref: str, blocking: str) -> None:
         self.ref = ref
         self.blocking = blocking
-        super().__init__(
-            f"cannot create {ref}: {blocking} is in the way (a name cannot be both a ref and a "
-            "folder of refs, like 'a' and 'a/b'); choose another name"
-        )
+        super().__init__(f"cannot create {ref}: {blocking} is in the way (a name cannot be both a ref and a "
+                         "folder of refs, like 'a' and 'a/b'); choose another name")
 
 
 class UnfinishedMoveError(DbversError):
     """The working database was changed, but a ref move after it failed (recorded; finished later)."""
-
     def __init__(self, commit: str, path: str, reason: str) -> None:
         self.commit = commit
         self.path = path
         self.reason = reason
-        super().__init__(
-            f"the working database now holds {commit[:10]} but {path} could not be written ({reason}); "
-            "fix that and run 'dbvers status' to finish moving HEAD"
-        )
+        super().__init__(f"the working database now holds {commit[:10]} but {path} could not be written ({reason}); "
+                         "fix that and run 'dbvers status' to finish moving HEAD")
 
 
 class RefExistsError(DbversError):
@@ -228,7 +208,6 @@ class RefExistsError(DbversError):
 
 class RefConflictError(DbversError):
     """A compare-and-swap on a ref lost: someone moved it meanwhile."""
-
     def __init__(self, ref: str) -> None:
         self.ref = ref
         super().__init__(f"{ref} was moved by another process; run the command again")
@@ -250,13 +229,7 @@ class NothingToCommitError(DbversError):
 
 
 class RepositoryBusyError(DbversError):
-    """The store's lock stayed held for the whole timeout.
-
-    *holder*: ``"thread"`` (another thread of this process, on the same Repo),
-    ``"process"`` (this process, through another Repo object or thread), a pid, or
-    None when the lock file doesn't say.
-    """
-
+    """The store's lock stayed held; *holder*: ``"thread"`` (same Repo), ``"process"``, a pid, or None."""
     def __init__(self, lock_path: str, waited: float, holder: str | int | None = None) -> None:
         self.lock_path = lock_path
         self.waited = waited
@@ -276,7 +249,6 @@ class RepositoryBusyError(DbversError):
 
 class LockFileError(DbversError):
     """The store's lock file can't be used (it is a directory, or the file system refuses)."""
-
     def __init__(self, lock_path: str, why: str) -> None:
         self.lock_path = lock_path
         self.why = why
@@ -286,7 +258,6 @@ class LockFileError(DbversError):
 
 class ReadOnlyStoreError(DbversError):
     """A command that writes the store ran against a store this process can't write."""
-
     def __init__(self, store: str) -> None:
         self.store = store
         super().__init__(f"the store {store} is read-only; read-only commands (status, diff, log, "
@@ -295,7 +266,6 @@ class ReadOnlyStoreError(DbversError):
 
 class CheckoutJournalError(DbversError):
     """``.dbvers/CHECKOUT`` (the journal of an interrupted checkout) can't be used."""
-
     def __init__(self, path: str, why: str) -> None:
         self.path = path
         self.why = why
@@ -304,32 +274,30 @@ class CheckoutJournalError(DbversError):
 
 
 class DatabaseLockedError(DbversError):
-    """The working database stayed locked for the whole timeout.
-
-    *holder*: ``"process"`` (a connection of this very process, such as the
-    notebook's own), another process's pid, or None (unknown).
-    """
-
+    """The working database stayed locked; *holder*: ``"process"`` (this one's own connection), a pid, or None."""
     def __init__(self, path: str, waited: float, holder: str | int | None = None) -> None:
         self.path = path
         self.waited = waited
         self.holder = holder
         if holder == "process":
-            super().__init__(
-                f"database {path} is locked by this process: one of its own connections holds a "
-                f"transaction (waited {waited:.0f}s); commit or roll it back and try again"
-            )
+            super().__init__(f"database {path} is locked by this process: one of its own connections holds a "
+                             f"transaction (waited {waited:.0f}s); commit or roll it back and try again")
             return
         pid = f" (pid {holder})" if isinstance(holder, int) else ""
-        super().__init__(
-            f"database {path} is locked by another process{pid} (waited {waited:.0f}s); "
-            "finish or close the other writer and try again"
-        )
+        super().__init__(f"database {path} is locked by another process{pid} (waited {waited:.0f}s); "
+                         "finish or close the other writer and try again")
+
+
+class DatabaseOpenError(DbversError):
+    """SQLite refused to open a database dbvers must replace (neither a lock nor damage)."""
+    def __init__(self, path: str, detail: str) -> None:
+        self.path = path
+        self.detail = detail
+        super().__init__(f"cannot open {path}: {detail}")
 
 
 class CorruptDatabaseError(DbversError):
     """The working database itself is damaged (SQLite reports a malformed page)."""
-
     def __init__(self, path: str, detail: str, fix: str = "") -> None:
         self.path = path
         self.detail = detail
@@ -341,52 +309,38 @@ class CorruptDatabaseError(DbversError):
 
 class IntegrityError(DbversError):
     """A database fails ``PRAGMA integrity_check``; *what* names it, *problems* are SQLite's lines."""
-
     def __init__(self, what: str, problems: list[str]) -> None:
         self.what = what
         self.problems = problems
-        super().__init__(
-            f"{what} fails PRAGMA integrity_check ({problems[0][:100]}); "
-            "repair it (e.g. sqlite3 .recover) before committing"
-        )
+        super().__init__(f"{what} fails PRAGMA integrity_check ({problems[0][:100]}); "
+                         "repair it (e.g. sqlite3 .recover) before committing")
 
 
 class CorruptObjectError(DbversError):
     def __init__(self, object_id: str, detail: str) -> None:
         self.object_id = object_id
         self.detail = detail
-        super().__init__(
-            f"object {object_id[:12]} is corrupt ({detail}); "
-            "run 'dbvers fsck' and restore the store from a backup"
-        )
+        super().__init__(f"object {object_id[:12]} is corrupt ({detail}); "
+                         "run 'dbvers fsck' and restore the store from a backup")
 
 
 class MissingObjectError(CorruptObjectError):
     def __init__(self, object_id: str) -> None:
-        DbversError.__init__(
-            self,
-            f"object {object_id[:12]} is missing from the store; "
-            "run 'dbvers fsck' and restore the store from a backup",
-        )
+        DbversError.__init__(self,
+                             f"object {object_id[:12]} is missing from the store; "
+                             "run 'dbvers fsck' and restore the store from a backup")
         self.object_id = object_id
         self.detail = "missing"
 
 
 class HistoryDamagedError(DbversError):
-    """A ref, HEAD, reflog line or commit of the history can't be read or resolved.
-
-    Raised by operations that must see the whole history to be safe (``gc``
-    deletes what it cannot see), before they change anything.
-    """
-
+    """Part of the history can't be read, and the operation (``gc``) must see all of it to be safe."""
     def __init__(self, action: str, problems: list[str]) -> None:
         self.action = action
         self.problems = problems
         more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
-        super().__init__(
-            f"the history is damaged: {problems[0]}{more}; {action} refused and nothing was changed; "
-            "run 'dbvers fsck' and repair or restore the store from a backup"
-        )
+        super().__init__(f"the history is damaged: {problems[0]}{more}; {action} refused and nothing was changed; "
+                         "run 'dbvers fsck' and repair or restore the store from a backup")
 
 
 class TableNotFoundError(DbversError):
@@ -398,7 +352,6 @@ class TableNotFoundError(DbversError):
 
 class StorageError(DbversError):
     """The file system refused: disk full, permission denied, read-only."""
-
     def __init__(self, path: str, err: OSError) -> None:
         self.path = path
         self.errno = err.errno
@@ -408,7 +361,6 @@ class StorageError(DbversError):
 
 class DatabaseFullError(StorageError):
     """SQLite ran out of disk space (SQLITE_FULL) while copying into or out of the working database."""
-
     def __init__(self, path: str, detail: str) -> None:
         import errno
 
@@ -423,18 +375,22 @@ class BackupError(DbversError):
     """A backup could not be made, checked or restored; nothing was changed."""
 
 
-class BackupIOError(BackupError):
-    """The file system refused while writing a backup or restoring one (disk full, permissions)."""
-
-    def __init__(self, path: str, detail: str) -> None:
+class BackupIOError(BackupError, StorageError):
+    """The file system refused while writing or restoring a backup; a :class:`StorageError` too."""
+    def __init__(self, path: str, detail: str, errno: int | None = None) -> None:
         self.path = path
         self.detail = detail
-        super().__init__(f"cannot write {path}: {detail}; nothing was changed")
+        self.errno = errno
+        DbversError.__init__(self, f"cannot write {path}: {detail}; nothing was changed")
+
+    @classmethod
+    def from_os_error(cls, path: object, e: OSError) -> BackupIOError:
+        """The error for *e*, naming the file the OS named (else *path*)."""
+        return cls(str(getattr(e, "filename", None) or path), e.strerror or str(e), e.errno)
 
 
 class BackupValidationError(BackupError):
     """An archive is damaged, tampered with, incomplete or hostile."""
-
     def __init__(self, archive: str, detail: str, member: str | None = None) -> None:
         self.archive = archive
         self.member = member
@@ -446,14 +402,69 @@ class BackupSchemaError(BackupError):
     """The archive's format, or the database's user_version, is not what the restore expects."""
 
 
-class BackupLockError(BackupError):
-    def __init__(self, path: str, waited: float) -> None:
+class BackupLockError(BackupError, DatabaseLockedError):
+    """A database a backup or restore needs stayed locked; a :class:`DatabaseLockedError` too."""
+    def __init__(self, path: str, waited: float, holder: str | int | None = None) -> None:
         self.path = path
         self.waited = waited
-        super().__init__(
-            f"database is locked by another process: {path} (waited {waited:.0f}s); "
-            "finish or close the other writer and try again"
-        )
+        self.holder = holder
+        DbversError.__init__(self,
+                             f"database is locked by another process: {path} (waited {waited:.0f}s); "
+                             "finish or close the other writer and try again")
+
+
+class RemoteError(DbversError):
+    """A remote (a directory or an S3 bucket) refused or could not be used; *url* names it."""
+    def __init__(self, url: str, detail: str) -> None:
+        self.url = url
+        self.detail = detail
+        super().__init__(f"remote {url}: {detail}")
+
+
+class RemoteUrlError(UsageError):
+    """A remote URL that names no backend dbvers has."""
+    def __init__(self, url: str, why: str) -> None:
+        self.url = url
+        self.why = why
+        super().__init__(f"cannot use {url!r} as a remote: {why}; "
+                         "use s3://bucket/prefix, a directory path or file:///path")
+
+
+class RemoteNotFoundError(RemoteError):
+    """Nothing dbvers can use at the URL: no remote marker, a missing bucket, a folder of other files."""
+
+
+class RemoteFormatError(RemoteError):
+    """The remote's format marker is unreadable or newer than this dbvers reads."""
+
+
+class RemoteAccessError(RemoteError):
+    """Credentials are missing or refused (dbvers never stores any: the usual AWS chain applies)."""
+
+
+class RemoteUnreachableError(RemoteError):
+    """The endpoint kept failing (network errors, 5xx) through every retry."""
+    def __init__(self, url: str, reason: str, attempts: int) -> None:
+        self.reason = reason
+        self.attempts = attempts
+        super().__init__(url, f"unreachable after {attempts} attempts ({reason}); "
+                              "check the endpoint, the network and the region, then try again")
+
+
+class ConditionalWritesUnsupportedError(RemoteError):
+    """The endpoint ignores If-None-Match / If-Match, so refs could not move by compare-and-swap."""
+    def __init__(self, url: str, which: str) -> None:
+        self.which = which
+        super().__init__(url, f"the endpoint ignores conditional writes ({which}), so concurrent pushes "
+                              "could overwrite each other; use an S3 service that supports them")
+
+
+class MissingDependencyError(DbversError):
+    """An optional package a feature needs is not installed."""
+    def __init__(self, package: str, extra: str) -> None:
+        self.package = package
+        self.extra = extra
+        super().__init__(f"{package} is not installed; install it with: pip install 'dbvers[{extra}]'")
 
 
 # -- raised by dbvers.boundary.translate(), for foreign exceptions -----------------------------
@@ -468,7 +479,6 @@ class DiskFullError(DbversError):
 
 class FileSystemError(DbversError):
     """The OS refused a file operation; the message names the file and what to do."""
-
     def __init__(self, path: str | None, err: OSError, hint: str) -> None:
         self.path = path
         self.errno = err.errno
@@ -479,20 +489,16 @@ class FileSystemError(DbversError):
 
 class DamagedFileError(DbversError):
     """SQLite, a codec or a decoder found bytes that are not what they should be."""
-
     def __init__(self, detail: str, hint: str = "") -> None:
         self.detail = detail
         self.hint = hint
-        super().__init__(
-            f"{detail}; "
-            + (hint or "run 'dbvers fsck' to check the store, and 'dbvers restore --force' to put "
-                       "HEAD back into a damaged working database")
-        )
+        super().__init__(f"{detail}; "
+                         + (hint or "run 'dbvers fsck' to check the store, and 'dbvers restore --force' to put "
+                         "HEAD back into a damaged working database"))
 
 
 class SQLiteRefusedError(DbversError):
     """SQLite refused an operation for a reason outside dbvers (read-only file, lock, I/O error)."""
-
     def __init__(self, detail: str, hint: str) -> None:
         self.detail = detail
         self.hint = hint
@@ -503,10 +509,8 @@ class UndecodableTextError(DbversError):
     def __init__(self, exc: UnicodeDecodeError) -> None:
         self.reason = exc.reason
         self.start = exc.start
-        super().__init__(
-            f"found bytes that are not valid UTF-8 ({exc.reason} at byte {exc.start}); if a file in the "
-            "store (HEAD, a ref, the config) holds them, 'dbvers fsck' names it: restore it from a backup"
-        )
+        super().__init__(f"found bytes that are not valid UTF-8 ({exc.reason} at byte {exc.start}); if a file in the "
+                         "store (HEAD, a ref, the config) holds them, 'dbvers fsck' names it: restore it from a backup")
 
 
 class OutOfMemoryError(DbversError):
@@ -516,16 +520,13 @@ class OutOfMemoryError(DbversError):
 
 class InternalError(DbversError):
     """An exception no one expected: a bug. Exit code 3 tells scripts it is not a user error."""
-
     exit_code = 3
 
     def __init__(self, exc: BaseException) -> None:
         self.original = exc
         msg = " ".join(str(exc).split())[:300]  # one line, whatever the exception said
-        super().__init__(
-            f"internal error: {type(exc).__name__}: {msg} "
-            "(please report it; run with DBVERS_DEBUG=1 for the traceback)"
-        )
+        super().__init__(f"internal error: {type(exc).__name__}: {msg} "
+                         "(please report it; run with DBVERS_DEBUG=1 for the traceback)")
 
 
 def debug_enabled() -> bool:
@@ -537,27 +538,21 @@ def debug_enabled() -> bool:
 
 class MergeSchemaError(DbversError):
     """The two sides changed the schema in ways a merge can't combine; nothing was changed."""
-
     def __init__(self, clashes: list[tuple[str, str]]) -> None:
         self.clashes = clashes
         shown = "; ".join(f"{name}: {what}" for name, what in clashes[:5])
         more = f" (and {len(clashes) - 5} more)" if len(clashes) > 5 else ""
-        super().__init__(
-            f"cannot merge the schemas: {shown}{more}; make the schemas agree on one side "
-            "(or take one side's table whole) and merge again"
-        )
+        super().__init__(f"cannot merge the schemas: {shown}{more}; make the schemas agree on one side "
+                         "(or take one side's table whole) and merge again")
 
 
 class MergeInProgressError(DbversError):
     """A merge, revert or cherry-pick is in progress and the command would disturb it."""
-
     def __init__(self, kind: str, action: str) -> None:
         self.kind = kind
         self.action = action
-        super().__init__(
-            f"a {kind} is in progress; finish it with 'dbvers {kind} --continue' or undo it with "
-            f"'dbvers {kind} --abort' before {action}"
-        )
+        super().__init__(f"a {kind} is in progress; finish it with 'dbvers {kind} --continue' or undo it with "
+                         f"'dbvers {kind} --abort' before {action}")
 
 
 class NoMergeInProgressError(DbversError):
@@ -570,10 +565,8 @@ class ConflictsRemainError(DbversError):
     def __init__(self, counts: dict[str, int]) -> None:
         self.counts = counts
         shown = ", ".join(f"{t} ({n})" for t, n in sorted(counts.items())[:5])
-        super().__init__(
-            f"{sum(counts.values())} conflicts remain in {shown}; see 'dbvers conflicts', settle them with "
-            "'dbvers resolve --ours|--theirs', then continue"
-        )
+        super().__init__(f"{sum(counts.values())} conflicts remain in {shown}; see 'dbvers conflicts', settle them with "
+                         "'dbvers resolve --ours|--theirs', then continue")
 
 
 class EmptyChangeError(DbversError):
@@ -592,7 +585,6 @@ class UnrelatedHistoriesError(DbversError):
 
 class RowsRefusedError(DbversError):
     """Rows written into the working database broke one of its constraints."""
-
     def __init__(self, table: str, detail: str) -> None:
         self.table = table
         self.detail = detail

@@ -220,6 +220,20 @@ def remove_stale_temps(directory: Path, *, recursive: bool = False, pattern: str
     return removed
 
 
+#: The folders of a store directory (``.dbvers/``), made by ``init`` and by a restore.
+STORE_DIRS = ("objects", "refs/heads", "refs/tags", "logs", "cache", "keyframes")
+
+
+def make_store_skeleton(root: Path) -> None:
+    """Create the folders of a store at *root* (those already there are kept).
+
+    The one place the store's directory layout is made: ``init`` builds a new store
+    with it and a restore completes the store it extracted from an archive.
+    """
+    for sub in STORE_DIRS:
+        (root / sub).mkdir(parents=True, exist_ok=True)
+
+
 def sqlite_lock_holder(db: Path) -> str | int | None:
     """Who holds POSIX locks on SQLite database *db* (or its ``-shm``): ``"process"`` when
     only this process does (a connection of the caller's own), another pid, or None.

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import apsw
 
 from . import capture, history, maintenance, merge, revisions, sqlio
-from .config import SCHEMA, Config, new_config, read_config, write_config
+from .config import SCHEMA, Config, new_config, read_config, set_store_identity, write_config
 from .errors import (
     DamagedRefError,
     DbversError,
@@ -33,7 +33,7 @@ from .errors import (
     UsageError,
 )
 from .frames import rows_frame
-from .fsutil import TMP_PREFIX, RepoLock, publish, write_atomic
+from .fsutil import TMP_PREFIX, RepoLock, make_store_skeleton, publish, write_atomic
 from .maintenance import FsckReport, GcReport, ReflogExpireReport
 from .objects import (
     FORMAT_VERSION,
@@ -95,14 +95,10 @@ def init_repo(db_path: str | os.PathLike[str], *, store: str | os.PathLike[str] 
     building = store_dir.parent / f"{TMP_PREFIX}{store_dir.name}-{os.getpid()}"
     if building.exists():
         shutil.rmtree(building)
-    for sub in ("objects", "refs/heads", "refs/tags", "logs", "cache", "keyframes"):
-        (building / sub).mkdir(parents=True)
-    cfg = new_config()
+    make_store_skeleton(building)
+    cfg = set_store_identity(new_config(), store=store_dir, database=db, store_format=FORMAT_VERSION)
     cfg.read_dict(
-        {
-            "core": {"format": str(FORMAT_VERSION), "database": os.path.relpath(db, store_dir)},
-            "snapshot": {k: SCHEMA["snapshot", k].default or "" for k in ("max_patch_ratio", "max_commits")},
-        }
+        {"snapshot": {k: SCHEMA["snapshot", k].default or "" for k in ("max_patch_ratio", "max_commits")}}
     )
     write_config(building, cfg)
     write_atomic(building / "HEAD", b"ref: refs/heads/main\n")
@@ -222,7 +218,7 @@ class Repo:
         self.worktree.sweep_temps()
         if (self.store_dir / "RESTORE").is_file():
             # A restore from a backup installed this store but was killed before the database.
-            from .backup import finish_restore
+            from .restore import finish_restore
 
             finish_restore(self)
         self.worktree.recover(write)

@@ -29,6 +29,7 @@ from .errors import (
     CorruptDatabaseError,
     DatabaseFullError,
     DatabaseLockedError,
+    DatabaseOpenError,
     NotADatabaseError,
     RowsRefusedError,
     StorageError,
@@ -136,7 +137,8 @@ def _connect(path: Path, timeout: float) -> Iterator[sqlite3.Connection]:
         conn.close()
 
 
-def _is_busy(e: sqlite3.Error) -> bool:
+def is_busy(e: sqlite3.Error) -> bool:
+    """SQLITE_BUSY / SQLITE_LOCKED: another connection holds the database."""
     code = getattr(e, "sqlite_errorcode", None)
     return (code is not None and code & 0xFF in _BUSY_CODES) or "locked" in str(e)
 
@@ -157,7 +159,7 @@ def create_empty(path: Path) -> None:
 def _error(e: sqlite3.DatabaseError, working: Path, written: Path, waited: float) -> Exception:
     """The DbversError for a sqlite3 error met while copying *working* (writing *written*)."""
     code = (getattr(e, "sqlite_errorcode", None) or 0) & 0xFF
-    if _is_busy(e):
+    if is_busy(e):
         return DatabaseLockedError(str(working), waited, sqlite_lock_holder(working))
     if code == _FULL_CODE or "disk is full" in str(e):
         return DatabaseFullError(str(written), str(e))
@@ -323,7 +325,7 @@ def copy_in(private: Path, working: Path, timeout: float) -> None:
             with _connect(fitted or private, timeout) as src:
                 src.backup(dst, pages=-1, progress=progress, sleep=0.05)
     except sqlite3.DatabaseError as e:
-        if target == working and _is_damage(e) and not _is_busy(e):
+        if target == working and _is_damage(e) and not is_busy(e):
             # A truncated or page-corrupted file has no consistent state to keep for its
             # readers (and SQLite cannot write pages into it): the verified private state
             # replaces it as a whole, which is what restore --force is for.
@@ -442,3 +444,77 @@ def write_rows(working: Path, table: str, columns: Sequence[str], key: Sequence[
         raise _error(e, working, working, time.monotonic() - start) from None
     except OSError as e:
         raise StorageError(str(working), e) from e
+
+
+# -- databases other than the working one that a user hands dbvers ------------------------
+# (a restore's target, a user's sqlite3.Connection): they are the user's files too, so they
+# are opened here and only with the standard library's sqlite3.
+
+
+def check_unlocked(path: Path, timeout: float) -> None:
+    """Refuse a database another process holds open for writing (a write transaction).
+
+    Takes and releases a write lock. Raises DatabaseLockedError (still held after
+    *timeout*), NotADatabaseError, or DatabaseOpenError.
+    """
+    start = time.monotonic()
+    conn = sqlite3.connect(str(path), timeout=timeout, isolation_level=None)
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+        conn.execute("ROLLBACK")
+    except sqlite3.OperationalError as e:
+        if "locked" in str(e) or "busy" in str(e):
+            raise DatabaseLockedError(str(path), time.monotonic() - start) from None
+        raise DatabaseOpenError(str(path), str(e)) from None
+    except sqlite3.DatabaseError as e:
+        raise NotADatabaseError(str(path), str(e)) from None
+    finally:
+        conn.close()
+
+
+def user_version(path: Path, timeout: float) -> int | None:
+    """``PRAGMA user_version`` of the database at *path*, read-only (None: it can't be read)."""
+    try:
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=timeout)
+        try:
+            return int(conn.execute("PRAGMA user_version").fetchone()[0])
+        finally:
+            conn.close()
+    except sqlite3.Error:
+        return None
+
+
+def connection_file(conn: sqlite3.Connection) -> str:
+    """The main database file of a user's connection ('' for an in-memory one).
+
+    Raises sqlite3.ProgrammingError for a closed connection.
+    """
+    rows = conn.execute("PRAGMA database_list").fetchall()
+    return next((r[2] or "" for r in rows if r[1] == "main"), "")
+
+
+def copy_file_to_connection(private: Path, conn: sqlite3.Connection, *, in_memory: bool) -> None:
+    """Replace *conn*'s main database with the private file *private* (one backup-API transaction).
+
+    The backup API cannot change the page size of an in-memory or WAL target, so
+    *private* is first given the target's page size (a bare VACUUM would renumber the
+    rowids of tables without an INTEGER PRIMARY KEY). Raises sqlite3.Error.
+    """
+    want = int(conn.execute("PRAGMA page_size").fetchone()[0])
+    mode = str(conn.execute("PRAGMA journal_mode").fetchone()[0]).lower()
+    with open(private, "rb") as f:  # dbvers's own file, not the user's
+        have = page_size_of(f.read(20))
+    if want != have and (in_memory or mode in ("wal", "memory")):
+        rebuild_layout(private, want)
+    with _connect(private, 5.0) as source:
+        source.backup(conn)
+
+
+def copy_connection_to_file(conn: sqlite3.Connection, private: Path) -> None:
+    """Copy *conn*'s main database into the new private file *private* (rollback journal).
+
+    Raises sqlite3.Error.
+    """
+    with _connect(private, 5.0) as dst:
+        conn.backup(dst)
+        dst.execute("PRAGMA journal_mode = DELETE")

@@ -10,7 +10,7 @@ import sqlite3
 import subprocess
 import sys
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -193,3 +193,78 @@ def one_line_error(r: subprocess.CompletedProcess[str], code: int = 2) -> str:
 @pytest.fixture
 def cli() -> Callable[..., subprocess.CompletedProcess[str]]:
     return run_cli
+
+
+# -- S3 remotes: one moto server on 127.0.0.1 for the whole session ---------------------------
+
+MOTO_BUCKET = "dbvers-tests"
+_moto: dict[str, Any] = {}
+
+
+def moto_endpoint() -> str:
+    """``http://127.0.0.1:<port>`` of this session's moto S3 server, started at first use.
+
+    A real server on a free loopback port (never moto's in-process mock), dummy
+    credentials and no instance metadata, so no test reaches any other address.
+    Backend factories that only get a path (the storage contract suite) call this
+    directly; tests take the ``s3_endpoint`` fixture.
+    """
+    if "url" not in _moto:
+        os.environ.update({
+            "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_DEFAULT_REGION": "us-east-1", "AWS_EC2_METADATA_DISABLED": "true",
+            "AWS_CONFIG_FILE": os.devnull, "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
+        })
+        for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3"):
+            os.environ.pop(name, None)
+        # Its own process (``python -m moto.server``), not a thread of this one: the server
+        # would otherwise share the GIL with the very clients whose races the tests run.
+        import socket
+        import time
+
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        server = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        import atexit
+
+        atexit.register(_stop_moto, server)  # the contract suite's factories never tear down a fixture
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                if server.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError("moto's server did not start") from None
+                time.sleep(0.05)
+        import boto3
+
+        boto3.client("s3", endpoint_url=url).create_bucket(Bucket=MOTO_BUCKET)
+        _moto.update(server=server, url=url)
+    return str(_moto["url"])
+
+
+def _stop_moto(server: subprocess.Popen[bytes]) -> None:
+    if server.poll() is None:
+        server.terminate()
+        server.wait(10)
+
+
+def moto_remote_url() -> str:
+    """A fresh, empty ``s3://`` prefix in the session's bucket."""
+    import secrets
+
+    moto_endpoint()
+    return f"s3://{MOTO_BUCKET}/t-{secrets.token_hex(6)}"
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint() -> Iterator[str]:
+    yield moto_endpoint()
+    server = _moto.pop("server", None)
+    _moto.pop("url", None)
+    if server is not None:
+        _stop_moto(server)

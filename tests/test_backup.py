@@ -25,7 +25,6 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import dbvers
-from dbvers import archive as fmt
 from dbvers import backup as bk
 from dbvers.errors import (
     BackupError,
@@ -35,6 +34,7 @@ from dbvers.errors import (
     BackupValidationError,
     DbversError,
 )
+from dbvers.remotes import archive as fmt
 
 SCHEMA = """
 CREATE TABLE orders(id INTEGER PRIMARY KEY, customer TEXT, qty INTEGER, price REAL, note);
@@ -279,7 +279,7 @@ def test_flip_names_the_object_it_hit(small: dict[str, Any], tmp_path: Path) -> 
 def test_truncated_archive_is_detected(small: dict[str, Any], tmp_path: Path, cut: str) -> None:
     raw = small["bytes"]
     with open(small["archive"], "rb") as f:
-        moff, _ = fmt._find_manifest(f, len(raw))
+        moff, _ = fmt.find_manifest(f, len(raw))
     keep = {"empty": 0, "header": 300, "middle": len(raw) // 2, "manifest": moff + 600,
             "end-blocks": moff + 512 + 512, "one-byte": len(raw) - 1}[cut]
     bad = tmp_path / small["archive"].name
@@ -290,11 +290,11 @@ def test_truncated_archive_is_detected(small: dict[str, Any], tmp_path: Path, cu
 def rewrite_manifest(src: Path, dest: Path, edit: Any, resign: bool = True) -> None:
     raw = src.read_bytes()
     with open(src, "rb") as f:
-        off, ti = fmt._find_manifest(f, len(raw))
+        off, ti = fmt.find_manifest(f, len(raw))
     m = bk.read_manifest(src)
     edit(m)
-    body = fmt._sign(m) if resign else json.dumps(m, sort_keys=True, separators=(",", ":")).encode()
-    out = raw[:off] + fmt._header("backup.json", len(body), int(ti.mtime)) + body
+    body = fmt.sign_manifest(m) if resign else json.dumps(m, sort_keys=True, separators=(",", ":")).encode()
+    out = raw[:off] + fmt.tar_header("backup.json", len(body), int(ti.mtime)) + body
     out += b"\0" * (-len(out) % 512) + b"\0" * 1024
     out += b"\0" * (-len(out) % 10240)
     dest.write_bytes(out)
@@ -324,9 +324,9 @@ def test_tampered_manifest_is_detected(small: dict[str, Any], tmp_path: Path) ->
     # not canonical: same content with whitespace
     raw = small["bytes"]
     with open(small["archive"], "rb") as f:
-        off, ti = fmt._find_manifest(f, len(raw))
+        off, ti = fmt.find_manifest(f, len(raw))
     body = json.dumps(bk.read_manifest(small["archive"]), sort_keys=True).encode()
-    out = raw[:off] + fmt._header("backup.json", len(body), int(ti.mtime)) + body
+    out = raw[:off] + fmt.tar_header("backup.json", len(body), int(ti.mtime)) + body
     out += b"\0" * (-len(out) % 512) + b"\0" * 1024
     bad.write_bytes(out + b"\0" * (-len(out) % 10240))
     assert "canonical" in str(assert_rejected(bad, tmp_path))
@@ -811,3 +811,31 @@ def test_cli_backup_list_verify_prune_restore(db_path: Path, tmp_path: Path,
 def test_verify_missing_path_is_a_usage_error(tmp_path: Path) -> None:
     with pytest.raises(DbversError, match="no such"):
         bk.verify(tmp_path / "nope")
+
+
+def test_keyframe_records_travel_as_refs_and_restore(repo: dbvers.Repo, db_path: Path, tmp_path: Path) -> None:
+    """A keyframe record (``dbvers snapshot``) is a refs/keyframes/<commit> member of the archive; a
+    restore onto a new machine and one into the existing repository both bring it back."""
+    execute(db_path, "CREATE TABLE big(id INTEGER PRIMARY KEY, v TEXT); "
+                     "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 3000) "
+                     "INSERT INTO big SELECT i, printf('row %d', i) FROM n")
+    repo.commit("big")
+    execute(db_path, "UPDATE big SET v = 'changed' WHERE id = 7")
+    repo.commit("small change")  # stored as a patch: no snapshot of its own
+    tip = repo.head.commit
+    assert repo.get_commit(tip).snapshot is None
+    snap = repo.snapshot()
+    assert repo.refs.keyframe(tip) == snap
+    info = repo.backup(tmp_path / "bk")
+    with tarfile.open(info.path) as tar:
+        members = {m.name: tar.extractfile(m).read() for m in tar.getmembers() if m.isfile()}
+    assert members[f"refs/keyframes/{tip}"].strip() == snap.encode()
+    assert not any(name.startswith("keyframes/") for name in members)
+    assert bk.verify(info.path)[0].ok
+
+    (tmp_path / "elsewhere").mkdir()
+    fresh = bk.restore(info.path, tmp_path / "elsewhere" / "copy.db")
+    assert fresh.refs.keyframe(tip) == snap
+    repo.refs.delete_keyframe(tip)
+    bk.restore(info.path, db_path, yes=True)
+    assert repo.refs.keyframe(tip) == snap

@@ -17,9 +17,10 @@ import pytest
 from conftest import dump_state, execute, run_cli
 
 import dbvers
-from dbvers import archive as fmt
 from dbvers import backup as bk
 from dbvers.errors import BackupValidationError
+from dbvers.fsutil import temp_prefix
+from dbvers.remotes import archive as fmt
 
 
 def new_db(path: Path, sql: str) -> Path:
@@ -35,11 +36,11 @@ def rewrite_manifest(src: Path, dest: Path, edit: Any) -> None:
     """A forger's edit: change backup.json and re-sign it (plain SHA-256 proves nothing)."""
     raw = src.read_bytes()
     with open(src, "rb") as f:
-        off, ti = fmt._find_manifest(f, len(raw))
+        off, ti = fmt.find_manifest(f, len(raw))
     m = bk.read_manifest(src)
     edit(m)
-    body = fmt._sign(m)
-    out = raw[:off] + fmt._header("backup.json", len(body), int(ti.mtime)) + body
+    body = fmt.sign_manifest(m)
+    out = raw[:off] + fmt.tar_header("backup.json", len(body), int(ti.mtime)) + body
     out += b"\0" * (-len(out) % 512) + b"\0" * 1024
     out += b"\0" * (-len(out) % 10240)
     dest.write_bytes(out)
@@ -178,10 +179,12 @@ def test_restore_from_a_backup_over_a_truncated_tracked_database(bigger: dbvers.
 
 def test_temp_archives_of_dead_backups_are_removed_by_the_next_backup(archive: Path, tmp_path: Path) -> None:
     d = archive.parent
-    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
-    dead_pid = int(dead.stdout)
-    stale = d / f".tmp-backup-{dead_pid}-0badf00d.tar"
-    live = d / f".tmp-backup-{os.getpid()}-0badf00d.tar"  # this test process: alive, maybe busy
+    # A temp archive's name says who owns it (fsutil.temp_prefix): one of a process that is gone,
+    # one of this test process (alive, maybe busy).
+    dead = subprocess.run([sys.executable, "-c", "from dbvers.fsutil import temp_prefix; "
+                           "print(temp_prefix('backup'))"], capture_output=True, text=True)
+    stale = d / f"{dead.stdout.strip()}0badf00d.tar"
+    live = d / f"{temp_prefix('backup')}0badf00d.tar"
     stale.write_bytes(b"\0" * 10240)
     live.write_bytes(b"\0" * 10240)
     r = run_cli("backup", str(d), cwd=tmp_path / "src")

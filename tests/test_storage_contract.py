@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from conftest import moto_endpoint, moto_remote_url
 
 import dbvers
 from dbvers.errors import (
@@ -32,6 +33,8 @@ from dbvers.errors import (
 )
 from dbvers.formats import ZERO_ID
 from dbvers.fsutil import owner_tag
+from dbvers.remotes import DirectoryRemote, S3Remote, open_remote
+from dbvers.remotes.layout import object_key
 from dbvers.storage import reflock
 from dbvers.storage.base import ObjectStore, RefStore
 from dbvers.storage.local import LocalObjectStore
@@ -75,9 +78,27 @@ def _damage_memory(store: ObjectStore, oid: str) -> None:
     data[oid] = _flip_last_byte(data[oid])
 
 
+def _directory_objects(tmp: Path) -> ObjectStore:
+    return DirectoryRemote(tmp / "remote").check(create=True).objects
+
+
+def _s3_remote() -> S3Remote:
+    remote = open_remote(moto_remote_url(), create=True, endpoint_url=moto_endpoint())
+    assert isinstance(remote, S3Remote)
+    return remote
+
+
+def _damage_s3(store: ObjectStore, oid: str) -> None:
+    conn = store.conn  # type: ignore[attr-defined]
+    got = conn.get(object_key(oid))
+    conn.put(object_key(oid), _flip_last_byte(got[0]))
+
+
 OBJECT_BACKENDS: dict[str, ObjectBackend] = {
     "local": ObjectBackend(_local_objects, _damage_local),
     "memory": ObjectBackend(_memory_objects, _damage_memory),
+    "directory": ObjectBackend(_directory_objects, _damage_local),  # the remote's objects are a local store
+    "s3": ObjectBackend(lambda tmp: _s3_remote().objects, _damage_s3),
 }
 
 
@@ -89,6 +110,8 @@ def _local_refs(tmp: Path) -> RefStore:
 REF_BACKENDS: dict[str, Callable[[Path], RefStore]] = {
     "local": _local_refs,
     "memory": lambda tmp: MemoryRefStore(),
+    "directory": lambda tmp: DirectoryRemote(tmp / "remote").check(create=True).refs,
+    "s3": lambda tmp: _s3_remote().refs,
 }
 
 

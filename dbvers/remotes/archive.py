@@ -1,11 +1,15 @@
 """The backup archive format: a plain tar of the store's files with ``backup.json`` last.
 
-Writing (``_TarWriter``: headers, data and padding written by hand so that every
-member's offset is known), the manifest (canonical JSON that carries its own
-SHA-256 and one for every member's data and for its whole stretch of the tar),
-and reading (listing, refusing names and member types a store never has, and
-scanning an archive while checking every byte against the manifest). The
-operations on archives -- backup, verify, prune, restore -- are in ``backup``.
+L3 (``remotes/``: the shapes history travels in). Writing (:class:`TarWriter`:
+headers, data and padding written by hand so that every member's offset is known),
+the manifest (canonical JSON that carries its own SHA-256 and one for every
+member's data and for its whole stretch of the tar: :func:`sign_manifest`,
+:func:`parse_manifest`, :func:`read_manifest`), and reading (:func:`scan`: listing,
+refusing names and member types a store never has, and checking every byte against
+the manifest while it copies the objects out). A directory of archives as a
+transfer destination or source is :mod:`dbvers.remotes.archive_dir`; the backup
+porcelain (backup, verify, prune, restore) is :mod:`dbvers.backup` and
+:mod:`dbvers.restore`.
 """
 
 from __future__ import annotations
@@ -18,18 +22,17 @@ import re
 import tarfile
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
-from .errors import (
+from ..errors import (
     BackupError,
-    BackupIOError,
     BackupSchemaError,
     BackupValidationError,
 )
-from .objects import FORMAT_VERSION, canonical_json
-from .storage.refnames import is_valid_ref
+from ..formats import is_id, parse_timestamp
+from ..objects import FORMAT_VERSION, canonical_json
+from ..storage.refnames import is_valid_ref
 
 BACKUP_FORMAT = 1
 MANIFEST = "backup.json"
@@ -37,9 +40,8 @@ SUFFIX = ".dbvers.tar"
 BLOCK = tarfile.BLOCKSIZE
 RECORD = tarfile.RECORDSIZE
 CHUNK = 1 << 20
-_OBJECT_RE = re.compile(r"^objects/([0-9a-f]{2})/([0-9a-f]{62})$")
-_KEYFRAME_RE = re.compile(r"^keyframes/([0-9a-f]{64})$")
-_ID_RE = re.compile(r"^[0-9a-f]{64}$")
+OBJECT_RE = re.compile(r"^objects/([0-9a-f]{2})/([0-9a-f]{62})$")
+KEYFRAME_RE = re.compile(r"^keyframes/([0-9a-f]{64})$")
 
 
 def bare_file_name_problem(name: str) -> str | None:
@@ -68,29 +70,21 @@ def bare_file_name_problem(name: str) -> str | None:
     return None
 
 
-def _parse_iso(s: str) -> datetime:
-    return datetime.strptime(s, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
-
-
-def _io_error(path: Path | str, e: OSError) -> BackupIOError:
-    return BackupIOError(str(getattr(e, "filename", None) or path), e.strerror or str(e))
-
-
-def _object_member(oid: str) -> str:
+def object_member(oid: str) -> str:
     return f"objects/{oid[:2]}/{oid[2:]}"
 
 
-def _describe(name: str) -> str:
-    m = _OBJECT_RE.match(name)
+def describe_member(name: str) -> str:
+    m = OBJECT_RE.match(name)
     return f"object {m[1]}{m[2]} (member {name})" if m else f"member {name}"
 
 
-def _allowed_name(name: str) -> bool:
+def allowed_name(name: str) -> bool:
     """The names a store uses: anything else has no business in a dbvers archive.
 
     Ref and reflog members pass the same full-name check as every ref path of a store.
     """
-    if name in ("HEAD", "config", MANIFEST) or _OBJECT_RE.match(name) or _KEYFRAME_RE.match(name):
+    if name in ("HEAD", "config", MANIFEST) or OBJECT_RE.match(name) or KEYFRAME_RE.match(name):
         return True
     if name.startswith("refs/"):
         return is_valid_ref(name)
@@ -113,12 +107,12 @@ def _member_problem(ti: tarfile.TarInfo) -> str | None:
     parts = name.split("/")
     if name.startswith("/") or ".." in parts or "\\" in name or re.match(r"^[A-Za-z]:", name):
         return f"member {name!r} would escape the extraction directory"
-    if not name or "\0" in name or any(p in ("", ".") for p in parts) or not _allowed_name(name):
+    if not name or "\0" in name or any(p in ("", ".") for p in parts) or not allowed_name(name):
         return f"member {name!r} is not a file of a dbvers store"
     return None
 
 
-def _header(name: str, size: int, mtime: int) -> bytes:
+def tar_header(name: str, size: int, mtime: int) -> bytes:
     ti = tarfile.TarInfo(name)
     ti.size = size
     ti.mtime = mtime
@@ -128,13 +122,13 @@ def _header(name: str, size: int, mtime: int) -> bytes:
     return ti.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape")
 
 
-def _file_chunks(path: Path) -> Iterator[bytes]:
+def file_chunks(path: Path) -> Iterator[bytes]:
     with open(path, "rb") as f:
         while chunk := f.read(CHUNK):
             yield chunk
 
 
-def _sign(manifest: dict[str, Any]) -> bytes:
+def sign_manifest(manifest: dict[str, Any]) -> bytes:
     body = {k: v for k, v in manifest.items() if k != "checksum"}
     return canonical_json({**body, "checksum": hashlib.sha256(canonical_json(body)).hexdigest()})
 
@@ -151,7 +145,8 @@ def _require(m: dict[str, Any], key: str, kind: type | tuple[type, ...], label: 
     return v
 
 
-def _parse_manifest(raw: bytes, label: str) -> dict[str, Any]:
+def parse_manifest(raw: bytes, label: str) -> dict[str, Any]:
+    """backup.json's bytes, checked: JSON, a format this dbvers reads, signed, canonical, well formed."""
     try:
         m = json.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, ValueError):
@@ -172,6 +167,12 @@ def _parse_manifest(raw: bytes, label: str) -> dict[str, Any]:
         raise BackupValidationError(label, "backup.json was altered (its checksum does not match)")
     if canonical_json(m) != raw:
         raise BackupValidationError(label, "backup.json was altered (not in its canonical form)")
+    _check_fields(m, label)
+    return m
+
+
+def _check_fields(m: dict[str, Any], label: str) -> None:
+    """Every field of a signed backup.json has the type and form its readers rely on."""
     for key, kind in (("backup_format", int), ("store_format", int), ("created_at", str),
                       ("kind", str), ("members", list), ("database", dict), ("commits", int),
                       ("objects", int), ("snapshots", dict), ("roots", list), ("refs", dict),
@@ -200,24 +201,23 @@ def _parse_manifest(raw: bytes, label: str) -> dict[str, Any]:
                 and all(_natural(mem.get(k)) for k in ("offset", "size"))
                 and all(isinstance(mem.get(k), str) for k in ("sha256", "tar_sha256"))):
             raise BackupValidationError(label, "backup.json has a malformed member entry")
-        if mem["name"] == MANIFEST or not _allowed_name(mem["name"]):
+        if mem["name"] == MANIFEST or not allowed_name(mem["name"]):
             raise BackupValidationError(label, f"backup.json lists {mem['name'][:80]!r}, "
                                                "which is not a file of a dbvers store")
-    if not all(isinstance(k, str) and _ID_RE.match(k) and _natural(v) for k, v in m["snapshots"].items()):
+    if not all(isinstance(k, str) and is_id(k) and _natural(v) for k, v in m["snapshots"].items()):
         raise BackupValidationError(label, "backup.json has a malformed 'snapshots' entry")
-    if not all(isinstance(r, str) and _ID_RE.match(r) for r in m["roots"]):
+    if not all(isinstance(r, str) and is_id(r) for r in m["roots"]):
         raise BackupValidationError(label, "backup.json has a malformed 'roots' entry")
     for key in ("commits", "objects"):
         if not _natural(m[key]):
             raise BackupValidationError(label, f"backup.json has no valid '{key}'")
     try:
-        _parse_iso(m["created_at"])
+        parse_timestamp(m["created_at"])
     except ValueError:
         raise BackupValidationError(label, "backup.json has no valid 'created_at'") from None
-    return m
 
 
-def _find_manifest(f: IO[bytes], size: int) -> tuple[int, tarfile.TarInfo] | None:
+def find_manifest(f: IO[bytes], size: int) -> tuple[int, tarfile.TarInfo] | None:
     """Locate backup.json's header from the end of the file (cheap: no full listing)."""
     window = 64 << 10
     while True:
@@ -246,7 +246,7 @@ def read_manifest(path: Path) -> dict[str, Any]:
     try:
         with open(path, "rb") as f:
             size = os.fstat(f.fileno()).st_size
-            found = _find_manifest(f, size)
+            found = find_manifest(f, size)
             if found is None:
                 raise BackupValidationError(label, "it has no backup.json (truncated, or not a dbvers backup)")
             offset, ti = found
@@ -260,10 +260,10 @@ def read_manifest(path: Path) -> dict[str, Any]:
         raise BackupError(f"cannot read {path}: {e.strerror or e}") from None
     if len(raw) != ti.size:
         raise BackupValidationError(label, "backup.json is truncated")
-    return _parse_manifest(raw, label)
+    return parse_manifest(raw, label)
 
 
-class _TarWriter:
+class TarWriter:
     """Writes a plain tar member by member, hashing each member's data and whole stretch."""
 
     def __init__(self, f: IO[bytes], mtime: int) -> None:
@@ -281,7 +281,7 @@ class _TarWriter:
     def add(self, name: str, size: int, chunks: Iterable[bytes], record: bool = True) -> None:
         offset = self.pos
         span, data = hashlib.sha256(), hashlib.sha256()
-        self._write(_header(name, size, self.mtime), span)
+        self._write(tar_header(name, size, self.mtime), span)
         n = 0
         for chunk in chunks:
             n += len(chunk)
@@ -303,7 +303,7 @@ class _TarWriter:
 
 
 @dataclass
-class _Scanned:
+class Scanned:
     path: Path
     manifest: dict[str, Any]
     objects: list[str]
@@ -345,14 +345,13 @@ def _list_members(path: Path) -> tuple[list[tarfile.TarInfo], str | None]:
     return members, error
 
 
-def _scan(path: Path, objects_dir: Path | None, keep_metadata: bool = True) -> _Scanned:
+def scan(path: Path, objects_dir: Path | None, keep_metadata: bool = True) -> Scanned:
     """Check an archive byte for byte against its backup.json; copy its objects into *objects_dir*.
 
     Raises BackupValidationError naming the member (and object) a damage hit.
     """
     label = path.name
     members, list_error = _list_members(path)
-    size = path.stat().st_size
     seen_names: set[str] = set()
     for ti in members:
         if ti.name in seen_names:
@@ -360,57 +359,21 @@ def _scan(path: Path, objects_dir: Path | None, keep_metadata: bool = True) -> _
         seen_names.add(ti.name)
     if not members or members[-1].name != MANIFEST:
         _explain_broken_listing(path, members, list_error)
-    mti = members[-1]
+    mti, listed = members[-1], members[:-1]
+    objects: list[str] = []
+    metadata: dict[str, bytes] = {}
     with open(path, "rb") as f:
-        # backup.json: its bytes, its header (rebuilt and compared), and the zero blocks after it.
-        f.seek(mti.offset_data)
-        raw = f.read(mti.size)
-        if len(raw) != mti.size:
-            raise BackupValidationError(label, "the archive is truncated (backup.json is cut off)")
-        manifest = _parse_manifest(raw, label)
-        f.seek(mti.offset)
-        if f.read(mti.offset_data - mti.offset) != _header(MANIFEST, mti.size, int(mti.mtime)):
-            raise BackupValidationError(label, "the tar header of backup.json was altered", member=MANIFEST)
-        end = mti.offset_data + mti.size
-        expected = end + (-end % BLOCK) + 2 * BLOCK
-        expected += -expected % RECORD
-        if size < expected:
-            raise BackupValidationError(label, "the archive is truncated (its end-of-archive blocks are missing)")
-        if size != expected:
-            raise BackupValidationError(label, "bytes were appended after the end of the archive")
-        f.seek(end)
-        if f.read().strip(b"\0"):
-            raise BackupValidationError(label, "the bytes after backup.json were altered")
-        listed = members[:-1]
+        manifest = _check_tail(f, label, mti, path.stat().st_size)
         declared = manifest["members"]
-        for i, ti in enumerate(listed):
-            if i >= len(declared):
-                raise BackupValidationError(label, f"{_describe(ti.name)} is not listed in backup.json",
-                                            member=ti.name)
-            d = declared[i]
-            if (d["name"], d["offset"], d["size"]) != (ti.name, ti.offset, ti.size):
-                raise BackupValidationError(
-                    label, f"{_describe(d['name'])} does not match backup.json (name, place or size)",
-                    member=d["name"])
-        if len(declared) != len(listed):
-            missing = declared[len(listed)]["name"]
-            raise BackupValidationError(label, f"{_describe(missing)} is missing", member=missing)
-        if listed and listed[0].offset != 0:
-            raise BackupValidationError(label, "the archive does not start with a member")
-        objects: list[str] = []
-        metadata: dict[str, bytes] = {}
+        _check_listing(label, listed, declared)
         f.seek(0)
         for i, ti in enumerate(listed):
             span_end = listed[i + 1].offset if i + 1 < len(listed) else mti.offset
-            d = declared[i]
-            mo = _OBJECT_RE.match(ti.name)
-            span, data = hashlib.sha256(), hashlib.sha256()
-            span.update(_read_exact(f, ti.offset_data - ti.offset, label))
+            mo = OBJECT_RE.match(ti.name)
             out: Any = None
             dest = None
             if mo:
-                oid = mo[1] + mo[2]
-                objects.append(oid)
+                objects.append(mo[1] + mo[2])
                 if objects_dir is not None:
                     dest = objects_dir / mo[1] / mo[2]
                     if not dest.exists():
@@ -420,21 +383,7 @@ def _scan(path: Path, objects_dir: Path | None, keep_metadata: bool = True) -> _
             elif keep_metadata:
                 out = io.BytesIO()
             try:
-                remaining = ti.size
-                while remaining:
-                    chunk = _read_exact(f, min(CHUNK, remaining), label)
-                    span.update(chunk)
-                    data.update(chunk)
-                    if out is not None:
-                        out.write(chunk)
-                    remaining -= len(chunk)
-                span.update(_read_exact(f, span_end - ti.offset_data - ti.size, label))
-                if data.hexdigest() != d["sha256"]:
-                    raise BackupValidationError(label, f"{_describe(ti.name)} is corrupt (checksum mismatch)",
-                                                member=ti.name)
-                if span.hexdigest() != d["tar_sha256"]:
-                    raise BackupValidationError(
-                        label, f"the tar header or padding of {_describe(ti.name)} was altered", member=ti.name)
+                _copy_member(f, label, ti, span_end, declared[i], out)
                 if isinstance(out, io.BytesIO):
                     metadata[ti.name] = out.getvalue()
                 elif out is not None:
@@ -449,7 +398,71 @@ def _scan(path: Path, objects_dir: Path | None, keep_metadata: bool = True) -> _
             finally:
                 if out is not None and not isinstance(out, io.BytesIO):
                     out.close()
-    return _Scanned(path, manifest, objects, metadata, sum(ti.size for ti in listed))
+    return Scanned(path, manifest, objects, metadata, sum(ti.size for ti in listed))
+
+
+def _check_tail(f: IO[bytes], label: str, mti: tarfile.TarInfo, size: int) -> dict[str, Any]:
+    """backup.json: its bytes, its header (rebuilt and compared), and the zero blocks after it."""
+    f.seek(mti.offset_data)
+    raw = f.read(mti.size)
+    if len(raw) != mti.size:
+        raise BackupValidationError(label, "the archive is truncated (backup.json is cut off)")
+    manifest = parse_manifest(raw, label)
+    f.seek(mti.offset)
+    if f.read(mti.offset_data - mti.offset) != tar_header(MANIFEST, mti.size, int(mti.mtime)):
+        raise BackupValidationError(label, "the tar header of backup.json was altered", member=MANIFEST)
+    end = mti.offset_data + mti.size
+    expected = end + (-end % BLOCK) + 2 * BLOCK
+    expected += -expected % RECORD
+    if size < expected:
+        raise BackupValidationError(label, "the archive is truncated (its end-of-archive blocks are missing)")
+    if size != expected:
+        raise BackupValidationError(label, "bytes were appended after the end of the archive")
+    f.seek(end)
+    if f.read().strip(b"\0"):
+        raise BackupValidationError(label, "the bytes after backup.json were altered")
+    return manifest
+
+
+def _check_listing(label: str, listed: list[tarfile.TarInfo], declared: list[dict[str, Any]]) -> None:
+    """The tar's members are backup.json's, in its order, at its offsets, of its sizes."""
+    for i, ti in enumerate(listed):
+        if i >= len(declared):
+            raise BackupValidationError(label, f"{describe_member(ti.name)} is not listed in backup.json",
+                                        member=ti.name)
+        d = declared[i]
+        if (d["name"], d["offset"], d["size"]) != (ti.name, ti.offset, ti.size):
+            raise BackupValidationError(
+                label, f"{describe_member(d['name'])} does not match backup.json (name, place or size)",
+                member=d["name"])
+    if len(declared) != len(listed):
+        missing = declared[len(listed)]["name"]
+        raise BackupValidationError(label, f"{describe_member(missing)} is missing", member=missing)
+    if listed and listed[0].offset != 0:
+        raise BackupValidationError(label, "the archive does not start with a member")
+
+
+def _copy_member(f: IO[bytes], label: str, ti: tarfile.TarInfo, span_end: int, d: dict[str, Any],
+                 out: IO[bytes] | None) -> None:
+    """Read one member's stretch (header, data, padding) from *f*, checking both of its
+    checksums; its data goes to *out* as it is read (None: only checked)."""
+    span, data = hashlib.sha256(), hashlib.sha256()
+    span.update(_read_exact(f, ti.offset_data - ti.offset, label))
+    remaining = ti.size
+    while remaining:
+        chunk = _read_exact(f, min(CHUNK, remaining), label)
+        span.update(chunk)
+        data.update(chunk)
+        if out is not None:
+            out.write(chunk)
+        remaining -= len(chunk)
+    span.update(_read_exact(f, span_end - ti.offset_data - ti.size, label))
+    if data.hexdigest() != d["sha256"]:
+        raise BackupValidationError(label, f"{describe_member(ti.name)} is corrupt (checksum mismatch)",
+                                    member=ti.name)
+    if span.hexdigest() != d["tar_sha256"]:
+        raise BackupValidationError(
+            label, f"the tar header or padding of {describe_member(ti.name)} was altered", member=ti.name)
 
 
 def _read_exact(f: IO[bytes], n: int, label: str) -> bytes:
@@ -472,6 +485,6 @@ def _explain_broken_listing(path: Path, members: list[tarfile.TarInfo], error: s
     declared = m["members"]
     for i, d in enumerate(declared):
         if i >= len(members) or members[i].name != d["name"] or members[i].offset != d["offset"]:
-            raise BackupValidationError(label, f"the tar header of {_describe(d['name'])} is damaged",
+            raise BackupValidationError(label, f"the tar header of {describe_member(d['name'])} is damaged",
                                         member=d["name"])
     raise BackupValidationError(label, "the tar header of backup.json is damaged", member=MANIFEST)

@@ -1,0 +1,116 @@
+"""A plain directory as a remote: a NAS, an NFS mount, a USB disk.
+
+L3 (imports L1 storage and L0). The layout is the store directory's own, so ids
+and bytes are identical and nothing is re-encoded: ``objects/ab/cdef...``,
+``HEAD``, ``refs/...``, ``logs/...`` (the reflog of pushes), plus the format
+marker ``dbvers-remote.json`` that makes the directory self-describing (a clone
+needs only the path). The backends are ``storage.local``'s, unchanged: that is
+the point of the layout, and why this module is small and not a second copy.
+
+Ref compare-and-swap is ``storage.reflock``'s: the writer creates the ref's lock
+file with ``O_CREAT | O_EXCL`` (atomic on local file systems and on NFSv3+, where
+``flock`` is not to be trusted), compares, writes the new value to a temp file and
+``os.replace``-s it over the ref, then removes the lock. A lock whose owner is gone
+is broken: on this machine when its process is dead, and a lock written by another
+machine once it is older than ``reflock.UNOWNED_STALE_AFTER`` seconds (a lock is
+held for one small write, so an old one is a dead writer's).
+
+Why not L1: the backends *are* L1 (``storage.local``); what this module adds is
+what makes a folder a remote (the marker, creating one on first push, refusing a
+folder of other files), which only the transfer layer needs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+from pathlib import Path
+
+from ..errors import ConditionalWritesUnsupportedError, RemoteNotFoundError, StorageError
+from ..fsutil import TMP_PREFIX, write_atomic
+from ..storage.local import LocalObjectStore
+from ..storage.local_refs import LocalRefStore
+from .layout import DEFAULT_HEAD, HEAD, MARKER, marker_bytes, parse_marker
+
+#: What an interrupted creation can have left before the marker (then creating resumes).
+SKELETON = frozenset({HEAD, "objects", "refs", "logs"})
+
+
+class DirectoryRemote:
+    """A remote in a directory. Constructing one touches nothing; ``check`` opens (or creates) it."""
+
+    kind = "directory"
+
+    def __init__(self, root: Path | str) -> None:
+        self.root = Path(root).expanduser().absolute()
+        self.objects = LocalObjectStore(self.root / "objects")
+        self.refs = LocalRefStore(self.root)
+
+    @property
+    def url(self) -> str:
+        return str(self.root)
+
+    def __repr__(self) -> str:
+        return f"<DirectoryRemote {self.root}>"
+
+    def exists(self) -> bool:
+        """True when the directory holds a remote marker (of any format)."""
+        return (self.root / MARKER).is_file()
+
+    def check(self, *, create: bool = False) -> DirectoryRemote:
+        """Open the remote: its marker must be there and of a format this dbvers reads.
+
+        With *create* (a first push), a missing or empty directory (or one a killed
+        creation left) becomes a new remote; a directory of other files is refused.
+        """
+        marker = self.root / MARKER
+        try:
+            parse_marker(marker.read_bytes(), self.url)
+            return self
+        except FileNotFoundError:
+            pass
+        except NotADirectoryError:
+            raise RemoteNotFoundError(self.url, "is a file, not a directory") from None
+        except OSError as e:
+            raise StorageError(str(marker), e) from e
+        if not create:
+            raise RemoteNotFoundError(self.url, f"is not a dbvers remote (no {MARKER}); "
+                                                "check the path, or push to it to create one")
+        self._create()
+        return self
+
+    def _create(self) -> None:
+        if self.root.is_file():
+            raise RemoteNotFoundError(self.url, "is a file, not a directory")
+        if self.root.is_dir():
+            foreign = [p.name for p in self.root.iterdir()
+                       if p.name not in SKELETON and not p.name.startswith(TMP_PREFIX)]
+            if foreign:
+                raise RemoteNotFoundError(self.url, f"is not empty and not a dbvers remote (it holds "
+                                                    f"{sorted(foreign)[0]!r}); use an empty or new directory")
+        try:
+            for sub in ("objects", "refs/heads", "refs/tags"):
+                (self.root / sub).mkdir(parents=True, exist_ok=True)
+            if not (self.root / HEAD).exists():
+                write_atomic(self.root / HEAD, DEFAULT_HEAD.encode())
+            self.probe()
+            write_atomic(self.root / MARKER, marker_bytes())  # last: the remote exists from here on
+        except OSError as e:
+            raise StorageError(self.url, e) from e
+
+    def probe(self) -> None:
+        """Prove that ``O_EXCL`` creation is exclusive here (the ref locks rest on it)."""
+        probe = self.root / f"{TMP_PREFIX}probe-{secrets.token_hex(6)}"
+        try:
+            os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644))
+            try:
+                os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644))
+            except FileExistsError:
+                return
+            raise ConditionalWritesUnsupportedError(self.url, "O_EXCL file creation")
+        except OSError as e:
+            raise StorageError(str(probe), e) from e
+        finally:
+            with contextlib.suppress(OSError):
+                probe.unlink()

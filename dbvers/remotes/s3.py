@@ -1,0 +1,308 @@
+"""An S3 (or S3-compatible: MinIO, R2, Ceph) bucket and prefix as a remote: ``s3://bucket/prefix``.
+
+L3. The layout (``layout``) is the directory remote's: ``objects/ab/cdef...`` holds
+the local store's encoded bytes unchanged, ``HEAD`` and ``refs/...`` small text
+keys, ``dbvers-remote.json`` the marker; reflog lines are one key each
+(``s3refs``), since S3 has no append. :class:`S3ObjectStore` is a
+``storage.base.ObjectStore``: every read verifies the id (``storage.codec``),
+``put_raw`` verifies the bytes before uploading them with boto3's managed transfer
+(multipart, parallel: the same path as ``upload_file``), and a write of an id that
+is already there simply uploads again (the same bytes: idempotent, and it
+repairs a damaged copy without downloading it first).
+
+:class:`S3Remote` ties a connection (``s3client``), the object store and the ref
+store (``s3refs.S3RefStore``) together; it does nothing on the network until
+``check`` (open: the marker must be there) or ``check(create=True)`` (a first
+push: an empty prefix becomes a remote once the endpoint has proved, by
+``probe``, that it honours conditional writes).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import secrets
+import shutil
+import tempfile
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import IO, Any, BinaryIO
+
+from ..errors import (
+    ConditionalWritesUnsupportedError,
+    MissingObjectError,
+    RemoteError,
+    RemoteNotFoundError,
+    StorageError,
+)
+from ..formats import is_id
+from ..objects import header, object_id
+from ..storage import codec
+from .layout import DEFAULT_HEAD, HEAD, MARKER, OBJECTS, marker_bytes, object_key, parse_marker
+from .s3client import PreconditionFailed, S3Connection
+from .s3refs import S3RefStore
+
+#: Objects up to this size are read in one GET into memory; larger ones go through a temp file.
+SMALL = 8 << 20
+PROBE = "probe/"
+
+
+def _verify_file(oid: str, path: Path) -> None:
+    for _ in codec.stream(oid, lambda: codec.decoder_of_file(str(path))):
+        pass
+
+
+class S3ObjectStore:
+    """Content-addressed objects under ``<prefix>/objects/``."""
+
+    def __init__(self, conn: S3Connection) -> None:
+        self.conn = conn
+
+    def __repr__(self) -> str:
+        return f"<S3ObjectStore {self.conn.url}>"
+
+    # -- reading ---------------------------------------------------------------------------
+    def _head(self, oid: str) -> dict[str, Any]:
+        info = self.conn.head(object_key(oid)) if is_id(oid) else None
+        if info is None:
+            raise MissingObjectError(oid)
+        return info
+
+    def has(self, oid: str) -> bool:
+        return is_id(oid) and self.conn.head(object_key(oid)) is not None
+
+    def missing(self, oids: set[str]) -> set[str]:
+        """Of *oids*, those not on the remote: one HEAD each, in parallel (never a listing).
+
+        For a push: the transfer finds candidates from the remote's refs and the local
+        graph, then asks this about the few it can't rule out.
+        """
+        ids = sorted(oids)
+        if not ids:
+            return set()
+        with ThreadPoolExecutor(min(16, len(ids))) as pool:
+            return {oid for oid, there in zip(ids, pool.map(self.has, ids), strict=True) if not there}
+
+    def _raw_bytes(self, oid: str) -> bytes:
+        got = self.conn.get(object_key(oid)) if is_id(oid) else None
+        if got is None:
+            raise MissingObjectError(oid)
+        return got[0]
+
+    @contextlib.contextmanager
+    def _downloaded(self, oid: str) -> Iterator[Path]:
+        """The encoded object in a private temp file (a managed, parallel download)."""
+        with tempfile.TemporaryDirectory(prefix="dbvers-s3-") as d:
+            path = Path(d) / "object"
+            with open(path, "w+b") as out:
+                if not is_id(oid) or not self.conn.download_fileobj(object_key(oid), out):
+                    raise MissingObjectError(oid)
+            yield path
+
+    def get(self, oid: str, expected_type: str | None = None) -> bytes:
+        raw = self._raw_bytes(oid)
+        return b"".join(codec.typed(oid, codec.stream(oid, lambda: codec.decoder_of_bytes(raw)), expected_type))
+
+    def open_body(self, oid: str, expected_type: str | None = None) -> codec.VerifiedReader:
+        """A verified stream of the body, decoded from an anonymous temp file (memory stays flat)."""
+        spool = tempfile.TemporaryFile(prefix="dbvers-s3-")  # noqa: SIM115 - closed by the stream
+        try:
+            if not is_id(oid) or not self.conn.download_fileobj(object_key(oid), spool):
+                raise MissingObjectError(oid)
+            spool.seek(0)
+        except BaseException:
+            spool.close()
+            raise
+
+        def pieces() -> Iterator[bytes]:
+            with spool:
+                yield from codec.typed(oid, codec.stream(oid, lambda: codec.decoder_of_stream(spool),
+                                                         codec.READ_CHUNK), expected_type)
+        return codec.VerifiedReader(pieces())
+
+    def get_to_file(self, oid: str, dest: Path, expected_type: str | None = None) -> None:
+        try:
+            with self._downloaded(oid) as src, open(dest, "wb") as out:
+                pieces = codec.stream(oid, lambda: codec.decoder_of_file(str(src)))
+                for piece in codec.typed(oid, pieces, expected_type):
+                    out.write(piece)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                dest.unlink()
+            raise
+
+    def open_raw(self, oid: str) -> BinaryIO:
+        body = self.conn.open(object_key(oid)) if is_id(oid) else None
+        if body is None:
+            raise MissingObjectError(oid)
+        return body  # type: ignore[return-value]  # botocore's StreamingBody: read/close/with
+
+    def body_size(self, oid: str) -> int:
+        return self._header(oid)[1]
+
+    def object_type(self, oid: str) -> str:
+        return self._header(oid)[0]
+
+    def _header(self, oid: str) -> tuple[str, int]:
+        head = self.conn.get_range(object_key(oid), 4096) if is_id(oid) else None
+        if head is None:
+            raise MissingObjectError(oid)
+        return codec.read_header(oid, lambda: codec.decoder_of_bytes(head))
+
+    def verify(self, oid: str) -> str:
+        obj_type = ""
+        if self.stored_size(oid) <= SMALL:
+            raw = self._raw_bytes(oid)
+            for obj_type, _ in codec.stream(oid, lambda: codec.decoder_of_bytes(raw)):  # noqa: B007
+                pass
+            return obj_type
+        with self._downloaded(oid) as path:
+            for obj_type, _ in codec.stream(oid, lambda: codec.decoder_of_file(str(path))):  # noqa: B007
+                pass
+        return obj_type
+
+    def stored_size(self, oid: str) -> int:
+        return int(self._head(oid)["ContentLength"])
+
+    def mtime(self, oid: str) -> float:
+        return float(self._head(oid)["LastModified"].timestamp())
+
+    def iter_ids(self) -> Iterator[str]:
+        """Every id on the remote: a full listing, for fsck and gc only (push never lists)."""
+        for entry in self.conn.list(OBJECTS):
+            oid = entry.key[len(OBJECTS):].replace("/", "", 1)
+            if entry.key[len(OBJECTS) + 2:len(OBJECTS) + 3] == "/" and is_id(oid):
+                yield oid
+
+    def with_prefix(self, prefix: str) -> list[str]:
+        prefix = prefix.lower()
+        if len(prefix) < 2 or not set(prefix) <= codec.HEX:
+            return []
+        rel = f"{OBJECTS}{prefix[:2]}/{prefix[2:]}"
+        return sorted(oid for e in self.conn.list(rel)
+                      if is_id(oid := e.key[len(OBJECTS):].replace("/", "", 1)))
+
+    # -- writing ---------------------------------------------------------------------------
+    def put_raw(self, oid: str, stream: BinaryIO | IO[bytes]) -> str:
+        """Verify the encoded bytes from *stream* against *oid* in a temp file, then upload them."""
+        if not is_id(oid):
+            raise ValueError(f"not an object id: {oid!r}")
+        with tempfile.TemporaryDirectory(prefix="dbvers-s3-") as d:
+            path = Path(d) / "object"
+            try:
+                with open(path, "wb") as out:
+                    shutil.copyfileobj(stream, out, codec.CHUNK)
+            except OSError as e:
+                raise StorageError(str(path), e) from e
+            _verify_file(oid, path)
+            self.conn.upload_file(path, object_key(oid))
+        return oid
+
+    def put_bytes(self, obj_type: str, body: bytes) -> str:
+        oid = object_id(obj_type, body)
+        raw = b"".join(codec.encode(codec.body_chunks(obj_type, body)))
+        if len(raw) <= SMALL:
+            self.conn.put(object_key(oid), raw)
+            return oid
+        return self.put_raw(oid, io.BytesIO(raw))
+
+    def put_file(self, obj_type: str, src: Path) -> str:
+        size = src.stat().st_size
+        head = header(obj_type, size)
+        h = hashlib.sha256(head)
+
+        def chunks(f: Any) -> Iterator[bytes]:
+            first = True
+            while (chunk := f.read(codec.CHUNK)) or first:
+                h.update(chunk)
+                yield head + chunk if first else chunk
+                first = False
+
+        with tempfile.TemporaryDirectory(prefix="dbvers-s3-") as d:
+            path = Path(d) / "object"
+            try:
+                with open(src, "rb") as f, open(path, "wb") as out:
+                    for frame in codec.encode(chunks(f)):
+                        out.write(frame)
+            except OSError as e:
+                raise StorageError(str(path), e) from e
+            oid = h.hexdigest()
+            self.conn.upload_file(path, object_key(oid))
+        return oid
+
+    def delete(self, oid: str) -> None:
+        if is_id(oid):
+            self.conn.delete(object_key(oid))
+
+
+class S3Remote:
+    """A remote at ``s3://bucket/prefix``. Constructing one sends nothing; ``check`` opens it."""
+
+    kind = "s3"
+
+    def __init__(self, bucket: str, prefix: str = "", *, endpoint_url: str | None = None,
+                 region: str | None = None, profile: str | None = None, **connection: Any) -> None:
+        self.conn = S3Connection(bucket, prefix, endpoint_url=endpoint_url, region=region,
+                                 profile=profile, **connection)
+        self.objects = S3ObjectStore(self.conn)
+        self.refs = S3RefStore(self.conn)
+
+    @property
+    def url(self) -> str:
+        return self.conn.url
+
+    def __repr__(self) -> str:
+        return f"<S3Remote {self.url}>"
+
+    def exists(self) -> bool:
+        return self.conn.head(MARKER) is not None
+
+    def check(self, *, create: bool = False) -> S3Remote:
+        """Open the remote (its marker must be there, of a format this dbvers reads).
+
+        With *create* (a first push): an empty prefix becomes a remote, after ``probe``
+        has shown that the endpoint honours conditional writes; a prefix holding
+        other keys is refused.
+        """
+        got = self.conn.get(MARKER)
+        if got is not None:
+            parse_marker(got[0], self.url)
+            return self
+        if not create:
+            raise RemoteNotFoundError(self.url, f"is not a dbvers remote (no {MARKER}); "
+                                                "check the URL, or push to it to create one")
+        foreign = [e.key for e in self.conn.list("", limit=20)
+                   if not e.key.startswith((HEAD, OBJECTS, "refs/", "logs/", PROBE))]
+        if foreign:
+            raise RemoteNotFoundError(self.url, f"is not empty and not a dbvers remote (it holds "
+                                                f"{foreign[0]!r}); use an empty prefix")
+        self.probe()
+        with contextlib.suppress(PreconditionFailed):  # another creator got there first: fine
+            self.conn.put(HEAD, DEFAULT_HEAD.encode(), if_none_match=True)
+        try:
+            self.conn.put(MARKER, marker_bytes(), if_none_match=True)  # last: the remote exists from here
+        except PreconditionFailed:
+            return self.check()
+        return self
+
+    def probe(self) -> None:
+        """Refuse an endpoint that ignores conditional writes (refs would lose races silently).
+
+        Writes a probe key with ``If-None-Match: *`` twice (the second must be refused),
+        and once with an ``If-Match`` that can't match (refused too), then removes it.
+        """
+        key = f"{PROBE}{secrets.token_hex(8)}"
+        try:
+            self.conn.put(key, b"probe\n", if_none_match=True)
+            for which, kw in (("If-None-Match", {"if_none_match": True}),
+                              ("If-Match", {"if_match": '"00000000000000000000000000000000"'})):
+                try:
+                    self.conn.put(key, b"probe again\n", **kw)  # type: ignore[arg-type]
+                except PreconditionFailed:
+                    continue
+                raise ConditionalWritesUnsupportedError(self.url, which)
+        finally:
+            with contextlib.suppress(RemoteError):
+                self.conn.delete(key)
