@@ -13,10 +13,10 @@ from .backup import BackupInfo, restore
 from .errors import DbversError
 from .maintenance import FsckReport, GcReport
 from .objects import Commit, SchemaChange, TableCounts
+from .opening import init_repo as init
+from .opening import open_repo as open
 from .render import display as _display  # noqa: F401  (registers how core objects are shown)
 from .repo import Repo
-from .repo import init_repo as init
-from .repo import open_repo as open
 from .status import Status
 
 

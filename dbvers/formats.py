@@ -8,6 +8,8 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime
 
+#: The store directory beside a tracked database (``--store`` picks another place).
+STORE_NAME = ".dbvers"
 #: An object id: the lowercase hex SHA-256 of an object's canonical bytes.
 ID_RE = re.compile(r"[0-9a-f]{64}")
 #: git's "no commit" id, written in reflogs for a ref that was created or deleted.

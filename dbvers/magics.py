@@ -172,7 +172,7 @@ class DbversMagics(Magics):
 
     def repo(self) -> Any:
         """The session's repository: the one `%dbvers use` set, else found from the current directory."""
-        from .repo import open_repo
+        from .opening import open_repo
 
         with user_errors():
             if self.store is not None:
@@ -226,14 +226,14 @@ class DbversMagics(Magics):
             return
         self._run_cli(argv)
         if _command(argv) == "init" and not any(a in ("--help", "-h") for a in argv):
-            from .repo import open_repo
+            from .opening import open_repo
 
             with user_errors():
                 ns = build_parser().parse_args(argv)
                 self._adopt(open_repo(ns.database, store=getattr(ns, "store", None)))
 
     def _use(self, args: list[str]) -> None:
-        from .repo import open_repo
+        from .opening import open_repo
 
         if len(args) > 1:
             raise UsageError("use takes one PATH: %dbvers use PATH")

@@ -335,43 +335,7 @@ def reflog_expire(repo: Repo, *, expire: Expiry = None, expire_unreachable: Expi
     report = ReflogExpireReport(dry_run=dry_run)
     for ref in repo.refs.reflog_names() if refs is None else refs:
         lines = repo.refs.reflog_lines(ref)
-        tip = _tip(repo, ref)
-        from_tip: set[str] | None = None  # computed only when an entry needs it
-        # The newest entry that moved the ref to where it is now: never expired.
-        current = max((i for i, line in enumerate(lines)
-                       if (m := _ENTRY_RE.match(line)) and tip is not None and m.group(2) == tip), default=-1)
-        kept: list[str] = []
-        for i, line in enumerate(lines):
-            if not line.strip():
-                continue
-            m = _ENTRY_RE.match(line)
-            try:
-                when = float(m.group(3)) if m else None
-            except ValueError:
-                when = None
-            if m is None or when is None:
-                kept.append(line)  # undatable (a torn time): kept, nothing can say it is old
-                continue
-            old, new = m.group(1), m.group(2)
-            go = when < expire_at
-            if not go and when < unreachable_at:
-                if tip is None:
-                    go = True  # a deleted ref: nothing is reachable from it
-                else:
-                    if from_tip is None:
-                        from_tip = graph.ancestor_ids(repo.get_commit, [tip])
-                    go = any(oid != ZERO_ID and oid not in from_tip for oid in (old, new))
-            if go and i == current:
-                # The ref's value stays logged, but what it moved *from* expired with the entries
-                # before it: point it at the last entry kept (git's --rewrite), or at nothing, so
-                # the old commit is not kept alive through this line.
-                prev = _ENTRY_RE.match(kept[-1]) if kept else None
-                line = (prev.group(2) if prev else ZERO_ID) + line[64:]
-                go = False
-            if go:
-                report.expired.append(ExpiredEntry(ref, old, new, when, m.group(4) or ""))
-            else:
-                kept.append(line)
+        kept = _expire_lines(repo, ref, lines, expire_at, unreachable_at, report)
         report.kept_entries += len(kept)
         if kept == lines:
             continue
@@ -380,6 +344,49 @@ def reflog_expire(repo: Repo, *, expire: Expiry = None, expire_unreachable: Expi
         if not dry_run:
             repo.refs.rewrite_reflog(ref, kept)
     return report
+
+
+def _expire_lines(repo: Repo, ref: str, lines: list[str], expire_at: float, unreachable_at: float,
+                  report: ReflogExpireReport) -> list[str]:
+    """The lines of *ref*'s reflog that stay; the expired ones are added to *report*."""
+    tip = _tip(repo, ref)
+    from_tip: set[str] | None = None  # computed only when an entry needs it
+    # The newest entry that moved the ref to where it is now: never expired.
+    current = max((i for i, line in enumerate(lines)
+                   if (m := _ENTRY_RE.match(line)) and tip is not None and m.group(2) == tip), default=-1)
+    kept: list[str] = []
+    for i, line in enumerate(lines):
+        if not line.strip():
+            continue
+        m = _ENTRY_RE.match(line)
+        try:
+            when = float(m.group(3)) if m else None
+        except ValueError:
+            when = None
+        if m is None or when is None:
+            kept.append(line)  # undatable (a torn time): kept, nothing can say it is old
+            continue
+        old, new = m.group(1), m.group(2)
+        go = when < expire_at
+        if not go and when < unreachable_at:
+            if tip is None:
+                go = True  # a deleted ref: nothing is reachable from it
+            else:
+                if from_tip is None:
+                    from_tip = graph.ancestor_ids(repo.get_commit, [tip])
+                go = any(oid != ZERO_ID and oid not in from_tip for oid in (old, new))
+        if go and i == current:
+            # The ref's value stays logged, but what it moved *from* expired with the entries
+            # before it: point it at the last entry kept (git's --rewrite), or at nothing, so
+            # the old commit is not kept alive through this line.
+            prev = _ENTRY_RE.match(kept[-1]) if kept else None
+            line = (prev.group(2) if prev else ZERO_ID) + line[64:]
+            go = False
+        if go:
+            report.expired.append(ExpiredEntry(ref, old, new, when, m.group(4) or ""))
+        else:
+            kept.append(line)
+    return kept
 
 
 def gc(repo: Repo, *, prune: Expiry = None) -> GcReport:

@@ -21,6 +21,7 @@ import json
 import os
 import shutil
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -42,7 +43,7 @@ from .errors import (
     StorageError,
     UsageError,
 )
-from .formats import is_id
+from .formats import STORE_NAME, is_id
 from .fsutil import copy_atomic, fsync_dir, publish, remove_stale_temps, temp_prefix, write_atomic
 from .objects import FORMAT_VERSION
 from .remotes.archive_dir import ExtractedChain, chain, extract_chain
@@ -420,17 +421,17 @@ def _merge_into(repo: Repo, ext: ExtractedChain, state: Path, oid: str, branch: 
 
 def _store_dir_of(db_path: Path) -> Path:
     """The default store directory of the database at *db_path* (``.dbvers`` beside it)."""
-    from .repo import STORE_NAME
-
     return db_path.parent / STORE_NAME
 
 
+#: How a restore opens a repository: ``Repo.at``, set by :mod:`dbvers.repo` when it is imported.
+#: Restore sits below the facade (the facade's recovery calls ``finish_restore``), so the
+#: facade passes its constructor in rather than being imported from here.
+open_store: Callable[..., Repo] | None = None
+
+
 def _open_store(store_dir: Path, db_path: Path, *, memory_limit: int | None = None) -> Repo:
-    """The repository of the store at *store_dir* tracking *db_path* (the store may be a scratch one).
-
-    The one place a restore builds a ``Repo``: ``repo`` imports this module for its
-    recovery's ``finish_restore``, so this import stays inside the function.
-    """
-    from .repo import Repo
-
-    return Repo.at(store_dir, db_path, memory_limit=memory_limit)
+    """The repository of the store at *store_dir* tracking *db_path* (the store may be a scratch one)."""
+    if open_store is None:  # pragma: no cover - dbvers/__init__ imports repo, which sets it
+        raise RuntimeError("dbvers.repo was not imported")
+    return open_store(store_dir, db_path, memory_limit=memory_limit)

@@ -103,7 +103,7 @@ def run(argv: Sequence[str]) -> int:
 
 def _refuse_output_over_database(args: argparse.Namespace, output: str) -> None:
     """``-o`` must never name the tracked database: writing it with open() would also drop SQLite's locks."""
-    from ..repo import open_repo
+    from ..opening import open_repo
 
     try:
         db = open_repo(args.db, store=args.store).path

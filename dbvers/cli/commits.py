@@ -14,8 +14,8 @@ from .common import FORMATS, Command, add_format, commit_json, decorations, emit
 
 
 def cmd_init(args: argparse.Namespace) -> int:
+    from ..opening import init_repo
     from ..render.console import print_commit_result
-    from ..repo import init_repo
 
     if args.db is not None and Path(args.db).resolve() != Path(args.database).resolve():
         raise UsageError(f"init takes the database as DB; --db {args.db} names another file "

@@ -55,7 +55,7 @@ def add_format(p: argparse.ArgumentParser, formats: Sequence[str] = ("json",)) -
 
 def open_repo(args: argparse.Namespace) -> Any:
     """The repository ``--db``/``--store`` (or the current directory) names."""
-    from ..repo import open_repo as open_
+    from ..opening import open_repo as open_
 
     return open_(args.db, store=args.store)
 
