@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import apsw
 
-from . import capture, history, maintenance, merge, restore, revisions, sqlio
+from . import capture, history, maintenance, merge, revisions, sqlio
 from .config import Config, read_config
 from .errors import (
     DamagedRefError,
@@ -38,6 +38,7 @@ from .objects import (
     Schema,
     SchemaChange,
 )
+from .restore import finish_restore, use_store_opener
 from .states import States, table_rows
 from .status import Status, clean_status, compared_status
 from .storage.base import Head, ObjectStore, ReflogEntry, RefStore
@@ -138,7 +139,7 @@ class Repo:
         self.worktree.sweep_temps()
         if (self.store_dir / "RESTORE").is_file():
             # A restore from a backup installed this store but was killed before the database.
-            restore.finish_restore(self)
+            finish_restore(self)
         self.worktree.recover(write)
         merge.recover(self)  # a merge (revert, cherry-pick) killed around installing its state
 
@@ -569,4 +570,4 @@ class Repo:
 
 
 # Restore (below this facade) opens the repositories it writes with the facade's own constructor.
-restore.open_store = Repo.at
+use_store_opener(Repo.at)

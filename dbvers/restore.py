@@ -430,6 +430,12 @@ def _store_dir_of(db_path: Path) -> Path:
 open_store: Callable[..., Repo] | None = None
 
 
+def use_store_opener(opener: Callable[..., Repo]) -> None:
+    """Set how a restore opens a repository (``Repo.at``; called by :mod:`dbvers.repo`)."""
+    global open_store
+    open_store = opener
+
+
 def _open_store(store_dir: Path, db_path: Path, *, memory_limit: int | None = None) -> Repo:
     """The repository of the store at *store_dir* tracking *db_path* (the store may be a scratch one)."""
     if open_store is None:  # pragma: no cover - dbvers/__init__ imports repo, which sets it
