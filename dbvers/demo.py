@@ -292,6 +292,30 @@ class Demo:
         self.dbvers("branch")
         self.dbvers("tag", "v1", "main")
         self.dbvers("log", "--oneline", "v1")
+        self.on_experiment = on_experiment
+
+    def merge_experiment(self) -> None:
+        self.section("Bring the experiment back: merge")
+        self.dbvers("checkout", "main")
+        self.say("Meanwhile on main, the tea prices change too:")
+        self.code(
+            """
+            con.execute("UPDATE products SET price = round(price * 0.95, 2) WHERE category = 'Tea'")
+            con.commit()
+            """
+        )
+        with self.connect() as con, con:
+            con.execute("UPDATE products SET price = round(price * 0.95, 2) WHERE category = 'Tea'")
+        self.dbvers("commit", "-m", "Tea prices -5%")
+        tea = self.query("SELECT sku, price FROM products WHERE category = 'Tea' ORDER BY sku")
+        self.say("Both branches changed other rows, so the merge takes both, cell by cell:")
+        self.dbvers("merge", "experiment", "-m", "Merge the coffee experiment")
+        if not self.coffee_prices().equals(self.on_experiment):
+            raise DemoFailed("after the merge main lacks the experiment's coffee prices")
+        if not self.query("SELECT sku, price FROM products WHERE category = 'Tea' ORDER BY sku").equals(tea):
+            raise DemoFailed("the merge lost main's tea prices")
+        self.dbvers("log", "--oneline", "-n", "4")
+        self.dbvers("status")
 
     def show_coffee_query(self, df: pd.DataFrame) -> None:
         self.code(
@@ -311,6 +335,7 @@ class Demo:
         self.insert_orders()
         self.history()
         self.branch_experiment()
+        self.merge_experiment()
         print(
             f"\nDone. The demo repository is in {self.dir}\n"
             f"Look around:  cd {shlex.quote(str(self.dir))} && dbvers log --oneline",
