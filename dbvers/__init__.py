@@ -15,7 +15,7 @@ from .maintenance import FsckReport, GcReport
 from .objects import Commit, SchemaChange, TableCounts
 from .opening import init_repo as init
 from .opening import open_repo as open
-from .render import display as _display  # noqa: F401  (registers how core objects are shown)
+from .render import display as render_display  # noqa: F401  (registers how core objects are shown)
 from .repo import Repo
 from .status import Status
 
