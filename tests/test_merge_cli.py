@@ -62,6 +62,10 @@ def test_merge_with_a_conflict_end_to_end(tmp_path: Path) -> None:
     assert _rows(db) == [(1, "F", "b1"), (2, "F", "b2"), (3, "a3", "F")]
     log = json.loads(run_cli("--db", str(db), "log", "-n", "1", "--format", "json").stdout)
     assert len(log[0]["parents"]) == 2
+    lines = run_cli("--db", str(db), "log", "--graph").stdout.splitlines()
+    assert lines[0].startswith("* ") and "(HEAD -> main)" in lines[0]
+    assert [ln.split()[0:2] for ln in lines[1:3]] == [["*", "|"], ["|", "*"]], lines
+    assert "feature work" in lines[2] and lines[3].startswith("* ") and len(lines[3].split()[0]) == 1
 
 
 def test_merge_abort_and_refusals(tmp_path: Path) -> None:

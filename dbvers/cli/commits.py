@@ -75,7 +75,9 @@ def cmd_log(args: argparse.Namespace) -> int:
         return 0
     from ..render.console import print_log
 
-    print_log(console(), commits, decorations(repo), oneline=args.oneline)
+    if args.graph and args.format:
+        raise UsageError("--graph is a text view; drop --format, or drop --graph")
+    print_log(console(), commits, decorations(repo), oneline=args.oneline, graph=args.graph)
     return 0
 
 
@@ -111,6 +113,7 @@ def _commit_arguments(sp: argparse.ArgumentParser) -> None:
 def _log_arguments(sp: argparse.ArgumentParser) -> None:
     sp.add_argument("ref", nargs="?", default="HEAD", metavar="REF")
     sp.add_argument("--oneline", action="store_true", help="'<short id> <message>' per line")
+    sp.add_argument("--graph", action="store_true", help="one line a commit, with the lines of history drawn")
     sp.add_argument("-n", "--max-count", dest="n", type=int, metavar="N", help="show at most N commits")
     add_format(sp, FORMATS)
 

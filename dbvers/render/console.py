@@ -95,9 +95,35 @@ def _date(ts: str) -> str:
     return dt.strftime("%a %b %d %H:%M:%S %Y UTC")
 
 
+def graph_prefixes(commits: list[Commit]) -> list[str]:
+    """git's ``--graph`` lanes, simply: one column per line of history still open, ``*`` where
+    the commit is, ``|`` for the others; a merge opens a column for its second parent."""
+    lanes: list[str] = []
+    out: list[str] = []
+    for c in commits:
+        if c.id not in lanes:
+            lanes.append(c.id)
+        at = lanes.index(c.id)
+        out.append(" ".join("*" if i == at else "|" for i in range(len(lanes))))
+        rest = [p for p in c.parents[1:] if p not in lanes]
+        if c.parents and c.parents[0] not in lanes:
+            lanes[at] = c.parents[0]
+        else:
+            lanes.pop(at)  # a root, or its line joins another column
+        lanes.extend(rest)
+    return out
+
+
 def print_log(
-    console: Console, commits: list[Commit], decorations: dict[str, list[str]], oneline: bool
+    console: Console, commits: list[Commit], decorations: dict[str, list[str]], oneline: bool,
+    graph: bool = False,
 ) -> None:
+    if graph:
+        for prefix, c in zip(graph_prefixes(commits), commits, strict=True):
+            deco = decorations.get(c.id, [])
+            label = f" [bold cyan]({escape(', '.join(deco))})[/]" if deco else ""
+            console.print(f"{prefix} [yellow]{c.short_id}[/]{label} {escape(c.summary)}", highlight=False)
+        return
     for c in commits:
         deco = decorations.get(c.id, [])
         if oneline:
