@@ -290,8 +290,7 @@ def recover(repo: Repo) -> None:
     op = current(repo)
     work = repo.store_dir / WORK
     if op is None:
-        for name in (WORK, CONFLICTS):  # an operation that never started leaves these
-            (repo.store_dir / name).unlink(missing_ok=True)
+        _remove_files(repo)  # an operation that never started leaves these
         return
     if op.aborting:
         if repo.worktree.holds_file(repo.materialize(op.ours), repo.get_commit(op.ours).pragmas):
@@ -309,9 +308,7 @@ def recover(repo: Repo) -> None:
     else:
         # Killed before the copy committed: the working database is still ours, so the
         # operation never took effect; forget it (the user runs it again).
-        repo.worktree.end_operation()
-        for name in (WORK, CONFLICTS):
-            (repo.store_dir / name).unlink(missing_ok=True)
+        _end(repo)
 
 
 # -- conflicts and resolving ----------------------------------------------------------------
@@ -392,9 +389,13 @@ def merge_abort(repo: Repo) -> str:
 
 def _end(repo: Repo) -> None:
     repo.worktree.end_operation()
+    _remove_files(repo)
+
+
+def _remove_files(repo: Repo) -> None:
+    """The merged state and the conflicts file of an operation that is over (or never began)."""
     for name in (WORK, CONFLICTS):
-        with contextlib.suppress(FileNotFoundError):
-            (repo.store_dir / name).unlink()
+        (repo.store_dir / name).unlink(missing_ok=True)
 
 
 __all__ = ["OPERATIONS", "MergeResult", "Operation", "RowConflict", "cherry_pick", "conflict_counts",

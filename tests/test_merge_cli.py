@@ -50,6 +50,11 @@ def test_merge_with_a_conflict_end_to_end(tmp_path: Path) -> None:
     assert (row["id"], row["base_a"], row["our_a"], row["their_a"], row["conflict"]) == (1, "a1", "M", "F", "data")
     shown = run_cli("--db", str(db), "conflicts").stdout
     assert "#1 data at id=1" in shown and "theirs" in shown and "F" in shown
+    text = tmp_path / "c.txt"  # -o without a machine format: the text view, as diff -o does
+    assert run_cli("--db", str(db), "conflicts", "-o", str(text)).returncode == 0
+    assert "#1 data at id=1" in text.read_text()
+    assert run_cli("--db", str(db), "conflicts", "--format", "table", "-o", str(text)).returncode == 0
+    assert "#1 data at id=1" in text.read_text()
     out = tmp_path / "c.parquet"
     assert run_cli("--db", str(db), "conflicts", "--format", "parquet", "-o", str(out)).returncode == 0
     assert list(pd.read_parquet(out)["their_a"]) == ["F"]

@@ -8,6 +8,7 @@ the merge with ours in the conflicting rows), 2 a refusal that changed nothing.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 from typing import Any
 
@@ -104,11 +105,13 @@ def cmd_conflicts(args: argparse.Namespace) -> int:
         frames = repo.conflicts(args.table)
     fmt = args.format or "table"
     if fmt == "table":
-        if args.output:
-            raise UsageError("-o FILE is for --format json, csv or parquet")
         from ..render.conflictview import print_conflicts
 
-        print_conflicts(console(), frames)
+        if args.output and args.format:  # without --format, run() already sends stdout to FILE
+            with output_file(args.output) as f, contextlib.redirect_stdout(f):
+                print_conflicts(console(), frames)
+        else:
+            print_conflicts(console(), frames)
         return 0
     if fmt in ("csv", "parquet") and len(frames) > 1:
         raise UsageError(f"--format {fmt} writes one table: pick it with -t TABLE "
