@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from ._version import __version__
 from .backup import BackupInfo, restore
+from .clone import clone
 from .errors import DbversError
 from .maintenance import FsckReport, GcReport
 from .objects import Commit, SchemaChange, TableCounts
@@ -18,6 +19,7 @@ from .opening import open_repo as open
 from .render import display as render_display  # noqa: F401  (registers how core objects are shown)
 from .repo import Repo
 from .status import Status
+from .sync import SyncResult
 
 
 def load_ipython_extension(ipython):  # type: ignore[no-untyped-def]
@@ -42,8 +44,10 @@ __all__ = [
     "Repo",
     "SchemaChange",
     "Status",
+    "SyncResult",
     "TableCounts",
     "__version__",
+    "clone",
     "init",
     "open",
     "restore",

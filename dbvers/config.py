@@ -137,6 +137,21 @@ SCHEMA: dict[tuple[str, str], Setting] = {
     ("gc", "prune_expire"): Setting(_expiry, EXPIRY_ALLOWED, "14"),
 }
 
+#: Keys of the named sections ``[remote "NAME"]`` and ``[branch "NAME"]`` (git's shape).
+SUBSECTION_SCHEMA: dict[str, dict[str, Setting]] = {
+    "remote": {
+        "url": Setting(_nonempty, "the remote's URL: s3://bucket/prefix, a directory path or file:///path"),
+        "endpoint_url": Setting(_nonempty, "an http(s) URL of an S3-compatible endpoint"),
+        "region": Setting(_nonempty, "an S3 region name, such as eu-west-1"),
+        "profile": Setting(_nonempty, "an AWS profile name (credentials stay in the AWS chain)"),
+    },
+    "branch": {
+        "remote": Setting(_nonempty, "the name of a remote"),
+        "merge": Setting(_nonempty, "the remote's branch, as refs/heads/NAME"),
+    },
+}
+_SUBSECTION_RE = re.compile(r'^(remote|branch) "(.+)"$')
+
 # Environment variables that override a setting, checked by the same rule.
 ENVIRONMENT: dict[str, tuple[str, str]] = {"DBVERS_LOCK_TIMEOUT": ("lock", "timeout")}
 
@@ -161,7 +176,12 @@ def with_defaults(cfg: Config) -> Config:
 
 def validate(cfg: Config, path: Path) -> None:
     """Check every known key that is set; the first bad one is a :class:`ConfigValueError`."""
-    for (section, key), setting in SCHEMA.items():
+    checks = [(section, key, setting) for (section, key), setting in SCHEMA.items()]
+    for section in cfg.sections():  # [remote "NAME"] and [branch "NAME"], like git's
+        kind = _subsection(section)
+        if kind is not None:
+            checks += [(section, key, setting) for key, setting in SUBSECTION_SCHEMA[kind[0]].items()]
+    for section, key, setting in checks:
         if not cfg.has_option(section, key):
             continue
         raw = cfg.get(section, key)
@@ -239,3 +259,109 @@ def set_store_identity(cfg: Config, *, store: Path, database: Path, store_format
     cfg.set("core", "format", str(store_format))
     cfg.set("core", "database", os.path.relpath(database, store))
     return cfg
+
+
+# -- remotes and upstreams ([remote "NAME"], [branch "NAME"]) ---------------------------------------
+
+#: The per-remote options besides the URL (never credentials: those stay in the AWS chain).
+REMOTE_OPTIONS = ("endpoint_url", "region", "profile")
+
+
+def _subsection(section: str) -> tuple[str, str] | None:
+    m = _SUBSECTION_RE.match(section)
+    return (m[1], m[2]) if m else None
+
+
+def remote_section(name: str) -> str:
+    return f'remote "{name}"'
+
+
+def branch_section(name: str) -> str:
+    return f'branch "{name}"'
+
+
+def remote_names(cfg: Config) -> list[str]:
+    """The configured remotes, in the order the file lists them."""
+    return [sub[1] for s in cfg.sections() if (sub := _subsection(s)) and sub[0] == "remote"]
+
+
+def remote_settings(cfg: Config, name: str) -> dict[str, str] | None:
+    """``url`` and the options set for remote *name*; None when there is no such remote."""
+    section = remote_section(name)
+    if not cfg.has_section(section) or not cfg.has_option(section, "url"):
+        return None
+    return {k: cfg.get(section, k) for k in ("url", *REMOTE_OPTIONS) if cfg.has_option(section, k)}
+
+
+def set_remote(cfg: Config, name: str, url: str, options: dict[str, str | None]) -> Config:
+    section = remote_section(name)
+    if not cfg.has_section(section):
+        cfg.add_section(section)
+    cfg.set(section, "url", url)
+    for key in REMOTE_OPTIONS:
+        value = options.get(key)
+        if value:
+            cfg.set(section, key, value)
+        elif cfg.has_option(section, key):
+            cfg.remove_option(section, key)
+    return cfg
+
+
+def upstream(cfg: Config, branch: str) -> tuple[str, str] | None:
+    """(remote, remote branch name) that *branch* tracks, if it tracks one."""
+    section = branch_section(branch)
+    if not (cfg.has_option(section, "remote") and cfg.has_option(section, "merge")):
+        return None
+    return cfg.get(section, "remote"), cfg.get(section, "merge").removeprefix("refs/heads/")
+
+
+def set_upstream(cfg: Config, branch: str, remote: str | None, remote_branch: str = "") -> Config:
+    """Make *branch* track *remote*'s *remote_branch*; *remote* None stops it tracking anything."""
+    section = branch_section(branch)
+    if remote is None:
+        for key in ("remote", "merge"):
+            if cfg.has_option(section, key):
+                cfg.remove_option(section, key)
+        if cfg.has_section(section) and not cfg.items(section):
+            cfg.remove_section(section)
+        return cfg
+    if not cfg.has_section(section):
+        cfg.add_section(section)
+    cfg.set(section, "remote", remote)
+    cfg.set(section, "merge", f"refs/heads/{remote_branch}")
+    return cfg
+
+
+def remove_remote(cfg: Config, name: str) -> Config:
+    """Drop remote *name* and every branch's upstream on it."""
+    cfg.remove_section(remote_section(name))
+    for section in cfg.sections():
+        sub = _subsection(section)
+        if sub and sub[0] == "branch" and cfg.get(section, "remote", fallback=None) == name:
+            set_upstream(cfg, sub[1], None)
+    return cfg
+
+
+def rename_remote(cfg: Config, old: str, new: str) -> Config:
+    """Rename remote *old* to *new*, with every branch that tracks it."""
+    settings = remote_settings(cfg, old) or {}
+    cfg.remove_section(remote_section(old))
+    set_remote(cfg, new, settings.get("url", ""), dict(settings))
+    for section in cfg.sections():
+        sub = _subsection(section)
+        if sub and sub[0] == "branch" and cfg.get(section, "remote", fallback=None) == old:
+            cfg.set(section, "remote", new)
+    return cfg
+
+
+def edit_config(store: Path, change: Callable[[Config], object]) -> None:
+    """Apply *change* to ``store/config`` as written (defaults are not written out), check it, write it."""
+    path = store / "config"
+    cfg = new_config()
+    try:
+        cfg.read(path, encoding="utf-8")
+    except (configparser.Error, UnicodeDecodeError, OSError) as e:
+        raise ConfigUnreadableError(str(path), str(e).splitlines()[0] if str(e) else type(e).__name__) from None
+    change(cfg)
+    validate(cfg, path)
+    write_config(store, cfg)

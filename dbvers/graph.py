@@ -224,6 +224,93 @@ def is_ancestor(source: CommitSource, a: str, b: str) -> bool:
     return bool(marks.get(a, 0) & _B)
 
 
+def ahead_behind(source: CommitSource, a: str, b: str) -> tuple[int, int]:
+    """How many commits *a* has that *b* doesn't, and *b* has that *a* doesn't (``status``'s
+    "ahead 2, behind 1" of a branch and its upstream).
+
+    Counted by the merge-base walk, so it reads ``log a...b``'s worth of commits, not the
+    whole history: what only one side's walk reached before both went below every common
+    ancestor.
+    """
+    read = commit_reader(source)
+    if a == b:
+        return 0, 0
+    _, marks = _paint(read, a, b)
+    ahead = sum(1 for f in marks.values() if f & (_A | _B | _STALE) == _A)
+    behind = sum(1 for f in marks.values() if f & (_A | _B | _STALE) == _B)
+    return ahead, behind
+
+
+def only_in(source: CommitSource, wants: Iterable[str], haves: Iterable[str]) -> list[str]:
+    """The commits *wants* reach that *haves* don't, newest first: what a push must send.
+
+    Git's have/want negotiation, done locally: one newest-first walk marks what each
+    side reaches and ends as soon as every commit still queued is reachable from a
+    *have*, so it reads the new part of the history plus a little below it, not the
+    whole history. A *have* that can't be read is ignored (someone else's commit).
+    With skewed clocks it may return a commit the haves do reach (never the reverse):
+    the caller asks the destination about those objects anyway.
+    """
+    read = commit_reader(source)
+    marks: dict[str, int] = {}
+    commits: dict[str, Commit] = {}
+    for oid, flag in [*((h, _B) for h in haves), *((w, _A) for w in wants)]:
+        if oid not in commits:
+            try:
+                commits[oid] = read(oid)
+            except MissingObjectError:
+                if flag == _B:
+                    continue
+                raise
+        marks[oid] = marks.get(oid, 0) | flag
+    heap = [(newest_first_key(commits[o], o), o) for o in marks]
+    heapq.heapify(heap)
+    queued = set(marks)
+    wanted = sum(1 for f in marks.values() if not f & _B)  # queued commits not yet known to be had
+    out: list[str] = []
+    while heap and wanted:
+        _, oid = heapq.heappop(heap)
+        queued.discard(oid)
+        flags = marks[oid]
+        if not flags & _B:
+            wanted -= 1
+            out.append(oid)
+        for p in commits[oid].parents:
+            old = marks.get(p)
+            new = (old or 0) | flags
+            if old == new:
+                continue
+            marks[p] = new
+            if old is None:
+                commits[p] = read(p)
+                heapq.heappush(heap, (newest_first_key(commits[p], p), p))
+                queued.add(p)
+                wanted += 0 if new & _B else 1
+            elif p in queued and not old & _B and new & _B:
+                wanted -= 1  # still queued: now known to be had
+    return out
+
+
+def parents_first(commits: Mapping[str, Commit]) -> list[str]:
+    """The ids of *commits* ordered so that each comes after every parent among them
+    (the order to store fetched commits in: a stored commit's ancestors are all stored)."""
+    order: list[str] = []
+    done: set[str] = set()
+    for start in sorted(commits):
+        stack: list[tuple[str, bool]] = [(start, False)]
+        while stack:
+            oid, expanded = stack.pop()
+            if oid in done:
+                continue
+            if expanded:
+                done.add(oid)
+                order.append(oid)
+                continue
+            stack.append((oid, True))
+            stack.extend((p, False) for p in commits[oid].parents if p in commits and p not in done)
+    return order
+
+
 # -- reachability ----------------------------------------------------------------------
 @dataclass
 class Reach:

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import apsw
 
-from . import capture, history, maintenance, merge, revisions, sqlio
+from . import capture, history, maintenance, merge, revisions, sqlio, sync
 from .config import Config, read_config
 from .errors import (
     DamagedRefError,
@@ -38,6 +38,8 @@ from .objects import (
     Schema,
     SchemaChange,
 )
+from .remotes import named
+from .remotes.named import RemoteInfo
 from .restore import finish_restore, use_store_opener
 from .states import States, table_rows
 from .status import Status, clean_status, compared_status
@@ -45,6 +47,8 @@ from .storage.base import Head, ObjectStore, ReflogEntry, RefStore
 from .storage.local import LocalObjectStore
 from .storage.local_refs import LocalRefStore
 from .storage.refnames import HEADS, REMOTES, TAGS, check_ref_format, is_valid_ref, validate_name
+from .sync import SyncResult
+from .transfer import Progress
 from .worktree import Worktree, lock_timeout
 
 if TYPE_CHECKING:
@@ -194,6 +198,7 @@ class Repo:
             st = self._status()
             if (op := merge.current(self)) is not None:
                 st.operation, st.conflicts = op.kind, merge.conflict_counts(self)
+            st.upstream, st.ahead, st.behind = sync.upstream_state(self)
             return st
 
     def _status(self) -> Status:
@@ -567,6 +572,42 @@ class Repo:
         from .backup import import_from
 
         import_from(self, conn)
+
+
+    # -- remotes (dbvers.remotes.named, dbvers.sync) ---------------------------------------
+    def remotes(self) -> list[RemoteInfo]:
+        return named.remotes(self)
+
+    def remote_add(self, name: str, url: str, *, endpoint_url: str | None = None, region: str | None = None,
+                   profile: str | None = None) -> RemoteInfo:
+        """Add remote *name* (``s3://bucket/prefix``, a directory, ``file:///path``); S3 options kept."""
+        return named.remote_add(self, name, url, endpoint_url=endpoint_url, region=region, profile=profile)
+
+    def remote_remove(self, name: str) -> RemoteInfo:
+        return named.remote_remove(self, name)
+
+    def remote_rename(self, old: str, new: str) -> RemoteInfo:
+        return named.remote_rename(self, old, new)
+
+    def push(self, remote: str | None = None, branch: str | None = None, *, all: bool = False,
+             tags: bool = False, force_with_lease: bool = False, set_upstream: bool = False,
+             progress: Progress | None = None) -> SyncResult:
+        """Send *branch* (default: the current one) to *remote* (default: its upstream, or origin)."""
+        return sync.push(self, remote, branch, all_branches=all, tags=tags, force_with_lease=force_with_lease,
+                         set_upstream=set_upstream, progress=progress)
+
+    def fetch(self, remote: str | None = None, *, prune: bool = False,
+              progress: Progress | None = None) -> SyncResult:
+        """Download *remote*'s new history and move ``refs/remotes/<remote>/*``."""
+        return sync.fetch(self, remote, prune=prune, progress=progress)
+
+    def fetch_all(self, *, prune: bool = False, progress: Progress | None = None) -> list[SyncResult]:
+        return sync.fetch_all(self, prune=prune, progress=progress)
+
+    def pull(self, remote: str | None = None, branch: str | None = None, *, message: str | None = None,
+             progress: Progress | None = None) -> sync.PullResult:
+        """Fetch, then merge the upstream (a fast-forward when it can) into the current branch."""
+        return sync.pull(self, remote, branch, message=message, progress=progress)
 
 
 # Restore (below this facade) opens the repositories it writes with the facade's own constructor.

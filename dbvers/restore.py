@@ -283,7 +283,7 @@ def restore_archive(archive: str | os.PathLike[str], to: str | os.PathLike[str] 
         _check_user_version(plan, wrepo, oid, yes)
         why = f"restore: {at} from backup {plan.src.name}"
         if plan.existing is None:
-            repo = _install_store(plan, wrepo, work, state, oid, branch, why)
+            repo = install_store(wrepo, work, plan.store_dir, plan.target, state, oid, branch, why)
         else:
             repo = plan.existing
             _merge_into(repo, ext, state, oid, branch, why, yes)
@@ -301,14 +301,16 @@ def restore_archive(archive: str | os.PathLike[str], to: str | os.PathLike[str] 
                          plan.notes)
 
 
-def _install_store(plan: _Plan, wrepo: Repo, work: Path, state: Path, oid: str, branch: str | None,
-                   why: str) -> Repo:
-    """A new store: one recoverable operation.
+def install_store(wrepo: Repo, work: Path, store_dir: Path, target: Path, state: Path, oid: str,
+                  branch: str | None, why: str) -> Repo:
+    """Put the scratch store *work* (of *wrepo*) in place at *store_dir* and the verified *state*
+    at *target*, with HEAD on *branch* (None: detached at *oid*): one recoverable operation
+    (a restore onto a new machine, a clone).
 
     The store goes in first, holding the verified state and a journal saying the
     database is still to be installed; the database goes in last. A process killed
     anywhere leaves either no store and the old database, or a store whose journal
-    the next command (a rerun of restore included) finishes.
+    the next command (a rerun of restore or clone included) finishes.
     """
     if branch is not None:
         wrepo.refs.set_head(branch=branch, message=why)
@@ -317,13 +319,12 @@ def _install_store(plan: _Plan, wrepo: Repo, work: Path, state: Path, oid: str, 
     os.replace(state, work / RESTORE_STATE)
     write_atomic(work / RESTORE_JOURNAL, json.dumps({"commit": oid, "why": why}).encode())
     (work / "CHECKOUT").unlink(missing_ok=True)
-    store_dir = plan.store_dir
     with wrepo.lock.held():  # the lock file moves with the directory: others wait for us
         if store_dir.is_dir():
             store_dir.rmdir()  # empty (checked above)
         os.rename(work, store_dir)
         fsync_dir(store_dir.parent)
-        repo = _open_store(store_dir, plan.target)
+        repo = _open_store(store_dir, target)
         finish_restore(repo)
     return repo
 

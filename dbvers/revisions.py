@@ -16,7 +16,7 @@ from typing import Protocol
 
 from .errors import AmbiguousRefError, DbversError, UnknownRefError
 from .graph import CommitSource, commit_reader
-from .storage.refnames import HEADS, TAGS
+from .storage.refnames import HEADS, REMOTES, TAGS
 
 _REV_RE = re.compile(r"^(?P<base>.*?)(?P<suffix>(?:[~^]\d*)*)$")
 _SHORT_ID_RE = re.compile(r"[0-9a-f]{4,64}")
@@ -85,7 +85,7 @@ def resolve_base(name: str, rev: str, refs: RefReader, objects: ObjectLookup) ->
     """The commit *name* (a revision without its suffixes) names; *rev* is what the user typed."""
     if name in ("HEAD", "@"):
         return head_commit(refs)
-    for ref in (TAGS + name, HEADS + name, name if name.startswith("refs/") else None):
+    for ref in (TAGS + name, HEADS + name, REMOTES + name, name if name.startswith("refs/") else None):
         if ref and (oid := refs.lookup(ref)):
             return oid
     lowered = name.lower()

@@ -21,6 +21,10 @@ if TYPE_CHECKING:
     from .storage.base import Head
 
 
+def _commits(n: int) -> str:
+    return f"{n} commit{'s' if n != 1 else ''}"
+
+
 @dataclass
 class Status:
     branch: str | None
@@ -31,6 +35,23 @@ class Status:
     sequences_changed: bool = False
     operation: str | None = None  # "merge", "revert" or "cherry-pick" when one is in progress
     conflicts: dict[str, int] = field(default_factory=dict)  # its conflicting rows left, per table
+    upstream: str | None = None  # the remote-tracking branch the branch tracks ("origin/main")
+    ahead: int = 0  # commits the branch has that its upstream doesn't
+    behind: int = 0  # and the other way round
+
+    def tracking_line(self) -> str | None:
+        """git's "Your branch is ahead of 'origin/main' by 2 commits." (None: no upstream)."""
+        if self.upstream is None:
+            return None
+        up = f"'{self.upstream}'"
+        if self.ahead and self.behind:
+            return (f"Your branch and {up} have diverged: ahead {self.ahead}, behind {self.behind} "
+                    "('dbvers pull' merges them)")
+        if self.ahead:
+            return f"Your branch is ahead of {up} by {_commits(self.ahead)} ('dbvers push' publishes them)"
+        if self.behind:
+            return f"Your branch is behind {up} by {_commits(self.behind)} ('dbvers pull' fast-forwards)"
+        return f"Your branch is up to date with {up}"
 
     def operation_line(self) -> str | None:
         """What a person should know about an operation in progress (None: there is none)."""

@@ -28,6 +28,7 @@ to): :class:`LocalSource` and :class:`LocalDestination` here wrap the local
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import IO, Protocol
 
@@ -115,6 +116,73 @@ class Destination(Protocol):
     def compare_and_swap(self, name: str, expect: str | None, new: str) -> bool:
         """Move ref *name* from *expect* to *new*; False when it no longer holds *expect*."""
         ...
+
+
+class Progress(Protocol):
+    """What a transfer reports as it goes (a rich bar in a terminal, a widget in a notebook)."""
+
+    def start(self, label: str, objects: int, nbytes: int) -> None:
+        """A copy of *objects* objects (*nbytes* stored bytes; 0 when unknown) begins."""
+        ...
+
+    def advance(self, nbytes: int) -> None:
+        """One object of *nbytes* stored bytes is copied."""
+        ...
+
+    def finish(self) -> None: ...
+
+
+class NoProgress:
+    """Reports nothing (piped output, tests, the Python API unless asked)."""
+
+    def start(self, label: str, objects: int, nbytes: int) -> None:
+        pass
+
+    def advance(self, nbytes: int) -> None:
+        pass
+
+    def finish(self) -> None:
+        pass
+
+
+#: Objects copied at once to or from a remote: enough to hide a round trip, few enough for
+#: a small endpoint (each large object is itself a parallel multipart transfer).
+WORKERS = 8
+
+
+def copy_parallel(copy_one: Callable[[str], int], oids: Iterable[str], *, progress: Progress | None = None,
+                  label: str = "objects", nbytes: int = 0, workers: int = WORKERS) -> tuple[list[str], int]:
+    """Run *copy_one* (copy one object, verified; return its stored bytes) over *oids*, up to
+    *workers* at a time.
+
+    The first failure cancels what hasn't started and is raised once the running
+    copies end; what was copied stays (objects are immutable, a rerun skips them).
+    Returns (ids, stored bytes) copied.
+    """
+    ids = sorted(oids)
+    progress = progress or NoProgress()
+    progress.start(label, len(ids), nbytes)
+
+    def one(oid: str) -> int:
+        size = copy_one(oid)
+        progress.advance(size)
+        return size
+
+    try:
+        if len(ids) <= 1 or workers <= 1:
+            sizes = [one(oid) for oid in ids]
+        else:
+            with ThreadPoolExecutor(min(workers, len(ids)), thread_name_prefix="dbvers-copy") as pool:
+                futures = [pool.submit(one, oid) for oid in ids]
+                for f in wait(futures, return_when=FIRST_EXCEPTION).not_done:
+                    f.cancel()
+            failed = [e for f in futures if not f.cancelled() and (e := f.exception()) is not None]
+            if failed:
+                raise failed[0]
+            sizes = [f.result() for f in futures]
+    finally:
+        progress.finish()
+    return ids, sum(sizes)
 
 
 # -- the engine ---------------------------------------------------------------------------------

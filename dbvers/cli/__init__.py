@@ -10,7 +10,7 @@ these (through :func:`dbvers.frontend.user_error`).
 This module owns the parser and the boundary; the commands live one group a module:
 :mod:`.commits` (init status commit log show), :mod:`.refs` (branch checkout tag
 reset reflog), :mod:`.merging` (merge conflicts resolve revert cherry-pick), :mod:`.store` (restore backup snapshot fsck gc), :mod:`.diffs`
-(diff); :mod:`.common` holds what they share. The magics call :func:`run` and
+(diff), :mod:`.sync` (remote push fetch pull clone); :mod:`.common` holds what they share. The magics call :func:`run` and
 :func:`build_parser`, so ``%dbvers`` is this command line.
 """
 
@@ -25,7 +25,7 @@ from pathlib import Path
 from .._version import __version__
 from ..errors import DbversError, UsageError, debug_enabled
 from ..frontend import say, silence_stdout, stdout_closed, user_error
-from . import commits, diffs, merging, refs, store
+from . import commits, diffs, merging, refs, store, sync
 from .common import Command, Parser, add_location, output_file
 
 __all__ = ["build_parser", "commands", "main", "run"]
@@ -33,6 +33,7 @@ __all__ = ["build_parser", "commands", "main", "run"]
 # The order ``dbvers --help`` lists the commands in (and ``commands()`` returns).
 ORDER = ("init", "status", "commit", "log", "show", "branch", "checkout", "tag", "reset", "restore",
          "merge", "conflicts", "resolve", "revert", "cherry-pick",
+         "remote", "push", "fetch", "pull", "clone",
          "backup", "snapshot", "diff", "fsck", "gc", "reflog", "help")
 
 
@@ -55,7 +56,7 @@ HELP = Command("help", cmd_help, "show the commands, or one command's options", 
 
 
 def _all_commands() -> dict[str, Command]:
-    found = {c.name: c for group in (commits, refs, merging, store, diffs) for c in group.COMMANDS}
+    found = {c.name: c for group in (commits, refs, merging, store, diffs, sync) for c in group.COMMANDS}
     found[HELP.name] = HELP
     assert set(found) == set(ORDER), set(found) ^ set(ORDER)
     return found

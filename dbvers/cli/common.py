@@ -144,6 +144,8 @@ def decorations(repo: Any) -> dict[str, list[str]]:
         deco.setdefault(oid, []).insert(0 if name == head.branch else len(deco.get(oid, [])), label)
     if head.branch is None and head.commit:
         deco.setdefault(head.commit, []).insert(0, "HEAD")
+    for name, oid in repo.refs.list("refs/remotes/").items():
+        deco.setdefault(oid, []).append(name)
     for name, oid in repo.tags().items():
         deco.setdefault(oid, []).append(f"tag: {name}")
     return deco

@@ -19,7 +19,7 @@ from .common import Command, open_repo, output_file, write_text
 CONFLICT_FORMATS = ("table", "json", "csv", "parquet")
 
 
-def _say_result(repo: Any, res: Any, kind: str) -> int:
+def say_result(repo: Any, res: Any, kind: str) -> int:
     con = console()
     if res.up_to_date:
         con.print("Already up to date.")
@@ -75,7 +75,7 @@ def cmd_merge(args: argparse.Namespace) -> int:
     if done is not None:
         return done
     res = repo.merge(args.rev, message=args.message, ff=not args.no_ff, commit=not args.no_commit)
-    return _say_result(repo, res, "merge")
+    return say_result(repo, res, "merge")
 
 
 def cmd_revert(args: argparse.Namespace) -> int:
@@ -83,7 +83,7 @@ def cmd_revert(args: argparse.Namespace) -> int:
     done = _continue_or_abort(repo, args, "revert")
     if done is not None:
         return done
-    return _say_result(repo, repo.revert(args.rev, mainline=args.mainline, commit=not args.no_commit), "revert")
+    return say_result(repo, repo.revert(args.rev, mainline=args.mainline, commit=not args.no_commit), "revert")
 
 
 def cmd_cherry_pick(args: argparse.Namespace) -> int:
@@ -92,7 +92,7 @@ def cmd_cherry_pick(args: argparse.Namespace) -> int:
     if done is not None:
         return done
     res = repo.cherry_pick(args.rev, mainline=args.mainline, commit=not args.no_commit)
-    return _say_result(repo, res, "cherry-pick")
+    return say_result(repo, res, "cherry-pick")
 
 
 def cmd_conflicts(args: argparse.Namespace) -> int:

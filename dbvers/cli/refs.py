@@ -43,7 +43,12 @@ def cmd_branch(args: argparse.Namespace) -> int:
         con.print(f"Deleted branch {args.delete} (was {oid[:10]})")
         return 0
     if not args.name:
-        return _list_refs(args, repo.branches(), repo.head.branch)
+        remote = {f"remotes/{k}" if args.all else k: v for k, v in repo.refs.list("refs/remotes/").items()}
+        local = {} if args.remotes else repo.branches()
+        shown = {**local, **remote} if args.all or args.remotes else local
+        return _list_refs(args, shown, repo.head.branch)
+    if args.all or args.remotes:
+        raise UsageError("branch -a/-r lists branches; creating one takes no -a/-r")
     oid = repo.branch(args.name, args.ref or "HEAD", force=args.force)
     con.print(f"Created branch {args.name} at {oid[:10]}")
     return 0
@@ -128,6 +133,8 @@ def _branch_arguments(sp: argparse.ArgumentParser) -> None:
     sp.add_argument("ref", nargs="?", metavar="REF", help="where the new branch starts (default HEAD)")
     sp.add_argument("-d", "-D", "--delete", metavar="NAME", help="delete a branch (its reflog keeps it recoverable)")
     sp.add_argument("-f", "--force", action="store_true", help="move an existing branch")
+    sp.add_argument("-a", "--all", action="store_true", help="list remote-tracking branches too (remotes/origin/main)")
+    sp.add_argument("-r", "--remotes", action="store_true", help="list only remote-tracking branches (origin/main)")
     add_format(sp)
 
 

@@ -8,7 +8,10 @@ and never parse a message. ``tests/test_error_tree.py`` holds this drawing to th
 DbversError
 ├── UsageError                  the command line or the call itself is wrong
 │   ├── BadExpiryError          a time for --expire/--prune that can't be read
-│   └── RemoteUrlError          a remote URL that names no backend
+│   ├── RemoteUrlError          a remote URL that names no backend
+│   ├── UnknownRemoteError      a remote name the config doesn't list
+│   ├── RemoteExistsError
+│   └── NoUpstreamError         push/pull on a detached HEAD, or a branch with no upstream
 ├── NotADatabaseError           the tracked file is not SQLite
 ├── RepositoryNotFoundError
 ├── RepositoryExistsError
@@ -56,7 +59,8 @@ DbversError
 │   ├── RemoteFormatError       a marker unreadable or newer than this dbvers
 │   ├── RemoteAccessError       credentials missing or refused
 │   ├── RemoteUnreachableError  network errors or 5xx through every retry
-│   └── ConditionalWritesUnsupportedError  the endpoint ignores If-None-Match/If-Match
+│   ├── ConditionalWritesUnsupportedError  the endpoint ignores If-None-Match/If-Match
+│   └── PushRejectedError       the remote moved, or a push would drop its commits
 ├── MissingDependencyError      an optional package a feature needs is not installed
 │   (raised only by dbvers.boundary.translate(), for exceptions from below dbvers that
 │    mean the same whatever dbvers was doing:)
@@ -126,12 +130,16 @@ from .merge import (
 )
 from .remote import (
     ConditionalWritesUnsupportedError,
+    NoUpstreamError,
+    PushRejectedError,
     RemoteAccessError,
     RemoteError,
+    RemoteExistsError,
     RemoteFormatError,
     RemoteNotFoundError,
     RemoteUnreachableError,
     RemoteUrlError,
+    UnknownRemoteError,
 )
 from .system import (
     DamagedFileError,
@@ -179,15 +187,18 @@ __all__ = [
     "MissingDependencyError",
     "MissingObjectError",
     "NoMergeInProgressError",
+    "NoUpstreamError",
     "NotADatabaseError",
     "NothingToCommitError",
     "OutOfMemoryError",
+    "PushRejectedError",
     "ReadOnlyStoreError",
     "RefConflictError",
     "RefExistsError",
     "RefPathConflictError",
     "RemoteAccessError",
     "RemoteError",
+    "RemoteExistsError",
     "RemoteFormatError",
     "RemoteNotFoundError",
     "RemoteUnreachableError",
@@ -202,6 +213,7 @@ __all__ = [
     "UndecodableTextError",
     "UnfinishedMoveError",
     "UnknownRefError",
+    "UnknownRemoteError",
     "UnrelatedHistoriesError",
     "UnsupportedFormatError",
     "UsageError",

@@ -52,3 +52,38 @@ class ConditionalWritesUnsupportedError(RemoteError):
         self.which = which
         super().__init__(url, f"the endpoint ignores conditional writes ({which}), so concurrent pushes "
                               "could overwrite each other; use an S3 service that supports them")
+
+
+class UnknownRemoteError(UsageError):
+    """A remote name that ``.dbvers/config`` doesn't list."""
+    def __init__(self, name: str, known: list[str]) -> None:
+        self.name = name
+        self.known = known
+        have = f"the remotes are {', '.join(known)}" if known else "there are no remotes yet"
+        super().__init__(f"no remote named '{name}' ({have}); add it with 'dbvers remote add {name} URL'")
+
+
+class RemoteExistsError(UsageError):
+    def __init__(self, name: str, url: str) -> None:
+        self.name = name
+        self.url = url
+        super().__init__(f"remote '{name}' already exists ({url}); remove or rename it first")
+
+
+class NoUpstreamError(UsageError):
+    """A push, pull or fetch that needs a branch when HEAD is detached (or the branch names none)."""
+    def __init__(self, action: str, why: str) -> None:
+        self.action = action
+        self.why = why
+        super().__init__(f"{action}: {why}")
+
+
+class PushRejectedError(RemoteError):
+    """Some refs were not pushed: the remote had moved (someone else pushed), or the push would
+    drop the remote's commits. *rejected* lists ``(ref, reason)``; the rest were pushed."""
+    def __init__(self, url: str, rejected: list[tuple[str, str]]) -> None:
+        self.rejected = rejected
+        self.result: object = None  # the push's SyncResult (what was pushed besides)
+        ref, reason = rejected[0]
+        more = f" (and {len(rejected) - 1} more)" if len(rejected) > 1 else ""
+        super().__init__(url, f"push of {ref} rejected: {reason}{more}")

@@ -66,6 +66,8 @@ def print_commit_result(
 
 def print_status(console: Console, st: Status) -> None:
     console.print(head_label(st.branch, st.head))
+    if (tracking := st.tracking_line()) is not None:
+        console.print(escape(tracking))
     if (line := st.operation_line()) is not None:
         console.print(f"[bold yellow]{escape(line)}[/]")
     if st.clean:

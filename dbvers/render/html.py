@@ -376,6 +376,8 @@ def status_html(st: Any) -> str:
     """A status for a notebook: where HEAD is, then each changed table's counts."""
     where = (f"on branch <b>{escape(st.branch)}</b>" if st.branch
              else f"HEAD detached at <code>{escape((st.head or '')[:10])}</code>")
+    if (tracking := st.tracking_line()) is not None:
+        where += f"<br>{escape(tracking)}"
     if (line := st.operation_line()) is not None:
         where += f'<br><b style="color:#9a6700">{escape(line)}</b>'
     if st.clean:

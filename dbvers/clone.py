@@ -1,0 +1,120 @@
+"""Clone: a new database file and store from a remote, checked out at its default branch (L3).
+
+A clone is a fetch into a scratch store beside the new database, then the same
+recoverable installation a restore onto a new machine uses
+(:func:`dbvers.restore.install_store`): the store is renamed into place holding
+the verified state and a journal, and the database goes in last. A clone killed at
+any instant leaves nothing (a scratch directory the next run removes), or a store
+whose next command — a rerun of the clone included — installs the database.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+from . import config, snapshots
+from .errors import RemoteError, RepositoryExistsError, UnknownRefError, UsageError
+from .formats import STORE_NAME
+from .fsutil import make_store_skeleton, remove_stale_temps, temp_prefix, write_atomic
+from .objects import FORMAT_VERSION
+from .remotes.named import DEFAULT_REMOTE
+from .remotes.urls import RemoteSpec, make_remote, parse_url
+from .repo import Repo
+from .restore import RESTORE_JOURNAL, install_store
+from .storage.refnames import HEADS, REMOTES
+from .sync import fetch
+from .transfer import Progress
+
+DB_SUFFIXES = (".db", ".sqlite", ".sqlite3", ".db3")
+
+
+def default_db_name(spec: RemoteSpec) -> str:
+    """The database file a clone of *spec* makes when none is named: the URL's last part."""
+    last = (spec.prefix or spec.bucket).rstrip("/").rsplit("/", 1)[-1] if spec.kind == "s3" else \
+        (spec.path.name if spec.path else "")
+    last = last or "clone"
+    return last if last.lower().endswith(DB_SUFFIXES) else f"{last}.db"
+
+
+def _target(spec: RemoteSpec, db_path: str | os.PathLike[str] | None) -> Path:
+    target = Path(db_path).expanduser() if db_path else Path(default_db_name(spec))
+    target = target.absolute()
+    if db_path and str(db_path).endswith(("/", os.sep)) and not target.exists():
+        if not target.parent.is_dir():
+            raise UsageError(f"directory {target.parent} does not exist")
+        target.mkdir()  # `clone URL dir/`: a new directory, as git clone makes one
+    if target.is_dir():
+        target = target / default_db_name(spec)
+    if not target.parent.is_dir():
+        raise UsageError(f"directory {target.parent} does not exist")
+    return target
+
+
+def _finished_before(store_dir: Path, target: Path) -> Repo | None:
+    """A store already at *store_dir*: a killed clone of *target* to finish, else an error."""
+    if not (store_dir / "config").is_file():
+        if store_dir.exists() and (not store_dir.is_dir() or any(store_dir.iterdir())):
+            raise UsageError(f"{store_dir} exists and is not a dbvers store; pass --store DIR")
+        return None
+    tracked = (store_dir / config.read_config(store_dir).get("core", "database")).resolve()
+    if tracked != target.resolve() or not (store_dir / RESTORE_JOURNAL).is_file():
+        raise RepositoryExistsError(str(store_dir), str(tracked))
+    repo = Repo.at(store_dir, target)
+    with repo.locked():  # its recovery installs the database the killed clone left staged
+        pass
+    return repo
+
+
+def clone(url: str, db_path: str | os.PathLike[str] | None = None, *, endpoint_url: str | None = None,
+          region: str | None = None, profile: str | None = None, branch: str | None = None,
+          store: str | os.PathLike[str] | None = None, progress: Progress | None = None) -> Repo:
+    """Make *db_path* (default: named after the URL) and its store from the remote at *url*,
+    checked out at *branch* (default: the remote's HEAD branch); the remote becomes ``origin``."""
+    spec = parse_url(url)
+    options = {"endpoint_url": endpoint_url, "region": region, "profile": profile}
+    remote = make_remote(spec, **options).check()
+    target = _target(spec, db_path)
+    store_dir = Path(store).expanduser().absolute() if store else target.parent / STORE_NAME
+    done = _finished_before(store_dir, target)
+    if done is not None:
+        return done
+    if target.exists() and target.stat().st_size > 0:
+        raise UsageError(f"{target} exists; a clone makes a new database: name another path")
+    work_parent = store_dir.parent
+    work_parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temps(work_parent, pattern="clone-*")
+    work = work_parent / f"{temp_prefix('clone')}{os.urandom(4).hex()}"
+    try:
+        make_store_skeleton(work)
+        write_atomic(work / "HEAD", f"ref: {HEADS}main\n".encode())  # unborn until the branch is chosen
+        cfg = config.set_store_identity(config.new_config(), store=store_dir, database=target,
+                                        store_format=FORMAT_VERSION)
+        config.write_config(work, config.set_remote(cfg, DEFAULT_REMOTE, spec.url, options))
+        wrepo = Repo.at(work, target, memory_limit=snapshots.IN_MEMORY_MAX)  # a remote's sizes are untrusted
+        fetch(wrepo, DEFAULT_REMOTE, progress=progress)
+        name, oid = _choose_branch(wrepo, remote.refs.head().branch, branch, spec.url)
+        why = f"clone: from {spec.url}"
+        wrepo.refs.update(HEADS + name, oid, expect=None, message=why)
+        config.edit_config(work, lambda c: config.set_upstream(c, name, DEFAULT_REMOTE, name))
+        state = wrepo.materialize_verified(oid)
+        return install_store(wrepo, work, store_dir, target, state, oid, name, why)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _choose_branch(wrepo: Repo, remote_head: str | None, wanted: str | None, url: str) -> tuple[str, str]:
+    fetched = wrepo.refs.list(f"{REMOTES}{DEFAULT_REMOTE}/")
+    if not fetched:
+        raise RemoteError(url, "has no branches yet; push to it first (nothing was cloned)")
+    if wanted is not None:
+        if wanted not in fetched:
+            raise UnknownRefError(wanted, f"the remote has no branch '{wanted}' (it has "
+                                          f"{', '.join(sorted(fetched)[:10])})")
+        return wanted, fetched[wanted]
+    for name in (remote_head, "main"):
+        if name and name in fetched:
+            return name, fetched[name]
+    first = sorted(fetched)[0]
+    return first, fetched[first]

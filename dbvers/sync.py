@@ -1,0 +1,442 @@
+"""Push, fetch and pull: history between the local store and a remote (L3).
+
+A remote is an object store and a ref store (``dbvers.remotes``); these are
+transfers between two such pairs, in the order that keeps both sides valid when a
+process dies at any instant:
+
+* **push** finds what the remote lacks from the remote's refs and the local graph
+  (:func:`dbvers.graph.only_in`, then one cheap existence check per candidate
+  object — never a listing of the remote), uploads it in parallel, writes the
+  keyframe records, and only then moves each remote ref by compare-and-swap. A
+  ref that moved meanwhile, or a push that would drop the remote's commits, is
+  rejected (``--force-with-lease`` replaces only what the tracking ref says was
+  there). The local tracking refs follow.
+* **fetch** walks the remote's history down to the first commits the local store
+  holds, downloads the missing objects (each verified against its id as it is
+  stored), stores the commits parents first and after everything they need — so
+  a commit in the store always has its whole history — and then moves the
+  remote-tracking refs ``refs/remotes/<remote>/<branch>``.
+* **pull** is fetch, then a merge (a fast-forward when it can) of the upstream.
+
+No lock is held while the network is in use: objects are immutable and every ref
+moves by compare-and-swap, so a commit in another process goes on meanwhile.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from . import config, graph
+from .errors import (
+    CorruptObjectError,
+    DbversError,
+    NoUpstreamError,
+    PushRejectedError,
+    RefConflictError,
+    UnknownRefError,
+)
+from .objects import Commit
+from .remotes.directory import DirectoryRemote
+from .remotes.named import connect, default_remote, remote_info
+from .remotes.s3 import S3Remote
+from .storage.refnames import HEADS, REMOTES, TAGS
+from .transfer import WORKERS, Progress, closure, copy_parallel
+
+if TYPE_CHECKING:
+    from .merge import MergeResult
+    from .repo import Repo
+
+Remote = DirectoryRemote | S3Remote
+
+NEW, FAST_FORWARD, FORCED, UP_TO_DATE, REJECTED, DELETED = (
+    "new", "fast-forward", "forced", "up to date", "rejected", "deleted")
+
+
+@dataclass(frozen=True)
+class RefChange:
+    """One ref a push or fetch looked at: *ref* is its full name where it moves."""
+
+    ref: str
+    old: str | None
+    new: str | None
+    status: str  # NEW, FAST_FORWARD, FORCED, UP_TO_DATE, REJECTED or DELETED
+    reason: str = ""
+    source: str = ""  # the ref it came from (the local branch of a push, the remote's of a fetch)
+
+    def line(self) -> str:
+        name = self.ref.removeprefix(HEADS).removeprefix(TAGS).removeprefix(REMOTES)
+        src = self.source.removeprefix(HEADS).removeprefix(TAGS) or name
+        arrow = f"{src} -> {name}"
+        if self.status == NEW:
+            kind = "tag" if self.ref.startswith(TAGS) else "branch"
+            return f" * {f'[new {kind}]':<18}{arrow}"
+        if self.status in (FAST_FORWARD, FORCED):
+            sep = ".." if self.status == FAST_FORWARD else "..."
+            mark = " " if self.status == FAST_FORWARD else "+"
+            span = f"{(self.old or '')[:7]}{sep}{(self.new or '')[:7]}"
+            return f" {mark} {span:<18}{arrow}" + ("  (forced update)" if self.status == FORCED else "")
+        if self.status == DELETED:
+            return f" - {'[deleted]':<18}{name}"
+        if self.status == UP_TO_DATE:
+            return f" = {'[up to date]':<18}{arrow}"
+        return f" ! {'[rejected]':<18}{arrow} ({self.reason})"
+
+
+@dataclass
+class SyncResult:
+    """What a push or fetch did: the refs it looked at, and the objects it copied."""
+
+    action: str  # "push" or "fetch"
+    remote: str
+    url: str
+    refs: list[RefChange] = field(default_factory=list)
+    objects: int = 0
+    bytes: int = 0
+
+    @property
+    def rejected(self) -> list[RefChange]:
+        return [r for r in self.refs if r.status == REJECTED]
+
+    @property
+    def changed(self) -> list[RefChange]:
+        return [r for r in self.refs if r.status not in (UP_TO_DATE, REJECTED)]
+
+    def __str__(self) -> str:
+        head = f"{'To' if self.action == 'push' else 'From'} {self.url}"
+        shown = [r.line() for r in self.refs if r.status != UP_TO_DATE or self.action == "push"]
+        if not shown:
+            return f"{head}\n   everything up to date"
+        return "\n".join([head, *shown])
+
+    def __repr__(self) -> str:
+        return (f"<SyncResult {self.action} {self.remote}: {len(self.changed)} refs moved, "
+                f"{len(self.rejected)} rejected, {self.objects} objects>")
+
+
+@dataclass
+class PullResult:
+    fetch: SyncResult
+    merge: MergeResult
+
+    def __repr__(self) -> str:
+        return f"<PullResult {self.fetch!r} {self.merge!r}>"
+
+
+# -- push ------------------------------------------------------------------------------------------
+
+@dataclass
+class _Update:
+    source: str  # local full ref
+    dest: str  # remote full ref
+    new: str
+    old: str | None = None
+    expect: str | None = None
+    status: str = ""
+    reason: str = ""
+
+    def change(self) -> RefChange:
+        return RefChange(self.dest, self.old, self.new, self.status, self.reason, self.source)
+
+
+def tracking_ref(remote: str, branch: str) -> str:
+    return f"{REMOTES}{remote}/{branch}"
+
+
+def _push_targets(repo: Repo, name: str, branch: str | None, all_branches: bool,
+                  tags: bool) -> list[_Update]:
+    """Which local refs go to which remote refs (git's defaults: the current branch to its upstream)."""
+    heads, local_tags = repo.refs.branches(), repo.refs.tags()
+    out: list[_Update] = []
+    if all_branches:
+        out += [_Update(HEADS + b, HEADS + b, oid) for b, oid in heads.items()]
+    if tags:
+        out += [_Update(TAGS + t, TAGS + t, oid) for t, oid in local_tags.items()]
+    if branch is None and (all_branches or tags):
+        return out
+    if branch is None:
+        branch = repo.current_branch
+        if branch is None:
+            raise NoUpstreamError("push", "HEAD is detached; name the branch to push "
+                                          f"('dbvers push {name} BRANCH')")
+    if branch in heads:
+        up = config.upstream(repo.config, branch)
+        dest = up[1] if up and up[0] == name else branch
+        out.append(_Update(HEADS + branch, HEADS + dest, heads[branch]))
+    elif branch in local_tags:
+        out.append(_Update(TAGS + branch, TAGS + branch, local_tags[branch]))
+    else:
+        raise UnknownRefError(branch, f"no branch or tag named '{branch}' to push; see 'dbvers branch'")
+    return out
+
+
+def _classify(repo: Repo, name: str, u: _Update, force_with_lease: bool) -> None:
+    """Decide what pushing *u* does to the remote ref (its ``old`` already read)."""
+    if u.old == u.new:
+        u.status = UP_TO_DATE
+        return
+    u.expect = u.old
+    if force_with_lease:
+        lease = repo.refs.read(tracking_ref(name, u.dest.removeprefix(HEADS))) if u.dest.startswith(HEADS) else u.old
+        if lease != u.old:
+            u.status, u.reason = REJECTED, "stale info: it moved since you last fetched; fetch first"
+        elif u.old is None:
+            u.status = NEW
+        else:
+            u.status = FAST_FORWARD if _descends(repo, u.new, u.old) else FORCED
+        return
+    if u.old is None:
+        u.status = NEW
+    elif u.dest.startswith(TAGS):
+        u.status, u.reason = REJECTED, "the tag already exists on the remote"
+    elif _descends(repo, u.new, u.old):
+        u.status = FAST_FORWARD
+    else:
+        u.status, u.reason = REJECTED, ("the remote has commits you don't (non-fast-forward); "
+                                        f"pull first ('dbvers pull {name}'), or fetch and merge")
+
+
+def _descends(repo: Repo, new: str, old: str) -> bool:
+    return repo.objects.has(old) and graph.is_ancestor(repo.get_commit, old, new)
+
+
+def push(repo: Repo, remote: str | None = None, branch: str | None = None, *, all_branches: bool = False,
+         tags: bool = False, force_with_lease: bool = False, set_upstream: bool = False,
+         progress: Progress | None = None) -> SyncResult:
+    """Send the local *branch* (default: the current one; ``all_branches``, ``tags``) to *remote*.
+
+    Raises :class:`PushRejectedError` when any ref was refused (the others are
+    pushed); the remote ref moves only after every object it needs is there.
+    """
+    name = remote or default_remote(repo)
+    info = remote_info(repo, name)
+    updates = _push_targets(repo, name, branch, all_branches, tags)
+    rem = connect(info, create=True)  # a first push creates the remote (after probing it)
+    there = {HEADS + b: oid for b, oid in rem.refs.list(HEADS).items()}
+    there.update({TAGS + t: oid for t, oid in rem.refs.list(TAGS).items()})
+    for u in updates:
+        u.old = there.get(u.dest)
+        _classify(repo, name, u, force_with_lease)
+    moving = [u for u in updates if u.status in (NEW, FAST_FORWARD, FORCED)]
+    result = SyncResult("push", name, rem.url)
+    if moving:
+        result.objects, result.bytes = _send(repo, rem, [u.new for u in moving], set(there.values()), progress)
+        who = repo.config.get("user", "name", fallback="") or "dbvers"
+        for u in moving:
+            if not rem.refs.compare_and_swap(u.dest, u.expect, u.new, message=f"push by {who}"):
+                u.status, u.reason = REJECTED, "it moved while pushing (someone else pushed); fetch first"
+        _fix_remote_head(rem, [u.dest for u in moving if u.status != REJECTED and u.dest.startswith(HEADS)])
+    _after_push(repo, name, updates, set_upstream)
+    result.refs = [u.change() for u in updates]
+    if result.rejected:
+        err = PushRejectedError(rem.url, [(r.ref, r.reason) for r in result.rejected])
+        err.result = result  # what was pushed besides
+        raise err
+    return result
+
+
+def _send(repo: Repo, rem: Remote, tips: list[str], haves: set[str], progress: Progress | None) -> tuple[int, int]:
+    """Upload what the remote lacks of *tips*' history, then its keyframe records.
+
+    The order of the uploads doesn't matter: no remote ref points to them until the
+    compare-and-swap after this returns.
+    """
+    commits = graph.only_in(repo.get_commit, tips, haves)
+    lacking = _missing(rem, closure(repo, commits))
+    sizes = {oid: repo.objects.stored_size(oid) for oid in lacking}
+
+    def upload(oid: str) -> int:
+        with repo.objects.open_raw(oid) as raw:
+            rem.objects.put_raw(oid, raw)
+        return sizes[oid]
+
+    sent, nbytes = copy_parallel(upload, lacking, progress=progress, label="pushing",
+                                 nbytes=sum(sizes.values()))
+    for c in commits:
+        snap = repo.refs.keyframe(c)
+        if snap and repo.get_commit(c).snapshot is None and repo.objects.has(snap):
+            rem.refs.set_keyframe(c, snap)  # the snapshot went with the closure (or was there)
+    return len(sent), nbytes
+
+
+def _missing(rem: Remote, oids: set[str]) -> set[str]:
+    finder = getattr(rem.objects, "missing", None)
+    if finder is not None:
+        return set(finder(oids))
+    return {o for o in oids if not rem.objects.has(o)}
+
+
+def _fix_remote_head(rem: Remote, pushed: list[str]) -> None:
+    """A remote whose HEAD names no branch it has points at the first branch pushed to it."""
+    if not pushed:
+        return
+    head = rem.refs.head()
+    if head.branch is not None and rem.refs.read(HEADS + head.branch) is None:
+        rem.refs.set_head(branch=pushed[0].removeprefix(HEADS), message="push: the default branch")
+
+
+def _after_push(repo: Repo, name: str, updates: list[_Update], set_upstream: bool) -> None:
+    """Tracking refs follow what was pushed; ``-u`` makes the pushed branches track it."""
+    with repo.locked():
+        for u in updates:
+            if not u.dest.startswith(HEADS) or u.status == REJECTED:
+                continue
+            _move_ref(repo, tracking_ref(name, u.dest.removeprefix(HEADS)), u.new, f"push {name}")
+            if set_upstream and u.source.startswith(HEADS):
+                src, dest = u.source.removeprefix(HEADS), u.dest.removeprefix(HEADS)
+                config.edit_config(repo.store_dir, lambda cfg, s=src, d=dest: config.set_upstream(cfg, s, name, d))
+                config.set_upstream(repo.config, src, name, dest)
+
+
+def _move_ref(repo: Repo, ref: str, new: str | None, why: str) -> tuple[str | None, str | None]:
+    """Set (or with *new* None, delete) a local ref whatever it held; returns (old, new)."""
+    for _ in range(20):
+        old = repo.refs.read(ref)
+        if old == new:
+            return old, new
+        if repo.refs.compare_and_swap(ref, old, new, message=why):
+            return old, new
+    raise RefConflictError(ref)
+
+
+# -- fetch -----------------------------------------------------------------------------------------
+
+def fetch(repo: Repo, remote: str | None = None, *, prune: bool = False,
+          progress: Progress | None = None) -> SyncResult:
+    """Download what the local store lacks of *remote*'s branches and tags, then move the
+    remote-tracking refs (and create the tags the local store doesn't have)."""
+    name = remote or default_remote(repo)
+    rem = connect(remote_info(repo, name))
+    heads, tags = rem.refs.list(HEADS), rem.refs.list(TAGS)
+    result = SyncResult("fetch", name, rem.url)
+    result.objects, result.bytes = _receive(repo, rem, set(heads.values()) | set(tags.values()), progress)
+    why = f"fetch {name}"
+    for b, oid in sorted(heads.items()):
+        result.refs.append(_track(repo, tracking_ref(name, b), oid, why, HEADS + b))
+    if prune:
+        for b in sorted(set(repo.refs.list(f"{REMOTES}{name}/")) - set(heads)):
+            old, _ = _move_ref(repo, tracking_ref(name, b), None, why)
+            result.refs.append(RefChange(tracking_ref(name, b), old, None, DELETED))
+    for t, oid in sorted(tags.items()):
+        local = repo.refs.read(TAGS + t)
+        if local is None and repo.refs.compare_and_swap(TAGS + t, None, oid, message=why):
+            result.refs.append(RefChange(TAGS + t, None, oid, NEW, source=TAGS + t))
+        elif local not in (None, oid):
+            result.refs.append(RefChange(TAGS + t, local, oid, REJECTED, "would clobber your tag", TAGS + t))
+    return result
+
+
+def _track(repo: Repo, ref: str, oid: str, why: str, source: str) -> RefChange:
+    old, _ = _move_ref(repo, ref, oid, why)
+    if old == oid:
+        status = UP_TO_DATE
+    elif old is None:
+        status = NEW
+    else:
+        status = FAST_FORWARD if _descends(repo, oid, old) else FORCED
+    return RefChange(ref, old, oid, status, source=source)
+
+
+def _complete(repo: Repo, oid: str) -> bool:
+    """The local store holds *oid* with what it needs (so, by the storing order, its whole history)."""
+    if not repo.objects.has(oid):
+        return False
+    try:
+        return all(repo.objects.has(o) for o, _ in repo.get_commit(oid).typed_references())
+    except DbversError:  # an unreadable local commit is fetched again
+        return False
+
+
+def _remote_commits(repo: Repo, rem: Remote, tips: Iterable[str]) -> dict[str, tuple[Commit, bytes]]:
+    """The remote's commits (parsed, and their bodies) that *tips* reach down to the first
+    ones the local store holds, read a generation at a time in parallel (a round trip per
+    generation, not per commit). Each read verifies the commit against its id."""
+    found: dict[str, tuple[Commit, bytes]] = {}
+
+    def read(oid: str) -> tuple[Commit, bytes]:
+        body = rem.objects.get(oid, "commit")
+        try:
+            return Commit.from_bytes(body), body
+        except (ValueError, KeyError, TypeError) as e:
+            raise CorruptObjectError(oid, f"not a commit: {str(e)[:80]}") from None
+
+    frontier = {t for t in tips if not _complete(repo, t)}
+    with ThreadPoolExecutor(WORKERS, thread_name_prefix="dbvers-walk") as pool:
+        while frontier:
+            batch = sorted(frontier)
+            found.update(zip(batch, pool.map(read, batch), strict=True))
+            frontier = {p for oid in batch for p in found[oid][0].parents
+                        if p not in found and not _complete(repo, p)}
+    return found
+
+
+def _receive(repo: Repo, rem: Remote, tips: set[str], progress: Progress | None) -> tuple[int, int]:
+    """Store what the local store lacks of *tips*' history: objects first, then the commits,
+    parents first, then their keyframe records. Returns (objects, stored bytes) received."""
+    new = _remote_commits(repo, rem, tips)
+    if not new:
+        return 0, 0
+    commits = {oid: c for oid, (c, _) in new.items()}
+    records = {c: s for c, s in rem.refs.keyframes().items() if c in new and s and commits[c].snapshot is None}
+    wanted = {o for c in commits.values() for o, _ in c.typed_references()} | set(records.values())
+    lacking = {o for o in wanted if not repo.objects.has(o)}
+
+    def download(oid: str) -> int:
+        with rem.objects.open_raw(oid) as raw:
+            repo.objects.put_raw(oid, raw)  # verified against its id before it is published
+        return repo.objects.stored_size(oid)
+
+    sent, nbytes = copy_parallel(download, lacking, progress=progress, label="fetching")
+    stored = 0
+    for oid in graph.parents_first(commits):
+        if not repo.objects.has(oid):
+            if repo.objects.put_bytes("commit", new[oid][1]) != oid:  # pragma: no cover - get() verified it
+                raise CorruptObjectError(oid, "re-encoded to another id")
+            stored += 1
+    for c, snap in records.items():
+        if repo.objects.has(snap):
+            repo.refs.set_keyframe(c, snap)
+    return len(sent) + stored, nbytes
+
+
+def fetch_all(repo: Repo, *, prune: bool = False, progress: Progress | None = None) -> list[SyncResult]:
+    return [fetch(repo, name, prune=prune, progress=progress) for name in config.remote_names(repo.config)]
+
+
+def upstream_state(repo: Repo) -> tuple[str | None, int, int]:
+    """(the current branch's upstream as ``origin/main``, ahead, behind), from the local
+    tracking ref (as of the last fetch or push: status never touches the network)."""
+    branch, head = repo.current_branch, repo.head.commit
+    up = config.upstream(repo.config, branch) if branch else None
+    if up is None or head is None:
+        return None, 0, 0
+    there = repo.refs.read(tracking_ref(*up))
+    if there is None:
+        return f"{up[0]}/{up[1]}", 0, 0
+    try:
+        ahead, behind = graph.ahead_behind(repo.get_commit, head, there)
+    except DbversError:  # a tracking ref to a commit the store lacks: nothing to compare
+        return f"{up[0]}/{up[1]}", 0, 0
+    return f"{up[0]}/{up[1]}", ahead, behind
+
+
+# -- pull ------------------------------------------------------------------------------------------
+
+def pull(repo: Repo, remote: str | None = None, branch: str | None = None, *, message: str | None = None,
+         progress: Progress | None = None) -> PullResult:
+    """Fetch *remote*, then merge its *branch* (default: the current branch's upstream) into HEAD."""
+    current = repo.current_branch
+    if current is None:
+        raise NoUpstreamError("pull", "HEAD is detached; check out a branch first")
+    up = config.upstream(repo.config, current)
+    name = remote or (up[0] if up else default_remote(repo))
+    theirs = branch or (up[1] if up and up[0] == name else current)
+    fetched = fetch(repo, name, progress=progress)
+    ref = tracking_ref(name, theirs)
+    if repo.refs.read(ref) is None:
+        raise NoUpstreamError("pull", f"remote '{name}' has no branch '{theirs}'; "
+                                      f"name one ('dbvers pull {name} BRANCH') or push it first")
+    merged = repo.merge(ref, message=message or f"Merge branch '{theirs}' of {fetched.url} into {current}")
+    return PullResult(fetched, merged)
