@@ -42,13 +42,12 @@ def _target(spec: RemoteSpec, db_path: str | os.PathLike[str] | None) -> Path:
     target = Path(db_path).expanduser() if db_path else Path(default_db_name(spec))
     target = target.absolute()
     if db_path and str(db_path).endswith(("/", os.sep)) and not target.exists():
-        if not target.parent.is_dir():
-            raise UsageError(f"directory {target.parent} does not exist")
-        target.mkdir()  # `clone URL dir/`: a new directory, as git clone makes one
+        target.mkdir(parents=True)  # `clone URL dir/`: a new directory, as git clone makes one
     if target.is_dir():
         target = target / default_db_name(spec)
-    if not target.parent.is_dir():
-        raise UsageError(f"directory {target.parent} does not exist")
+    if target.parent.exists() and not target.parent.is_dir():
+        raise UsageError(f"{target.parent} is not a directory")
+    target.parent.mkdir(parents=True, exist_ok=True)  # like git clone's leading directories
     return target
 
 

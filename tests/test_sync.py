@@ -1,0 +1,332 @@
+"""Push, fetch, pull and clone, end to end, on a directory remote and on S3 (moto's server).
+
+Every test that takes ``remote`` runs on both backends. What a user sees: a clone
+reproduces every commit exactly; a push sends only what the remote lacks and moves
+the remote branch last; a non-fast-forward push is refused and leaves the remote as
+it was; four clones pushing at once — one wins, the others are told to fetch;
+tracking refs, ``status`` ahead/behind, ``branch -a``, ``log origin/main``.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from conftest import MOTO_BUCKET, dump_state, execute, moto_remote_url, run_cli
+
+import dbvers
+from dbvers.errors import (
+    NoUpstreamError,
+    PushRejectedError,
+    RemoteExistsError,
+    RemoteNotFoundError,
+    RepositoryExistsError,
+    UnknownRemoteError,
+    UsageError,
+)
+from dbvers.remotes import make_remote
+
+
+@dataclass(frozen=True)
+class RemoteAt:
+    url: str
+    endpoint_url: str | None = None
+
+    @property
+    def options(self) -> dict[str, str]:
+        return {"endpoint_url": self.endpoint_url} if self.endpoint_url else {}
+
+    @property
+    def cli_options(self) -> list[str]:
+        return ["--endpoint-url", self.endpoint_url] if self.endpoint_url else []
+
+    def backend(self):  # type: ignore[no-untyped-def]
+        return make_remote(self.url, **self.options).check()
+
+
+@pytest.fixture(params=["directory", "s3"])
+def remote(request: pytest.FixtureRequest, tmp_path: Path) -> RemoteAt:
+    if request.param == "directory":
+        return RemoteAt(str(tmp_path / "shared" / "remote"))
+    endpoint: str = request.getfixturevalue("s3_endpoint")
+    return RemoteAt(moto_remote_url(), endpoint)
+
+
+def make_db(path: Path, rows: int = 50) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    conn = sqlite3.connect(path)
+    conn.executescript("CREATE TABLE t(id INTEGER PRIMARY KEY, v, note TEXT); CREATE TABLE bag(x, y);")
+    conn.executemany("INSERT INTO t VALUES (?, ?, ?)", [(i, i * 1.5, f"row {i}") for i in range(rows)])
+    conn.executemany("INSERT INTO bag VALUES (?, ?)", [(i % 3, b"\x00\xff") for i in range(10)])
+    conn.commit()
+    conn.close()
+    return path
+
+
+@pytest.fixture
+def origin(tmp_path: Path, remote: RemoteAt) -> dbvers.Repo:
+    """A repository with three commits, pushed to *remote* as origin (upstream set)."""
+    repo = dbvers.init(make_db(tmp_path / "a" / "data.db"))
+    execute(repo.path, "UPDATE t SET v = NULL WHERE id = 3; INSERT INTO bag VALUES (7, 'seven')")
+    repo.commit("second")
+    execute(repo.path, "ALTER TABLE t ADD COLUMN extra; DELETE FROM t WHERE id > 40")
+    repo.commit("schema change")
+    repo.remote_add("origin", remote.url, **remote.options)
+    repo.push(set_upstream=True)
+    return repo
+
+
+def clone_of(remote: RemoteAt, path: Path) -> dbvers.Repo:
+    return dbvers.clone(remote.url, path, **remote.options)
+
+
+def states(repo: dbvers.Repo) -> dict[str, object]:
+    return {c.id: dump_state(repo.materialize(c.id)) for c in repo.log()}
+
+
+def test_clone_reproduces_every_commit_exactly(origin: dbvers.Repo, remote: RemoteAt, tmp_path: Path) -> None:
+    repo = clone_of(remote, tmp_path / "b" / "data.db")
+    assert [c.id for c in repo.log()] == [c.id for c in origin.log()]
+    assert states(repo) == states(origin)
+    assert dump_state(repo.path) == dump_state(origin.path)
+    assert repo.head.branch == "main" and repo.status().clean
+    assert repo.remotes()[0].url == make_remote(remote.url).url
+    assert repo.status().tracking_line() == "Your branch is up to date with 'origin/main'"
+    assert repo.fsck().ok
+
+
+def test_incremental_push_sends_only_the_new_commit(origin: dbvers.Repo, remote: RemoteAt) -> None:
+    execute(origin.path, "UPDATE t SET note = 'changed' WHERE id = 7")
+    c = origin.commit("one row")
+    assert origin.status().tracking_line() == \
+        "Your branch is ahead of 'origin/main' by 1 commit ('dbvers push' publishes them)"
+    res = origin.push()
+    sent_expected = {c.id, *c.referenced_objects()} - {origin.log()[1].schema}  # the schema is unchanged
+    assert res.objects == len(sent_expected)
+    assert [(r.ref, r.status) for r in res.refs] == [("refs/heads/main", "fast-forward")]
+    backend = remote.backend()
+    assert backend.refs.read("refs/heads/main") == c.id
+    assert all(backend.objects.has(o) for o in sent_expected)
+    assert origin.push().objects == 0  # nothing more to send: up to date
+
+
+def test_non_fast_forward_push_is_refused_and_pull_merges(origin: dbvers.Repo, remote: RemoteAt,
+                                                          tmp_path: Path) -> None:
+    other = clone_of(remote, tmp_path / "b" / "data.db")
+    execute(other.path, "INSERT INTO t(id, v) VALUES (100, 1)")
+    theirs = other.commit("theirs")
+    other.push()
+    execute(origin.path, "INSERT INTO t(id, v) VALUES (200, 2)")
+    origin.commit("ours")
+    with pytest.raises(PushRejectedError, match=r"non-fast-forward.*pull first") as info:
+        origin.push()
+    assert "\n" not in str(info.value)
+    assert remote.backend().refs.read("refs/heads/main") == theirs.id  # the remote is untouched
+    pulled = origin.pull()
+    assert pulled.merge.commit is not None and len(pulled.merge.commit.parents) == 2
+    rows = {r[0] for r in sqlite3.connect(origin.path).execute("SELECT id FROM t WHERE id >= 100")}
+    assert rows == {100, 200}
+    origin.push()
+    other.pull()  # a fast-forward
+    assert other.head.commit == origin.head.commit and dump_state(other.path) == dump_state(origin.path)
+
+
+def test_force_with_lease_replaces_only_what_was_fetched(origin: dbvers.Repo, remote: RemoteAt,
+                                                         tmp_path: Path) -> None:
+    other = clone_of(remote, tmp_path / "b" / "data.db")
+    first = origin.head.commit
+    execute(origin.path, "DELETE FROM bag")
+    origin.commit("to be replaced")
+    origin.push()
+    other.reset(first)  # other rewrites history from an older commit
+    execute(other.path, "INSERT INTO bag VALUES (1, 1)")
+    rewrite = other.commit("rewrite")
+    with pytest.raises(PushRejectedError, match="stale info"):
+        other.push(force_with_lease=True)  # its tracking ref predates the remote's move
+    other.fetch()
+    res = other.push(force_with_lease=True)
+    assert res.refs[0].status == "forced" and remote.backend().refs.read("refs/heads/main") == rewrite.id
+
+
+def test_four_clones_pushing_at_once_one_wins(origin: dbvers.Repo, remote: RemoteAt, tmp_path: Path) -> None:
+    clones = [clone_of(remote, tmp_path / f"c{i}" / "data.db") for i in range(4)]
+    for i, c in enumerate(clones):
+        execute(c.path, f"INSERT INTO t(id, v) VALUES ({1000 + i}, {i})")
+        c.commit(f"clone {i}")
+    barrier = threading.Barrier(4)
+    outcome: dict[int, str] = {}
+
+    def push(i: int) -> None:
+        barrier.wait()
+        try:
+            clones[i].push()
+            outcome[i] = "won"
+        except PushRejectedError as e:
+            outcome[i] = str(e)
+
+    threads = [threading.Thread(target=push, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    winners = [i for i, o in outcome.items() if o == "won"]
+    assert len(winners) == 1, outcome
+    for i, o in outcome.items():
+        if i not in winners:
+            assert "fetch first" in o or "pull first" in o, o
+    assert remote.backend().refs.read("refs/heads/main") == clones[winners[0]].head.commit
+
+
+def test_fetch_moves_tracking_refs_and_tags(origin: dbvers.Repo, remote: RemoteAt, tmp_path: Path) -> None:
+    other = clone_of(remote, tmp_path / "b" / "data.db")
+    execute(origin.path, "UPDATE t SET v = 0")
+    new = origin.commit("everything zero")
+    origin.tag("v1")
+    origin.branch("feature")
+    origin.push(all=True)
+    origin.push(tags=True)
+    res = other.fetch()
+    assert {(r.ref, r.status) for r in res.changed} == {
+        ("refs/remotes/origin/main", "fast-forward"), ("refs/remotes/origin/feature", "new"),
+        ("refs/tags/v1", "new")}
+    assert other.resolve("origin/main") == new.id and other.tags() == {"v1": new.id}
+    assert other.status().behind == 1 and other.status().ahead == 0
+    assert other.diff("main", "origin/main").summary()["modified"].sum() > 0
+    assert other.log("origin/main", n=1)[0].id == new.id
+    assert other.fetch().changed == []  # nothing new
+
+
+def test_keyframe_records_travel(remote: RemoteAt, tmp_path: Path) -> None:
+    origin = dbvers.init(make_db(tmp_path / "a" / "data.db", rows=5000))
+    origin.remote_add("origin", remote.url, **remote.options)
+    execute(origin.path, "UPDATE t SET v = -1 WHERE id = 1")
+    c = origin.commit("small")
+    assert c.snapshot is None
+    snap = origin.snapshot()  # a keyframe record for a commit without its own snapshot
+    origin.push()
+    assert remote.backend().refs.keyframe(c.id) == snap
+    repo = clone_of(remote, tmp_path / "b" / "data.db")
+    assert repo.refs.keyframe(c.id) == snap and repo.objects.has(snap)
+
+
+def test_push_errors_are_one_line_and_change_nothing(origin: dbvers.Repo, remote: RemoteAt) -> None:
+    with pytest.raises(UnknownRemoteError, match=r"no remote named 'nope'.*origin"):
+        origin.push("nope")
+    with pytest.raises(RemoteExistsError):
+        origin.remote_add("origin", remote.url, **remote.options)
+    origin.checkout(origin.head.commit or "")
+    with pytest.raises(NoUpstreamError, match="HEAD is detached"):
+        origin.push()
+    with pytest.raises(NoUpstreamError, match="detached"):
+        origin.pull()
+
+
+def test_remote_rename_and_remove_carry_tracking_refs(origin: dbvers.Repo) -> None:
+    origin.remote_rename("origin", "team")
+    assert [r.name for r in origin.remotes()] == ["team"]
+    assert origin.refs.list("refs/remotes/") == {"team/main": origin.head.commit}
+    assert origin.status().upstream == "team/main"
+    assert dbvers.open(origin.path).status().upstream == "team/main"  # written to the config file
+    origin.remote_remove("team")
+    assert origin.remotes() == [] and origin.refs.list("refs/remotes/") == {}
+    assert origin.status().upstream is None
+
+
+def test_clone_refuses_what_it_would_overwrite(origin: dbvers.Repo, remote: RemoteAt, tmp_path: Path) -> None:
+    with pytest.raises(RepositoryExistsError, match="already tracks"):
+        clone_of(remote, origin.path)
+    with pytest.raises(UsageError, match="exists; a clone makes a new database"):
+        dbvers.clone(remote.url, origin.path, store=tmp_path / "elsewhere", **remote.options)
+    empty = tmp_path / "empty-remote"
+    empty.mkdir()
+    with pytest.raises(RemoteNotFoundError, match="not a dbvers remote"):
+        dbvers.clone(str(empty), tmp_path / "x" / "new.db")
+
+
+def test_cli_sharing_end_to_end(remote: RemoteAt, tmp_path: Path) -> None:
+    a = make_db(tmp_path / "a" / "data.db")
+    assert run_cli("init", str(a), cwd=a.parent).returncode == 0
+    r = run_cli("remote", "add", "origin", remote.url, *remote.cli_options, cwd=a.parent)
+    assert r.returncode == 0, r.stderr
+    r = run_cli("remote", "-v", cwd=a.parent)
+    assert r.stdout.split()[:2] == ["origin", make_remote(remote.url).url] and (not remote.endpoint_url or remote.endpoint_url in r.stdout)
+    r = run_cli("push", "-u", cwd=a.parent)
+    assert r.returncode == 0 and "* [new branch]      main -> main" in r.stdout, r.stdout + r.stderr
+    r = run_cli("clone", remote.url, str(tmp_path / "b") + "/", *remote.cli_options, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    b = next((tmp_path / "b").glob("*.db"))
+    execute(b, "INSERT INTO t(id) VALUES (500)")
+    assert run_cli("commit", "-m", "from b", cwd=b.parent).returncode == 0
+    assert run_cli("push", cwd=b.parent).returncode == 0
+    execute(a, "INSERT INTO t(id) VALUES (600)")
+    run_cli("commit", "-m", "from a", cwd=a.parent)
+    r = run_cli("push", cwd=a.parent)
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and "pull first" in r.stderr
+    assert "[rejected]" in r.stdout
+    r = run_cli("pull", cwd=a.parent)
+    assert r.returncode == 0, r.stderr
+    r = run_cli("status", cwd=a.parent)
+    assert "ahead of 'origin/main' by 2 commits" in r.stdout
+    r = run_cli("branch", "-a", cwd=a.parent)
+    assert "remotes/origin/main" in r.stdout
+    assert run_cli("push", cwd=a.parent).returncode == 0
+    r = run_cli("fetch", cwd=b.parent)
+    assert "main -> origin/main" in r.stdout
+    r = run_cli("log", "--oneline", "origin/main", cwd=b.parent)
+    assert "from a" in r.stdout
+    r = run_cli("remote", "rename", "origin", "up", cwd=b.parent)
+    assert r.returncode == 0 and run_cli("branch", "-r", cwd=b.parent).stdout.split()[0] == "up/main"
+    assert run_cli("remote", "remove", "up", cwd=b.parent).returncode == 0
+    r = run_cli("push", cwd=b.parent)
+    assert r.returncode == 2 and "no remote named 'origin'" in r.stderr
+
+
+def test_piped_output_has_no_progress_bar(origin: dbvers.Repo, remote: RemoteAt) -> None:
+    execute(origin.path, "UPDATE t SET v = 9")
+    origin.commit("nine")
+    r = run_cli("push", cwd=origin.path.parent)
+    assert r.returncode == 0 and "━" not in r.stdout and "pushing" not in r.stdout
+
+
+def test_console_progress_shows_bytes_and_objects() -> None:
+    import io
+
+    from rich.console import Console
+
+    from dbvers.render.progress import ConsoleProgress
+
+    out = io.StringIO()
+    bar = ConsoleProgress(Console(file=out, force_terminal=True, width=100))
+    bar.start("pushing", 2, 3_000_000)
+    bar.advance(1_000_000)
+    bar.advance(2_000_000)
+    bar.finish()
+    text = out.getvalue()
+    assert "pushing 2 objects" in text and "3.0" in text and "MB" in text
+
+
+# -- S3 only: an endpoint that ignores conditional writes is refused at the first push -------------
+
+def test_push_refuses_an_s3_endpoint_that_ignores_conditional_writes(tmp_path: Path, s3_endpoint: str) -> None:
+    from dbvers.remotes.s3client import S3Connection
+
+    url = moto_remote_url()
+    repo = dbvers.init(make_db(tmp_path / "a" / "data.db"))
+    # A region of its own gives this test its own cached boto3 client, which the push uses too.
+    repo.remote_add("origin", url, endpoint_url=s3_endpoint, region="eu-north-1")
+    client = S3Connection(MOTO_BUCKET, endpoint_url=s3_endpoint, region="eu-north-1").client
+
+    def strip(request, **_):  # type: ignore[no-untyped-def]
+        request.headers.pop("If-None-Match", None)
+
+    client.meta.events.register("before-send.s3.PutObject", strip)
+    try:
+        with pytest.raises(dbvers.errors.ConditionalWritesUnsupportedError, match="If-None-Match"):
+            repo.push()
+    finally:
+        client.meta.events.unregister("before-send.s3.PutObject", strip)
+    assert not make_remote(url, endpoint_url=s3_endpoint).exists()  # not made a remote
+    assert repo.refs.list("refs/remotes/") == {}
