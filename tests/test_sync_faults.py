@@ -1,0 +1,140 @@
+"""A push, fetch or clone SIGKILLed at random instants leaves both sides valid, and a rerun completes.
+
+Valid means: every ref on the remote (and every local ref) points to a complete
+history — each commit it reaches, and each object those commits need, is there
+and matches its id — and the local store passes fsck. The child process imports
+dbvers first and waits for "go", so the kill lands inside the transfer, not in
+Python's start-up.
+"""
+
+from __future__ import annotations
+
+import random
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from conftest import execute, moto_remote_url
+from test_sync import RemoteAt, make_db
+
+import dbvers
+from dbvers import graph
+from dbvers.remotes import make_remote
+
+CHILD = r"""
+import sys, dbvers
+repo = dbvers.open(sys.argv[1])
+action = sys.argv[2]
+sys.stdout.write("ready\n"); sys.stdout.flush()
+sys.stdin.readline()
+if action == "push":
+    repo.push(all=True)
+elif action == "fetch":
+    repo.fetch()
+print("done", flush=True)
+"""
+
+CLONE_CHILD = r"""
+import sys, dbvers
+sys.stdout.write("ready\n"); sys.stdout.flush()
+sys.stdin.readline()
+dbvers.clone(sys.argv[1], sys.argv[2], endpoint_url=sys.argv[3] or None)
+print("done", flush=True)
+"""
+
+
+@pytest.fixture(params=["directory", "s3"])
+def remote(request: pytest.FixtureRequest, tmp_path: Path) -> RemoteAt:
+    if request.param == "directory":
+        return RemoteAt(str(tmp_path / "remote"))
+    return RemoteAt(moto_remote_url(), request.getfixturevalue("s3_endpoint"))
+
+
+def history(path: Path, commits: int) -> dbvers.Repo:
+    repo = dbvers.init(make_db(path, rows=2000))
+    for i in range(commits):
+        execute(repo.path, f"UPDATE t SET v = {i} WHERE id % 97 = {i}; INSERT INTO bag VALUES ({i}, {i})")
+        repo.commit(f"commit {i}")
+        if i == commits // 2:
+            repo.branch("side")
+    return repo
+
+
+def assert_complete(objects, refs: dict[str, str]) -> None:  # type: ignore[no-untyped-def]
+    """Every ref reaches only commits that are there, each with every object it needs."""
+    reach = graph.walk(objects, refs)
+    assert not reach.damaged, reach.problems
+    for c in reach.commits.values():
+        for oid, kind in c.typed_references():
+            assert objects.verify(oid) == kind
+
+
+def remote_refs(backend) -> dict[str, str]:  # type: ignore[no-untyped-def]
+    refs = {v: f"refs/heads/{k}" for k, v in backend.refs.list("refs/heads/").items()}
+    refs.update({v: f"refs/tags/{k}" for k, v in backend.refs.list("refs/tags/").items()})
+    return refs
+
+
+def kill_at_random(args: list[str], delay: float) -> bool:
+    """Run a child, let it start the transfer, SIGKILL it after *delay*; True if it finished first."""
+    child = subprocess.Popen([sys.executable, "-c", *args], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                             text=True)
+    assert child.stdout is not None and child.stdin is not None
+    assert child.stdout.readline() == "ready\n"
+    child.stdin.write("go\n")
+    child.stdin.flush()
+    time.sleep(delay)
+    child.kill()
+    out, _ = child.communicate(timeout=60)
+    return "done" in out
+
+
+def test_push_killed_at_random_instants_leaves_the_remote_consistent(remote: RemoteAt, tmp_path: Path) -> None:
+    repo = history(tmp_path / "a" / "data.db", 12)
+    repo.remote_add("origin", remote.url, **remote.options)
+    rng = random.Random(7)
+    finished = 0
+    for _ in range(5):
+        finished += kill_at_random([CHILD, str(repo.path), "push"], rng.uniform(0.0, 0.6))
+        backend = make_remote(remote.url, **remote.options)
+        if backend.exists():
+            assert_complete(backend.objects, remote_refs(backend))
+        assert repo.fsck().ok
+    assert finished < 5  # at least one kill landed inside the push (else this test proves nothing)
+    repo.push(all=True)  # a rerun completes
+    backend = make_remote(remote.url, **remote.options).check()
+    assert backend.refs.read("refs/heads/main") == repo.head.commit
+    assert backend.refs.read("refs/heads/side") == repo.branches()["side"]
+    assert_complete(backend.objects, remote_refs(backend))
+    clone = dbvers.clone(remote.url, tmp_path / "b" / "data.db", **remote.options)
+    assert [c.id for c in clone.log()] == [c.id for c in repo.log()]
+
+
+def test_fetch_and_clone_killed_at_random_instants_leave_the_local_store_valid(remote: RemoteAt,
+                                                                               tmp_path: Path) -> None:
+    repo = history(tmp_path / "a" / "data.db", 12)
+    repo.remote_add("origin", remote.url, **remote.options)
+    first = repo.log()[-1].id
+    other = dbvers.init(make_db(tmp_path / "b" / "data.db", rows=1))
+    other.remote_add("origin", remote.url, **remote.options)
+    repo.push(all=True)
+    rng = random.Random(11)
+    finished = 0
+    for _ in range(4):
+        finished += kill_at_random([CHILD, str(other.path), "fetch"], rng.uniform(0.0, 0.5))
+        assert other.fsck().ok
+        assert_complete(other.objects, {v: k for k, v in other.refs.list("refs/remotes/").items()})
+    assert finished < 4  # at least one kill landed inside a fetch
+    res = other.fetch()
+    assert other.refs.read("refs/remotes/origin/main") == repo.head.commit and res.rejected == []
+    assert other.objects.has(first)
+    target = tmp_path / "c" / "data.db"
+    for _ in range(3):
+        if kill_at_random([CLONE_CHILD, remote.url, str(target), remote.endpoint_url or ""],
+                          rng.uniform(0.0, 0.8)):
+            break
+        # A killed clone leaves nothing, or a store whose next command (this rerun) finishes it.
+    clone = dbvers.clone(remote.url, target, **remote.options)
+    assert clone.head.commit == repo.head.commit and clone.status().clean and clone.fsck().ok
