@@ -365,3 +365,20 @@ def edit_config(store: Path, change: Callable[[Config], object]) -> None:
     change(cfg)
     validate(cfg, path)
     write_config(store, cfg)
+
+
+def config_stamp(store: Path) -> tuple[int, int, int] | None:
+    """What changes when ``store/config`` is rewritten (every write is an atomic replace)."""
+    try:
+        st = (store / "config").stat()
+    except OSError:
+        return None
+    return st.st_ino, st.st_size, st.st_mtime_ns
+
+
+def reload_into(cfg: Config, store: Path) -> None:
+    """Make *cfg* (an object others hold) what ``store/config`` says now, in place."""
+    fresh = read_config(store)
+    for section in cfg.sections():
+        cfg.remove_section(section)
+    cfg.read_dict({s: dict(fresh.items(s)) for s in fresh.sections()})

@@ -7,7 +7,9 @@
 * the argument checks both frontends make with the same words
   (:func:`check_at_least`, :func:`diff_refs`);
 * the console factory: :func:`console` is a rich ``Console`` that colours when
-  stdout is a terminal and writes plain text when it is piped or captured.
+  stdout is a terminal and writes plain text when it is piped or captured;
+* the progress factory: :func:`progress_bar` is a rich bar on a terminal, a widget
+  under the magics (:func:`widget_progress`), nothing when piped.
 
 Nothing here imports the repository: the magics and ``dbvers --help`` stay cheap.
 """
@@ -19,8 +21,9 @@ import errno
 import io
 import os
 import sys
-from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from collections.abc import Iterator, Sequence
+from contextvars import ContextVar
+from typing import TYPE_CHECKING, Any
 
 from .boundary import translate
 from .errors import DbversError, InternalError, UsageError
@@ -106,3 +109,32 @@ def console() -> Console:
             raise BrokenPipeError(errno.EPIPE, "stdout was closed")
 
     return _Console(highlight=False, soft_wrap=True)
+
+
+# -- progress -------------------------------------------------------------------------
+
+_WIDGETS: ContextVar[bool] = ContextVar("dbvers_widget_progress", default=False)
+
+
+@contextlib.contextmanager
+def widget_progress(enabled: bool = True) -> Iterator[None]:
+    """Within this block, :func:`progress_bar` is a notebook widget (the magics set it)."""
+    token = _WIDGETS.set(enabled)
+    try:
+        yield
+    finally:
+        _WIDGETS.reset(token)
+
+
+def progress_bar() -> Any:
+    """How a transfer shows its progress here: a widget under the magics, a rich bar when
+    stdout is a terminal, None (nothing shown) when it is piped or captured."""
+    if _WIDGETS.get():
+        from .render.progress import WidgetProgress
+
+        return WidgetProgress()
+    if not sys.stdout.isatty():
+        return None
+    from .render.progress import ConsoleProgress
+
+    return ConsoleProgress(console())

@@ -29,7 +29,7 @@ from IPython.core.magic_arguments import argument, magic_arguments
 from . import sqlio
 from .cli import build_parser, run
 from .errors import DbversError, NothingToCommitError, debug_enabled
-from .frontend import check_at_least, console, diff_refs, user_error
+from .frontend import check_at_least, console, diff_refs, user_error, widget_progress
 
 MAX_MESSAGE = 4000
 PAGE_SIZE = 50
@@ -192,7 +192,7 @@ class DbversMagics(Magics):
         return ["--db", str(self.db), "--store", str(self.store), *argv]
 
     def _run_cli(self, argv: list[str]) -> int:
-        with user_errors():
+        with user_errors(), widget_progress(self.widgets()):
             return run(self._cli_argv(argv))
         return 0  # pragma: no cover - reached after --help
 

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 import apsw
 
 from . import capture, history, maintenance, merge, revisions, sqlio, sync
-from .config import Config, read_config
+from .config import Config, config_stamp, read_config, reload_into
 from .errors import (
     DamagedRefError,
     DbversError,
@@ -71,6 +71,7 @@ class Repo:
         self.store_dir = worktree.store_dir
         self.path = worktree.path
         self.lock = RepoLock(self.store_dir / "lock", config.getfloat("lock", "timeout"))
+        self.config_stamp = config_stamp(self.store_dir)
         # The planner's sqlite_stat* tables are versioned only when asked (guide: "What is versioned").
         self.version_stats = worktree.version_stats
 
@@ -119,6 +120,7 @@ class Repo:
         With *recovery_problems* (fsck), a recovery that fails is noted there instead
         of raised: fsck must run whatever else is damaged.
         """
+        self.reload_config()
         self.lock.timeout = self.lock_timeout()
         with self.lock.held(write) as fresh:
             self.states.choose_cache_dir(self.lock.read_only)
@@ -132,6 +134,13 @@ class Repo:
                         f"an interrupted operation could not be recovered ({str(e).splitlines()[0][:120]})")
             yield
 
+
+    def reload_config(self) -> None:
+        """Pick up a config another Repo object or process wrote (``%dbvers remote add``)."""
+        stamp = config_stamp(self.store_dir)
+        if stamp is not None and stamp != self.config_stamp:
+            reload_into(self.config, self.store_dir)
+            self.config_stamp = stamp
 
     def _recover(self, write: bool) -> None:
         """Clean up after killed processes, then finish what they left half done."""

@@ -210,6 +210,7 @@ def push(repo: Repo, remote: str | None = None, branch: str | None = None, *, al
     Raises :class:`PushRejectedError` when any ref was refused (the others are
     pushed); the remote ref moves only after every object it needs is there.
     """
+    repo.reload_config()
     name = remote or default_remote(repo)
     info = remote_info(repo, name)
     updates = _push_targets(repo, name, branch, all_branches, tags)
@@ -287,7 +288,7 @@ def _after_push(repo: Repo, name: str, updates: list[_Update], set_upstream: boo
             if set_upstream and u.source.startswith(HEADS):
                 src, dest = u.source.removeprefix(HEADS), u.dest.removeprefix(HEADS)
                 config.edit_config(repo.store_dir, lambda cfg, s=src, d=dest: config.set_upstream(cfg, s, name, d))
-                config.set_upstream(repo.config, src, name, dest)
+        repo.reload_config()
 
 
 def _move_ref(repo: Repo, ref: str, new: str | None, why: str) -> tuple[str | None, str | None]:
@@ -409,6 +410,7 @@ def upstream_state(repo: Repo) -> tuple[str | None, int, int]:
     """(the current branch's upstream as ``origin/main``, ahead, behind), from the local
     tracking ref (as of the last fetch or push: status never touches the network)."""
     branch, head = repo.current_branch, repo.head.commit
+    repo.reload_config()
     up = config.upstream(repo.config, branch) if branch else None
     if up is None or head is None:
         return None, 0, 0
@@ -430,6 +432,7 @@ def pull(repo: Repo, remote: str | None = None, branch: str | None = None, *, me
     current = repo.current_branch
     if current is None:
         raise NoUpstreamError("pull", "HEAD is detached; check out a branch first")
+    repo.reload_config()
     up = config.upstream(repo.config, current)
     name = remote or (up[0] if up else default_remote(repo))
     theirs = branch or (up[1] if up and up[0] == name else current)

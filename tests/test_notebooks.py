@@ -14,7 +14,7 @@ NOTEBOOKS = sorted((Path(__file__).parent.parent / "notebooks").glob("*.ipynb"))
 
 
 def test_there_are_notebooks() -> None:
-    assert {p.name for p in NOTEBOOKS} >= {"quickstart.ipynb", "time-travel.ipynb"}
+    assert {p.name for p in NOTEBOOKS} >= {"quickstart.ipynb", "time-travel.ipynb", "sharing.ipynb"}
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
@@ -37,3 +37,10 @@ def test_notebook_runs(path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPat
         state = nb.metadata["widgets"]["application/vnd.jupyter.widget-state+json"]["state"]
         assert any(m["model_name"] == "TabModel" for m in state.values())
         assert any("auto-committed" in o.get("text", "") for o in outputs if o.output_type == "stream")
+    if path.stem == "sharing":
+        # %dbvers push showed its progress as a widget; the refused push said to pull.
+        state = nb.metadata["widgets"]["application/vnd.jupyter.widget-state+json"]["state"]
+        assert any(m["model_name"] == "IntProgressModel" for m in state.values())
+        shown = "".join(o.get("text", "") + o.get("data", {}).get("text/plain", "") for o in outputs)
+        assert "refused:" in shown and "pull first" in shown
+        assert "[new branch]" in shown and "ahead of 'origin/main'" in shown

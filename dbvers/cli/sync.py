@@ -9,22 +9,12 @@ rejected push prints what it did and exits 2 with one line saying to pull.
 from __future__ import annotations
 
 import argparse
-import sys
 from typing import Any
 
 from ..errors import PushRejectedError, UsageError
-from ..frontend import console
+from ..frontend import console, progress_bar
 from .common import Command, Handler, Parser, add_location, human_size, open_repo
 from .merging import say_result
-
-
-def progress_bar() -> Any:
-    """A rich bar when stdout is a terminal; None (nothing shown) when it is piped."""
-    if not sys.stdout.isatty():
-        return None
-    from ..render.progress import ConsoleProgress
-
-    return ConsoleProgress(console())
 
 
 def _print_result(res: Any) -> None:

@@ -48,6 +48,7 @@ def check_remote_name(name: str) -> str:
 
 def remotes(repo: Repo) -> list[RemoteInfo]:
     """The configured remotes, in the order the config lists them."""
+    repo.reload_config()
     out = []
     for name in config.remote_names(repo.config):
         settings = config.remote_settings(repo.config, name)
@@ -58,6 +59,7 @@ def remotes(repo: Repo) -> list[RemoteInfo]:
 
 
 def remote_info(repo: Repo, name: str) -> RemoteInfo:
+    repo.reload_config()
     settings = config.remote_settings(repo.config, name)
     if settings is None:
         raise UnknownRemoteError(name, config.remote_names(repo.config))
@@ -74,9 +76,9 @@ def connect(info: RemoteInfo, *, create: bool = False) -> DirectoryRemote | S3Re
 
 
 def _edit(repo: Repo, change: Callable[[config.Config], object]) -> None:
-    """Change the store's config file and this Repo's copy of it alike (under the lock)."""
+    """Change the store's config file, then this Repo's copy of it (under the lock)."""
     config.edit_config(repo.store_dir, change)
-    change(repo.config)
+    repo.reload_config()
 
 
 def remote_add(repo: Repo, name: str, url: str, *, endpoint_url: str | None = None,
@@ -133,6 +135,7 @@ def remote_rename(repo: Repo, old: str, new: str) -> RemoteInfo:
 
 def default_remote(repo: Repo, branch: str | None = None) -> str:
     """The remote *branch* (default: the current one) tracks, else ``origin``."""
+    repo.reload_config()
     branch = branch if branch is not None else repo.current_branch
     up = config.upstream(repo.config, branch) if branch else None
     return up[0] if up else DEFAULT_REMOTE
