@@ -230,7 +230,9 @@ def ahead_behind(source: CommitSource, a: str, b: str) -> tuple[int, int]:
 
     Counted by the merge-base walk, so it reads ``log a...b``'s worth of commits, not the
     whole history: what only one side's walk reached before both went below every common
-    ancestor.
+    ancestor. Exact when commit times agree with the history (each commit after its
+    parents); a clock that went back can make a count too high, as git's counts could
+    before generation numbers. It is a display: nothing decides on it.
     """
     read = commit_reader(source)
     if a == b:
