@@ -6,7 +6,8 @@ the newer side; ``a`` = A). The row-diff engine is :mod:`dbvers.rowdiff` (one
 streaming query per table in Dolt's ``dolt_diff_<table>`` shape), the SQL script
 ``to_sql`` writes is :mod:`dbvers.sqlgen`'s, Arrow/pandas conversion is
 :mod:`dbvers.frames`', and the history walk that narrows a diff between two
-commits to the keys their patches name is ``history.changed_keys``. The display
+commits to the keys their patches name is ``history.changed_keys``; :func:`between`
+wires them for ``Repo.diff``. The display
 (``str``, HTML, the widget) goes through the one display hook, :mod:`dbvers.display`.
 
 pandas and pyarrow are imported only by the methods that return them.
@@ -36,6 +37,8 @@ from .values import Rows, read_rows
 if TYPE_CHECKING:
     import pandas
     import pyarrow
+
+    from .repo import Repo
 
 COMMIT_COLUMNS = ("from_commit", "to_commit")  # after the rows' columns in to_pandas/to_arrow
 # Below this many candidate keys (or half as many rows to compare) one connection is
@@ -492,6 +495,33 @@ class Diff:
             _, cur = self.query(spec.name, where=where)
             for row in cur:
                 yield rowdiff.change_of(spec, row)
+
+
+def between(repo: Repo, a: str | None = "HEAD", b: str | None = None) -> Diff:
+    """What changed from *a* to *b* in *repo* (a ref, or ``None`` for the working database)."""
+    from .history import changed_keys
+
+    with repo.locked(write=False):
+        owned: list[Path] = []
+
+        def side(ref: str | None) -> tuple[Path, str, str | None]:
+            if ref is None:
+                tmp = repo.worktree.copy_out()
+                owned.append(tmp)
+                return tmp, "working", None
+            oid = repo.resolve(ref)
+            return repo.materialize(oid), ref, oid
+
+        try:
+            a_path, a_label, a_id = side(a)
+            b_path, b_label, b_id = side(b)
+            # Two commits: their patches name the rows that can differ (no full scan).
+            hint = changed_keys(repo, a_id, b_id) if a_id and b_id else None
+            return Diff(a_path, b_path, a_label=a_label, b_label=b_label, a_commit=a_id,
+                        b_commit=b_id, owned=owned, workdir=repo.cache_dir, hint=hint)
+        finally:
+            for p in owned:
+                p.unlink(missing_ok=True)
 
 
 def _class_masks(counted: list[str]) -> list[str]:
