@@ -41,9 +41,9 @@ if TYPE_CHECKING:
     from .repo import Repo
 
 COMMIT_COLUMNS = ("from_commit", "to_commit")  # after the rows' columns in to_pandas/to_arrow
-# Below this many candidate keys (or half as many rows to compare) one connection is
-# as fast as several.
-_PARALLEL_ROWS = 20_000
+#: Below this many candidate keys (or half as many rows to compare) one connection is as
+#: fast as several: the columnar path splits a read across ``columnar.workers()`` only above it.
+PARALLEL_ROWS = 20_000
 _CLASSES_PER_MASK = 15  # 4 bits per column in one 64-bit integer
 _log = logging.getLogger(__name__)
 
@@ -75,6 +75,7 @@ class Diff:
         self._finalizer = weakref.finalize(self, _cleanup, self._conn, self._dir)
         self._specs: dict[str, TableSpec] | None = None
         self._counts: dict[str, TableCounts] | None = None
+        self._last_read: str | None = None
 
     def _pin(self, src: Path, name: str) -> Path:
         dst = self._dir / name
@@ -105,6 +106,13 @@ class Diff:
     def hint(self) -> KeyHint | None:
         """The keys the history between the two commits says can differ (None: compared in full)."""
         return self._hint
+
+    @property
+    def last_read(self) -> str | None:
+        """How the last ``to_pandas``/``to_arrow`` read its rows: ``"columnar"`` (SQLite straight
+        into Arrow through the ADBC driver) or ``"rows"`` (row by row through apsw, when the
+        driver is missing or would change a value's type); None before the first."""
+        return self._last_read
 
     @property
     def nbytes(self) -> int:
@@ -352,6 +360,7 @@ class Diff:
         spec = self.spec(table)
         cols = self.output_columns(table, skinny=skinny, where=where, limit=limit)
         got = self._columns_columnar(spec, cols, where, limit)
+        self._last_read = "rows" if got is None else "columnar"
         if got is not None:
             return cols, got[0], got[1]
         _, cur = self.query(table, where=where, limit=limit, columns=cols)
@@ -415,7 +424,7 @@ class Diff:
                 _log.debug("%s: keys of mixed types, read row by row", spec.name)
                 return None
             n = table.num_rows
-            parts = columnar.workers() if limit is None and n >= _PARALLEL_ROWS else 1
+            parts = columnar.workers() if limit is None and n >= PARALLEL_ROWS else 1
             step = max_rows = max(1, -(-n // parts))
             sql = self._filtered_sql(spec.name, selected, where, tail, keys="dbvers_keys")
             queries = [(sql, {"dbvers_keys": table.slice(i, step)}) for i in range(0, n, step)]
@@ -426,7 +435,7 @@ class Diff:
                            for db, present in (("a", spec.in_a), ("main", spec.in_b)) if present)
             queries = [(self._filtered_sql(spec.name, selected, where, tail), {})]
             arms = self._scanned_arms(spec)
-            if arms and limit is None and max_rows >= 2 * _PARALLEL_ROWS:
+            if arms and limit is None and max_rows >= 2 * PARALLEL_ROWS:
                 # each arm of the comparison in rowid ranges, arm after arm as the one query lists them
                 ranges = rowdiff.rowid_ranges(self._conn, spec, columnar.workers())
                 queries = [(self._filtered_sql(spec.name, selected, where, scan=(arm, lo, hi)), {})
@@ -460,7 +469,6 @@ class Diff:
         return frames.frame([*cols, *frames.meta_columns(cols, COMMIT_COLUMNS)],
                             [*arrays, frames.repeat_text(self.a_commit, n), frames.repeat_text(self.b_commit, n)])
 
-    # -- SQL that turns A into B -------------------------------------------------
     # -- SQL that turns A into B -------------------------------------------------
     def to_sql(self, tables: Sequence[str] | None = None) -> Iterator[str]:
         """Statements that, run on A, make it equal B: rows, and for the whole diff the schema too.
