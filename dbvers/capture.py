@@ -3,26 +3,32 @@
 DESIGN.md section 3: the copy is compared with its first parent's state (the
 patchset and the hidden rowids a replay would get wrong), the keyframe policy
 decides whether it also becomes a snapshot, and the objects are written: patch,
-snapshot, rowids, schema, then the commit. Moving a ref to it (the commit point)
-is the caller's (``Repo.commit``); a merge commit is the same with more parents.
+snapshot, rowids, schema, then the commit (:func:`make_commit`; a merge commit is the
+same with more parents). :func:`commit_working` is ``Repo.commit``'s body: it also moves
+HEAD's branch to the commit (the commit point) and keeps the copy as the cache of the new
+state; the caller holds the store's lock.
 """
 
 from __future__ import annotations
 
+import contextlib
 import getpass
 import os
 import socket
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from . import changes as ch
-from . import snapshots
+from . import snapshots, sqlio
 from .config import Config
-from .errors import NothingToCommitError
+from .errors import DbversError, NothingToCommitError, UsageError
 from .formats import now_timestamp
+from .fsutil import publish
 from .objects import Commit, TableCounts
 from .states import States
-from .storage.base import ObjectStore
+from .storage.base import Head, ObjectStore, RefStore
+from .storage.refnames import HEADS
 from .worktree import Worktree
 
 
@@ -98,3 +104,44 @@ def make_commit(objects: ObjectStore, states: States, worktree: Worktree, tmp: P
     objects.put_bytes("commit", commit.to_bytes())
     states.remember(commit.id, commit)
     return commit
+
+
+def move_head(refs: RefStore, head: Head, new: str, message: str) -> None:
+    """Move *head*'s branch to *new* (by compare-and-swap), or a detached HEAD itself."""
+    if head.branch is not None:
+        refs.update(HEADS + head.branch, new, expect=head.commit, message=message)
+    else:
+        refs.set_head(commit=new, message=message)
+
+
+def commit_working(objects: ObjectStore, refs: RefStore, states: States, worktree: Worktree, message: str, *,
+                   parents: Sequence[str] | None = None, allow_empty: bool = False, author: str | None = None,
+                   meta: dict[str, Any] | None = None) -> Commit:
+    """Commit the working database on *parents* (commit ids, ours first; default HEAD's commit)
+    and move HEAD to it. An unchanged state is refused unless *allow_empty* (a merge never is)."""
+    head = refs.head()
+    if parents is None:
+        ids: tuple[str, ...] = (head.commit,) if head.commit else ()
+    elif len(set(parents)) != len(parents):
+        raise UsageError("a commit can't have the same parent twice")
+    else:
+        ids = tuple(parents)
+    first, is_merge = (ids[0] if ids else None), len(ids) > 1
+    if first is not None and first == head.commit and not (allow_empty or is_merge) and worktree.known_clean():
+        raise NothingToCommitError()
+    fp = sqlio.fingerprint(worktree.path)  # before the copy: a write during it makes it stale
+    tmp = worktree.copy_out()
+    try:
+        commit = make_commit(objects, states, worktree, tmp, ids, message=message, author=author, meta=meta,
+                             allow_empty=allow_empty or is_merge)
+        move_head(refs, head, commit.id, f"commit{' (merge)' if is_merge else ''}: {commit.summary}")
+        # Past the commit point only derived data is written: a failure here must not
+        # report the (done) commit as failed; the cache and clean record rebuild later.
+        with contextlib.suppress(OSError, DbversError):
+            # The copy we diffed is exactly the committed state: it becomes the base cache.
+            publish(tmp, states.cache_path(commit.id))
+            worktree.record_clean(fp, commit.id)
+            states.prune_cache(keep={commit.id})
+        return commit
+    finally:
+        tmp.unlink(missing_ok=True)

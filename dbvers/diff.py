@@ -6,7 +6,8 @@ the newer side; ``a`` = A). The row-diff engine is :mod:`dbvers.rowdiff` (one
 streaming query per table in Dolt's ``dolt_diff_<table>`` shape), the SQL script
 ``to_sql`` writes is :mod:`dbvers.sqlgen`'s, Arrow/pandas conversion is
 :mod:`dbvers.frames`', and the history walk that narrows a diff between two
-commits to the keys their patches name is ``history.changed_keys``. The display
+commits to the keys their patches name is ``history.changed_keys``; :func:`between`
+wires them for ``Repo.diff``. The display
 (``str``, HTML, the widget) goes through the one display hook, :mod:`dbvers.display`.
 
 pandas and pyarrow are imported only by the methods that return them.
@@ -37,10 +38,12 @@ if TYPE_CHECKING:
     import pandas
     import pyarrow
 
+    from .repo import Repo
+
 COMMIT_COLUMNS = ("from_commit", "to_commit")  # after the rows' columns in to_pandas/to_arrow
-# Below this many candidate keys (or half as many rows to compare) one connection is
-# as fast as several.
-_PARALLEL_ROWS = 20_000
+#: Below this many candidate keys (or half as many rows to compare) one connection is as
+#: fast as several: the columnar path splits a read across ``columnar.workers()`` only above it.
+PARALLEL_ROWS = 20_000
 _CLASSES_PER_MASK = 15  # 4 bits per column in one 64-bit integer
 _log = logging.getLogger(__name__)
 
@@ -72,6 +75,7 @@ class Diff:
         self._finalizer = weakref.finalize(self, _cleanup, self._conn, self._dir)
         self._specs: dict[str, TableSpec] | None = None
         self._counts: dict[str, TableCounts] | None = None
+        self._last_read: str | None = None
 
     def _pin(self, src: Path, name: str) -> Path:
         dst = self._dir / name
@@ -102,6 +106,13 @@ class Diff:
     def hint(self) -> KeyHint | None:
         """The keys the history between the two commits says can differ (None: compared in full)."""
         return self._hint
+
+    @property
+    def last_read(self) -> str | None:
+        """How the last ``to_pandas``/``to_arrow`` read its rows: ``"columnar"`` (SQLite straight
+        into Arrow through the ADBC driver) or ``"rows"`` (row by row through apsw, when the
+        driver is missing or would change a value's type); None before the first."""
+        return self._last_read
 
     @property
     def nbytes(self) -> int:
@@ -349,6 +360,7 @@ class Diff:
         spec = self.spec(table)
         cols = self.output_columns(table, skinny=skinny, where=where, limit=limit)
         got = self._columns_columnar(spec, cols, where, limit)
+        self._last_read = "rows" if got is None else "columnar"
         if got is not None:
             return cols, got[0], got[1]
         _, cur = self.query(table, where=where, limit=limit, columns=cols)
@@ -412,7 +424,7 @@ class Diff:
                 _log.debug("%s: keys of mixed types, read row by row", spec.name)
                 return None
             n = table.num_rows
-            parts = columnar.workers() if limit is None and n >= _PARALLEL_ROWS else 1
+            parts = columnar.workers() if limit is None and n >= PARALLEL_ROWS else 1
             step = max_rows = max(1, -(-n // parts))
             sql = self._filtered_sql(spec.name, selected, where, tail, keys="dbvers_keys")
             queries = [(sql, {"dbvers_keys": table.slice(i, step)}) for i in range(0, n, step)]
@@ -423,7 +435,7 @@ class Diff:
                            for db, present in (("a", spec.in_a), ("main", spec.in_b)) if present)
             queries = [(self._filtered_sql(spec.name, selected, where, tail), {})]
             arms = self._scanned_arms(spec)
-            if arms and limit is None and max_rows >= 2 * _PARALLEL_ROWS:
+            if arms and limit is None and max_rows >= 2 * PARALLEL_ROWS:
                 # each arm of the comparison in rowid ranges, arm after arm as the one query lists them
                 ranges = rowdiff.rowid_ranges(self._conn, spec, columnar.workers())
                 queries = [(self._filtered_sql(spec.name, selected, where, scan=(arm, lo, hi)), {})
@@ -458,7 +470,6 @@ class Diff:
                             [*arrays, frames.repeat_text(self.a_commit, n), frames.repeat_text(self.b_commit, n)])
 
     # -- SQL that turns A into B -------------------------------------------------
-    # -- SQL that turns A into B -------------------------------------------------
     def to_sql(self, tables: Sequence[str] | None = None) -> Iterator[str]:
         """Statements that, run on A, make it equal B: rows, and for the whole diff the schema too.
 
@@ -492,6 +503,33 @@ class Diff:
             _, cur = self.query(spec.name, where=where)
             for row in cur:
                 yield rowdiff.change_of(spec, row)
+
+
+def between(repo: Repo, a: str | None = "HEAD", b: str | None = None) -> Diff:
+    """What changed from *a* to *b* in *repo* (a ref, or ``None`` for the working database)."""
+    from .history import changed_keys
+
+    with repo.locked(write=False):
+        owned: list[Path] = []
+
+        def side(ref: str | None) -> tuple[Path, str, str | None]:
+            if ref is None:
+                tmp = repo.worktree.copy_out()
+                owned.append(tmp)
+                return tmp, "working", None
+            oid = repo.resolve(ref)
+            return repo.materialize(oid), ref, oid
+
+        try:
+            a_path, a_label, a_id = side(a)
+            b_path, b_label, b_id = side(b)
+            # Two commits: their patches name the rows that can differ (no full scan).
+            hint = changed_keys(repo, a_id, b_id) if a_id and b_id else None
+            return Diff(a_path, b_path, a_label=a_label, b_label=b_label, a_commit=a_id,
+                        b_commit=b_id, owned=owned, workdir=repo.cache_dir, hint=hint)
+        finally:
+            for p in owned:
+                p.unlink(missing_ok=True)
 
 
 def _class_masks(counted: list[str]) -> list[str]:

@@ -306,6 +306,12 @@ class RepoLock:
         self._owner: int | None = None
         self.read_only = False  # whether the lock held now is the shared one of a read-only store
 
+    @property
+    def depth(self) -> int:
+        """How many nested holds the owning thread has now (0: the lock is free, or not this
+        thread's; meaningful in the thread that asks about its own lock)."""
+        return self._depth if self._owner == threading.get_ident() else 0
+
     def _open(self, write: bool) -> tuple[int | None, bool]:
         """A descriptor on the lock file and whether the store is read-only for us."""
         try:

@@ -1,5 +1,6 @@
-"""What the history tells: the log, one commit shown, the history of one row
-(``row_history``), and the keys that can differ between two commits (``changed_keys``).
+"""What the history tells: the log, one commit shown, a table at a version (``read_table``),
+the history of one row (``row_history``), and the keys that can differ between two commits
+(``changed_keys``).
 
 L3 (it reads states through the Repo). The walks are :mod:`dbvers.graph`'s. For a row's
 history, patches tell cheaply which commits touched the row (their records carry the key);
@@ -19,10 +20,11 @@ import apsw
 from . import changes as ch
 from . import graph
 from .errors import UsageError
-from .frames import arrow_column, frame, meta_columns
+from .frames import arrow_column, frame, meta_columns, rows_frame
 from .objects import Commit, CommitLog, Schema, SchemaChange, TableCounts
 from .rowdiff import KeyHint
 from .schemadiff import describe_schema_changes
+from .states import table_rows
 from .values import param, read_rows
 
 if TYPE_CHECKING:
@@ -46,6 +48,22 @@ def show(repo: Repo, ref: str = "HEAD") -> tuple[Commit, list[SchemaChange]]:
     c = repo.get_commit(repo.resolve(ref))
     old = repo.get_schema(repo.get_commit(c.parents[0]).schema) if c.parents else Schema(())
     return c, describe_schema_changes(old, repo.get_schema(c.schema))
+
+
+def read_table(repo: Repo, table: str, at: str | None = "HEAD") -> pandas.DataFrame:
+    """A table's rows at *at* (``None``: the working database) as a DataFrame, with
+    ``Diff.to_pandas``'s dtypes (a NULL doesn't make integers floats)."""
+    with repo.locked(write=False):
+        if at is not None:
+            rows, names, types = table_rows(repo.materialize(repo.resolve(at)), table, at)
+        else:
+            tmp = repo.worktree.copy_out()
+            try:
+                with repo.worktree.reading_copy(tmp):
+                    rows, names, types = table_rows(tmp, table, "the working database")
+            finally:
+                tmp.unlink(missing_ok=True)
+    return rows_frame(names, rows, types)
 
 
 def _key_values(pk: Any, info: ch.TableInfo) -> tuple[Any, ...]:

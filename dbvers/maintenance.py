@@ -1,6 +1,7 @@
-"""Repository maintenance: fsck (verify everything the store holds), reflog expiry and gc
-(remove what nothing reaches). The callers (``Repo.fsck``, ``Repo.reflog_expire``,
-``Repo.gc``) hold the repository lock.
+"""Repository maintenance (layer L3): fsck (verify everything the store holds), reflog expiry
+and gc (remove what nothing reaches). :func:`fsck`, :func:`reflog_expire` and :func:`gc` are
+``Repo``'s (the facade delegates to them) and take the store's lock themselves: fsck a
+read-only one that notes a failed recovery instead of raising, so it runs whatever is damaged.
 
 Expiry is git's: a reflog entry older than ``expire`` goes; one older than
 ``expire_unreachable`` goes when its commit is not reachable from the current tip
@@ -20,7 +21,7 @@ from typing import TYPE_CHECKING
 
 import apsw
 
-from . import graph, snapshots
+from . import graph, refops, snapshots
 from .config import expiry_cutoff
 from .errors import BadExpiryError, DbversError, HistoryDamagedError
 from .fsutil import TMP_PREFIX, temp_path
@@ -220,8 +221,19 @@ def _is_commit(repo: Repo, oid: str) -> bool:
 def fsck(repo: Repo) -> FsckReport:
     """Verify every object's hash, every snapshot's integrity, every ref, reflog and commit link.
 
-    Never raises for damage: whatever it finds unreadable is a problem in the report.
+    Never raises for damage: whatever it finds unreadable (a recovery that fails, a damaged
+    checkout journal included) is a problem in the report.
     """
+    recovery: list[str] = []
+    with repo.locked(write=False, recovery_problems=recovery):
+        report = _verify(repo)
+        if repo.journal_problem:
+            report.problems.append(repo.journal_problem)
+    report.problems[:0] = recovery
+    return report
+
+
+def _verify(repo: Repo) -> FsckReport:
     report = FsckReport()
     types: dict[str, str] = {}
     try:
@@ -320,9 +332,18 @@ def _tip(repo: Repo, ref: str) -> str | None:
 
 
 def reflog_expire(repo: Repo, *, expire: Expiry = None, expire_unreachable: Expiry = None,
-                  refs: list[str] | None = None, dry_run: bool = False,
-                  action: str = "reflog expire") -> ReflogExpireReport:
-    """Drop reflog entries older than their expiry (see the module's docstring).
+                  refs: list[str] | None = None, dry_run: bool = False) -> ReflogExpireReport:
+    """Drop reflog entries older than their expiry (see the module's docstring); *refs*: the
+    names of the reflogs to expire (as ``Repo.reflog`` takes them), None for every one."""
+    with repo.locked(write=not dry_run):
+        full = None if refs is None else [refops.reflog_ref(repo.refs, r) for r in refs]
+        return _expire(repo, expire=expire, expire_unreachable=expire_unreachable, refs=full, dry_run=dry_run)
+
+
+def _expire(repo: Repo, *, expire: Expiry = None, expire_unreachable: Expiry = None,
+            refs: list[str] | None = None, dry_run: bool = False,
+            action: str = "reflog expire") -> ReflogExpireReport:
+    """Drop reflog entries of the full refs *refs* older than their expiry (the lock is held).
 
     Refuses, changing nothing, when the history is damaged: an entry's
     reachability can't be known past a missing commit, and a garbage line can't be
@@ -391,7 +412,13 @@ def _expire_lines(repo: Repo, ref: str, lines: list[str], expire_at: float, unre
 
 def gc(repo: Repo, *, prune: Expiry = None) -> GcReport:
     """Expire reflogs, then remove objects no ref, tag, HEAD or reflog entry reaches that are
-    older than *prune* (default ``[gc] prune_expire``).
+    older than *prune* (default ``[gc] prune_expire``)."""
+    with repo.locked():
+        return _collect(repo, prune=prune)
+
+
+def _collect(repo: Repo, *, prune: Expiry = None) -> GcReport:
+    """gc's work, under the lock.
 
     Refuses, deleting nothing, unless every ref, HEAD and reflog line resolves to a
     readable commit whose whole ancestry is readable: what is unreachable can only
@@ -407,7 +434,7 @@ def gc(repo: Repo, *, prune: Expiry = None) -> GcReport:
                for ref, kind in repo.get_commit(oid).typed_references() if not repo.objects.has(ref)]
     if missing:
         raise HistoryDamagedError("gc", missing)
-    report.expired_entries = len(reflog_expire(repo, action="gc").expired)
+    report.expired_entries = len(_expire(repo, action="gc").expired)
     commits = reachable_commits(repo, "gc")
     reachable = _closure(repo, commits)
     ids = list(repo.objects.iter_ids())

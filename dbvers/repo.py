@@ -17,36 +17,21 @@ from typing import TYPE_CHECKING, Any
 
 import apsw
 
-from . import capture, history, maintenance, merge, revisions, sqlio, sync
+from . import capture, checkout, diff, history, maintenance, merge, refops, revisions, sync
 from .config import Config, config_stamp, read_config, reload_into
-from .errors import (
-    DamagedRefError,
-    DbversError,
-    DirtyWorkingDatabaseError,
-    NothingToCommitError,
-    RefExistsError,
-    UnknownRefError,
-    UnsupportedFormatError,
-    UsageError,
-)
-from .frames import rows_frame
-from .fsutil import RepoLock, publish
+from .errors import DbversError, UnsupportedFormatError, UsageError
+from .fsutil import RepoLock
 from .maintenance import FsckReport, GcReport, ReflogExpireReport
-from .objects import (
-    FORMAT_VERSION,
-    Commit,
-    Schema,
-    SchemaChange,
-)
+from .objects import FORMAT_VERSION, Commit, Schema, SchemaChange
 from .remotes import named
 from .remotes.named import RemoteInfo
 from .restore import finish_restore, use_store_opener
-from .states import States, table_rows
-from .status import Status, clean_status, compared_status
+from .states import States
+from .status import Status, working_status
 from .storage.base import Head, ObjectStore, ReflogEntry, RefStore
 from .storage.local import LocalObjectStore
 from .storage.local_refs import LocalRefStore
-from .storage.refnames import HEADS, REMOTES, TAGS, check_ref_format, is_valid_ref, validate_name
+from .storage.refnames import HEADS, TAGS
 from .sync import SyncResult
 from .transfer import Progress
 from .worktree import Worktree, lock_timeout
@@ -55,7 +40,6 @@ if TYPE_CHECKING:
     import pandas
 
     from .diff import Diff
-
 
 
 class Repo:
@@ -134,7 +118,6 @@ class Repo:
                         f"an interrupted operation could not be recovered ({str(e).splitlines()[0][:120]})")
             yield
 
-
     def reload_config(self) -> None:
         """Pick up a config another Repo object or process wrote (``%dbvers remote add``)."""
         stamp = config_stamp(self.store_dir)
@@ -175,12 +158,6 @@ class Repo:
     def current_branch(self) -> str | None:
         return self.head.branch
 
-    def _head_commit(self) -> str:
-        head = self.head
-        if head.commit is None:
-            raise UnknownRefError("HEAD", "HEAD has no commit yet")
-        return head.commit
-
     # -- revisions -----------------------------------------------------------
     def resolve(self, rev: str = "HEAD") -> str:
         """Turn HEAD, a branch, a tag, a full or unique short id, with ~N/^N suffixes, into an id."""
@@ -199,37 +176,14 @@ class Repo:
     def keyframe_of(self, oid: str) -> str | None:
         return self.states.keyframe_of(oid)
 
-
-
     def status(self) -> Status:
         """How the working database differs from HEAD (``dbvers.status``)."""
         with self.locked(write=False):
-            st = self._status()
+            st = working_status(self.worktree)
             if (op := merge.current(self)) is not None:
                 st.operation, st.conflicts = op.kind, merge.conflict_counts(self)
             st.upstream, st.ahead, st.behind = sync.upstream_state(self)
             return st
-
-    def _status(self) -> Status:
-        with self.locked(write=False):
-            head = self.head
-            if head.commit is None:
-                raise UnknownRefError("HEAD", "HEAD has no commit yet")
-            if self.worktree.known_clean():
-                return clean_status(head, self.get_schema(self.get_commit(head.commit).schema))
-            fp = sqlio.fingerprint(self.path)  # before the copy: a write during it makes it stale
-            tmp = self.worktree.copy_out()
-            try:
-                with self.worktree.reading_copy(tmp):
-                    changes, (_, pragmas, sequences, sch) = self.worktree.compare_with(tmp, head.commit)
-            finally:
-                tmp.unlink(missing_ok=True)
-            st = compared_status(head, self.get_commit(head.commit), changes, pragmas, sequences, sch)
-            if st.clean:
-                self.worktree.record_clean(fp, head.commit)
-            return st
-
-
 
     # -- commit --------------------------------------------------------------------------
     def commit(self, message: str, *, parents: Sequence[str] | None = None, allow_empty: bool = False,
@@ -246,44 +200,9 @@ class Repo:
             if parents is None and merge.current(self) is not None:
                 # git's habit: a plain commit concludes a merge (revert, cherry-pick) in progress.
                 return merge.merge_continue(self, message)
-            head = self.head
-            ids = self._parents(head, parents)
-            first, is_merge = (ids[0] if ids else None), len(ids) > 1
-            if first is not None and first == head.commit and not (allow_empty or is_merge) \
-                    and self.worktree.known_clean():
-                raise NothingToCommitError()
-            fp = sqlio.fingerprint(self.path)  # before the copy: a write during it makes it stale
-            tmp = self.worktree.copy_out()
-            try:
-                commit = capture.make_commit(self.objects, self.states, self.worktree, tmp, ids,
-                                             message=message.strip(), author=author, meta=meta,
-                                             allow_empty=allow_empty or is_merge)
-                oid = commit.id
-                self._move_head(head, oid, f"commit{' (merge)' if is_merge else ''}: {commit.summary}")
-                # Past the commit point only derived data is written: a failure here must not
-                # report the (done) commit as failed; the cache and clean record rebuild later.
-                with contextlib.suppress(OSError, DbversError):
-                    # The copy we diffed is exactly the committed state: it becomes the base cache.
-                    publish(tmp, self.states.cache_path(oid))
-                    self.worktree.record_clean(fp, oid)
-                    self.states.prune_cache(keep={oid})
-                return commit
-            finally:
-                tmp.unlink(missing_ok=True)
-
-    def _parents(self, head: Head, parents: Sequence[str] | None) -> tuple[str, ...]:
-        if parents is None:
-            return (head.commit,) if head.commit else ()
-        ids = tuple(self.resolve(p) for p in parents)
-        if len(set(ids)) != len(ids):
-            raise UsageError("a commit can't have the same parent twice")
-        return ids
-
-    def _move_head(self, head: Head, new: str, message: str) -> None:
-        if head.branch is not None:
-            self.refs.update(HEADS + head.branch, new, expect=head.commit, message=message)
-        else:
-            self.refs.set_head(commit=new, message=message)
+            ids = None if parents is None else [self.resolve(p) for p in parents]
+            return capture.commit_working(self.objects, self.refs, self.states, self.worktree, message.strip(),
+                                          parents=ids, allow_empty=allow_empty, author=author, meta=meta)
 
     # -- history -------------------------------------------------------------
     def log(self, ref: str = "HEAD", n: int | None = None) -> list[Commit]:
@@ -302,44 +221,16 @@ class Repo:
         return self.refs.tags()
 
     def branch(self, name: str, at: str = "HEAD", *, force: bool = False) -> str:
-        validate_name(name)
-        with self.locked():
-            oid = self.resolve(at)
-            current = self.refs.read(HEADS + name)
-            if current and not force:
-                raise RefExistsError(name, "branch")
-            self.refs.update(HEADS + name, oid, expect=current, message=f"branch: created from {at}")
-            return oid
+        return refops.create(self, HEADS, name, at, force=force, why=f"branch: created from {at}")
 
     def delete_branch(self, name: str) -> str:
-        validate_name(name)
-        with self.locked():
-            oid = self.refs.read(HEADS + name)
-            if oid is None:
-                raise UnknownRefError(name, f"no branch named '{name}'")
-            if self.head.branch == name:
-                raise UsageError(f"cannot delete branch '{name}': it is checked out")
-            self.refs.delete(HEADS + name, message="branch: deleted")
-            return oid
+        return refops.delete(self, HEADS, name)
 
     def tag(self, name: str, at: str = "HEAD", *, force: bool = False) -> str:
-        validate_name(name)
-        with self.locked():
-            oid = self.resolve(at)
-            current = self.refs.read(TAGS + name)
-            if current and not force:
-                raise RefExistsError(name, "tag")
-            self.refs.update(TAGS + name, oid, expect=current, message=f"tag: {at}")
-            return oid
+        return refops.create(self, TAGS, name, at, force=force, why=f"tag: {at}")
 
     def delete_tag(self, name: str) -> str:
-        validate_name(name)
-        with self.locked():
-            oid = self.refs.read(TAGS + name)
-            if oid is None:
-                raise UnknownRefError(name, f"no tag named '{name}'")
-            self.refs.delete(TAGS + name, message="tag: deleted")
-            return oid
+        return refops.delete(self, TAGS, name)
 
     # -- moving the working database -------------------------------------------------------
     def checkout(self, ref: str, *, force: bool = False, create_branch: str | None = None) -> str:
@@ -348,131 +239,38 @@ class Repo:
         Uncommitted changes stay when the target is HEAD's commit (as in git);
         otherwise they must be committed first, or discarded with *force*.
         """
-        with self.locked():
-            merge.refuse_during(self, "checkout")
-            if create_branch is not None:
-                validate_name(create_branch)
-                if self.refs.read(HEADS + create_branch):
-                    raise RefExistsError(create_branch, "branch")
-            # A branch name means that branch, even if a tag has the same name.
-            oid = self.refs.lookup(HEADS + ref) if create_branch is None else None
-            oid = oid or self.resolve(ref)
-            try:
-                head = self.head
-            except DamagedRefError as e:
-                if not force or e.ref != "HEAD":
-                    raise
-                head = Head(None, None)  # --force replaces a damaged HEAD, as writing the file by hand would
-            if create_branch is not None:
-                new_head, new_ref = f"ref: {HEADS}{create_branch}\n", (HEADS + create_branch, oid)
-            elif self.refs.lookup(HEADS + ref) is not None:
-                new_head, new_ref = f"ref: {HEADS}{ref}\n", None
-            elif ref in ("HEAD", "@") and head.branch is not None:
-                new_head, new_ref = f"ref: {HEADS}{head.branch}\n", None
-            else:
-                new_head, new_ref = f"{oid}\n", None
-            written = None
-            if oid != head.commit or force:
-                self._replace_working(oid, new_head, new_ref, "checkout", force)
-                written = oid
-            self.worktree.finish_move(new_head, new_ref, f"checkout: moving to {create_branch or ref}", written)
-            self.states.prune_cache(keep={oid})
-            return oid
-
-    def _replace_working(self, oid: str, head: str | None, ref: tuple[str, str] | None, op: str,
-                         force: bool) -> None:
-        """Write commit *oid*'s state into the working database, refusing to lose changes unless *force*."""
-        if not force and (dirty := self.worktree.dirty_tables()):
-            raise DirtyWorkingDatabaseError(dirty, {"reset": "reset --hard"}.get(op, op))
-        self.worktree.write_working(oid, head=head, ref=ref, op=op)
+        return checkout.checkout(self, ref, force=force, create_branch=create_branch)
 
     def reset(self, ref: str = "HEAD", *, hard: bool = True, force: bool = False) -> str:
         """Move the current branch (or detached HEAD) to *ref*; ``hard`` also rewrites the working database.
 
         A hard reset ends a merge (revert, cherry-pick) in progress, as git's does."""
-        with self.locked():
-            if not hard:
-                merge.refuse_during(self, "reset --soft")
-            oid = self.resolve(ref)
-            head = self.head
-            if head.branch is not None:
-                new_head, new_ref = None, (HEADS + head.branch, oid)
-            else:
-                new_head, new_ref = f"{oid}\n", None
-            written = None
-            if hard:
-                self._replace_working(oid, new_head, new_ref, "reset", force)
-                written = oid
-            self.worktree.finish_move(new_head, new_ref, f"reset: moving to {ref}", written)
-            if hard:
-                merge.forget(self)
-            return oid
+        return checkout.reset(self, ref, hard=hard, force=force)
 
     def restore(self, *, force: bool = False) -> str:
         """Throw away uncommitted changes: make the working database HEAD's state again."""
-        with self.locked():
-            merge.refuse_during(self, "restore")
-            oid = self._head_commit()
-            self._replace_working(oid, None, None, "restore", force)
-            self.worktree.apply_intent(None, None, "restore")
-            return oid
+        return checkout.discard_changes(self, force=force)
 
     # -- reading data ----------------------------------------------------------------------
     def history(self, table: str, pk: Any, ref: str = "HEAD") -> pandas.DataFrame:
         """Every commit that changed one row (``pk``: a value, or a tuple for composite keys)."""
-        from .history import row_history
-
         with self.locked(write=False):
-            return row_history(self, table, pk, ref)
+            return history.row_history(self, table, pk, ref)
 
     def diff(self, a: str | None = "HEAD", b: str | None = None) -> Diff:
         """What changed from *a* to *b* (a ref, or ``None`` for the working database)."""
-        from .diff import Diff
-        from .history import changed_keys
-
-        with self.locked(write=False):
-            owned: list[Path] = []
-
-            def side(ref: str | None) -> tuple[Path, str, str | None]:
-                if ref is None:
-                    tmp = self.worktree.copy_out()
-                    owned.append(tmp)
-                    return tmp, "working", None
-                oid = self.resolve(ref)
-                return self.materialize(oid), ref, oid
-
-            try:
-                a_path, a_label, a_id = side(a)
-                b_path, b_label, b_id = side(b)
-                # Two commits: their patches name the rows that can differ (no full scan).
-                hint = changed_keys(self, a_id, b_id) if a_id and b_id else None
-                return Diff(a_path, b_path, a_label=a_label, b_label=b_label, a_commit=a_id,
-                            b_commit=b_id, owned=owned, workdir=self.cache_dir, hint=hint)
-            finally:
-                for p in owned:
-                    p.unlink(missing_ok=True)
+        return diff.between(self, a, b)
 
     def read_table(self, table: str, at: str | None = "HEAD") -> pandas.DataFrame:
         """A table's rows at a commit (``at=None``: the working database) as a DataFrame,
         with ``Diff.to_pandas``'s dtypes (``dbvers.frames``)."""
-        with self.locked(write=False):
-            if at is not None:
-                rows, names, types = table_rows(self.materialize(self.resolve(at)), table, at)
-            else:
-                tmp = self.worktree.copy_out()
-                try:
-                    with self.worktree.reading_copy(tmp):
-                        rows, names, types = table_rows(tmp, table, "the working database")
-                finally:
-                    tmp.unlink(missing_ok=True)
-        # the dtypes every DataFrame of dbvers has (a NULL doesn't make integers floats)
-        return rows_frame(names, rows, types)
+        return history.read_table(self, table, at)
 
     # -- maintenance -----------------------------------------------------------------------
     def snapshot(self) -> str:
         """Make a keyframe at HEAD now (kept beside the commit; commits are immutable)."""
         with self.locked():
-            return self.states.snapshot(self._head_commit())
+            return self.states.snapshot(revisions.head_commit(self.refs))
 
     # (fsck and gc: the logic lives in dbvers.maintenance)
     def reachable_commits(self) -> set[str]:
@@ -488,13 +286,7 @@ class Repo:
 
         Runs whatever else is damaged: what it can't read is a problem in the report.
         """
-        recovery: list[str] = []
-        with self.locked(write=False, recovery_problems=recovery):
-            report = maintenance.fsck(self)
-            if self.journal_problem:
-                report.problems.append(self.journal_problem)
-        report.problems[:0] = recovery
-        return report
+        return maintenance.fsck(self)
 
     def reflog(self, ref: str = "HEAD") -> list[ReflogEntry]:
         """*ref*'s reflog, oldest first (a deleted branch's too, until it expires)."""
@@ -503,14 +295,7 @@ class Repo:
     def reflog_ref(self, name: str) -> str:
         """The full ref whose reflog *name* means: HEAD, a full name, or a branch, tag or remote
         branch (one that was deleted too: its reflog outlives it)."""
-        if name == "HEAD" or name.startswith("refs/"):
-            check_ref_format(name)
-            return name
-        for ns in (HEADS, TAGS, REMOTES):
-            full = ns + name
-            if is_valid_ref(full) and (self.refs.has_reflog(full) or self.refs.read(full) is not None):
-                return full
-        raise UnknownRefError(name, f"no reflog for '{name}'")
+        return refops.reflog_ref(self.refs, name)
 
     def reflog_expire(self, expire: str | float | None = None, expire_unreachable: str | float | None = None,
                       refs: list[str] | None = None, dry_run: bool = False) -> ReflogExpireReport:
@@ -518,17 +303,14 @@ class Repo:
         those whose commit the ref's tip doesn't reach older than *expire_unreachable* (default
         ``[gc] reflog_expire_unreachable``, 30 days). A WHEN is ``"now"``, ``"never"``, a number
         of days (``30``, ``"30.days"``) or an ISO date. *refs* None: every reflog."""
-        with self.locked(write=not dry_run):
-            full = None if refs is None else [self.reflog_ref(r) for r in refs]
-            return maintenance.reflog_expire(self, expire=expire, expire_unreachable=expire_unreachable,
-                                             refs=full, dry_run=dry_run)
+        return maintenance.reflog_expire(self, expire=expire, expire_unreachable=expire_unreachable,
+                                         refs=refs, dry_run=dry_run)
 
     def gc(self, prune: str | float | None = None) -> GcReport:
         """Expire reflogs (as ``reflog_expire()`` with the config's times), then remove objects no
         ref, tag, HEAD or reflog entry reaches that are older than *prune* (default ``[gc]
         prune_expire``, 14 days; ``"now"``: all of them)."""
-        with self.locked():
-            return maintenance.gc(self, prune=prune)
+        return maintenance.gc(self, prune=prune)
 
     # -- backups (the logic lives in dbvers.backup) ------------------------------
     # -- merge, revert, cherry-pick (dbvers.merge) ----------------------------------------

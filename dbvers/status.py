@@ -1,11 +1,11 @@
 """Status: how the working database differs from HEAD's commit.
 
 L2. Owns :class:`Status` (what ``Repo.status()`` returns and ``dbvers status`` prints) and
-how one is made from what the caller found: :func:`clean_status` when the working file
-provably still holds HEAD's state (the clean record matched: nothing was compared), and
-:func:`compared_status` from a comparison of a copy of the working database with HEAD's
-state. Copying, comparing and the clean record are the working database's business;
-presentation is :mod:`dbvers.render`'s, reached through the display hook.
+how one is made: :func:`working_status` asks the worktree, then :func:`clean_status` when the
+working file provably still holds HEAD's state (the clean record matched: nothing was
+compared), or :func:`compared_status` from the worktree's comparison of a copy of the working
+database with HEAD's state. Copying, comparing and the clean record are the working
+database's business; presentation is :mod:`dbvers.render`'s, reached through the display hook.
 """
 
 from __future__ import annotations
@@ -15,10 +15,13 @@ from typing import TYPE_CHECKING, Any
 
 from . import display
 from .changes import Changes
-from .objects import Commit, Schema, SchemaChange, counts_summary
+from .errors import UnknownRefError
+from .objects import Schema, SchemaChange, counts_summary
+from .worktree import WorkingChanges, dirty_names
 
 if TYPE_CHECKING:
     from .storage.base import Head
+    from .worktree import Worktree
 
 
 def _commits(n: int) -> str:
@@ -71,14 +74,7 @@ class Status:
 
     @property
     def dirty_tables(self) -> list[str]:
-        names = set(self.changes.changed_tables)
-        names.update(s.name for s in self.schema_changes)
-        if self.sequences_changed:
-            names.add("sqlite_sequence")
-        if not names and self.changes.needs_keyframe:
-            # Changes only a keyframe can carry (virtual tables' contents, sqlite_stat*).
-            names.update(self.changes.untracked or ["(sqlite_stat tables)"])
-        return sorted(names) or (["(database header)"] if self.pragmas_changed else [])
+        return dirty_names(self.changes, self.schema_changes, self.pragmas_changed, self.sequences_changed)
 
     # The changes hold the whole patchset (megabytes after a big update): the repr is one
     # bounded line; str() is what `dbvers status` prints, and notebooks get HTML.
@@ -124,12 +120,18 @@ def clean_status(head: Head, schema: Schema) -> Status:
     return Status(head.branch, head.commit, Changes(None, {}, False, untracked=virtual), [], {})
 
 
-def compared_status(head: Head, commit: Commit, changes: Changes, pragmas: dict[str, int],
-                    sequences: Any, schema_changes: list[SchemaChange]) -> Status:
-    """The status from comparing the working database with HEAD's *commit*: its row and
-    schema *changes*, and the header *pragmas* and ``sqlite_sequence`` rows it holds now."""
-    return Status(
-        head.branch, head.commit, changes, schema_changes,
-        {k: (commit.pragmas.get(k, 0), v) for k, v in pragmas.items() if commit.pragmas.get(k, 0) != v},
-        sequences != commit.sequences,
-    )
+def compared_status(head: Head, working: WorkingChanges) -> Status:
+    """The status from the worktree's comparison of the working database with HEAD's commit."""
+    return Status(head.branch, head.commit, working.changes, working.schema_changes,
+                  working.pragmas_changed, working.sequences_changed)
+
+
+def working_status(worktree: Worktree) -> Status:
+    """How the working database differs from HEAD (the caller holds the store's lock)."""
+    head = worktree.refs.head()
+    if head.commit is None:
+        raise UnknownRefError("HEAD", "HEAD has no commit yet")
+    if worktree.known_clean():
+        states = worktree.states
+        return clean_status(head, states.get_schema(states.get_commit(head.commit).schema))
+    return compared_status(head, worktree.changes_against(head.commit))

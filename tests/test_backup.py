@@ -15,7 +15,7 @@ import sys
 import tarfile
 import textwrap
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +34,7 @@ from dbvers.errors import (
     BackupValidationError,
     DbversError,
 )
+from dbvers.formats import parse_timestamp
 from dbvers.remotes import archive as fmt
 
 SCHEMA = """
@@ -690,19 +691,10 @@ def test_sigkill_during_restore_leaves_old_or_new(tmp_path: Path) -> None:
 # -- retention ----------------------------------------------------------------------------------
 
 
-def _clock(monkeypatch: pytest.MonkeyPatch, start: datetime) -> list[datetime]:
-    now = [start]
-    monkeypatch.setattr(bk, "_now", lambda: now[0])
-    return now
-
-
-def test_prune_keeps_what_incrementals_need(repo: dbvers.Repo, tmp_path: Path,
-                                            monkeypatch: pytest.MonkeyPatch) -> None:
+def test_prune_keeps_what_incrementals_need(repo: dbvers.Repo, tmp_path: Path) -> None:
     out = tmp_path / "b"
-    now = _clock(monkeypatch, datetime(2026, 1, 1, tzinfo=UTC))
     kinds = []
     for day in range(6):
-        now[0] = datetime(2026, 1, 1, tzinfo=UTC) + timedelta(days=day)
         execute(repo.path, f"INSERT INTO events VALUES ('day', {day})")
         repo.commit(f"day {day}")
         kinds.append(repo.backup(out, incremental=day not in (0, 3)).kind)
@@ -714,24 +706,25 @@ def test_prune_keeps_what_incrementals_need(repo: dbvers.Repo, tmp_path: Path,
     assert [i.path.name for i in bk.list_backups(out)] == names[3:]
     for i in bk.list_backups(out):
         assert bk.verify(i.path)[0].ok
-    # max-age: older than 1.5 days from day 5 -> only the newest incremental stays, with its chain
-    now[0] = datetime(2026, 1, 6, 12, tzinfo=UTC)
-    assert bk.prune(out, max_age=1.5) == []
-    now[0] = datetime(2026, 1, 20, tzinfo=UTC)
-    assert bk.prune(out, max_age=1) == []  # the newest backup is always kept, with its chain
+    # max-age (measured from prune's *now*): every backup is too old, yet the newest is always
+    # kept, and with it the chain it needs
+    newest = max(parse_timestamp(i.created_at) for i in bk.list_backups(out))
+    assert bk.prune(out, max_age=1.5, now=newest + timedelta(days=1.6)) == []
+    assert bk.prune(out, max_age=1, now=newest + timedelta(days=14)) == []
     assert len(bk.list_backups(out)) == 3
+    # a backup no kept one needs goes when it is too old
+    full = repo.backup(out)
+    assert sorted(p.name for p in bk.prune(out, max_age=1, now=newest + timedelta(days=14))) == sorted(names[3:])
+    assert [i.path for i in bk.list_backups(out)] == [full.path]
     with pytest.raises(DbversError):
         bk.prune(out, keep=0)
 
 
-def test_retention_from_config_after_backup(repo: dbvers.Repo, tmp_path: Path,
-                                            monkeypatch: pytest.MonkeyPatch) -> None:
+def test_retention_from_config_after_backup(repo: dbvers.Repo, tmp_path: Path) -> None:
     cfg = repo.store_dir / "config"
     cfg.write_text(cfg.read_text() + f"\n[backup]\ndir = {tmp_path / 'bk'}\nkeep = 2\n")
     repo = dbvers.open(repo.path)
-    now = _clock(monkeypatch, datetime(2026, 1, 1, tzinfo=UTC))
-    for day in range(4):
-        now[0] = datetime(2026, 1, 1 + day, tzinfo=UTC)
+    for _ in range(4):
         info = repo.backup()
     assert info.path.parent == tmp_path / "bk" and len(info.pruned) == 1
     assert len(bk.list_backups(tmp_path / "bk")) == 2

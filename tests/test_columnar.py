@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import dbvers
-from dbvers import columnar
+from dbvers import columnar, rowdiff
 from dbvers import diff as diff_module
 from dbvers.diff import Diff
 from dbvers.errors import UsageError
@@ -32,16 +32,17 @@ def cells(df: pd.DataFrame) -> list[Any]:
 
 def compare(d: Diff, table: str, *, columnar_expected: bool | None, **options: Any) -> pd.DataFrame:
     """Both paths give the same DataFrame and Arrow table; the columnar one was taken if expected."""
-    spec = d.spec(table)
-    cols = d.output_columns(table, skinny=options.get("skinny", False), where=options.get("where"))
-    taken = d._columns_columnar(spec, cols, options.get("where"), options.get("limit")) is not None
+    fast = d.to_pandas(table, **options)
+    taken = d.last_read
+    fast_arrow = d.to_arrow(table, **options)
+    assert d.last_read == taken
     if columnar_expected is not None:
-        assert taken == columnar_expected
-    fast, fast_arrow = d.to_pandas(table, **options), d.to_arrow(table, **options)
+        assert taken == ("columnar" if columnar_expected else "rows")
     real = columnar.available
     columnar.available = lambda: False  # type: ignore[assignment]
     try:
         slow, slow_arrow = d.to_pandas(table, **options), d.to_arrow(table, **options)
+        assert d.last_read == "rows"
     finally:
         columnar.available = real  # type: ignore[assignment]
     assert cells(fast) == cells(slow)
@@ -134,14 +135,14 @@ def test_keys(tmp_path: Path, ddl: str, before: list[tuple[Any, ...]], after: li
               kept: bool) -> None:
     repo, a, b = two_commits(tmp_path / "k.db", ddl, before, after)
     with repo.diff(a, b) as d:
-        assert d._keyed(d.spec("t"))
+        assert d.hint is not None and d.hint.keyed(d.spec("t"))  # the patches' keys are looked up
         compare(d, "t", columnar_expected=kept)
 
 
 def split_reads(monkeypatch: pytest.MonkeyPatch, workers: int) -> list[int]:
     """Make even small diffs split their reads across *workers*; returns, per read, how many
     queries it ran."""
-    monkeypatch.setattr(diff_module, "_PARALLEL_ROWS", 1)
+    monkeypatch.setattr(diff_module, "PARALLEL_ROWS", 1)
     monkeypatch.setattr(columnar, "workers", lambda: workers)
     counts: list[int] = []
     real_read = columnar.read
@@ -299,7 +300,8 @@ def test_full_comparison_in_rowid_ranges(tmp_path: Path, ddl: str, monkeypatch: 
     queries = split_reads(monkeypatch, 3)
     with repo.diff() as d:
         spec = d.spec("t")
-        arms = d._scanned_arms(spec)
+        assert d.hint is None  # against the working database: compared in full
+        arms = rowdiff.scanned_arms(spec)
         assert arms >= 2
         df = compare(d, "t", columnar_expected=True)
         assert queries[0] == 3 * arms

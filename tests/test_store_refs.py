@@ -317,12 +317,19 @@ def test_reflog_missing(refs: RefStore) -> None:
 # -- the repository lock -------------------------------------------------------------
 
 
+def _open_fds() -> int | None:
+    """How many descriptors this process has open (None where /proc can't say)."""
+    fds = Path("/proc/self/fd")
+    return len(list(fds.iterdir())) if fds.is_dir() else None
+
+
 def test_lock_timeout(tmp_path: Path) -> None:
     path = tmp_path / "lock"
     holder = RepoLock(path, timeout=5)
     holder.acquire()
     try:
         waiter = RepoLock(path, timeout=0.3)
+        fds = _open_fds()
         start = time.monotonic()
         with pytest.raises(RepositoryBusyError) as exc:
             waiter.acquire()
@@ -330,13 +337,13 @@ def test_lock_timeout(tmp_path: Path) -> None:
         assert 0.3 <= waited < 3
         assert exc.value.lock_path == str(path)
         assert "busy" in str(exc.value)
-        assert waiter._depth == 0 and waiter._fd is None
+        assert waiter.depth == 0 and _open_fds() == fds  # nothing held, no descriptor left open
     finally:
         holder.release()
     # free again: acquired at once
     waiter = RepoLock(path, timeout=0.3)
     with waiter.held():
-        assert waiter._depth == 1
+        assert waiter.depth == 1
 
 
 def test_lock_reentrant_and_waits(tmp_path: Path) -> None:
@@ -344,9 +351,9 @@ def test_lock_reentrant_and_waits(tmp_path: Path) -> None:
     lock = RepoLock(path, timeout=5)
     with lock.held():
         with lock.held():
-            assert lock._depth == 2
-        assert lock._depth == 1
-    assert lock._depth == 0
+            assert lock.depth == 2
+        assert lock.depth == 1
+    assert lock.depth == 0
 
     # The holder takes and releases the lock in its own thread (the lock is per thread).
     holder = RepoLock(path, timeout=5)

@@ -170,9 +170,7 @@ def bench(args: argparse.Namespace, dbv: list[str], base: Path) -> dict:
         diff_s.append(t1 - t0)
         pandas_s.append(t2 - t1)
         n = len(df)
-    with repo.diff(a, b) as d:
-        spec = d.spec("orders")
-        if d._columns_columnar(spec, spec.output_columns, None, None) is None:
+        if d.last_read != "columnar":
             raise BenchError("to_pandas did not take the columnar path")
     real = columnar.available
     columnar.available = lambda: False  # the row-by-row path (apsw), for comparison

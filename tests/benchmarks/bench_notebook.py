@@ -65,7 +65,7 @@ def shell():  # type: ignore[no-untyped-def]
     ip.run_cell("%load_ext dbvers")
     m = ip.magics_manager.registry["DbversMagics"]
     m.use_widgets = True  # build the widgets as in Jupyter (no kernel here: display is a no-op)
-    m._display = lambda obj: None
+    m.show_view = lambda obj: None  # type: ignore[method-assign]
     return ip, m
 
 
