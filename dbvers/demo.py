@@ -317,6 +317,24 @@ class Demo:
         self.dbvers("log", "--oneline", "-n", "4")
         self.dbvers("status")
 
+    def share(self) -> None:
+        self.section("Share it: push, clone, pull")
+        self.say("A remote is a directory (a NAS, a USB disk) or an S3 bucket. Push main there, and a")
+        self.say("colleague clones it: a database and its whole history.")
+        self.dbvers("remote", "add", "origin", "shared-remote")
+        self.dbvers("push", "-u")
+        self.dbvers("clone", "shared-remote", "colleague/shop.db")
+        colleague = self.dir / "colleague" / DB_NAME
+        with closing(sqlite3.connect(colleague)) as con, con:
+            con.execute("UPDATE products SET price = 70 WHERE sku = 'EQP-003'")
+        self.say("The colleague reprices the hand grinder, commits and pushes; we pull it in:")
+        self.dbvers("--db", str(colleague), "commit", "-m", "Hand grinder at 70")
+        self.dbvers("--db", str(colleague), "push")
+        self.dbvers("pull")
+        if self.query("SELECT price FROM products WHERE sku = 'EQP-003'").iloc[0, 0] != 70:
+            raise DemoFailed("after `pull` the colleague's price is missing")
+        self.dbvers("log", "--oneline", "-n", "2")
+
     def show_coffee_query(self, df: pd.DataFrame) -> None:
         self.code(
             """
@@ -336,6 +354,7 @@ class Demo:
         self.history()
         self.branch_experiment()
         self.merge_experiment()
+        self.share()
         print(
             f"\nDone. The demo repository is in {self.dir}\n"
             f"Look around:  cd {shlex.quote(str(self.dir))} && dbvers log --oneline",

@@ -396,6 +396,7 @@ def _receive(repo: Repo, rem: Remote, tips: set[str], progress: Progress | None)
             if repo.objects.put_bytes("commit", new[oid][1]) != oid:  # pragma: no cover - get() verified it
                 raise CorruptObjectError(oid, "re-encoded to another id")
             stored += 1
+            nbytes += repo.objects.stored_size(oid)
     for c, snap in records.items():
         if repo.objects.has(snap):
             repo.refs.set_keyframe(c, snap)
