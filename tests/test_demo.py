@@ -16,7 +16,8 @@ def test_demo_runs_end_to_end(tmp_path: Path) -> None:
         capture_output=True, text=True, timeout=300,
     )
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
-    for shown in ("$ dbvers init", "$ dbvers commit", "$ dbvers log --oneline", "$ dbvers checkout main"):
+    for shown in ("$ dbvers init", "$ dbvers commit", "$ dbvers log --oneline", "$ dbvers checkout main",
+                  "$ dbvers merge", "$ dbvers push -u", "$ dbvers clone", "$ dbvers pull"):
         assert shown in proc.stdout
     assert "Traceback" not in proc.stdout + proc.stderr
     # The demo leaves a real repository behind: its history checks out cleanly.
@@ -26,3 +27,5 @@ def test_demo_runs_end_to_end(tmp_path: Path) -> None:
     assert repo.fsck().ok
     assert len(repo.log()) >= 4
     assert dump_state(demo_dir / "shop.db")["tables"]["products"]
+    # ... and the colleague's clone holds the same state as the pulled main.
+    assert dump_state(demo_dir / "colleague" / "shop.db") == dump_state(demo_dir / "shop.db")
