@@ -65,9 +65,10 @@ class LocalRefStore(RefStoreBase):
             raise DamagedRefError(ref, str(path), "its path leads outside the store")
         return path
 
-    def _namespace_dir(self, ref: str) -> Path:
-        """refs/heads, refs/tags, refs/remotes or refs/keyframes: the folder a ref's own folders are made under."""
-        return self.root / "/".join(ref.split("/")[:2])
+    def _namespace_dir(self, ref: str, base: Path | None = None) -> Path:
+        """refs/heads, refs/tags, refs/remotes or refs/keyframes (under *base*, the store by default):
+        the folder a ref's own folders are made under."""
+        return (base or self.root) / "/".join(ref.split("/")[:2])
 
     def _where(self, ref: str) -> str:
         return str(self.root / ref)
@@ -222,14 +223,7 @@ class LocalRefStore(RefStoreBase):
             p.unlink(missing_ok=True)
         except OSError as e:
             raise StorageError(str(p), e) from e
-        stop = self.root / "logs" / "refs"
-        parent = p.parent
-        while parent != stop and stop in parent.parents and parent.parent != stop:
-            try:
-                parent.rmdir()
-            except OSError:
-                break
-            parent = parent.parent
+        self._prune_dirs(p.parent, self._namespace_dir(ref, self.root / "logs"))
 
     # -- keyframe records ----------------------------------------------------
     def _legacy_path(self, commit: str) -> Path:
