@@ -27,25 +27,12 @@ import contextlib
 import re
 import secrets
 import time
+from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 
-from ..errors import DamagedRefError, RefConflictError, RefPathConflictError, RemoteError
-from ..formats import ZERO_ID, is_id
-from ..storage.base import Head, ReflogEntry
-from ..storage.refnames import (
-    HEADS,
-    KEYFRAMES,
-    NAMESPACES,
-    TAGS,
-    check_ref_format,
-    is_commit_ref,
-    is_valid_ref,
-    keyframe_ref,
-    parse_head,
-    parse_reflog,
-    printable,
-    reflog_line,
-)
+from ..errors import DamagedRefError, RefPathConflictError, RemoteError
+from ..storage.refbase import Raw, RefStoreBase
+from ..storage.refnames import HEADS, parse_head, reflog_line
 from .layout import HEAD
 from .s3client import PreconditionFailed, S3Connection, WriteConflict, backoff_delay
 
@@ -57,127 +44,47 @@ _ENTRY = re.compile(r"^\d{20}-(?:[0-9a-f]{8}|base)$")
 BASE_ENTRY = "0" * 20 + "-base"
 
 
-class S3RefStore:
+class S3RefStore(RefStoreBase):
+    """A ``refbase.RefStoreBase`` backend: the keys, conditional writes and reflog keys of S3."""
+
+    head_missing = "the key is missing"
+
     def __init__(self, conn: S3Connection) -> None:
         self.conn = conn
 
     def __repr__(self) -> str:
         return f"<S3RefStore {self.conn.url}>"
 
-    def _where(self, key: str) -> str:
-        return f"{self.conn.url}/{key}"
+    def _where(self, ref: str) -> str:
+        return f"{self.conn.url}/{ref}"
 
     # -- reading -----------------------------------------------------------------------------
-    def _get(self, ref: str) -> tuple[str | None, str | None]:
-        """(id, etag) of a ref key; (None, None) when absent; DamagedRefError when not an id."""
+    def _read_raw(self, ref: str) -> bytes | None:
         got = self.conn.get(ref)
-        if got is None:
-            return None, None
-        return self._parse_id(ref, got[0]), got[1]
+        return got[0] if got else None
 
-    def _parse_id(self, ref: str, raw: bytes) -> str:
-        try:
-            value = raw.decode("utf-8").strip()
-        except UnicodeDecodeError:
-            raise DamagedRefError(ref, self._where(ref), "holds bytes that are not UTF-8") from None
-        if not is_id(value):
-            raise DamagedRefError(ref, self._where(ref), f"holds {printable(value, 40)!r}, not a commit id")
-        return value
-
-    def read(self, ref: str) -> str | None:
-        check_ref_format(ref)
-        if ref == HEAD:
-            return self.head().commit
-        return self._get(ref)[0]
-
-    def lookup(self, ref: str) -> str | None:
-        return self.read(ref) if is_commit_ref(ref) else None
-
-    def _head_raw(self) -> tuple[str, str]:
-        got = self.conn.get(HEAD)
-        if got is None:
-            raise DamagedRefError(HEAD, self._where(HEAD), "the key is missing")
-        try:
-            return got[0].decode("utf-8").strip(), got[1]
-        except UnicodeDecodeError:
-            raise DamagedRefError(HEAD, self._where(HEAD), "holds bytes that are not UTF-8") from None
-
-    def head(self) -> Head:
-        return parse_head(self._head_raw()[0], self._where(HEAD), self.read)
-
-    def head_text(self) -> str | None:
-        got = self.conn.get(HEAD)
-        try:
-            return got[0].decode("utf-8") if got else None
-        except UnicodeDecodeError:
-            return None
+    def _read_many(self, refs: list[str]) -> list[Raw]:
+        if len(refs) < 2:
+            return [self._read_raw(n) for n in refs]
+        with ThreadPoolExecutor(READERS) as pool:
+            return list(pool.map(self._read_raw, refs))
 
     def _names(self, prefix: str) -> list[str]:
+        """One listing of *prefix* (never of objects/)."""
         return [e.key for e in self.conn.list(prefix)]
 
-    def _read_many(self, names: list[str]) -> list[bytes | None]:
-        def one(name: str) -> bytes | None:
-            got = self.conn.get(name)
-            return got[0] if got else None
-        if len(names) < 2:
-            return [one(n) for n in names]
-        with ThreadPoolExecutor(READERS) as pool:
-            return list(pool.map(one, names))
-
-    def list(self, prefix: str) -> dict[str, str]:
-        """Short name -> id of every ref under *prefix*: one listing of that prefix (never of
-        objects/) and the refs' GETs in parallel; a damaged ref is an error."""
-        names = self._names(prefix)
-        for full in names:
-            if not is_valid_ref(full):
-                raise DamagedRefError(printable(full), self._where(full), "is not a valid ref name")
-        out: dict[str, str] = {}
-        for full, raw in zip(names, self._read_many(names), strict=True):
-            if raw is not None:  # deleted since the listing
-                out[full[len(prefix):]] = self._parse_id(full, raw)
-        return out
-
-    def branches(self) -> dict[str, str]:
-        return self.list(HEADS)
-
-    def tags(self) -> dict[str, str]:
-        return self.list(TAGS)
-
-    def check(self) -> tuple[dict[str, str | None], list[DamagedRefError]]:
-        values: dict[str, str | None] = {}
-        problems: list[DamagedRefError] = []
-        try:
-            values[HEAD] = self.head().commit
-        except DamagedRefError as e:
-            problems.append(e)
-        names = [n for prefix in NAMESPACES for n in self._names(prefix)]
-        for full, raw in zip(names, self._read_many(names), strict=True):
-            if not is_valid_ref(full):
-                problems.append(DamagedRefError(printable(full), self._where(full), "is not a valid ref name"))
-                continue
-            try:
-                values[full] = None if raw is None else self._parse_id(full, raw)
-            except DamagedRefError as e:
-                if not any(p.ref == e.ref for p in problems):
-                    problems.append(e)
-        return values, problems
-
     # -- writing -----------------------------------------------------------------------------
-    def compare_and_swap(self, ref: str, expect: str | None, new: str | None, *,
-                         message: str = "") -> bool:
-        """Move *ref* from *expect* to *new* (None deletes) by a conditional write; False when it lost."""
-        check_ref_format(ref)
-        if new is not None and not is_id(new):
-            raise ValueError(f"not a commit id: {new!r}")
-        logged = not ref.startswith(KEYFRAMES)
+    def _swap(self, ref: str, expect: str | None, new: str | None, message: str) -> bool:
+        """A conditional write (or delete) against the ETag read; False when it lost."""
         for attempt in range(CONFLICT_ATTEMPTS):
             if attempt:
                 time.sleep(backoff_delay(attempt - 1, self.conn.backoff))
+            got = self.conn.get(ref)
+            raw, etag = (got[0], got[1]) if got else (None, None)
             if ref == HEAD:
-                text, etag = self._head_raw()
-                current: str | None = parse_head(text, self._where(HEAD), self.read).commit
+                current = parse_head(self._head_of(raw), self._where(HEAD), self.read).commit
             else:
-                current, etag = self._get(ref)
+                current = None if raw is None else self._parse_id(ref, raw)
             if current != expect:
                 return False
             when = time.time_ns()  # after the read: a later move's line sorts after this one's
@@ -193,17 +100,10 @@ class S3RefStore:
                 return False
             except WriteConflict:
                 continue
-            if logged:
-                self._log_move(ref, expect, new, message, when)
+            self._log_move(ref, expect, new, message, when)
             return True
         raise RemoteError(self.conn.url, f"{ref} kept being written concurrently (HTTP 409 "
                                          f"{CONFLICT_ATTEMPTS} times); try again")
-
-    def _head_branch(self) -> str | None:
-        """The branch HEAD is attached to (one GET: the branch itself is not read); None if detached."""
-        with contextlib.suppress(DamagedRefError):
-            return parse_head(self._head_raw()[0], self._where(HEAD), lambda ref: None).branch
-        return None  # a damaged HEAD doesn't stop a push; its reflog just misses the line
 
     def _check_free(self, ref: str) -> None:
         """Refuse to create a ref that would be a folder of refs, or under one ('a' and 'a/b'),
@@ -222,80 +122,51 @@ class S3RefStore:
         the ref): written after the swap, so a failure here loses a line, never the move."""
         line = reflog_line(old, new, when / 1e9, message)
         with contextlib.suppress(RemoteError):
-            branch = self._head_branch() if new is not None and ref.startswith(HEADS) else None
-            if branch is None or HEADS + branch != ref:
-                self._append(ref, line, when)
+            branch = None
+            if new is not None and ref.startswith(HEADS):  # one GET of HEAD: the branch is not read
+                with contextlib.suppress(DamagedRefError):  # a damaged HEAD doesn't stop a push
+                    branch = self._attached_branch()
+            logs = self._move_logs(ref, new, branch)
+            if len(logs) < 2:
+                for name in logs:
+                    self._append_line(name, line, when)
                 return
             with ThreadPoolExecutor(2) as pool:  # two independent keys: one round trip, not two
-                for f in [pool.submit(self._append, name, line, when) for name in (ref, HEAD)]:
+                for f in [pool.submit(self._append_line, name, line, when) for name in logs]:
                     f.result()
 
-    def update(self, ref: str, new: str, *, expect: str | None, message: str) -> None:
-        if not self.compare_and_swap(ref, expect, new, message=message):
-            raise RefConflictError(ref)
-
-    def delete(self, ref: str, *, message: str) -> None:
-        while not self.compare_and_swap(ref, self.read(ref), None, message=message):
-            pass  # moved between the read and the write: delete what it holds now
-
-    def set_head(self, *, branch: str | None = None, commit: str | None = None, message: str) -> None:
-        old = None
-        with contextlib.suppress(DamagedRefError):
-            old = self.head().commit
-        if branch is not None:
-            target = HEADS + branch
-            new, text = self.read(target), f"ref: {target}\n"
-        else:
-            if commit is None or not is_id(commit):
-                raise ValueError(f"not a commit id: {commit!r}")
-            new, text = commit, f"{commit}\n"
+    def _replace_head(self, data: bytes, old: str | None, new: str | None, message: str) -> None:
         when = time.time_ns()
-        self.conn.put(HEAD, text.encode())
+        self.conn.put(HEAD, data)
         with contextlib.suppress(RemoteError):
-            self._append(HEAD, reflog_line(old, new, when / 1e9, message), when)
-
-    def check_writable(self, refs: list[str]) -> None:
-        for ref in refs:
-            check_ref_format(ref)
+            self._log((HEAD,), old, new, message, when)
 
     # -- reflog ------------------------------------------------------------------------------
-    def _append(self, ref: str, line: str, when: int) -> None:
-        key = f"{LOGS}{ref}/{when:020d}-{secrets.token_hex(4)}"
+    def _append_line(self, ref: str, line: str, when_ns: int) -> None:
+        key = f"{LOGS}{ref}/{when_ns:020d}-{secrets.token_hex(4)}"
         self.conn.put(key, (line + "\n").encode())
-
-    def append_reflog(self, ref: str, old: str | None, new: str | None, message: str) -> None:
-        check_ref_format(ref)
-        when = time.time_ns()
-        self._append(ref, reflog_line(old, new, when / 1e9, message), when)
 
     def _entries(self, ref: str) -> list[str]:
         """The keys of *ref*'s reflog lines, oldest first (one level: a/b's lines are not a's)."""
         base = f"{LOGS}{ref}/"
         return [e.key for e in self.conn.list(base, delimiter="/") if _ENTRY.match(e.key[len(base):])]
 
-    def reflog_lines(self, ref: str) -> list[str]:
-        check_ref_format(ref)
+    def _log_lines(self, ref: str) -> list[str]:
         blobs = self._read_many(self._entries(ref))
-        return [line for raw in blobs if raw is not None
+        return [line for raw in blobs if isinstance(raw, bytes)
                 for line in raw.decode("utf-8", errors="surrogateescape").splitlines()]
 
-    def reflog(self, ref: str = HEAD) -> list[ReflogEntry]:
-        return parse_reflog("\n".join(self.reflog_lines(ref)))
-
-    def has_reflog(self, ref: str) -> bool:
-        check_ref_format(ref)
+    def _has_log(self, ref: str) -> bool:
         return bool(self._entries(ref))
 
-    def reflog_names(self) -> list[str]:
-        names = set()
+    def _log_names(self) -> Iterable[str]:
         for e in self.conn.list(LOGS):
             name, _, entry = e.key[len(LOGS):].rpartition("/")
-            if _ENTRY.match(entry) and is_commit_ref(name):
-                names.add(name)
-        return sorted(names, key=lambda n: (n != HEAD, n))
+            if _ENTRY.match(entry):
+                yield name
 
-    def rewrite_reflog(self, ref: str, lines: list[str]) -> None:
-        check_ref_format(ref)
+    def _rewrite_log(self, ref: str, lines: list[str]) -> None:
+        """The kept lines as one ``...-base`` key that sorts first, then the old keys removed."""
         old = self._entries(ref)
         base = f"{LOGS}{ref}/{BASE_ENTRY}"
         if lines:
@@ -304,29 +175,9 @@ class S3RefStore:
             if key != base or not lines:
                 self.conn.delete(key)
 
-    def reflog_ids(self) -> set[str]:
-        ids = {oid for name in self.reflog_names() for e in self.reflog(name) for oid in (e.old, e.new)}
-        ids.discard(ZERO_ID)
-        return ids
-
     # -- keyframe records ----------------------------------------------------------------------
-    def keyframe(self, commit: str) -> str | None:
-        got = self.conn.get(keyframe_ref(commit))
-        value = got[0].decode("utf-8", errors="replace").strip() if got else ""
-        return value if is_id(value) else None
+    def _put_keyframe(self, ref: str, data: bytes) -> None:
+        self.conn.put(ref, data)
 
-    def set_keyframe(self, commit: str, snapshot: str) -> None:
-        if not is_id(snapshot):
-            raise ValueError(f"not a snapshot id: {snapshot!r}")
-        self.conn.put(keyframe_ref(commit), (snapshot + "\n").encode())
-
-    def delete_keyframe(self, commit: str) -> None:
-        self.conn.delete(keyframe_ref(commit))
-
-    def keyframes(self) -> dict[str, str]:
-        names = [n for n in self._names(KEYFRAMES) if is_id(n[len(KEYFRAMES):])]
-        return {n[len(KEYFRAMES):]: (raw or b"").decode("utf-8", errors="replace").strip()
-                for n, raw in zip(names, self._read_many(names), strict=True)}
-
-    def migrate_keyframes(self) -> int:
-        return 0  # a remote never had the old keyframes/ layout
+    def _remove_keyframe(self, ref: str) -> None:
+        self.conn.delete(ref)

@@ -13,27 +13,16 @@ import contextlib
 import io
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
-from ..errors import DamagedRefError, DbversError, MissingObjectError, RefConflictError
-from ..formats import ZERO_ID, is_id
+from ..errors import DbversError, MissingObjectError
+from ..formats import is_id
 from ..objects import header, object_id
 from . import codec
-from .base import Head, ReflogEntry
-from .refnames import (
-    HEADS,
-    KEYFRAMES,
-    NAMESPACES,
-    TAGS,
-    check_ref_format,
-    is_commit_ref,
-    keyframe_ref,
-    parse_head,
-    parse_reflog,
-    reflog_line,
-)
+from .refbase import RefStoreBase
+from .refnames import KEYFRAMES
 
 
 class MemoryObjectStore:
@@ -150,146 +139,71 @@ class MemoryObjectStore:
         return self._mtimes[oid]
 
 
-class MemoryRefStore:
+class MemoryRefStore(RefStoreBase):
+    """Refs and reflogs kept as the bytes the store directory would hold (``<id>\\n``, UTF-8 lines)."""
+
     def __init__(self, head: str = "ref: refs/heads/main") -> None:
-        self._refs: dict[str, str] = {}
-        self._head = head
-        self._logs: dict[str, list[str]] = {}
+        self._refs: dict[str, bytes] = {}
+        self._head: bytes | None = (head + "\n").encode()
+        self._logs: dict[str, list[bytes]] = {}
         self._lock = threading.RLock()
 
-    # -- reading
-    def read(self, ref: str) -> str | None:
-        check_ref_format(ref)
-        if ref == "HEAD":
-            return self.head().commit
-        return self._refs.get(ref)
+    def _where(self, ref: str) -> str:
+        return ref
 
-    def lookup(self, ref: str) -> str | None:
-        return self.read(ref) if is_commit_ref(ref) else None
+    def _read_raw(self, ref: str) -> bytes | None:
+        return self._head if ref == "HEAD" else self._refs.get(ref)
 
-    def head(self) -> Head:
-        return parse_head(self._head.strip(), "HEAD", self.read)
+    def _names(self, prefix: str) -> list[str]:
+        return sorted(name for name in self._refs if name.startswith(prefix))
 
-    def head_text(self) -> str | None:
-        return self._head + "\n"
-
-    def list(self, prefix: str) -> dict[str, str]:
-        return {name[len(prefix):]: v for name, v in sorted(self._refs.items()) if name.startswith(prefix)}
-
-    def branches(self) -> dict[str, str]:
-        return self.list(HEADS)
-
-    def tags(self) -> dict[str, str]:
-        return self.list(TAGS)
-
-    def check(self) -> tuple[dict[str, str | None], list[DamagedRefError]]:
-        values: dict[str, str | None] = {}
-        problems: list[DamagedRefError] = []
-        try:
-            values["HEAD"] = self.head().commit
-        except DamagedRefError as e:
-            problems.append(e)
-        values.update({n: v for n, v in sorted(self._refs.items()) if n.startswith(NAMESPACES)})
-        return values, problems
-
-    # -- writing
-    def compare_and_swap(self, ref: str, expect: str | None, new: str | None, *,
-                         message: str = "") -> bool:
-        check_ref_format(ref)
-        if new is not None and not is_id(new):
-            raise ValueError(f"not a commit id: {new!r}")
+    def _swap(self, ref: str, expect: str | None, new: str | None, message: str) -> bool:
         with self._lock:
             if self.read(ref) != expect:
                 return False
-            if not ref.startswith(KEYFRAMES):
-                head = self.head() if new is not None else None
-                self.append_reflog(ref, expect, new, message)
-                if head is not None and head.branch is not None and HEADS + head.branch == ref:
-                    self.append_reflog("HEAD", expect, new, message)
+            branch = self._attached_branch() if new is not None and not ref.startswith(KEYFRAMES) else None
+            self._log(self._move_logs(ref, new, branch), expect, new, message)
+            data = None if new is None else (new + "\n").encode()
             if ref == "HEAD":
-                self._head = new or ""
-            elif new is None:
+                self._head = data
+            elif data is None:
                 self._refs.pop(ref, None)
             else:
-                self._refs[ref] = new
+                self._refs[ref] = data
             return True
 
-    def update(self, ref: str, new: str, *, expect: str | None, message: str) -> None:
-        if not self.compare_and_swap(ref, expect, new, message=message):
-            raise RefConflictError(ref)
+    def _head_lock(self) -> contextlib.AbstractContextManager[object]:
+        return self._lock
 
-    def delete(self, ref: str, *, message: str) -> None:
+    def _replace_head(self, data: bytes, old: str | None, new: str | None, message: str) -> None:
+        self._log(("HEAD",), old, new, message)
+        self._head = data
+
+    def _append_line(self, ref: str, line: str, when_ns: int) -> None:
+        data = line.encode("utf-8")  # what the store directory writes (and refuses)
         with self._lock:
-            self.compare_and_swap(ref, self.read(ref), None, message=message)
+            self._logs.setdefault(ref, []).append(data)
 
-    def set_head(self, *, branch: str | None = None, commit: str | None = None, message: str) -> None:
-        with self._lock:
-            old = None
-            with contextlib.suppress(DamagedRefError):
-                old = self.head().commit
-            if branch is not None:
-                target = HEADS + branch
-                new, text = self.read(target), f"ref: {target}"
-            else:
-                if commit is None or not is_id(commit):
-                    raise ValueError(f"not a commit id: {commit!r}")
-                new, text = commit, commit
-            self.append_reflog("HEAD", old, new, message)
-            self._head = text
-
-    def check_writable(self, refs: list[str]) -> None:
-        for ref in refs:
-            check_ref_format(ref)
-
-    # -- reflog
-    def append_reflog(self, ref: str, old: str | None, new: str | None, message: str) -> None:
-        check_ref_format(ref)
-        with self._lock:
-            self._logs.setdefault(ref, []).append(reflog_line(old, new, time.time(), message))
-
-    def reflog(self, ref: str = "HEAD") -> list[ReflogEntry]:
-        return parse_reflog("\n".join(self.reflog_lines(ref)))
-
-    def has_reflog(self, ref: str) -> bool:
-        check_ref_format(ref)
+    def _has_log(self, ref: str) -> bool:
         return ref in self._logs
 
-    def reflog_names(self) -> list[str]:
-        return sorted(self._logs, key=lambda n: (n != "HEAD", n))
+    def _log_lines(self, ref: str) -> list[str]:
+        return [line.decode("utf-8", "surrogateescape") for line in self._logs.get(ref, [])]
 
-    def reflog_lines(self, ref: str) -> list[str]:
-        check_ref_format(ref)
-        return list(self._logs.get(ref, []))
+    def _log_names(self) -> Iterable[str]:
+        return list(self._logs)
 
-    def rewrite_reflog(self, ref: str, lines: list[str]) -> None:
-        check_ref_format(ref)
+    def _rewrite_log(self, ref: str, lines: list[str]) -> None:
         with self._lock:
             if lines:
-                self._logs[ref] = list(lines)
+                self._logs[ref] = [line.encode("utf-8", "surrogateescape") for line in lines]
             else:
                 self._logs.pop(ref, None)
 
-    def reflog_ids(self) -> set[str]:
-        ids = {oid for name in self._logs for e in self.reflog(name) for oid in (e.old, e.new)}
-        ids.discard(ZERO_ID)
-        return ids
-
-    # -- keyframe records
-    def keyframe(self, commit: str) -> str | None:
-        return self._refs.get(keyframe_ref(commit))
-
-    def set_keyframe(self, commit: str, snapshot: str) -> None:
-        if not is_id(snapshot):
-            raise ValueError(f"not a snapshot id: {snapshot!r}")
+    def _put_keyframe(self, ref: str, data: bytes) -> None:
         with self._lock:
-            self._refs[keyframe_ref(commit)] = snapshot
+            self._refs[ref] = data
 
-    def delete_keyframe(self, commit: str) -> None:
+    def _remove_keyframe(self, ref: str) -> None:
         with self._lock:
-            self._refs.pop(keyframe_ref(commit), None)
-
-    def migrate_keyframes(self) -> int:
-        return 0  # never had the old keyframes/ layout
-
-    def keyframes(self) -> dict[str, str]:
-        return {name[len(KEYFRAMES):]: v for name, v in sorted(self._refs.items()) if name.startswith(KEYFRAMES)}
+            self._refs.pop(ref, None)

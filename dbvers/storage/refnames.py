@@ -9,6 +9,7 @@ a snapshot id, not a commit id, and revision parsing never resolves it.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable
 
@@ -28,6 +29,8 @@ MAX_COMPONENT_BYTES = 255
 MAX_NAME_BYTES = 1024
 
 
+# Cached: every read, listing and swap checks its names, and a store has few distinct ones.
+@functools.lru_cache(maxsize=4096)
 def _name_problem(name: str) -> str | None:
     try:
         encoded = name.encode("utf-8")
