@@ -198,6 +198,25 @@ def cli() -> Callable[..., subprocess.CompletedProcess[str]]:
 # -- S3 remotes: one moto server on 127.0.0.1 for the whole session ---------------------------
 
 MOTO_BUCKET = "dbvers-tests"
+
+# moto's server, with one change: requests are handled one at a time (connections are still
+# accepted by many threads). moto checks If-Match / If-None-Match and then writes, without a
+# lock, so two racing conditional PUTs could both win on its threaded server — which S3 itself
+# never lets happen. Tests of compare-and-swap races need the real guarantee.
+_SERIAL_MOTO = r"""
+import sys, threading
+from werkzeug.serving import run_simple
+from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
+
+app = DomainDispatcherApplication(create_backend_app)
+one_at_a_time = threading.Lock()
+
+def serial(environ, start_response):
+    with one_at_a_time:
+        return list(app(environ, start_response))
+
+run_simple(sys.argv[1], int(sys.argv[2]), serial, threaded=True, request_handler=MotoRequestHandler)
+"""
 _moto: dict[str, Any] = {}
 
 
@@ -225,7 +244,7 @@ def moto_endpoint() -> str:
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             port = s.getsockname()[1]
-        server = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        server = subprocess.Popen([sys.executable, "-c", _SERIAL_MOTO, "127.0.0.1", str(port)],
                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         import atexit
 
