@@ -29,7 +29,8 @@ from .config import Config
 from .errors import CorruptObjectError, DbversError, TableNotFoundError
 from .formats import is_id
 from .fsutil import TMP_PREFIX, remove_stale_temps, temp_prefix, write_atomic
-from .objects import Commit, RowidFixups, Schema
+from .objects import Commit, Schema
+from .rowidstream import RowidStream
 from .storage.base import ObjectStore, RefStore
 from .values import read_rows
 
@@ -274,7 +275,7 @@ class States:
         """Apply *chain*'s patches to *conn*, set what patches don't carry, check the schema."""
         ch.apply_patchsets(conn, (
             (c.patch, self.objects.open_body(c.patch, "patch"),
-             RowidFixups.from_bytes(self.objects.get(c.rowids, "rowids")) if c.rowids else None)
+             RowidStream(c.rowids, self.objects.open_body(c.rowids, "rowids")) if c.rowids else None)
             for c in chain if c.patch
         ))
         final = self.get_commit(oid)
