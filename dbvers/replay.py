@@ -102,6 +102,19 @@ class PatchReader(Protocol):
     def close(self) -> None: ...
 
 
+def iter_changes(oid: str, patch: PatchReader) -> Iterator[apsw.TableChange]:
+    """The changes of stored patch *oid*, read as a stream (never whole in memory), then the
+    rest of it read, so the end's hash check runs; unparsable bytes are a CorruptObjectError."""
+    try:
+        yield from apsw.Changeset.iter(patch.read)
+        while patch.read(1 << 20):
+            pass
+    except apsw.Error as e:
+        raise CorruptObjectError(oid, f"patch unreadable: {e}") from None
+    finally:
+        patch.close()
+
+
 def apply_patchsets(conn: apsw.Connection,
                     patchsets: Iterable[tuple[str, bytes | PatchReader, RowidStream | None]]) -> None:
     """Apply (id, patchset, rowid fixups) in order, in one transaction.

@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from typing import Any, Protocol
 
 from .errors import CorruptObjectError
-from .objects import untag_value
+from .objects import tag_value, untag_value
 
 ROW_MAX = 8 << 20  # characters of one listed row's JSON
 READ = 1 << 20
@@ -143,3 +143,12 @@ class RowidStream:
             yield values
             if self._peek(",", "]") == "]":
                 return
+
+
+def row_fits(row: tuple[Any, ...]) -> bool:
+    """Whether a listed row's JSON stays within ROW_MAX characters (the writer's side of the bound)."""
+    # Cheap upper bound first (text escapes to at most 6 characters a character); exact only near it.
+    if sum(6 * len(v) + 2 if isinstance(v, str) else 2 * len(v) + 11 if isinstance(v, bytes) else 42
+           for v in row) <= ROW_MAX:
+        return True
+    return len(json.dumps([tag_value(v) for v in row], ensure_ascii=False, separators=(",", ":"))) <= ROW_MAX
