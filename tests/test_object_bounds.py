@@ -218,3 +218,34 @@ def test_a_key_too_long_for_a_rowids_entry_makes_a_snapshot(repo: dbvers.Repo) -
     assert c.rowids is None and c.snapshot is not None
     assert dump_state(repo.materialize(c.id, use_cache=False)) == dump_state(repo.path)
 
+
+
+RESTORE = """
+import resource, sys
+import apsw, pyarrow, sqlite3
+import dbvers, dbvers.backup
+base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+try:
+    dbvers.restore(sys.argv[1], to=sys.argv[2], at=sys.argv[3])
+    print("ok")
+except dbvers.DbversError as e:
+    print(e)
+print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base) / 1024)
+"""
+
+
+def test_restore_of_an_archive_with_a_rowids_bomb_is_refused_in_bounded_memory(repo: dbvers.Repo,
+                                                                              tmp_path: Path) -> None:
+    block = b'[3,"aa"],' * ((1 << 20) // 9)
+    _with_rowids(repo, _craft(repo, "rowids", b'{"c":{"key":["k"],"rows":[', block, BODY_MB, b'[3,"aa"]]}}'))
+    archive = repo.backup(tmp_path / "b").path
+    assert archive.stat().st_size < 5 << 20
+    target = tmp_path / "out" / "data.db"
+    target.parent.mkdir()
+    out = subprocess.run([sys.executable, "-c", RESTORE, str(archive), str(target), "crafted"],
+                         capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    assert out.returncode == 0, out.stderr
+    msg, peak = out.stdout.strip().splitlines()
+    assert "recorded rowids name more rows of c than the state holds" in msg
+    assert float(peak) < BOUND_MB, f"restore peaked at {float(peak):.0f} MB above the interpreter"
+    assert not target.exists()
