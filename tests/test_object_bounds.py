@@ -249,3 +249,11 @@ def test_restore_of_an_archive_with_a_rowids_bomb_is_refused_in_bounded_memory(r
     assert "recorded rowids name more rows of c than the state holds" in msg
     assert float(peak) < BOUND_MB, f"restore peaked at {float(peak):.0f} MB above the interpreter"
     assert not target.exists()
+
+
+@pytest.mark.parametrize("body", [b"not json", b'{"parents": 5}', b"[]", b'{"entries":[[1]]}'])
+def test_a_commit_or_schema_that_does_not_parse_is_corrupt(repo: dbvers.Repo, body: bytes) -> None:
+    with pytest.raises(CorruptObjectError, match="not a commit"):
+        repo.get_commit(repo.objects.put_bytes("commit", body))
+    with pytest.raises(CorruptObjectError, match="not a schema"):
+        repo.get_schema(repo.objects.put_bytes("schema", body))
