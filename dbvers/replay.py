@@ -3,7 +3,8 @@
 Each patch applies in order, in one transaction, followed by the hidden rowids it would get wrong
 (:class:`~dbvers.objects.RowidFixups`, streamed by :class:`~dbvers.rowidstream.RowidStream`);
 :func:`restore_extras` then sets what patchsets don't carry (the header pragmas,
-``sqlite_sequence``). A patch that doesn't fit its parent state means the store is inconsistent: a :class:`~dbvers.errors.CorruptObjectError`, never skipped.
+``sqlite_sequence``). A patch that doesn't fit its parent state means the store is
+inconsistent: a :class:`~dbvers.errors.CorruptObjectError`, never skipped.
 
 L2: imports tables and L0.
 """

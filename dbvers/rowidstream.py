@@ -51,7 +51,8 @@ class RowidStream:
         return CorruptObjectError(self.oid, detail)
 
     def _fill(self, want: int) -> bool:
-        """Read at least *want* more bytes into the buffer; False at the end of the body."""
+        """Read up to max(READ, *want*) more bytes (a stream gives at most a chunk a read; a
+        long entry is re-parsed once a fill, which ROW_MAX bounds); False at the end."""
         if self._eof:
             return False
         if self._pos:  # what was parsed is dropped
@@ -90,7 +91,7 @@ class RowidStream:
                 pending = len(self._buf) - self._pos
                 if pending > ROW_MAX:
                     raise self._corrupt(f"a rowids entry longer than {ROW_MAX:,} characters") from None
-                if not self._fill(pending):  # twice as much each time: parsing stays linear
+                if not self._fill(pending):
                     raise self._corrupt("malformed rowids") from None
                 continue
             if end - self._pos > ROW_MAX:

@@ -1,7 +1,8 @@
 """The object encoding every backend stores: zstd frames of ``objects.header`` + body.
 
 L1. Encoding streams (one frame per ``CHUNK``); decoding streams too, and checks
-the header's declared length as bytes come out (a zstd bomb stops there) and the
+the header's declared length as bytes come out (a zstd bomb stops there; a commit or
+schema declaring more than ``objects.BODY_MAX`` is refused from its header) and the
 SHA-256 against the id at the end. Backends hand this module a file path or a
 readable binary stream of the encoded bytes.
 """
