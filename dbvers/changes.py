@@ -40,6 +40,7 @@ from .privatedb import detach as detach
 from .privatedb import open_private as open_private
 from .replay import apply_patchsets as apply_patchsets
 from .replay import restore_extras as restore_extras
+from .rowidstream import row_fits
 from .tables import ROWID_NAMES as ROWID_NAMES
 from .tables import TableInfo, classify_tables, is_stats_table, read_schema
 from .tables import TableSet as TableSet
@@ -513,6 +514,10 @@ def rowid_fixups(conn: apsw.Connection, changes: Changes) -> RowidFixups | None:
             ).fetchall()
         finally:
             conn.execute("DROP TABLE temp.dbvers_fix")
+        if not all(map(row_fits, moved)):
+            # A key too long for a rowids entry (rowidstream.ROW_MAX): a snapshot holds the rowids.
+            changes.needs_keyframe.append(f"{name}: a key too long to record its row's rowid")
+            return None
         if moved:
             found[name] = (cols, tuple(tuple(r) for r in moved))
     return RowidFixups(found) if found else None

@@ -11,6 +11,7 @@ change, rows with a NULL key, ...) are checked by comparing the row in both stat
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from itertools import islice
 from operator import itemgetter
 from typing import TYPE_CHECKING, Any
@@ -22,6 +23,7 @@ from . import graph
 from .errors import UsageError
 from .frames import arrow_column, frame, meta_columns, rows_frame
 from .objects import Commit, CommitLog, Schema, SchemaChange, TableCounts
+from .replay import iter_changes
 from .rowdiff import KeyHint
 from .schemadiff import describe_schema_changes
 from .states import table_rows
@@ -123,7 +125,7 @@ def _patch_touches(repo: Repo, patch: str, table: str, key: tuple[Any, ...]) -> 
     """Whether the patch changes the row with *key* (column order), and its changes to *table* by kind."""
     found = False
     tally = {"INSERT": 0, "UPDATE": 0, "DELETE": 0}
-    for change in apsw.Changeset.iter(repo.objects.get(patch, "patch")):
+    for change in iter_changes(patch, repo.objects.open_body(patch, "patch")):
         if change.name != table:
             continue
         tally[change.op] += 1
@@ -235,7 +237,7 @@ def _first_parent_path(repo: Any, a: str, b: str, max_commits: int) -> list[str]
     return path + chain_a[: depth[cur]]
 
 
-def _patch_keys(patch: bytes, keys: dict[str, set[Any]], unknown: set[str]) -> dict[str, list[int]]:
+def _patch_keys(changes: Iterable[apsw.TableChange], keys: dict[str, set[Any]], unknown: set[str]) -> dict[str, list[int]]:
     """Add the keys a patchset's changes name to *keys* (a table whose text isn't UTF-8 to
     *unknown*); its changes per table, indexed by opcode."""
     tallies: dict[str, list[int]] = {}
@@ -243,7 +245,7 @@ def _patch_keys(patch: bytes, keys: dict[str, set[Any]], unknown: set[str]) -> d
     get: Any = None
     add: Any = None
     tally: list[int] = []
-    for change in apsw.Changeset.iter(patch):
+    for change in changes:
         if change.name != last:  # a patchset holds each table's changes together
             last = change.name
             get = itemgetter(*sorted(change.pk_columns))
@@ -282,7 +284,7 @@ def changed_keys(repo: Any, a: str, b: str, *, max_commits: int = 10_000,
             return None
         tallies: dict[str, list[int]] = {}
         if c.patch:
-            tallies = _patch_keys(repo.objects.get(c.patch, "patch"), keys, unknown)
+            tallies = _patch_keys(iter_changes(c.patch, repo.objects.open_body(c.patch, "patch")), keys, unknown)
             seen += sum(map(sum, tallies.values()))
             if seen > max_changes:
                 return None

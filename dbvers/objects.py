@@ -19,6 +19,12 @@ from . import display
 FORMAT_VERSION = 1
 OBJECT_TYPES = ("commit", "schema", "patch", "snapshot", "rowids")
 SHORT_ID_LEN = 10
+# Commits and schemas are read whole and parsed as JSON, whose Python form takes up to ~12 times
+# the bytes: their bodies have a ceiling that writing refuses to pass (storage.codec.body_chunks)
+# and reading treats as corruption before decoding anything (storage.codec.stream), so a crafted
+# object of gigabytes is never decompressed into memory. 8 MiB is a commit with counts for
+# ~150,000 tables, or a schema of ~8 MB of CREATE statements. Patches, snapshots and rowids stream.
+BODY_MAX = {"commit": 8 << 20, "schema": 8 << 20}
 
 
 def header(obj_type: str, size: int) -> bytes:
@@ -229,7 +235,7 @@ def counts_summary(counts: dict[str, TableCounts]) -> str:
     return f"{len(counts)} table(s) {tot}"
 
 
-def _tag(v: Any) -> Any:
+def tag_value(v: Any) -> Any:
     """A SQLite value in JSON without loss: integers and text as they are, reals and blobs tagged."""
     if isinstance(v, float):
         return {"real": v.hex()}
@@ -238,7 +244,7 @@ def _tag(v: Any) -> Any:
     return v
 
 
-def _untag(v: Any) -> Any:
+def untag_value(v: Any) -> Any:
     if isinstance(v, dict):
         return float.fromhex(v["real"]) if "real" in v else bytes.fromhex(v["blob"])
     return v
@@ -257,7 +263,7 @@ class RowidFixups:
 
     def to_bytes(self) -> bytes:
         return canonical_json({
-            name: {"key": list(cols), "rows": [[_tag(v) for v in row] for row in rows]}
+            name: {"key": list(cols), "rows": [[tag_value(v) for v in row] for row in rows]}
             for name, (cols, rows) in sorted(self.tables.items())
         })
 
@@ -265,7 +271,7 @@ class RowidFixups:
     def from_bytes(cls, data: bytes) -> RowidFixups:
         raw = json.loads(data)
         return cls({
-            name: (tuple(t["key"]), tuple(tuple(_untag(v) for v in row) for row in t["rows"]))
+            name: (tuple(t["key"]), tuple(tuple(untag_value(v) for v in row) for row in t["rows"]))
             for name, t in raw.items()
         })
 

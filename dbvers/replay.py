@@ -1,64 +1,98 @@
 """Replaying stored patchsets onto a private state (materialization's inner step).
 
 Each patch applies in order, in one transaction, followed by the hidden rowids it would get wrong
-(:class:`~dbvers.objects.RowidFixups`); :func:`restore_extras` then sets what patchsets don't
-carry (the header pragmas, ``sqlite_sequence``). A patch that doesn't fit its parent state means
-the store is inconsistent: a :class:`~dbvers.errors.CorruptObjectError`, never skipped.
+(:class:`~dbvers.objects.RowidFixups`, streamed by :class:`~dbvers.rowidstream.RowidStream`);
+:func:`restore_extras` then sets what patchsets don't carry (the header pragmas,
+``sqlite_sequence``). A patch that doesn't fit its parent state means the store is
+inconsistent: a :class:`~dbvers.errors.CorruptObjectError`, never skipped.
 
 L2: imports tables and L0.
 """
 
 from __future__ import annotations
 
-import json
-from collections.abc import Iterable
-from typing import Protocol
+from collections.abc import Iterable, Iterator
+from typing import Any, Protocol
 
 import apsw
 
 from .errors import CorruptObjectError
-from .objects import RowidFixups
+from .rowidstream import RowidStream
 from .tables import classify_tables
 from .values import quote
 
 
-def restore_rowids(conn: apsw.Connection, fixups: RowidFixups, oid: str) -> None:
+def restore_rowids(conn: apsw.Connection, fixups: RowidStream) -> None:
     """Move each listed row to its recorded rowid: first all of them out of the way (below
-    the smallest rowid, or above the largest), then each to its place, so no two collide."""
+    the smallest rowid, or above the largest), then each to its place, so no two collide.
+
+    The rows stream into a temporary table (SQLite's temp store is a file: memory stays
+    bounded whatever the object's size); a table listing more rows than it holds is refused
+    as they are read, so a crafted object costs no more than the state it names.
+    """
+    oid = fixups.oid
     tracked = classify_tables(conn, "main").tracked
-    for name, (cols, rows) in fixups.tables.items():
+    for name, cols, rows in fixups.tables():
         info = tracked.get(name)
         if info is None or info.rowid_name in info.columns:
             raise CorruptObjectError(oid, f"rowids recorded for {name}, which has no hidden rowid")
-        rid, t, n = info.rowid_name, quote(name), len(rows)
-        lo = conn.execute(f"SELECT min({rid}) FROM main.{t}").fetchone()[0]
-        hi = conn.execute(f"SELECT max({rid}) FROM main.{t}").fetchone()[0]
+        rid, t = info.rowid_name, quote(name)
+        lo, hi, total = conn.execute(f"SELECT min({rid}), max({rid}), count(*) FROM main.{t}").fetchone()
         if lo is None:
             raise CorruptObjectError(oid, f"rowids recorded for rows of {name}, which is empty")
-        if lo - n >= -(2**63):
-            start = lo - n
-        elif hi + n <= 2**63 - 1:
-            start = hi + 1
-        else:
-            raise CorruptObjectError(oid, f"no room to renumber rows of {name}")
-        where = " AND ".join(f"{quote(c)} IS ?" for c in cols)
-        sql = f"UPDATE main.{t} SET {rid} = ? WHERE {where}"
-        before = conn.total_changes()
-        conn.executemany(sql, [(start + i, *row[1:]) for i, row in enumerate(rows)])
-        if conn.total_changes() - before != n:
-            raise CorruptObjectError(oid, f"recorded rowids name rows of {name} the state lacks")
-        # A row the replay left at a recorded rowid had already lost its own (a VACUUM or
-        # an UPDATE of the rowid, which no patchset carries): it moves to a free rowid,
-        # its values untouched, rather than the replay failing.
-        taken = [r for (r,) in conn.execute(
-            f"SELECT {rid} FROM main.{t} WHERE {rid} IN (SELECT value FROM json_each(?))",
-            (json.dumps([row[0] for row in rows]),))]
-        for r in taken:
+        ks = [f"k{i}" for i in range(len(cols))]
+        conn.execute(f"CREATE TEMP TABLE dbvers_rowids(i INTEGER PRIMARY KEY, r, {', '.join(ks)})")
+        try:
+            n = _load_rows(conn, rows, total, len(ks), CorruptObjectError(
+                oid, f"recorded rowids name more rows of {name} than the state holds"))
+            _move_rows(conn, oid, name, rid, cols, ks, lo - n if lo - n >= -(2**63) else hi + 1, n)
+        finally:
+            conn.execute("DROP TABLE temp.dbvers_rowids")
+
+
+def _load_rows(conn: apsw.Connection, rows: Iterable[tuple[Any, ...]], total: int, nkeys: int,
+               too_many: CorruptObjectError) -> int:
+    """Insert *rows* into temp.dbvers_rowids as (i, rowid, keys...); how many (at most *total*)."""
+    n = 0
+
+    def numbered() -> Iterator[tuple[Any, ...]]:
+        nonlocal n
+        for row in rows:
+            if n == total:
+                raise too_many
+            yield (n, *row)
+            n += 1
+
+    conn.executemany(f"INSERT INTO temp.dbvers_rowids VALUES (?, ?{', ?' * nkeys})", numbered())
+    return n
+
+
+def _move_rows(conn: apsw.Connection, oid: str, name: str, rid: str, cols: tuple[str, ...],
+               ks: list[str], start: int, n: int) -> None:
+    """Listed rows to start.. (by key), the rows at recorded rowids to free ones, listed rows home."""
+    t = quote(name)
+    if start + n - 1 > 2**63 - 1:  # neither below the smallest nor above the largest
+        raise CorruptObjectError(oid, f"no room to renumber rows of {name}")
+    where = " AND ".join(f"{quote(c)} IS ?" for c in cols)
+    sql = f"UPDATE main.{t} SET {rid} = ? WHERE {where}"
+    keys = ", ".join(ks)
+    before = conn.total_changes()
+    conn.executemany(sql, conn.execute(f"SELECT ? + i, {keys} FROM temp.dbvers_rowids ORDER BY i", (start,)))
+    if conn.total_changes() - before != n:
+        raise CorruptObjectError(oid, f"recorded rowids name rows of {name} the state lacks")
+    # A row the replay left at a recorded rowid had already lost its own (a VACUUM or
+    # an UPDATE of the rowid, which no patchset carries): it moves to a free rowid,
+    # its values untouched, rather than the replay failing.
+    conn.execute(f"CREATE TEMP TABLE dbvers_taken AS SELECT {rid} AS r FROM main.{t} "
+                 f"WHERE {rid} IN (SELECT r FROM temp.dbvers_rowids) ORDER BY {rid}")
+    try:
+        for (r,) in conn.execute("SELECT r FROM temp.dbvers_taken ORDER BY rowid"):
             top = conn.execute(f"SELECT max({rid}) FROM main.{t}").fetchone()[0]
             free = top + 1 if top < 2**63 - 1 else conn.execute(f"SELECT min({rid}) FROM main.{t}").fetchone()[0] - 1
             conn.execute(f"UPDATE main.{t} SET {rid} = ? WHERE {rid} = ?", (free, r))
-        conn.executemany(sql, [(row[0], *row[1:]) for row in rows])
-
+    finally:
+        conn.execute("DROP TABLE temp.dbvers_taken")
+    conn.executemany(sql, conn.execute(f"SELECT r, {keys} FROM temp.dbvers_rowids ORDER BY i"))
 
 
 class PatchReader(Protocol):
@@ -69,8 +103,21 @@ class PatchReader(Protocol):
     def close(self) -> None: ...
 
 
+def iter_changes(oid: str, patch: PatchReader) -> Iterator[apsw.TableChange]:
+    """The changes of stored patch *oid*, read as a stream (never whole in memory), then the
+    rest of it read, so the end's hash check runs; unparsable bytes are a CorruptObjectError."""
+    try:
+        yield from apsw.Changeset.iter(patch.read)
+        while patch.read(1 << 20):
+            pass
+    except apsw.Error as e:
+        raise CorruptObjectError(oid, f"patch unreadable: {e}") from None
+    finally:
+        patch.close()
+
+
 def apply_patchsets(conn: apsw.Connection,
-                    patchsets: Iterable[tuple[str, bytes | PatchReader, RowidFixups | None]]) -> None:
+                    patchsets: Iterable[tuple[str, bytes | PatchReader, RowidStream | None]]) -> None:
     """Apply (id, patchset, rowid fixups) in order, in one transaction.
 
     A patchset is bytes or a reader: SQLite then pulls it in small pieces, so a
@@ -90,7 +137,7 @@ def apply_patchsets(conn: apsw.Connection,
     conn.execute("BEGIN")
     oid = ""
     try:
-        for oid, ps, fixups in patchsets:  # oid names the failing patch below
+        for oid, ps, fixups in patchsets:  # noqa: B007 - oid names the failing patch below
             try:
                 apsw.Changeset.apply(
                     ps if isinstance(ps, bytes) else ps.read, conn, conflict=on_conflict,
@@ -99,11 +146,13 @@ def apply_patchsets(conn: apsw.Connection,
                 if not isinstance(ps, bytes):
                     while ps.read(1 << 20):  # SQLite stopped early: the rest is still verified
                         pass
+                if fixups is not None:
+                    restore_rowids(conn, fixups)
             finally:
                 if (close := getattr(ps, "close", None)) is not None:
                     close()
-            if fixups is not None:
-                restore_rowids(conn, fixups, oid)
+                if fixups is not None:
+                    fixups.close()
     except CorruptObjectError:
         conn.execute("ROLLBACK")
         raise

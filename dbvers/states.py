@@ -24,12 +24,13 @@ from typing import Any
 import apsw
 
 from . import changes as ch
-from . import snapshots
+from . import graph, snapshots
 from .config import Config
 from .errors import CorruptObjectError, DbversError, TableNotFoundError
 from .formats import is_id
 from .fsutil import TMP_PREFIX, remove_stale_temps, temp_prefix, write_atomic
-from .objects import Commit, RowidFixups, Schema
+from .objects import Commit, Schema
+from .rowidstream import RowidStream
 from .storage.base import ObjectStore, RefStore
 from .values import read_rows
 
@@ -77,7 +78,7 @@ class States:
     def get_commit(self, oid: str) -> Commit:
         c = self._commits.get(oid)
         if c is None:
-            c = Commit.from_bytes(self.objects.get(oid, "commit"))
+            c = graph.commit_reader(self.objects)(oid)  # one that doesn't parse is corrupt
             self._commits[oid] = c
         return c
 
@@ -86,7 +87,11 @@ class States:
         self._commits[oid] = commit
 
     def get_schema(self, oid: str) -> Schema:
-        return Schema.from_bytes(self.objects.get(oid, "schema"))
+        data = self.objects.get(oid, "schema")
+        try:
+            return Schema.from_bytes(data)
+        except (ValueError, KeyError, TypeError) as e:  # a crafted or damaged schema object
+            raise CorruptObjectError(oid, f"not a schema: {str(e)[:80]}") from None
 
     # -- keyframes -----------------------------------------------------------------------
     def snapshot_of(self, oid: str) -> str | None:
@@ -274,7 +279,7 @@ class States:
         """Apply *chain*'s patches to *conn*, set what patches don't carry, check the schema."""
         ch.apply_patchsets(conn, (
             (c.patch, self.objects.open_body(c.patch, "patch"),
-             RowidFixups.from_bytes(self.objects.get(c.rowids, "rowids")) if c.rowids else None)
+             RowidStream(c.rowids, self.objects.open_body(c.rowids, "rowids")) if c.rowids else None)
             for c in chain if c.patch
         ))
         final = self.get_commit(oid)

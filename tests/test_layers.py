@@ -36,6 +36,7 @@ LONG_MARK = "# long:"
 LAYERS: dict[str, int] = {
     # L0: the model and encodings; imports nothing above itself.
     "errors": 0, "boundary": 0, "formats": 0, "_version": 0, "display": 0, "fsutil": 0, "objects": 0, "values": 0,
+    "rowidstream": 0,
     # L1: storage behind protocols, typed config, the two-library boundary.
     "storage": 1, "store": 1, "refs": 1, "config": 1, "sqlio": 1, "privatedb": 1,
     # L2: engines.

@@ -1,7 +1,8 @@
 """The object encoding every backend stores: zstd frames of ``objects.header`` + body.
 
 L1. Encoding streams (one frame per ``CHUNK``); decoding streams too, and checks
-the header's declared length as bytes come out (a zstd bomb stops there) and the
+the header's declared length as bytes come out (a zstd bomb stops there; a commit or
+schema declaring more than ``objects.BODY_MAX`` is refused from its header) and the
 SHA-256 against the id at the end. Backends hand this module a file path or a
 readable binary stream of the encoded bytes.
 """
@@ -12,8 +13,8 @@ import hashlib
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, BinaryIO
 
-from ..errors import CorruptObjectError
-from ..objects import OBJECT_TYPES, header
+from ..errors import CorruptObjectError, UsageError
+from ..objects import BODY_MAX, OBJECT_TYPES, header
 
 CHUNK = 8 << 20
 # Streamed bodies (patches replayed by SQLite) are decoded this much at a time.
@@ -42,10 +43,20 @@ def encode(chunks: Iterable[bytes]) -> Iterator[bytes]:
 
 
 def body_chunks(obj_type: str, body: bytes) -> list[bytes]:
-    """Header + *body* cut into CHUNK pieces (views: nothing is copied)."""
+    """Header + *body* cut into CHUNK pieces (views: nothing is copied).
+
+    A commit or schema over its ``BODY_MAX`` is refused: no reader would accept it.
+    """
+    if len(body) > (limit := BODY_MAX.get(obj_type, len(body))):
+        raise UsageError(f"this commit's {obj_type} would be {len(body):,} bytes, over the {limit:,} a store "
+                         f"accepts; {_SHRINK[obj_type]}")
     view = memoryview(body)
     return [header(obj_type, len(body)) + bytes(view[:CHUNK])] + [
         view[i:i + CHUNK] for i in range(CHUNK, len(body), CHUNK)]  # type: ignore[misc]
+
+
+_SHRINK = {"commit": "use a shorter message and meta",
+           "schema": "a database with a schema this large can't be versioned by dbvers"}
 
 
 def parse_header(buf: bytes, object_id_: str) -> tuple[str, int, int]:
@@ -60,6 +71,8 @@ def parse_header(buf: bytes, object_id_: str) -> tuple[str, int, int]:
         raise CorruptObjectError(object_id_, "malformed object header") from None
     if obj_type not in OBJECT_TYPES:
         raise CorruptObjectError(object_id_, f"unknown object type {obj_type!r}")
+    if length > (limit := BODY_MAX.get(obj_type, length)):  # refused before the body is decoded
+        raise CorruptObjectError(object_id_, f"a {obj_type} of {length:,} bytes, over the {limit:,} one can be")
     return obj_type, length, nul + 1
 
 
@@ -88,7 +101,7 @@ def stream(oid: str, open_decoder: Opener, chunk: int = CHUNK) -> Iterator[tuple
     h = hashlib.sha256()
     try:
         with open_decoder() as inp:
-            first = inp.read(max(chunk, 64))
+            first = inp.read(64)  # the header alone first: an over-long commit stops here
             obj_type, length, hlen = parse_header(first, oid)
             h.update(first)
             seen = len(first) - hlen
