@@ -10,6 +10,7 @@ DbversError
 │   ├── BadExpiryError          a time for --expire/--prune that can't be read
 │   └── RemoteUrlError          a remote URL that names no backend
 ├── NotADatabaseError           the tracked file is not SQLite
+├── UndecodableSchemaError     a name or SQL in sqlite_schema that isn't UTF-8
 ├── RepositoryNotFoundError
 ├── RepositoryExistsError
 ├── UnsupportedFormatError      a store written by a newer dbvers
@@ -87,6 +88,13 @@ class NotADatabaseError(DbversError):
         self.detail = detail
         extra = f" ({detail})" if detail else ""
         super().__init__(f"{path} is not a SQLite database{extra}")
+
+
+class UndecodableSchemaError(DbversError):
+    def __init__(self, kind: str, name: str, part: str) -> None:  # name: surrogate escapes for bad bytes
+        self.kind, self.name, self.part = kind, name, part
+        super().__init__(f"{kind} '{name}' has {'a name' if part == 'name' else 'SQL'} that is not valid UTF-8, "
+                         "which dbvers can't put in a statement: rename or recreate it with UTF-8 text")
 
 
 class RepositoryNotFoundError(DbversError):
