@@ -51,9 +51,11 @@ def schema_rows(conn: apsw.Connection, db: str = "main") -> list[tuple[str, str,
         try:
             name, tbl, sql = (p if p is None else bytes(p).decode("utf-8") for p in parts)
         except UnicodeDecodeError:
-            shown = decode_text(bytes(parts[0] or b""))
-            part = "name" if not _is_utf8(parts[0]) or not _is_utf8(parts[1]) else "sql"
-            raise UndecodableSchemaError(kind, shown, part) from None
+            if not _is_utf8(parts[0]) or _is_utf8(parts[1]):  # the object, by its own name
+                raise UndecodableSchemaError(kind, decode_text(bytes(parts[0])),
+                                             "sql" if _is_utf8(parts[0]) else "name") from None
+            # an index or trigger of a table whose name isn't UTF-8: name the table
+            raise UndecodableSchemaError("table", decode_text(bytes(parts[1])), "name") from None
         out.append((kind, name, tbl, sql))
     return out
 
