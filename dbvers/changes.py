@@ -139,28 +139,45 @@ def count_by_key(
 
 
 def _null_pk_counts(conn: apsw.Connection, info: TableInfo) -> TableCounts:
-    """Rows with a NULL in the primary key are invisible to sessions: compare them in SQL.
+    """Rows with a NULL in the primary key are invisible to sessions: count them in SQL, as the
+    diff (``rowdiff``) matches them, so that a commit's counts are its diff's.
 
-    Such rows are matched on their rowid (a table that can hold them is a rowid
-    table), so a changed row counts once, as an update.
+    A key holding NULL identifies no row (NULLs are distinct in SQL: two rows can hold the
+    same such key), so such a row is the same row only at its own rowid with the same key
+    (``IS``); otherwise it is removed and another added. (A row that got a non-NULL key is
+    removed here and added by the session, as the diff shows it.)
     """
-    t = quote(info.name)
-    nullpk = " OR ".join(f"{quote(c)} IS NULL" for c in info.pk)
-    cols = ", ".join(f"{quote(c)}, typeof({quote(c)})" for c in info.columns)
-    rid = info.rowid_name
-    has_new = conn.execute(f"SELECT 1 FROM main.{t} WHERE {nullpk} LIMIT 1").fetchone()
-    has_old = conn.execute(f"SELECT 1 FROM base.{t} WHERE {nullpk} LIMIT 1").fetchone()
-    if not has_new and not has_old:
+    t, rid = quote(info.name), info.rowid_name
+    nullpk = " OR ".join(f"{{a}}.{quote(c)} IS NULL" for c in info.pk)
+    o_null, n_null = (f"({nullpk.format(a=a)})" for a in ("o", "n"))
+    if not conn.execute(f"SELECT EXISTS (SELECT 1 FROM main.{t} AS n WHERE {n_null}) "
+                        f"OR EXISTS (SELECT 1 FROM base.{t} AS o WHERE {o_null})").fetchone()[0]:
         return TableCounts()
+    match = _key_match(info.key, "o", "n")
     inserts, updates, deletes = conn.execute(
-        f"WITH n(r) AS (SELECT {rid} FROM (SELECT {rid}, {cols} FROM main.{t} WHERE {nullpk} "
-        f"EXCEPT SELECT {rid}, {cols} FROM base.{t} WHERE {nullpk})), "
-        f"o(r) AS (SELECT {rid} FROM (SELECT {rid}, {cols} FROM base.{t} WHERE {nullpk} "
-        f"EXCEPT SELECT {rid}, {cols} FROM main.{t} WHERE {nullpk})) "
-        "SELECT (SELECT count(*) FROM n WHERE r NOT IN o), (SELECT count(*) FROM n WHERE r IN o), "
-        "(SELECT count(*) FROM o WHERE r NOT IN n)"
+        f"SELECT (SELECT count(*) FROM main.{t} AS n WHERE {n_null} AND NOT EXISTS "
+        f"(SELECT 1 FROM base.{t} AS o WHERE o.{rid} = n.{rid} AND {match})), "
+        f"(SELECT count(*) FROM base.{t} AS o JOIN main.{t} AS n ON n.{rid} = o.{rid} AND {match} "
+        f"WHERE {o_null} AND ({_differs_as_diff(info, 'n', 'o')})), "
+        f"(SELECT count(*) FROM base.{t} AS o WHERE {o_null} AND NOT EXISTS "
+        f"(SELECT 1 FROM main.{t} AS n WHERE o.{rid} = n.{rid} AND {match}))"
     ).fetchone()
     return TableCounts(inserts, updates, deletes)
+
+
+def _differs_as_diff(info: TableInfo, a: str, b: str) -> str:
+    """SQL for "row *a* differs from row *b* of the same key", column by column as the diff
+    compares them (``rowdiff.changed_sql``): where both 7 and 7.0 can be stored (no affinity,
+    or ANY) type and the sign of zero count, elsewhere SQL's ``IS``; key columns only there."""
+    parts = []
+    for c, decl in zip(info.columns, info.types, strict=True):
+        typed = affinity(decl) == "BLOB" or decl.upper() == "ANY"
+        x, y = f"{a}.{quote(c)}", f"{b}.{quote(c)}"
+        if typed:
+            parts.append(f"NOT {_same_value(x, y)}")
+        elif c not in info.pk:
+            parts.append(f"{x} IS NOT {y}")
+    return " OR ".join(parts) or "0"
 
 
 def _type_only_condition(qc: str) -> str:

@@ -169,6 +169,10 @@ def key_table(keys: Collection[Any], width: int) -> pyarrow.Table | None:
 
     rows = list(keys)
     columns = [rows] if width == 1 else list(zip(*rows, strict=True)) or [[]] * width
+    if any(len({type(v) for v in c}) > 1 for c in columns):
+        # Arrow would convert one kind into another ('7' and b'a' become binary, 2**60 + 1 and
+        # 0.5 doubles), and the converted key matches another row or none
+        return None
     try:
         arrays = [pa.array(c) for c in columns]
     except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, OverflowError):

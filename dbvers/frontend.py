@@ -42,6 +42,14 @@ def user_error(exc: BaseException) -> DbversError:
     return translate(exc) or InternalError(exc)
 
 
+def error_line(err: DbversError) -> str:
+    """*err*'s message as a person reads it: names and values from the user's data in it with
+    their control characters and bytes that aren't UTF-8 escaped (``render.text.safe_text``)."""
+    from .render.text import safe_text
+
+    return safe_text(str(err))
+
+
 def stdout_closed(exc: BaseException | None) -> bool:
     """Did *exc* (or what caused it) come from writing to a stdout whose reader left?"""
     seen = 0

@@ -29,7 +29,7 @@ from IPython.core.magic_arguments import argument, magic_arguments
 from . import sqlio
 from .cli import build_parser, run
 from .errors import DbversError, NothingToCommitError, debug_enabled
-from .frontend import check_at_least, console, diff_refs, user_error, widget_progress
+from .frontend import check_at_least, console, diff_refs, error_line, user_error, widget_progress
 
 MAX_MESSAGE = 4000
 PAGE_SIZE = 50
@@ -46,14 +46,14 @@ def user_errors() -> Iterator[None]:
     try:
         yield
     except DbversError as e:
-        raise UsageError(str(e)) from None
+        raise UsageError(error_line(e)) from None
     except SystemExit as e:  # argparse after --help / --version: the text is already printed
         if e.code not in (0, None):
             raise UsageError(f"dbvers exited with status {e.code}") from None
     except Exception as e:
         if debug_enabled():
             raise
-        raise UsageError(str(user_error(e))) from None
+        raise UsageError(error_line(user_error(e))) from None
 
 
 def split(line: str) -> list[str]:

@@ -270,6 +270,8 @@ def _build(repo: Repo, op: Operation, work: Path) -> MergeOutcome:
 
         hint = changed_keys(repo, op.base, op.theirs)
         outcome = merge_states(tmp, repo.materialize(op.base), repo.materialize(op.theirs), hint)
+        # apsw's SQLite wrote theirs' rows: the user's computes their STORED generated columns
+        sqlio.recompute_generated(tmp, sorted(t for t, m in outcome.tables.items() if m.changed))
         tmp.replace(work)
     finally:
         tmp.unlink(missing_ok=True)

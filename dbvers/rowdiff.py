@@ -304,9 +304,15 @@ def _scan_arms(spec: TableSpec, oa: str, nb: str) -> list[tuple[str, str, str]]:
     # A rowid table keyed on other columns: a row keeps its rowid across updates, so
     # pair rows by rowid first (both scans then read the other side in rowid order,
     # like a merge join) and look keys up in the index only for rows without a
-    # same-key partner at the same rowid.
+    # same-key partner at the same rowid. Those are paired by key with '=': a key
+    # holding a NULL identifies no row (NULLs are distinct in SQL, two rows can hold
+    # the same such key), so such a row is only ever the row at its own rowid.
     ra, rb = spec.row_a, spec.row_b
-    gone = f"NOT EXISTS (SELECT 1 FROM {nb} AS x WHERE {km('o', 'x')})"
+
+    def same(x: str, y: str) -> str:  # x: an alias of A's table, y: of B's
+        return " AND ".join(f"{x}.{ka} = {y}.{kb}" for ka, kb in zip(spec.key_a, spec.key_b, strict=True))
+
+    gone = f"NOT EXISTS (SELECT 1 FROM {nb} AS x WHERE {same('o', 'x')})"
     arms = [(
         f"{_select(spec, kind, 'o', 'n')} FROM {oa} AS o LEFT JOIN {nb} AS n ON n.{rb} = o.{ra} AND {match}",
         f"({n_row} IS NULL AND {gone})" + (f" OR ({n_row} IS NOT NULL AND ({changed}))" if changed else ""),
@@ -315,13 +321,13 @@ def _scan_arms(spec: TableSpec, oa: str, nb: str) -> list[tuple[str, str, str]]:
     if changed:  # same key at another rowid
         arms.append((
             f"{_select(spec, _MODIFIED, 'o', 'n')} FROM {oa} AS o LEFT JOIN {nb} AS r "
-            f"ON r.{rb} = o.{ra} AND {km('o', 'r')} JOIN {nb} AS n ON {match}",
+            f"ON r.{rb} = o.{ra} AND {km('o', 'r')} JOIN {nb} AS n ON {same('o', 'n')}",
             f"r.{rb} IS NULL AND ({changed})", f"o.{ra}",
         ))
     arms.append((
         f"{_select(spec, _ADDED, None, 'n')} FROM {nb} AS n LEFT JOIN {oa} AS r "
         f"ON r.{ra} = n.{rb} AND {km('r', 'n')}",
-        f"CASE WHEN r.{ra} IS NULL THEN NOT EXISTS (SELECT 1 FROM {oa} AS o WHERE {match}) ELSE 0 END",
+        f"CASE WHEN r.{ra} IS NULL THEN NOT EXISTS (SELECT 1 FROM {oa} AS o WHERE {same('o', 'n')}) ELSE 0 END",
         f"n.{rb}",
     ))
     return arms

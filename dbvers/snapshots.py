@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import apsw
@@ -155,8 +156,9 @@ def load_bytes(data: bytes, what: str) -> apsw.Connection:
     return conn
 
 
-def save(conn: apsw.Connection, target: Path) -> None:
-    """Write a state's database atomically to *target* (page by page when it is a file)."""
+def save(conn: apsw.Connection, target: Path, finish: Callable[[Path], None] | None = None) -> None:
+    """Write a state's database atomically to *target* (page by page when it is a file);
+    *finish* is called with the written file (closed by apsw) before it takes *target*'s name."""
     tmp = temp_path(target.parent, ".db")
     try:
         if isinstance(conn, FileState):
@@ -172,6 +174,8 @@ def save(conn: apsw.Connection, target: Path) -> None:
             data = conn.serialize("main")
             with open(tmp, "wb") as f:
                 f.write(data if data is not None else b"")
+        if finish is not None:
+            finish(tmp)
         publish(tmp, target)
     except OSError as e:
         with contextlib.suppress(OSError):

@@ -36,13 +36,27 @@ def _key_cond(spec: TableSpec, key: tuple[Any, ...]) -> str:
     return " AND ".join(f"{key_sql(spec, k)} IS {sql_literal(v)}" for k, v in zip(spec.key, key, strict=True))
 
 
-def rowid_of(conn: apsw.Connection, spec: TableSpec, key: tuple[Any, ...], new: str = NEW) -> Any:
-    """The rowid the row with *key* has in *new*'s table (a rowid table keyed on other columns)."""
+def rowid_of(conn: apsw.Connection, spec: TableSpec, key: tuple[Any, ...], new: str = NEW,
+             *, side: str = "b") -> Any:
+    """The rowid the row with *key* has in *new*'s table (a rowid table keyed on other columns);
+    ``side="a"``: in the old side's table (*new* then names that schema)."""
     params = [param(v) for v in key]
-    cond = " AND ".join(f"{kb} IS {mark}" for kb, (mark, _) in zip(spec.key_b, params, strict=True))
-    row = conn.execute(f"SELECT {spec.rowid_b} FROM {ch.quote(new)}.{ch.quote(spec.name)} WHERE {cond}",
+    keys, rowid = (spec.key_b, spec.rowid_b) if side == "b" else (spec.key_a, spec.row_a)
+    cond = " AND ".join(f"{k} IS {mark}" for k, (mark, _) in zip(keys, params, strict=True))
+    row = conn.execute(f"SELECT {rowid} FROM {ch.quote(new)}.{ch.quote(spec.name)} WHERE {cond}",
                        tuple(v for _, v in params)).fetchone()
     return row[0] if row else None
+
+
+def _moved_rowid(conn: apsw.Connection, spec: TableSpec, key: tuple[Any, ...], new: str) -> str | None:
+    """``rowid = N`` when B gave the modified row with *key* another hidden rowid than A's
+    (``INSERT OR REPLACE`` does), so the script leaves it where B has it; else None."""
+    if not spec.rowid_b or spec.row_a not in ch.ROWID_NAMES:
+        return None
+    rb = rowid_of(conn, spec, key, new)
+    if rb is None or rb == rowid_of(conn, spec, key, OLD, side="a"):
+        return None
+    return f"{spec.rowid_b} = {sql_literal(rb)}"
 
 
 def row_statements(conn: apsw.Connection, spec: TableSpec, changes: Iterable[RowChange],
@@ -73,6 +87,8 @@ def row_statements(conn: apsw.Connection, spec: TableSpec, changes: Iterable[Row
         # a key column too, when it changed in type or sign only (1 -> 1.0)
         sets = [f"{ch.quote(c)} = {sql_literal(n[c])}" for c in cols_b
                 if c not in spec.in_a or not identical(n[c], old.get(c))]
+        if (moved := _moved_rowid(conn, spec, change.key, new)) is not None:
+            sets.insert(0, moved)
         if sets:
             yield f"UPDATE {t} SET {', '.join(sets)} WHERE {_key_cond(spec, change.key)};"
 

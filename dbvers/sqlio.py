@@ -241,23 +241,57 @@ def rebuild_layout(path: Path, page_size: int, auto_vacuum: int | None = None) -
                     fix.append(name)
             if fix:
                 conn.execute("BEGIN")
-                triggers = conn.execute("SELECT name, sql FROM main.sqlite_schema WHERE type = 'trigger' "
-                                        "ORDER BY rowid").fetchall()
-                for t, _ in triggers:
-                    conn.execute(f"DROP TRIGGER main.{_quote(t)}")
-                for name in fix:
-                    rid = _rowid_name(conn, name)
-                    cols = [r[1] for r in conn.execute(f"PRAGMA old.table_xinfo({_quote(name)})") if r[6] == 0]
-                    listed = ", ".join([str(rid), *map(_quote, cols)])
-                    q = _quote(name)
-                    conn.execute(f"DELETE FROM main.{q}")
-                    conn.execute(f"INSERT INTO main.{q}({listed}) SELECT {listed} FROM old.{q}")
-                for _, sql in triggers:
-                    conn.execute(sql)
+                with _triggers_dropped(conn):
+                    for name in fix:
+                        rid = _rowid_name(conn, name)
+                        cols = [r[1] for r in conn.execute(f"PRAGMA old.table_xinfo({_quote(name)})") if r[6] == 0]
+                        listed = ", ".join([str(rid), *map(_quote, cols)])
+                        q = _quote(name)
+                        conn.execute(f"DELETE FROM main.{q}")
+                        conn.execute(f"INSERT INTO main.{q}({listed}) SELECT {listed} FROM old.{q}")
                 conn.execute("COMMIT")
             conn.execute("DETACH old")
     finally:
         before.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def _triggers_dropped(conn: sqlite3.Connection, tables: Sequence[str] | None = None) -> Iterator[None]:
+    """Inside a transaction: the triggers (of *tables*, else all) dropped while rows are put
+    back, so none fires (this sqlite3 can't switch them off), then made again in their order."""
+    triggers = [(t, sql) for t, tbl, sql in conn.execute(
+        "SELECT name, tbl_name, sql FROM main.sqlite_schema WHERE type = 'trigger' ORDER BY rowid")
+        if tables is None or tbl in tables]
+    for t, _ in triggers:
+        conn.execute(f"DROP TRIGGER main.{_quote(t)}")
+    yield
+    for _, sql in triggers:
+        conn.execute(sql)
+
+
+def recompute_generated(path: Path, tables: Sequence[str]) -> None:
+    """Have this module's SQLite, the one the user's Python writes with, compute the STORED
+    generated columns of *tables* in the private file *path* (a state whose rows an apsw replay
+    wrote: apsw's newer SQLite spells a REAL as text with 17 digits where this one writes 15).
+
+    An UPDATE that sets a column to itself makes SQLite compute a row's generated columns
+    again; values, rowids and every other table stay as they are, and no trigger fires. A
+    schema this SQLite can't read (made by a newer one) keeps apsw's values: the transaction
+    is rolled back.
+    """
+    with contextlib.suppress(sqlite3.Error), _connect(path, 30.0) as conn:
+        todo = []
+        for name in tables:
+            cols = conn.execute("SELECT name, hidden FROM pragma_table_xinfo(?)", (name,)).fetchall()
+            if any(h == 3 for _, h in cols):
+                todo.append((name, next(c for c, h in cols if h == 0)))
+        if not todo:
+            return
+        conn.execute("BEGIN")
+        with _triggers_dropped(conn, [name for name, _ in todo]):
+            for name, col in todo:
+                conn.execute(f"UPDATE main.{_quote(name)} SET {_quote(col)} = {_quote(col)}")
+        conn.execute("COMMIT")
 
 
 def _rowid_name(conn: sqlite3.Connection, table: str) -> str | None:

@@ -24,7 +24,7 @@ from typing import Any
 import apsw
 
 from . import changes as ch
-from . import graph, snapshots
+from . import graph, snapshots, sqlio
 from .config import Config
 from .errors import CorruptObjectError, DbversError, TableNotFoundError
 from .formats import is_id
@@ -232,10 +232,13 @@ class States:
                 os.utime(target)
             return target
         conn, chain = self._nearest_keyframe(oid, use_cache)
+        # Rows the replay wrote got their STORED generated values from apsw's SQLite: the user's
+        # (the sqlite3 module's) computes them again, so that the state holds what they had.
+        replayed = sorted({t for c in chain if c.patch for t in c.counts})
         try:
             self._replay(conn, chain, oid)
             self.cache_dir.mkdir(exist_ok=True)
-            snapshots.save(conn, target)
+            snapshots.save(conn, target, (lambda p: sqlio.recompute_generated(p, replayed)) if replayed else None)
         finally:
             conn.close()
         self.prune_cache(keep={oid})

@@ -6,7 +6,7 @@ versioned (:func:`classify_tables`): ordinary tables are *tracked* through patch
 by its rowid); virtual tables hold no rows of their own, their shadow tables and the planner's
 ``sqlite_stat*`` tables are *opaque*, kept exactly through keyframes.
 
-L2: imports only L0 (objects, values).
+L2: imports only L0 (errors, objects, values).
 """
 
 from __future__ import annotations
@@ -15,8 +15,9 @@ from dataclasses import dataclass
 
 import apsw
 
+from .errors import UndecodableSchemaError
 from .objects import Schema, SchemaEntry
-from .values import quote
+from .values import decode_text, quote
 
 ROWID_NAMES = ("rowid", "_rowid_", "oid")
 INTERNAL_TABLES = ("sqlite_sequence",)
@@ -30,14 +31,41 @@ def is_stats_table(name: str) -> bool:
 def read_schema(conn: apsw.Connection, db: str = "main", *, stats: bool = False) -> Schema:
     """The schema of *db*; the planner's statistics tables only when *stats* (they are
     planner data, not the user's: see ``[stats] version`` in the guide)."""
-    rows = conn.execute(
-        f"SELECT type, name, tbl_name, sql FROM {quote(db)}.sqlite_schema ORDER BY rowid"
-    ).fetchall()
+    rows = schema_rows(conn, db)
     if not stats:
         rows = [r for r in rows if not is_stats_table(r[1])]
     # Sorted, so that two states with the same objects have the same schema id
     # whatever order their sqlite_schema rows happen to be in.
     return Schema(tuple(sorted((SchemaEntry(*r) for r in rows), key=lambda e: (e.type, e.name))))
+
+
+def schema_rows(conn: apsw.Connection, db: str = "main") -> list[tuple[str, str, str, str | None]]:
+    """``sqlite_schema``'s (type, name, tbl_name, sql) rows in rowid order, read as bytes so
+    that text which isn't UTF-8 (legal in SQLite, but no statement can name it: both
+    libraries take SQL as UTF-8) is an :class:`UndecodableSchemaError` naming the object."""
+    out = []
+    for kind, *parts in conn.execute(
+        f"SELECT type, CAST(name AS BLOB), CAST(tbl_name AS BLOB), CAST(sql AS BLOB) "
+        f"FROM {quote(db)}.sqlite_schema ORDER BY rowid"
+    ):
+        try:
+            name, tbl, sql = (p if p is None else bytes(p).decode("utf-8") for p in parts)
+        except UnicodeDecodeError:
+            if not _is_utf8(parts[0]) or _is_utf8(parts[1]):  # the object, by its own name
+                raise UndecodableSchemaError(kind, decode_text(bytes(parts[0])),
+                                             "sql" if _is_utf8(parts[0]) else "name") from None
+            # an index or trigger of a table whose name isn't UTF-8: name the table
+            raise UndecodableSchemaError("table", decode_text(bytes(parts[1])), "name") from None
+        out.append((kind, name, tbl, sql))
+    return out
+
+
+def _is_utf8(data: bytes | None) -> bool:
+    try:
+        bytes(data or b"").decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
 def read_pragmas(conn: apsw.Connection, db: str = "main") -> dict[str, int]:
@@ -144,7 +172,12 @@ def classify_tables(conn: apsw.Connection, db: str = "main", *, stats: bool = Fa
     tracked: dict[str, TableInfo] = {}
     opaque: dict[str, TableInfo] = {}
     virtual: list[str] = []
-    for _schema, name, kind, _ncol, wr, _strict in conn.execute(f"PRAGMA {q}.table_list"):
+    try:
+        listed = conn.execute(f"PRAGMA {q}.table_list").fetchall()
+    except UnicodeDecodeError:
+        schema_rows(conn, db)  # names the object whose name isn't UTF-8
+        raise
+    for _schema, name, kind, _ncol, wr, _strict in listed:
         if _schema != db or name in INTERNAL_TABLES or name.startswith("sqlite_temp"):
             continue
         if name == "sqlite_schema" or name == "sqlite_master":
@@ -170,9 +203,15 @@ def table_info(conn: apsw.Connection, table: str, db: str, without_rowid: bool) 
     pk: list[tuple[int, str]] = []
     generated: list[str] = []
     notnull: list[str] = []
-    for _cid, name, ctype, nn, _dflt, pkidx, hidden in conn.execute(
-        f"PRAGMA {quote(db)}.table_xinfo({quote(table)})"
-    ):
+    try:
+        # _dflt is a default's SQL text: the one column that may hold bytes that aren't UTF-8
+        # in a table dbvers can version (sqlite_schema's text is checked by schema_rows)
+        xinfo = conn.execute("SELECT cid, name, type, \"notnull\", NULL, pk, hidden "
+                             "FROM pragma_table_xinfo(?, ?)", (table, db)).fetchall()
+    except UnicodeDecodeError:
+        schema_rows(conn, db)  # names the table whose SQL (a column's name) isn't UTF-8
+        raise
+    for _cid, name, ctype, nn, _dflt, pkidx, hidden in xinfo:
         if hidden == 1:  # hidden columns of virtual tables
             continue
         cols.append(name)

@@ -76,3 +76,27 @@ def test_cli_on_generated_columns(gen_db: Path) -> None:
         r = run_cli(*args, cwd=gen_db.parent)
         assert r.returncode == 0, (args, r.stderr)
         assert "Traceback" not in r.stderr
+
+
+def test_merge_computes_stored_columns_with_the_users_sqlite(tmp_path: Path) -> None:
+    """A merge writes theirs' rows with apsw's SQLite, which spells a REAL as text with 17
+    digits; the merged state's STORED generated columns are the user's SQLite's (15 digits)."""
+    import sqlite3
+
+    db = tmp_path / "m.db"
+    execute(db, "CREATE TABLE t(id INTEGER PRIMARY KEY, c, g AS (c || '') STORED); INSERT INTO t(id, c) VALUES (1, 1)")
+    repo = dbvers.init(db)
+    repo.branch("theirs")
+    repo.checkout("theirs")
+    conn = sqlite3.connect(db)
+    conn.execute("INSERT INTO t(id, c) VALUES (2, ?)", (4.1903411858200894e-119,))
+    conn.commit()
+    conn.close()
+    repo.commit("a real")
+    want = dump_state(db)["tables"]["t"]
+    repo.checkout("main")
+    execute(db, "INSERT INTO t(id, c) VALUES (3, 'x')")
+    repo.commit("ours")
+    repo.merge("theirs")
+    got = dump_state(db)["tables"]["t"]
+    assert want[1] in got and want[1][-1] == ("text", "4.19034118582009e-119")

@@ -24,7 +24,7 @@ from pathlib import Path
 
 from .._version import __version__
 from ..errors import DbversError, UsageError, debug_enabled
-from ..frontend import say, silence_stdout, stdout_closed, user_error
+from ..frontend import error_line, say, silence_stdout, stdout_closed, user_error
 from . import commits, diffs, merging, refs, store, sync
 from .common import Command, Parser, add_location, output_file
 
@@ -137,5 +137,5 @@ def main(argv: Sequence[str] | None = None) -> int:
         if debug_enabled() and not isinstance(e, DbversError):
             raise
         err = user_error(e)
-        say(f"dbvers: error: {err}")
+        say(f"dbvers: error: {error_line(err)}")
         return err.exit_code

@@ -13,6 +13,7 @@ DbversError
 │   ├── RemoteExistsError
 │   └── NoUpstreamError         push/pull on a detached HEAD, or a branch with no upstream
 ├── NotADatabaseError           the tracked file is not SQLite
+├── UndecodableSchemaError      a name or SQL in sqlite_schema that isn't UTF-8
 ├── RepositoryNotFoundError
 ├── RepositoryExistsError
 ├── UnsupportedFormatError      a store written by a newer dbvers
@@ -114,6 +115,7 @@ from .core import (
     RepositoryNotFoundError,
     StorageError,
     TableNotFoundError,
+    UndecodableSchemaError,
     UnfinishedMoveError,
     UnknownRefError,
     UnsupportedFormatError,
@@ -210,6 +212,7 @@ __all__ = [
     "SQLiteRefusedError",
     "StorageError",
     "TableNotFoundError",
+    "UndecodableSchemaError",
     "UndecodableTextError",
     "UnfinishedMoveError",
     "UnknownRefError",

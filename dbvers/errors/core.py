@@ -23,6 +23,14 @@ class NotADatabaseError(DbversError):
         super().__init__(f"{path} is not a SQLite database{extra}")
 
 
+class UndecodableSchemaError(DbversError):
+    """A name or SQL text in ``sqlite_schema`` that isn't UTF-8 (no statement can name it)."""
+    def __init__(self, kind: str, name: str, part: str) -> None:  # name: surrogate escapes for bad bytes
+        self.kind, self.name, self.part = kind, name, part
+        super().__init__(f"{kind} '{name}' has {'a name' if part == 'name' else 'SQL'} that is not valid UTF-8, "
+                         "which dbvers can't put in a statement: rename or recreate it with UTF-8 text")
+
+
 class RepositoryNotFoundError(DbversError):
     def __init__(self, where: str) -> None:
         self.where = where
