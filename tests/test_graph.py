@@ -260,15 +260,8 @@ def test_merge_base_agrees_with_brute_force_on_random_dags() -> None:
 
     rng = random.Random(11)
     for _ in range(150):
-        commits: dict[str, Commit] = {}
-        ids: list[str] = []
-        for i in range(rng.randint(2, 30)):
-            k = 0 if not ids or rng.random() < 0.1 else rng.choice([1, 1, 1, 2, 2, 3])
-            parents = tuple(dict.fromkeys(rng.choice(ids) for _ in range(k)))
-            oid = f"{rng.getrandbits(64):064x}"
-            commits[oid] = Commit(parents=parents, schema=SCHEMA, patch=None, snapshot=None, message=str(i),
-                                  author="", timestamp=f"2024-01-01T00:{rng.randint(0, 59):02d}:00.000000Z")
-            ids.append(oid)
+        commits = _random_dag(rng, rng.randint(2, 30))
+        ids = list(commits)
         read = commits.__getitem__
         below = {o: graph.ancestor_ids(read, [o]) for o in ids}
         for _ in range(10):
@@ -282,16 +275,22 @@ def test_merge_base_agrees_with_brute_force_on_random_dags() -> None:
             assert graph.is_ancestor(read, a, b) == (a in below[b])
 
 
-def test_walks_near_the_tips_read_only_near_the_tips() -> None:
-    # A long history and a branch from near its tip: a merge base or ancestry check costs
-    # the commits since the fork, not the whole history (timestamps bound the walk).
+def linear_history(n: int) -> dict[str, Commit]:
+    """Commits 0..n-1 (ids are their numbers in hex), each the parent of the next, a second apart."""
     commits: dict[str, Commit] = {}
     prev: tuple[str, ...] = ()
-    for i in range(5000):
+    for i in range(n):
         oid = f"{i:064x}"
         commits[oid] = Commit(parents=prev, schema=SCHEMA, patch=None, snapshot=None, message="", author="",
                               timestamp=f"2024-01-01T{i // 3600:02d}:{i // 60 % 60:02d}:{i % 60:02d}.000000Z")
         prev = (oid,)
+    return commits
+
+
+def test_walks_near_the_tips_read_only_near_the_tips() -> None:
+    # A long history and a branch from near its tip: a merge base or ancestry check costs
+    # the commits since the fork, not the whole history (timestamps bound the walk).
+    commits = linear_history(5000)
     fork_point, tip = f"{4990:064x}", f"{4999:064x}"
     side = "f" * 64
     commits[side] = Commit(parents=(fork_point,), schema=SCHEMA, patch=None, snapshot=None, message="",
@@ -357,13 +356,7 @@ def test_push_negotiation_and_ahead_behind_agree_with_brute_force() -> None:
 
 
 def test_push_negotiation_reads_only_the_new_part_of_a_long_history() -> None:
-    commits: dict[str, Commit] = {}
-    prev: tuple[str, ...] = ()
-    for i in range(5000):
-        oid = f"{i:064x}"
-        commits[oid] = Commit(parents=prev, schema=SCHEMA, patch=None, snapshot=None, message="", author="",
-                              timestamp=f"2024-01-01T{i // 3600:02d}:{i // 60 % 60:02d}:{i % 60:02d}.000000Z")
-        prev = (oid,)
+    commits = linear_history(5000)
     reads: list[str] = []
 
     def read(oid: str) -> Commit:
