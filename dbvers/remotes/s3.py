@@ -25,7 +25,7 @@ import io
 import secrets
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import IO, Any, BinaryIO
@@ -44,14 +44,55 @@ from .layout import DEFAULT_HEAD, HEAD, MARKER, OBJECTS, marker_bytes, object_ke
 from .s3client import PreconditionFailed, S3Connection
 from .s3refs import S3RefStore
 
-#: Objects up to this size are read in one GET into memory; larger ones go through a temp file.
+#: Objects up to this size are read in one GET (and sent in one PUT) in memory; larger ones stream.
 SMALL = 8 << 20
+#: A push checks whether the remote has an object only above this size (see ``missing``).
+CHECK_ABOVE = 1 << 20
 PROBE = "probe/"
 
 
-def _verify_file(oid: str, path: Path) -> None:
-    for _ in codec.stream(oid, lambda: codec.decoder_of_file(str(path))):
+def _verify_bytes(oid: str, raw: bytes) -> None:
+    for _ in codec.stream(oid, lambda: codec.decoder_of_bytes(raw)):
         pass
+
+
+class _Borrowed:
+    """*f* lent to a reader that closes what it reads (pyarrow's decoder): *f* stays open."""
+
+    def __init__(self, f: IO[bytes]) -> None:
+        self._f = f
+        self.closed = False
+
+    def read(self, n: int = -1) -> bytes:
+        return self._f.read(n)
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return False
+
+    def writable(self) -> bool:
+        return False
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def _verify_stream(oid: str, f: IO[bytes]) -> None:
+    """Verify the encoded object from *f*'s position to its end, then seek back there."""
+    start = f.tell()
+    for _ in codec.stream(oid, lambda: codec.decoder_of_stream(_Borrowed(f))):  # type: ignore[arg-type]
+        pass
+    f.seek(start)
+
+
+def _rereadable(stream: BinaryIO | IO[bytes]) -> IO[bytes] | None:
+    """*stream* when it can be read twice (verified, then sent): a local file, a buffer."""
+    try:
+        return stream if stream.seekable() else None
+    except (OSError, AttributeError, ValueError):
+        return None
 
 
 class S3ObjectStore:
@@ -73,17 +114,21 @@ class S3ObjectStore:
     def has(self, oid: str) -> bool:
         return is_id(oid) and self.conn.head(object_key(oid)) is not None
 
-    def missing(self, oids: set[str]) -> set[str]:
-        """Of *oids*, those not on the remote: one HEAD each, in parallel (never a listing).
+    def missing(self, oids: set[str], sizes: Mapping[str, int] | None = None) -> set[str]:
+        """Of *oids*, those that may not be on the remote: one HEAD each, in parallel (never a listing).
 
         For a push: the transfer finds candidates from the remote's refs and the local
-        graph, then asks this about the few it can't rule out.
+        graph, then asks this about the few it can't rule out. With their *sizes*
+        (stored bytes), objects up to ``CHECK_ABOVE`` are not asked about: a HEAD is a
+        round trip, as dear as uploading one again (the same bytes: harmless), so they
+        are returned as missing and only larger ones are checked.
         """
-        ids = sorted(oids)
+        blind = {o for o in oids if sizes is not None and sizes.get(o, CHECK_ABOVE + 1) <= CHECK_ABOVE}
+        ids = sorted(set(oids) - blind)
         if not ids:
-            return set()
+            return blind
         with ThreadPoolExecutor(min(16, len(ids))) as pool:
-            return {oid for oid, there in zip(ids, pool.map(self.has, ids), strict=True) if not there}
+            return blind | {oid for oid, there in zip(ids, pool.map(self.has, ids), strict=True) if not there}
 
     def _raw_bytes(self, oid: str) -> bytes:
         got = self.conn.get(object_key(oid)) if is_id(oid) else None
@@ -186,18 +231,37 @@ class S3ObjectStore:
 
     # -- writing ---------------------------------------------------------------------------
     def put_raw(self, oid: str, stream: BinaryIO | IO[bytes]) -> str:
-        """Verify the encoded bytes from *stream* against *oid* in a temp file, then upload them."""
+        """Verify the encoded bytes from *stream* against *oid*, then upload exactly those bytes.
+
+        Up to ``SMALL``: read into memory, verified, one PUT. Larger: a seekable
+        stream (the local object file a push hands over) is verified where it is and
+        uploaded from the same open file with boto3's managed transfer (multipart,
+        parallel: ``upload_file``'s path, without a copy); any other stream is spooled
+        to a temp file first. Nothing unverified is ever sent.
+        """
         if not is_id(oid):
             raise ValueError(f"not an object id: {oid!r}")
-        with tempfile.TemporaryDirectory(prefix="dbvers-s3-") as d:
-            path = Path(d) / "object"
+        head = stream.read(SMALL + 1)
+        if len(head) <= SMALL:
+            _verify_bytes(oid, head)
+            self.conn.put(object_key(oid), head)
+            return oid
+        local = _rereadable(stream)
+        if local is not None:
+            start = local.tell() - len(head)
+            local.seek(start)
+            _verify_stream(oid, local)
+            self.conn.upload_fileobj(local, start, object_key(oid))
+            return oid
+        with tempfile.TemporaryFile(prefix="dbvers-s3-") as spool:
             try:
-                with open(path, "wb") as out:
-                    shutil.copyfileobj(stream, out, codec.CHUNK)
+                spool.write(head)
+                shutil.copyfileobj(stream, spool, codec.CHUNK)
             except OSError as e:
-                raise StorageError(str(path), e) from e
-            _verify_file(oid, path)
-            self.conn.upload_file(path, object_key(oid))
+                raise StorageError("a temp file", e) from e
+            spool.seek(0)
+            _verify_stream(oid, spool)
+            self.conn.upload_fileobj(spool, 0, object_key(oid))  # type: ignore[arg-type]
         return oid
 
     def put_bytes(self, obj_type: str, body: bytes) -> str:

@@ -142,18 +142,27 @@ def peer_download(client: Any, keys: list[str], prefix: str, dest: Path) -> None
 # -- the history ------------------------------------------------------------------------------------
 
 def build_history(work: Path, rows: int, commits: int, fraction: float) -> tuple[Path, dbvers.Repo]:
-    db = work / "src" / "bench.db"
-    db.parent.mkdir()
-    log(f"generating {rows:,} rows ...")
-    generate(db, rows)
-    repo = dbvers.init(db)
-    apply_policy(repo.store_dir, parse_policy("root-only"))  # no automatic keyframes: one snapshot + patches
-    repo = dbvers.open(db)
-    for i in range(commits):
-        mutate(db, fraction, seed=i + 1)
-        repo.commit(f"step {i + 1}")
-    log(f"history: {commits + 1} commits")
-    return db, repo
+    """The history in ``work/src``; a pristine copy of it is kept in ``work/pristine-*`` and
+    reused by a later run with the same ``--workdir`` and sizes (it takes minutes at 1M rows)."""
+    pristine = work / f"pristine-{rows}-{commits}-{fraction}"
+    if not (pristine / ".dbvers" / "config").is_file():
+        shutil.rmtree(pristine, ignore_errors=True)
+        pristine.mkdir()
+        db = pristine / "bench.db"
+        log(f"generating {rows:,} rows ...")
+        generate(db, rows)
+        repo = dbvers.init(db)
+        apply_policy(repo.store_dir, parse_policy("root-only"))  # no automatic keyframes: one snapshot + patches
+        repo = dbvers.open(db)
+        for i in range(commits):
+            mutate(db, fraction, seed=i + 1)
+            repo.commit(f"step {i + 1}")
+        log(f"history: {commits + 1} commits")
+    src = work / "src"
+    shutil.rmtree(src, ignore_errors=True)
+    shutil.copytree(pristine, src)
+    db = src / "bench.db"
+    return db, dbvers.open(db)
 
 
 def one_row_update(db: Path, n: int) -> None:
@@ -326,8 +335,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--fraction", type=float, default=0.001, help="share of rows each commit changes")
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--no-dir", action="store_true", help="skip the directory remote")
-    ap.add_argument("--profile", choices=["push", "clone", "incremental"])
-    ap.add_argument("--workdir", type=Path, help="keep the files here (default: a temp dir, removed)")
+    ap.add_argument("--profile", choices=["push", "clone", "incremental"],
+                    help="also print a cProfile of one such operation")
+    ap.add_argument("--workdir", type=Path,
+                    help="keep the files here and reuse the history on a rerun (default: a temp dir)")
     args = ap.parse_args(argv)
     work = args.workdir or Path(tempfile.mkdtemp(prefix="dbvers-bench-remote-"))
     work.mkdir(parents=True, exist_ok=True)
@@ -342,7 +353,10 @@ def main(argv: list[str] | None = None) -> int:
         server.wait(10)
         if not args.workdir:
             shutil.rmtree(work, ignore_errors=True)
-    print(report(args.rows, s3, d, [a for a in argv if not a.startswith("--profile")]))
+    cmd = [f"--rows {args.rows}", f"--repeat {args.repeat}"]
+    cmd += [f"--commits {args.commits}"] if args.commits != 20 else []
+    cmd += [f"--fraction {args.fraction}"] if args.fraction != 0.001 else []
+    print(report(args.rows, s3, d, cmd + (["--no-dir"] if args.no_dir else [])))
     print("\nraw seconds:", {k: round(v, 3) for k, v in {**s3, **{f"dir_{k}": v for k, v in (d or {}).items()}}
                              .items()})
     log(f"done in {time.perf_counter() - t0:.0f} s")
