@@ -22,11 +22,12 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import io
+import os
 import secrets
 import shutil
 import tempfile
 from collections.abc import Iterator, Mapping
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import IO, Any, BinaryIO
 
@@ -85,6 +86,71 @@ def _verify_stream(oid: str, f: IO[bytes]) -> None:
     for _ in codec.stream(oid, lambda: codec.decoder_of_stream(_Borrowed(f))):  # type: ignore[arg-type]
         pass
     f.seek(start)
+
+
+class _Pread:
+    """A reader of *fd* from *pos* to *end* with its own position (``os.pread``), for the verifier."""
+
+    def __init__(self, fd: int, pos: int, end: int) -> None:
+        self.fd, self.pos, self.end = fd, pos, end
+        self.closed = False
+
+    def read(self, n: int = -1) -> bytes:
+        n = self.end - self.pos if n is None or n < 0 else min(n, self.end - self.pos)
+        data = os.pread(self.fd, n, self.pos) if n > 0 else b""
+        self.pos += len(data)
+        return data
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return False
+
+    def writable(self) -> bool:
+        return False
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def _verify_fd(oid: str, fd: int, start: int, end: int) -> None:
+    for _ in codec.stream(oid, lambda: codec.decoder_of_stream(_Pread(fd, start, end))):  # type: ignore[arg-type]
+        pass
+
+
+class _Gated:
+    """*f* as boto3 reads it for an upload: the read that reaches *end* first waits for
+    *verified* (and raises its error), so the upload's last part, and with it the
+    completion of the upload, comes only after the object has verified."""
+
+    def __init__(self, f: IO[bytes], end: int, verified: Future[None]) -> None:
+        self._f, self._end, self._verified = f, end, verified
+
+    def read(self, n: int = -1) -> bytes:
+        data = self._f.read(n)
+        if not data or self._f.tell() >= self._end:
+            self._verified.result()
+        return data
+
+    def seek(self, pos: int, whence: int = 0) -> int:
+        return self._f.seek(pos, whence)
+
+    def tell(self) -> int:
+        return self._f.tell()
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+
+def _fileno(f: IO[bytes]) -> int | None:
+    try:
+        return f.fileno()
+    except (OSError, AttributeError, ValueError):  # io.UnsupportedOperation is both of the last two
+        return None
 
 
 def _rereadable(stream: BinaryIO | IO[bytes]) -> IO[bytes] | None:
@@ -248,10 +314,7 @@ class S3ObjectStore:
             return oid
         local = _rereadable(stream)
         if local is not None:
-            start = local.tell() - len(head)
-            local.seek(start)
-            _verify_stream(oid, local)
-            self.conn.upload_fileobj(local, start, object_key(oid))
+            self._upload_verified(oid, local, local.tell() - len(head))
             return oid
         with tempfile.TemporaryFile(prefix="dbvers-s3-") as spool:
             try:
@@ -259,10 +322,31 @@ class S3ObjectStore:
                 shutil.copyfileobj(stream, spool, codec.CHUNK)
             except OSError as e:
                 raise StorageError("a temp file", e) from e
-            spool.seek(0)
-            _verify_stream(oid, spool)
-            self.conn.upload_fileobj(spool, 0, object_key(oid))  # type: ignore[arg-type]
+            self._upload_verified(oid, spool, 0)  # type: ignore[arg-type]
         return oid
+
+    def _upload_verified(self, oid: str, f: IO[bytes], start: int) -> None:
+        """Upload *f* from *start* as *oid*, completing the upload only once the bytes verify.
+
+        A file is verified by a second reader (``pread``: *f*'s offset stays boto3's)
+        while boto3 sends its parts: the multipart upload is completed after the last
+        part, which is handed over only when the verification has passed (else it
+        raises, and boto3 aborts the upload: a corrupt object never appears). A buffer
+        is verified first, then sent.
+        """
+        key = object_key(oid)
+        fd = _fileno(f)
+        if fd is None:
+            f.seek(start)
+            _verify_stream(oid, f)
+            self.conn.upload_fileobj(f, start, key)
+            return
+        end = os.fstat(fd).st_size
+        with ThreadPoolExecutor(1, thread_name_prefix="dbvers-verify") as pool:
+            verified = pool.submit(_verify_fd, oid, fd, start, end)
+            self.conn.upload_fileobj(_Gated(f, end, verified), start, key)  # type: ignore[arg-type]
+        verified.result()  # passed before the last part was sent (the gate waited for it)
+
 
     def put_bytes(self, obj_type: str, body: bytes) -> str:
         oid = object_id(obj_type, body)

@@ -158,8 +158,10 @@ def build_history(work: Path, rows: int, commits: int, fraction: float) -> tuple
             mutate(db, fraction, seed=i + 1)
             repo.commit(f"step {i + 1}")
         log(f"history: {commits + 1} commits")
+    for old in work.iterdir():  # what an earlier run left
+        if not old.name.startswith("pristine-"):
+            shutil.rmtree(old, ignore_errors=True)
     src = work / "src"
-    shutil.rmtree(src, ignore_errors=True)
     shutil.copytree(pristine, src)
     db = src / "bench.db"
     return db, dbvers.open(db)
