@@ -57,33 +57,10 @@ def _verify_bytes(oid: str, raw: bytes) -> None:
         pass
 
 
-class _Borrowed:
-    """*f* lent to a reader that closes what it reads (pyarrow's decoder): *f* stays open."""
-
-    def __init__(self, f: IO[bytes]) -> None:
-        self._f = f
-        self.closed = False
-
-    def read(self, n: int = -1) -> bytes:
-        return self._f.read(n)
-
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return False
-
-    def writable(self) -> bool:
-        return False
-
-    def close(self) -> None:
-        self.closed = True
-
-
 def _verify_stream(oid: str, f: IO[bytes]) -> None:
     """Verify the encoded object from *f*'s position to its end, then seek back there."""
     start = f.tell()
-    for _ in codec.stream(oid, lambda: codec.decoder_of_stream(_Borrowed(f))):  # type: ignore[arg-type]
+    for _ in codec.stream(oid, lambda: codec.decoder_of_stream(codec.Tee(f))):  # type: ignore[arg-type]
         pass
     f.seek(start)
 
