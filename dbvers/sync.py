@@ -258,7 +258,7 @@ def _send(repo: Repo, rem: Remote, tips: list[str], haves: set[str], progress: P
         return sizes[oid]
 
     sent, nbytes = copy_parallel(upload, lacking, progress=progress, label="pushing",
-                                 nbytes=sum(sizes[o] for o in lacking))
+                                 nbytes=sum(sizes[o] for o in lacking), sizes=sizes)
     for c in commits:
         snap = repo.refs.keyframe(c)
         if snap and repo.get_commit(c).snapshot is None and repo.objects.has(snap):
