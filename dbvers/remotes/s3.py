@@ -65,35 +65,34 @@ def _verify_stream(oid: str, f: IO[bytes]) -> None:
     f.seek(start)
 
 
-class _Pread:
-    """A reader of *fd* from *pos* to *end* with its own position (``os.pread``), for the verifier."""
-
-    def __init__(self, fd: int, pos: int, end: int) -> None:
-        self.fd, self.pos, self.end = fd, pos, end
-        self.closed = False
-
-    def read(self, n: int = -1) -> bytes:
-        n = self.end - self.pos if n is None or n < 0 else min(n, self.end - self.pos)
-        data = os.pread(self.fd, n, self.pos) if n > 0 else b""
-        self.pos += len(data)
-        return data
-
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return False
-
-    def writable(self) -> bool:
-        return False
-
-    def close(self) -> None:
-        self.closed = True
+def _path_of(f: IO[bytes]) -> str | None:
+    """The path *f* was opened from, when that path is still *f*'s file (same inode)."""
+    name = getattr(f, "name", None)
+    try:
+        return name if isinstance(name, str) and _same_file(name, f) else None
+    except (OSError, AttributeError, ValueError):  # io.UnsupportedOperation is both of the last two
+        return None
 
 
-def _verify_fd(oid: str, fd: int, start: int, end: int) -> None:
-    for _ in codec.stream(oid, lambda: codec.decoder_of_stream(_Pread(fd, start, end))):  # type: ignore[arg-type]
+def _same_file(path: str, f: IO[bytes]) -> bool:
+    a, b = os.stat(path), os.fstat(f.fileno())
+    return (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino)
+
+
+def _verify_same_file(oid: str, path: str, f: IO[bytes]) -> None:
+    """Verify the object at *path*, which must be the file *f* is (checked before and after).
+
+    Read by pyarrow's own file reader, so the check runs outside the GIL beside boto3's
+    threads (a Python-level reader would queue on the GIL for every block it reads).
+    """
+    for _ in codec.stream(oid, lambda: codec.decoder_of_file(path)):
         pass
+    if not _same_file(path, f):  # replaced meanwhile (a repair): what was checked is not what is sent
+        raise _Replaced(path)
+
+
+class _Replaced(Exception):
+    """The path of the file being uploaded now names another file."""
 
 
 class _Gated:
@@ -121,13 +120,6 @@ class _Gated:
 
     def seekable(self) -> bool:
         return True
-
-
-def _fileno(f: IO[bytes]) -> int | None:
-    try:
-        return f.fileno()
-    except (OSError, AttributeError, ValueError):  # io.UnsupportedOperation is both of the last two
-        return None
 
 
 def _rereadable(stream: BinaryIO | IO[bytes]) -> IO[bytes] | None:
@@ -305,24 +297,29 @@ class S3ObjectStore:
     def _upload_verified(self, oid: str, f: IO[bytes], start: int) -> None:
         """Upload *f* from *start* as *oid*, completing the upload only once the bytes verify.
 
-        A file is verified by a second reader (``pread``: *f*'s offset stays boto3's)
-        while boto3 sends its parts: the multipart upload is completed after the last
-        part, which is handed over only when the verification has passed (else it
-        raises, and boto3 aborts the upload: a corrupt object never appears). A buffer
-        is verified first, then sent.
+        A local file is verified from its path (the same inode as *f*, checked before
+        and after) while boto3 sends *f*'s parts: the multipart upload is completed
+        after the last part, which is handed over only once the verification has
+        passed (else the read raises and boto3 aborts the upload: a corrupt object
+        never appears). A buffer, or a file without a usable path, is verified first,
+        then sent.
         """
         key = object_key(oid)
-        fd = _fileno(f)
-        if fd is None:
+        path = _path_of(f) if start == 0 else None
+        if path is None:
             f.seek(start)
             _verify_stream(oid, f)
             self.conn.upload_fileobj(f, start, key)
             return
-        end = os.fstat(fd).st_size
-        with ThreadPoolExecutor(1, thread_name_prefix="dbvers-verify") as pool:
-            verified = pool.submit(_verify_fd, oid, fd, start, end)
-            self.conn.upload_fileobj(_Gated(f, end, verified), start, key)  # type: ignore[arg-type]
-        verified.result()  # passed before the last part was sent (the gate waited for it)
+        try:
+            with ThreadPoolExecutor(1, thread_name_prefix="dbvers-verify") as pool:
+                verified = pool.submit(_verify_same_file, oid, path, f)
+                self.conn.upload_fileobj(_Gated(f, os.fstat(f.fileno()).st_size, verified), start, key)  # type: ignore[arg-type]
+            verified.result()  # passed before the last part was sent (the gate waited for it)
+        except _Replaced:  # the upload was aborted: check and send the open file, one after the other
+            f.seek(start)
+            _verify_stream(oid, f)
+            self.conn.upload_fileobj(f, start, key)
 
 
     def put_bytes(self, obj_type: str, body: bytes) -> str:
