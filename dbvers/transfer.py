@@ -27,7 +27,7 @@ to): :class:`LocalSource` and :class:`LocalDestination` here wrap the local
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import IO, Protocol
@@ -151,15 +151,19 @@ WORKERS = 8
 
 
 def copy_parallel(copy_one: Callable[[str], int], oids: Iterable[str], *, progress: Progress | None = None,
-                  label: str = "objects", nbytes: int = 0, workers: int = WORKERS) -> tuple[list[str], int]:
+                  label: str = "objects", nbytes: int = 0, workers: int = WORKERS,
+                  sizes: Mapping[str, int] | None = None) -> tuple[list[str], int]:
     """Run *copy_one* (copy one object, verified; return its stored bytes) over *oids*, up to
-    *workers* at a time.
+    *workers* at a time; with their *sizes* known, the largest start first (a snapshot's
+    transfer is the long pole: started last, the small ones couldn't hide it).
 
     The first failure cancels what hasn't started and is raised once the running
     copies end; what was copied stays (objects are immutable, a rerun skips them).
     Returns (ids, stored bytes) copied.
     """
     ids = sorted(oids)
+    if sizes is not None:
+        ids.sort(key=lambda oid: -sizes.get(oid, 0))  # stable: equal sizes stay in id order
     progress = progress or NoProgress()
     progress.start(label, len(ids), nbytes)
 

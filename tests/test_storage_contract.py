@@ -243,6 +243,25 @@ def test_put_raw_verifies_before_publishing(objects: ObjectStore, tmp_path: Path
     assert not objects.has(good)
 
 
+def test_put_raw_of_a_large_object_from_a_file(objects: ObjectStore, tmp_path: Path) -> None:
+    """A large object handed over as a local file (as a push does): stored exactly; damaged
+    (its last byte), it is refused and never appears, however the backend streams it."""
+    source = MemoryObjectStore()
+    oid = source.put_bytes("snapshot", os.urandom(9 << 20))  # incompressible: > 8 MiB stored
+    with source.open_raw(oid) as raw:
+        encoded = raw.read()
+    damaged, good = tmp_path / "damaged", tmp_path / "good"
+    damaged.write_bytes(_flip_last_byte(encoded))
+    good.write_bytes(encoded)
+    with open(damaged, "rb") as f, pytest.raises(CorruptObjectError):
+        objects.put_raw(oid, f)
+    assert not objects.has(oid)
+    with open(good, "rb") as f:
+        assert objects.put_raw(oid, f) == oid
+    with objects.open_raw(oid) as raw:
+        assert raw.read() == encoded
+
+
 def test_delete_and_with_prefix(objects: ObjectStore) -> None:
     a, b = objects.put_bytes("commit", b"1"), objects.put_bytes("commit", b"2")
     assert objects.with_prefix(a[:6]) == [a]

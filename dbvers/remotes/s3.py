@@ -22,11 +22,12 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import io
+import os
 import secrets
 import shutil
 import tempfile
-from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterator, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import IO, Any, BinaryIO
 
@@ -44,14 +45,89 @@ from .layout import DEFAULT_HEAD, HEAD, MARKER, OBJECTS, marker_bytes, object_ke
 from .s3client import PreconditionFailed, S3Connection
 from .s3refs import S3RefStore
 
-#: Objects up to this size are read in one GET into memory; larger ones go through a temp file.
+#: Objects up to this size are read in one GET (and sent in one PUT) in memory; larger ones stream.
 SMALL = 8 << 20
+#: A push checks whether the remote has an object only above this size (see ``missing``).
+CHECK_ABOVE = 1 << 20
 PROBE = "probe/"
 
 
-def _verify_file(oid: str, path: Path) -> None:
-    for _ in codec.stream(oid, lambda: codec.decoder_of_file(str(path))):
+def _verify_bytes(oid: str, raw: bytes) -> None:
+    for _ in codec.stream(oid, lambda: codec.decoder_of_bytes(raw)):
         pass
+
+
+def _verify_stream(oid: str, f: IO[bytes]) -> None:
+    """Verify the encoded object from *f*'s position to its end, then seek back there."""
+    start = f.tell()
+    for _ in codec.stream(oid, lambda: codec.decoder_of_stream(codec.Tee(f))):  # type: ignore[arg-type]
+        pass
+    f.seek(start)
+
+
+def _path_of(f: IO[bytes]) -> str | None:
+    """The path *f* was opened from, when that path is still *f*'s file (same inode)."""
+    name = getattr(f, "name", None)
+    try:
+        return name if isinstance(name, str) and _same_file(name, f) else None
+    except (OSError, AttributeError, ValueError):  # io.UnsupportedOperation is both of the last two
+        return None
+
+
+def _same_file(path: str, f: IO[bytes]) -> bool:
+    a, b = os.stat(path), os.fstat(f.fileno())
+    return (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino)
+
+
+def _verify_same_file(oid: str, path: str, f: IO[bytes]) -> None:
+    """Verify the object at *path*, which must be the file *f* is (checked before and after).
+
+    Read by pyarrow's own file reader, so the check runs outside the GIL beside boto3's
+    threads (a Python-level reader would queue on the GIL for every block it reads).
+    """
+    for _ in codec.stream(oid, lambda: codec.decoder_of_file(path)):
+        pass
+    if not _same_file(path, f):  # replaced meanwhile (a repair): what was checked is not what is sent
+        raise _Replaced(path)
+
+
+class _Replaced(Exception):
+    """The path of the file being uploaded now names another file."""
+
+
+class _Gated:
+    """*f* as boto3 reads it for an upload: the read that reaches *end* first waits for
+    *verified* (and raises its error), so the upload's last part, and with it the
+    completion of the upload, comes only after the object has verified."""
+
+    def __init__(self, f: IO[bytes], end: int, verified: Future[None]) -> None:
+        self._f, self._end, self._verified = f, end, verified
+
+    def read(self, n: int = -1) -> bytes:
+        data = self._f.read(n)
+        if not data or self._f.tell() >= self._end:
+            self._verified.result()
+        return data
+
+    def seek(self, pos: int, whence: int = 0) -> int:
+        return self._f.seek(pos, whence)
+
+    def tell(self) -> int:
+        return self._f.tell()
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+
+def _rereadable(stream: BinaryIO | IO[bytes]) -> IO[bytes] | None:
+    """*stream* when it can be read twice (verified, then sent): a local file, a buffer."""
+    try:
+        return stream if stream.seekable() else None
+    except (OSError, AttributeError, ValueError):
+        return None
 
 
 class S3ObjectStore:
@@ -73,17 +149,21 @@ class S3ObjectStore:
     def has(self, oid: str) -> bool:
         return is_id(oid) and self.conn.head(object_key(oid)) is not None
 
-    def missing(self, oids: set[str]) -> set[str]:
-        """Of *oids*, those not on the remote: one HEAD each, in parallel (never a listing).
+    def missing(self, oids: set[str], sizes: Mapping[str, int] | None = None) -> set[str]:
+        """Of *oids*, those that may not be on the remote: one HEAD each, in parallel (never a listing).
 
         For a push: the transfer finds candidates from the remote's refs and the local
-        graph, then asks this about the few it can't rule out.
+        graph, then asks this about the few it can't rule out. With their *sizes*
+        (stored bytes), objects up to ``CHECK_ABOVE`` are not asked about: a HEAD is a
+        round trip, as dear as uploading one again (the same bytes: harmless), so they
+        are returned as missing and only larger ones are checked.
         """
-        ids = sorted(oids)
+        blind = {o for o in oids if sizes is not None and sizes.get(o, CHECK_ABOVE + 1) <= CHECK_ABOVE}
+        ids = sorted(set(oids) - blind)
         if not ids:
-            return set()
+            return blind
         with ThreadPoolExecutor(min(16, len(ids))) as pool:
-            return {oid for oid, there in zip(ids, pool.map(self.has, ids), strict=True) if not there}
+            return blind | {oid for oid, there in zip(ids, pool.map(self.has, ids), strict=True) if not there}
 
     def _raw_bytes(self, oid: str) -> bytes:
         got = self.conn.get(object_key(oid)) if is_id(oid) else None
@@ -186,19 +266,61 @@ class S3ObjectStore:
 
     # -- writing ---------------------------------------------------------------------------
     def put_raw(self, oid: str, stream: BinaryIO | IO[bytes]) -> str:
-        """Verify the encoded bytes from *stream* against *oid* in a temp file, then upload them."""
+        """Verify the encoded bytes from *stream* against *oid*, then upload exactly those bytes.
+
+        Up to ``SMALL``: read into memory, verified, one PUT. Larger: a seekable
+        stream (the local object file a push hands over) is verified where it is and
+        uploaded from the same open file with boto3's managed transfer (multipart,
+        parallel: ``upload_file``'s path, without a copy); any other stream is spooled
+        to a temp file first. Nothing unverified is ever sent.
+        """
         if not is_id(oid):
             raise ValueError(f"not an object id: {oid!r}")
-        with tempfile.TemporaryDirectory(prefix="dbvers-s3-") as d:
-            path = Path(d) / "object"
+        head = stream.read(SMALL + 1)
+        if len(head) <= SMALL:
+            _verify_bytes(oid, head)
+            self.conn.put(object_key(oid), head)
+            return oid
+        local = _rereadable(stream)
+        if local is not None:
+            self._upload_verified(oid, local, local.tell() - len(head))
+            return oid
+        with tempfile.TemporaryFile(prefix="dbvers-s3-") as spool:
             try:
-                with open(path, "wb") as out:
-                    shutil.copyfileobj(stream, out, codec.CHUNK)
+                spool.write(head)
+                shutil.copyfileobj(stream, spool, codec.CHUNK)
             except OSError as e:
-                raise StorageError(str(path), e) from e
-            _verify_file(oid, path)
-            self.conn.upload_file(path, object_key(oid))
+                raise StorageError("a temp file", e) from e
+            self._upload_verified(oid, spool, 0)  # type: ignore[arg-type]
         return oid
+
+    def _upload_verified(self, oid: str, f: IO[bytes], start: int) -> None:
+        """Upload *f* from *start* as *oid*, completing the upload only once the bytes verify.
+
+        A local file is verified from its path (the same inode as *f*, checked before
+        and after) while boto3 sends *f*'s parts: the multipart upload is completed
+        after the last part, which is handed over only once the verification has
+        passed (else the read raises and boto3 aborts the upload: a corrupt object
+        never appears). A buffer, or a file without a usable path, is verified first,
+        then sent.
+        """
+        key = object_key(oid)
+        path = _path_of(f) if start == 0 else None
+        if path is None:
+            f.seek(start)
+            _verify_stream(oid, f)
+            self.conn.upload_fileobj(f, start, key)
+            return
+        try:
+            with ThreadPoolExecutor(1, thread_name_prefix="dbvers-verify") as pool:
+                verified = pool.submit(_verify_same_file, oid, path, f)
+                self.conn.upload_fileobj(_Gated(f, os.fstat(f.fileno()).st_size, verified), start, key)  # type: ignore[arg-type]
+            verified.result()  # passed before the last part was sent (the gate waited for it)
+        except _Replaced:  # the upload was aborted: check and send the open file, one after the other
+            f.seek(start)
+            _verify_stream(oid, f)
+            self.conn.upload_fileobj(f, start, key)
+
 
     def put_bytes(self, obj_type: str, body: bytes) -> str:
         oid = object_id(obj_type, body)

@@ -281,6 +281,13 @@ class S3Connection:
         """A managed (multipart, parallel) upload: the same code path as boto3's ``upload_file``."""
         self.call(f"PUT {rel}", lambda: self.client.upload_file(str(path), self.bucket, self.key(rel)))
 
+    def upload_fileobj(self, f: IO[bytes], start: int, rel: str) -> None:
+        """``upload_file`` from an open file, its bytes from *start* on (rewound for each attempt)."""
+        def fn() -> None:
+            f.seek(start)
+            self.client.upload_fileobj(f, self.bucket, self.key(rel))
+        self.call(f"PUT {rel}", fn)
+
     def download_fileobj(self, rel: str, out: IO[bytes]) -> bool:
         """A managed (parallel ranged) download into *out*; False when the key does not exist."""
         def fn() -> bool:

@@ -87,6 +87,34 @@ def decoder_of_stream(stream: BinaryIO) -> Any:
     return pa().CompressedInputStream(pa().PythonFile(stream, mode="r"), "zstd")
 
 
+class Tee:
+    """*src* lent to a decoder (``decoder_of_stream``): what is read is also written to *out*
+    when given (a copy checked while it is made), and the decoder's ``close`` (pyarrow's
+    closes the stream it reads) leaves *src* open."""
+
+    def __init__(self, src: Any, out: Any = None) -> None:
+        self._src, self._out = src, out
+        self.closed = False
+
+    def read(self, n: int = -1) -> bytes:
+        data: bytes = self._src.read(n)
+        if self._out is not None:
+            self._out.write(data)
+        return data
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return False
+
+    def writable(self) -> bool:
+        return False
+
+    def close(self) -> None:
+        self.closed = True
+
+
 def decoder_of_bytes(data: bytes) -> Any:
     return pa().CompressedInputStream(pa().BufferReader(data), "zstd")
 

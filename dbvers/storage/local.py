@@ -16,12 +16,11 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from ..errors import DbversError, MissingObjectError, StorageError
+from ..errors import CorruptObjectError, DbversError, MissingObjectError, StorageError
 from ..formats import is_id
 from ..fsutil import publish, temp_path
 from ..objects import header, object_id
@@ -159,7 +158,7 @@ class LocalObjectStore:
             raise StorageError(str(self.root), e) from e
 
     def put_raw(self, oid: str, stream: BinaryIO) -> str:
-        """Store encoded bytes from *stream* as *oid*: copied to a temp file, verified, renamed."""
+        """Store encoded bytes from *stream* as *oid*: copied to a temp file and verified in one pass, renamed."""
         if not is_id(oid):
             raise ValueError(f"not an object id: {oid!r}")
         if self._reusable(oid):
@@ -171,9 +170,12 @@ class LocalObjectStore:
             raise StorageError(str(self.root), e) from e
         try:
             with open(tmp, "wb") as out:
-                shutil.copyfileobj(stream, out, CHUNK)
-            for _ in codec.stream(oid, lambda: codec.decoder_of_file(str(tmp))):
-                pass
+                # Verified as it is copied (one pass: a download and its check overlap).
+                tee = codec.Tee(stream, out)
+                for _ in codec.stream(oid, lambda: codec.decoder_of_stream(tee)):  # type: ignore[arg-type]
+                    pass
+                if stream.read(1):
+                    raise CorruptObjectError(oid, "bytes after its end")
             return self._publish(tmp, oid)
         except OSError as e:
             raise StorageError(str(self.root), e) from e
