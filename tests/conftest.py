@@ -268,3 +268,158 @@ def s3_endpoint() -> Iterator[str]:
     _moto.pop("url", None)
     if server is not None:
         _stop_moto(server)
+
+
+# -- killable children without an interpreter start each -------------------------------------
+
+_ZYGOTE = r'''
+import json, os, runpy, signal, socket, sys, traceback
+
+import dbvers  # noqa: F401 -- the slow imports (pyarrow; pandas, which merges and frames
+import pandas  # noqa: F401    import on first use), done once for every child
+
+sock = socket.socket(fileno=int(sys.argv[1]))
+while True:
+    msg, fds, _flags, _addr = socket.recv_fds(sock, 65536, 2)
+    if not msg:
+        break  # the test process went away
+    argv = json.loads(msg)
+    pid = os.fork()
+    if pid == 0:  # the child: a fresh process with the imports done, running the script as __main__
+        code = 1
+        try:
+            sock.close()
+            os.dup2(fds[0], 1)
+            os.dup2(fds[1], 2)
+            null = os.open(os.devnull, os.O_RDONLY)
+            os.dup2(null, 0)
+            for fd in (*fds, null):
+                os.close(fd)
+            signal.signal(signal.SIGINT, signal.SIG_DFL)
+            sys.argv = argv
+            sys.path.insert(0, os.path.dirname(os.path.abspath(argv[0])))  # as `python SCRIPT` has it
+            runpy.run_path(argv[0], run_name="__main__")
+            code = 0
+        except SystemExit as e:
+            code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+            if isinstance(e.code, str):
+                print(e.code, file=sys.stderr)
+        except BaseException:
+            traceback.print_exc()
+        finally:
+            for stream in (sys.stdout, sys.stderr):
+                try:
+                    stream.flush()
+                except BaseException:
+                    pass
+            os._exit(code)
+    for fd in fds:
+        os.close(fd)
+    sock.sendall(f"{pid}\n".encode())
+    _, status = os.waitpid(pid, 0)
+    sock.sendall(f"{os.waitstatus_to_exitcode(status)}\n".encode())
+'''
+
+
+class ForkedChild:
+    """A child process forked by the :class:`Zygote`, used like a ``subprocess.Popen`` with
+    ``stdout=PIPE, text=True``: ``pid``, ``stdout``, ``kill``, ``send_signal``, ``wait``,
+    ``communicate``, ``returncode``."""
+
+    def __init__(self, zygote: Zygote, pid: int, stdout: io.TextIOWrapper,
+                 stderr: io.TextIOWrapper | None) -> None:
+        self._zygote, self.pid, self.stdout, self.stderr = zygote, pid, stdout, stderr
+        self.returncode: int | None = None
+
+    def send_signal(self, sig: int) -> None:
+        if self.returncode is None:
+            os.kill(self.pid, sig)
+
+    def kill(self) -> None:
+        import signal
+
+        self.send_signal(signal.SIGKILL)
+
+    def wait(self, timeout: float | None = None) -> int:
+        if self.returncode is None:
+            self.returncode = int(self._zygote.read_line(timeout))
+        return self.returncode
+
+    def communicate(self, timeout: float | None = None) -> tuple[str, str]:
+        """Everything the child wrote, once it has ended (call it after a kill)."""
+        out = self.stdout.read()
+        err = self.stderr.read() if self.stderr is not None else ""
+        self.wait(timeout)
+        for stream in (self.stdout, self.stderr):
+            if stream is not None:
+                stream.close()
+        return out, err
+
+
+class Zygote:
+    """One Python process that has imported dbvers and forks a child for each script to run.
+
+    The crash tests start dozens of short-lived children only to SIGKILL them; each one
+    paying Python's start and dbvers's imports (pyarrow, pandas: about a second) made
+    those tests mostly interpreter starts. A forked child is still a process of its own
+    (its own locks, files and memory, killed for real); it only starts with the imports
+    done. The zygote itself never opens a repository. One child at a time.
+    """
+
+    def __init__(self) -> None:
+        import socket
+
+        # Packets keep each request whole, with its two file descriptors.
+        self._sock, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        self._proc = subprocess.Popen([sys.executable, "-c", _ZYGOTE, str(theirs.fileno())],
+                                      pass_fds=[theirs.fileno()])
+        theirs.close()
+        self._lines = self._sock.makefile("rb")
+        self._child: ForkedChild | None = None
+
+    def read_line(self, timeout: float | None) -> str:
+        self._sock.settimeout(timeout)
+        line = self._lines.readline()
+        if not line:
+            raise RuntimeError(f"the zygote died (exit {self._proc.poll()})")
+        return line.decode().strip()
+
+    def popen(self, argv: list[str], stderr: Any = subprocess.PIPE) -> ForkedChild:
+        """Start ``python SCRIPT ARGS`` (*argv* as for Popen: ``[sys.executable, script, ...]``);
+        *stderr* is ``subprocess.PIPE`` or an open file."""
+        import json
+        import socket
+
+        assert argv[0] == sys.executable, "the zygote runs Python scripts only"
+        if self._child is not None:
+            self._child.wait(60)  # one child at a time: the zygote reports each one's exit
+        out_r, out_w = os.pipe()
+        if stderr is subprocess.PIPE:
+            err_r, err_w = os.pipe()
+        else:
+            err_r, err_w = None, os.dup(stderr.fileno())
+        try:
+            socket.send_fds(self._sock, [json.dumps(argv[1:]).encode()], [out_w, err_w])
+        finally:
+            os.close(out_w)
+            os.close(err_w)
+        pid = int(self.read_line(60))
+        # The child's streams live as long as the child: ForkedChild.communicate closes them.
+        err = None if err_r is None else open(err_r, encoding="utf-8", errors="backslashreplace")  # noqa: SIM115
+        self._child = ForkedChild(self, pid, open(out_r, encoding="utf-8"), err)  # noqa: SIM115
+        return self._child
+
+    def close(self) -> None:
+        if self._child is not None and self._child.returncode is None:
+            self._child.kill()
+            self._child.wait(60)
+        self._lines.close()
+        self._sock.close()
+        self._proc.wait(30)
+
+
+@pytest.fixture(scope="session")
+def zygote() -> Iterator[Zygote]:
+    z = Zygote()
+    yield z
+    z.close()
