@@ -117,6 +117,26 @@ def sql() -> Callable[..., None]:
     return execute
 
 
+def _one_parser() -> None:
+    """Make the in-process runner build the command line's parser once, not once a call.
+
+    A ``dbvers`` process builds its parser once (22 subcommands: 20-40 ms, most of it
+    argparse asking gettext for every help string); the suite calls ``main`` in-process
+    thousands of times, and rebuilding it was a fifth of the suite's time. Parsing never
+    changes a parser, so one built parser serves every call (the first call still builds
+    it with the real code; ``tests/test_cli_docs.py`` reads the same object).
+    """
+    import functools
+
+    from dbvers import cli
+
+    if not hasattr(cli.build_parser, "cache_info"):
+        cli.build_parser = functools.cache(cli.build_parser)  # type: ignore[method-assign]
+
+
+_one_parser()
+
+
 def run_cli(*args: str, cwd: Path | str | None = None, input: str | None = None,
             env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     """Run ``dbvers ARGS`` in this process, through the console script's own entry point
