@@ -20,8 +20,45 @@ import dbvers
 
 collect_ignore = ["benchmarks"]
 
+# Bytecode caches on, even where the environment turns them off (PYTHONDONTWRITEBYTECODE=1):
+# without them each of the suite's Python processes compiles dbvers from source (0.3 s of
+# CPU at every start) and each worker recompiles the test modules. __pycache__ is git-ignored;
+# a test that must not write them says so for its own process (test_backup_safety's strace).
+if os.environ.pop("PYTHONDONTWRITEBYTECODE", None) is not None:
+    sys.dont_write_bytecode = False
+
 # Tests never wait 10 s for a lock held by a crashed helper.
 os.environ.setdefault("DBVERS_LOCK_TIMEOUT", "5")
+
+
+# -- the order tests run in, and how two workers share them --------------------------------
+
+# Modules whose tests take tens of seconds each (measured; slow-marked tests count too):
+# they start first, so that under ``-n 2`` no worker is left with one of them at the end
+# while the other is idle. Longest first.
+LONG_MODULES = ("test_crash.py", "test_stateful.py", "test_diff_oracle.py", "test_browser.py",
+                "test_backup.py", "test_merge_crash.py", "test_backup_safety.py",
+                "test_backup_interop.py", "test_roundtrip_property.py", "test_notebooks.py",
+                "test_merge_property.py")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The long modules first (each module's tests stay together and in order), then the
+    rest as collected. The same order in every xdist worker, as xdist requires."""
+    rank = {name: i for i, name in enumerate(LONG_MODULES)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))
+
+
+@pytest.hookimpl(optionalhook=True, tryfirst=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """``-n N`` without ``--dist``: work stealing instead of xdist's ``load``. ``load`` hands
+    each worker a fixed first chunk (an eighth of the suite), so the worker that got the
+    long modules above kept them all; a worker that runs dry steals half of another's queue."""
+    if config.getvalue("dist") != "load":
+        return None
+    from xdist.scheduler import WorkStealingScheduling
+
+    return WorkStealingScheduling(config, log)
 
 
 def _exact(v: Any) -> Any:
