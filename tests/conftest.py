@@ -3,6 +3,7 @@ process, or as a real process), and an exact dump of a database's state for comp
 
 from __future__ import annotations
 
+import contextlib
 import io
 import math
 import os
@@ -329,64 +330,105 @@ def s3_endpoint() -> Iterator[str]:
 
 # -- killable children without an interpreter start each -------------------------------------
 
-_ZYGOTE = r'''
+_ZYGOTE = r"""
 import json, os, runpy, signal, socket, sys, traceback
 
 import dbvers  # noqa: F401 -- the slow imports (pyarrow; pandas, which merges and frames
 import pandas  # noqa: F401    import on first use), done once for every child
 
-sock = socket.socket(fileno=int(sys.argv[1]))
-while True:
-    msg, fds, _flags, _addr = socket.recv_fds(sock, 65536, 2)
-    if not msg:
-        break  # the test process went away
-    argv = json.loads(msg)
-    pid = os.fork()
-    if pid == 0:  # the child: a fresh process with the imports done, running the script as __main__
-        code = 1
-        try:
-            sock.close()
-            os.dup2(fds[0], 1)
-            os.dup2(fds[1], 2)
-            null = os.open(os.devnull, os.O_RDONLY)
-            os.dup2(null, 0)
-            for fd in (*fds, null):
-                os.close(fd)
-            signal.signal(signal.SIGINT, signal.SIG_DFL)
+signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # the waiters below reap themselves
+
+
+def child(req, out, err):
+    # A fresh process with the imports done: runs `python SCRIPT`, `-m MODULE` or `-c CODE`.
+    code = 1
+    try:
+        os.dup2(out, 1)
+        os.dup2(err, 2)
+        null = os.open(os.devnull, os.O_RDONLY)
+        os.dup2(null, 0)
+        os.close(null)
+        os.chdir(req["cwd"])
+        os.environ.clear()
+        os.environ.update(req["env"])
+        argv = req["argv"]
+        if argv[0] == "-m":
+            sys.argv = [argv[1], *argv[2:]]
+            sys.path.insert(0, os.getcwd())
+            runpy.run_module(argv[1], run_name="__main__", alter_sys=True)
+        elif argv[0] == "-c":
+            sys.argv = ["-c", *argv[2:]]
+            sys.path.insert(0, "")
+            exec(compile(argv[1], "<string>", "exec"), {"__name__": "__main__"})
+        else:
             sys.argv = argv
             sys.path.insert(0, os.path.dirname(os.path.abspath(argv[0])))  # as `python SCRIPT` has it
             runpy.run_path(argv[0], run_name="__main__")
-            code = 0
-        except SystemExit as e:
-            code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
-            if isinstance(e.code, str):
-                print(e.code, file=sys.stderr)
-        except BaseException:
-            traceback.print_exc()
-        finally:
-            for stream in (sys.stdout, sys.stderr):
-                try:
-                    stream.flush()
-                except BaseException:
-                    pass
-            os._exit(code)
+        code = 0
+    except SystemExit as e:
+        code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+        if isinstance(e.code, str):
+            print(e.code, file=sys.stderr)
+    except BaseException:
+        traceback.print_exc()
+    finally:
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except BaseException:
+                pass
+        os._exit(code)
+
+
+sock = socket.socket(fileno=int(sys.argv[1]))
+sock.sendall(b"ready")
+while True:
+    msg, fds, _flags, _addr = socket.recv_fds(sock, 1 << 20, 3)
+    if not msg:
+        break  # the test process went away
+    req = json.loads(msg)
+    if os.fork() == 0:  # a waiter: forks the child, reports its pid and then its exit code
+        sock.close()
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        out, err, status = fds
+        pid = os.fork()
+        if pid == 0:
+            os.close(status)
+            child(req, out, err)
+        os.close(out)
+        os.close(err)
+        os.write(status, f"{pid}\n".encode())
+        _, st = os.waitpid(pid, 0)
+        os.write(status, f"{os.waitstatus_to_exitcode(st)}\n".encode())
+        os._exit(0)
     for fd in fds:
         os.close(fd)
-    sock.sendall(f"{pid}\n".encode())
-    _, status = os.waitpid(pid, 0)
-    sock.sendall(f"{os.waitstatus_to_exitcode(status)}\n".encode())
-'''
+"""
 
 
 class ForkedChild:
-    """A child process forked by the :class:`Zygote`, used like a ``subprocess.Popen`` with
-    ``stdout=PIPE, text=True``: ``pid``, ``stdout``, ``kill``, ``send_signal``, ``wait``,
-    ``communicate``, ``returncode``."""
+    """A child process forked by the :class:`Zygote`, used like ``subprocess.Popen`` with
+    ``stdout=PIPE, text=True``: ``pid``, ``stdout``, ``stderr``, ``kill``, ``send_signal``,
+    ``poll``, ``wait``, ``communicate``, ``returncode``."""
 
-    def __init__(self, zygote: Zygote, pid: int, stdout: io.TextIOWrapper,
-                 stderr: io.TextIOWrapper | None) -> None:
-        self._zygote, self.pid, self.stdout, self.stderr = zygote, pid, stdout, stderr
+    def __init__(self, status: int, stdout: io.TextIOWrapper, stderr: io.TextIOWrapper | None) -> None:
+        self._status = status
+        self.stdout, self.stderr = stdout, stderr
+        self.pid = int(self._read_status(300))
         self.returncode: int | None = None
+
+    def _read_status(self, timeout: float | None) -> str:
+        import select
+
+        line = b""
+        while not line.endswith(b"\n"):
+            if not select.select([self._status], [], [], timeout)[0]:
+                raise subprocess.TimeoutExpired("forked child", timeout or 0)
+            chunk = os.read(self._status, 64)
+            if not chunk:
+                raise RuntimeError("the zygote's waiter died")
+            line += chunk
+        return line.decode().strip()
 
     def send_signal(self, sig: int) -> None:
         if self.returncode is None:
@@ -397,13 +439,20 @@ class ForkedChild:
 
         self.send_signal(signal.SIGKILL)
 
+    def poll(self) -> int | None:
+        if self.returncode is None:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.wait(0)
+        return self.returncode
+
     def wait(self, timeout: float | None = None) -> int:
         if self.returncode is None:
-            self.returncode = int(self._zygote.read_line(timeout))
+            self.returncode = int(self._read_status(timeout))
+            os.close(self._status)
         return self.returncode
 
     def communicate(self, timeout: float | None = None) -> tuple[str, str]:
-        """Everything the child wrote, once it has ended (call it after a kill)."""
+        """Everything the child writes, up to its end (stderr is read after stdout closes)."""
         out = self.stdout.read()
         err = self.stderr.read() if self.stderr is not None else ""
         self.wait(timeout)
@@ -414,63 +463,60 @@ class ForkedChild:
 
 
 class Zygote:
-    """One Python process that has imported dbvers and forks a child for each script to run.
+    """One Python process that has imported dbvers and pandas and forks the children tests
+    start, each one a process of its own (its own pid, locks, files and memory; killed for
+    real) that only starts with those imports done.
 
-    The crash tests start dozens of short-lived children only to SIGKILL them; each one
-    paying Python's start and dbvers's imports (pyarrow, pandas: about a second) made
-    those tests mostly interpreter starts. A forked child is still a process of its own
-    (its own locks, files and memory, killed for real); it only starts with the imports
-    done. The zygote itself never opens a repository. One child at a time.
+    The crash loops start dozens of short-lived children only to SIGKILL them, and the
+    concurrency tests start several "other processes" per test; each paying Python's start
+    and the imports (about a second on a loaded machine) made those tests mostly
+    interpreter starts. The zygote itself never opens a repository. The real executable's
+    start is what ``run_cli_subprocess`` and the entry-point smoke tests are for.
     """
 
     def __init__(self) -> None:
         import socket
 
-        # Packets keep each request whole, with its two file descriptors.
+        # Packets keep each request whole, with its three file descriptors.
         self._sock, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         self._proc = subprocess.Popen([sys.executable, "-c", _ZYGOTE, str(theirs.fileno())],
                                       pass_fds=[theirs.fileno()])
         theirs.close()
-        self._lines = self._sock.makefile("rb")
-        self._child: ForkedChild | None = None
+        self._sock.settimeout(300)  # the imports, on a loaded machine
+        if self._sock.recv(16) != b"ready":
+            raise RuntimeError(f"the zygote did not start (exit {self._proc.wait(30)})")
+        self._sock.settimeout(None)
 
-    def read_line(self, timeout: float | None) -> str:
-        self._sock.settimeout(timeout)
-        line = self._lines.readline()
-        if not line:
-            raise RuntimeError(f"the zygote died (exit {self._proc.poll()})")
-        return line.decode().strip()
-
-    def popen(self, argv: list[str], stderr: Any = subprocess.PIPE) -> ForkedChild:
-        """Start ``python SCRIPT ARGS`` (*argv* as for Popen: ``[sys.executable, script, ...]``);
-        *stderr* is ``subprocess.PIPE`` or an open file."""
+    def popen(self, argv: list[str], stderr: Any = subprocess.PIPE, cwd: Path | str | None = None,
+              env: dict[str, str] | None = None) -> ForkedChild:
+        """Start ``python SCRIPT ARGS``, ``python -m MODULE ARGS`` or ``python -c CODE ARGS``
+        (*argv* as for Popen, from ``sys.executable``) in *cwd* with *env* (default: this
+        process's); *stderr* is ``subprocess.PIPE`` or an open file."""
         import json
         import socket
 
-        assert argv[0] == sys.executable, "the zygote runs Python scripts only"
-        if self._child is not None:
-            self._child.wait(60)  # one child at a time: the zygote reports each one's exit
+        assert argv[0] == sys.executable, "the zygote runs Python only"
         out_r, out_w = os.pipe()
-        if stderr is subprocess.PIPE:
-            err_r, err_w = os.pipe()
-        else:
-            err_r, err_w = None, os.dup(stderr.fileno())
+        err_r, err_w = os.pipe() if stderr is subprocess.PIPE else (None, os.dup(stderr.fileno()))
+        status_r, status_w = os.pipe()
+        req = {"argv": argv[1:], "cwd": str(cwd or os.getcwd()), "env": dict(os.environ if env is None else env)}
         try:
-            socket.send_fds(self._sock, [json.dumps(argv[1:]).encode()], [out_w, err_w])
+            socket.send_fds(self._sock, [json.dumps(req).encode()], [out_w, err_w, status_w])
         finally:
-            os.close(out_w)
-            os.close(err_w)
-        pid = int(self.read_line(60))
+            for fd in (out_w, err_w, status_w):
+                os.close(fd)
         # The child's streams live as long as the child: ForkedChild.communicate closes them.
         err = None if err_r is None else open(err_r, encoding="utf-8", errors="backslashreplace")  # noqa: SIM115
-        self._child = ForkedChild(self, pid, open(out_r, encoding="utf-8"), err)  # noqa: SIM115
-        return self._child
+        return ForkedChild(status_r, open(out_r, encoding="utf-8"), err)
+
+    def run(self, argv: list[str], cwd: Path | str | None = None, env: dict[str, str] | None = None,
+            timeout: float = 300) -> subprocess.CompletedProcess[str]:
+        """Like ``subprocess.run(argv, capture_output=True, text=True)``."""
+        child = self.popen(argv, cwd=cwd, env=env)
+        out, err = child.communicate(timeout)
+        return subprocess.CompletedProcess(argv, child.returncode or 0, out, err)
 
     def close(self) -> None:
-        if self._child is not None and self._child.returncode is None:
-            self._child.kill()
-            self._child.wait(60)
-        self._lines.close()
         self._sock.close()
         self._proc.wait(30)
 

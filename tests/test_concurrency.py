@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import execute, one_line_error, run_cli, run_cli_subprocess
+from conftest import Zygote, execute, one_line_error, run_cli
 
 import dbvers
 from dbvers.errors import (
@@ -211,7 +211,8 @@ def test_live_diff_survives_commands_in_this_process(repo: dbvers.Repo, db_path:
     h.close()
 
 
-def test_live_diff_survives_commands_in_another_process(repo: dbvers.Repo, db_path: Path) -> None:
+def test_live_diff_survives_commands_in_another_process(repo: dbvers.Repo, db_path: Path,
+                                                       zygote: Zygote) -> None:
     store = db_path.parent / ".dbvers"
     execute(db_path, "DELETE FROM orders WHERE id = 1")
     dead = _dead_process_leftovers(store)
@@ -219,7 +220,8 @@ def test_live_diff_survives_commands_in_another_process(repo: dbvers.Repo, db_pa
     before = d.to_pandas("orders")
     for args in (["status"], ["commit", "-m", "gone"], ["fsck"], ["gc"], ["checkout", "HEAD~1"],
                  ["diff", "HEAD", "main"]):
-        r = run_cli_subprocess("--db", str(db_path), *args)  # another process's recovery
+        # Another process's recovery (a process of its own, forked with dbvers imported).
+        r = zygote.run([sys.executable, "-m", "dbvers", "--db", str(db_path), *args])
         assert r.returncode in (0, 1), (args, r.stderr)
         _assert_diff_alive(d, before)
     assert not any(p.exists() for p in dead)

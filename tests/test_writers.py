@@ -25,7 +25,7 @@ from typing import Any
 
 import pandas as pd
 import pytest
-from conftest import dump_state, run_cli, run_cli_subprocess
+from conftest import Zygote, dump_state, run_cli, run_cli_subprocess
 
 import dbvers
 
@@ -388,16 +388,16 @@ def test_wal_database_stays_wal_across_checkouts(repo: dbvers.Repo, wal_db: Path
 
 
 def test_concurrent_dbvers_commits_succeed_or_report_busy(repo: dbvers.Repo, db_path: Path,
-                                                          sql: Callable[..., None]) -> None:
+                                                          sql: Callable[..., None], zygote: Zygote) -> None:
     start_head = repo.resolve("HEAD")
     ok = 0
     for round_ in range(3):
         sql(db_path, f"INSERT INTO orders(customer) VALUES ('round {round_}')")
+        # Three processes of their own at once, forked with dbvers imported (conftest.Zygote).
         procs = [
-            subprocess.Popen(
+            zygote.popen(
                 [sys.executable, "-m", "dbvers", "--db", str(db_path), "commit", "--allow-empty",
                  "-m", f"r{round_} p{i}"],
-                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                 env={**os.environ, "DBVERS_LOCK_TIMEOUT": "20" if round_ else "0"},
             )
             for i in range(3)
