@@ -516,6 +516,12 @@ class Zygote:
         out, err = child.communicate(timeout)
         return subprocess.CompletedProcess(argv, child.returncode or 0, out, err)
 
+    def cli(self, *args: str, cwd: Path | str | None = None,
+            env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+        """``dbvers ARGS`` in another process, as :func:`run_cli_subprocess` runs it, forked."""
+        return self.run([sys.executable, "-m", "dbvers", *args], cwd=cwd,
+                        env={**os.environ, **(env or {}), "COLUMNS": "120"})
+
     def close(self) -> None:
         self._sock.close()
         self._proc.wait(30)
