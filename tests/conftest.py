@@ -3,6 +3,7 @@ process, or as a real process), and an exact dump of a database's state for comp
 
 from __future__ import annotations
 
+import contextlib
 import io
 import math
 import os
@@ -20,8 +21,60 @@ import dbvers
 
 collect_ignore = ["benchmarks"]
 
+# Bytecode caches on, even where the environment turns them off (PYTHONDONTWRITEBYTECODE=1):
+# without them each of the suite's Python processes compiles dbvers from source (0.3 s of
+# CPU at every start) and each worker recompiles the test modules. __pycache__ is git-ignored;
+# a test that must not write them says so for its own process (test_backup_safety's strace).
+if os.environ.pop("PYTHONDONTWRITEBYTECODE", None) is not None:
+    sys.dont_write_bytecode = False
+
+
+def _fsync_checked(fd: int) -> None:
+    """os.fsync without the wait for the disk: the descriptor is still checked (a bad one
+    raises OSError as fsync would), but nothing is flushed."""
+    os.fstat(fd)
+
+
+# No test can see whether data reached the disk (a SIGKILLed process's writes are in the
+# page cache either way; power loss is not simulated), and the syncs are slow on a busy
+# disk: test_cli and test_errors alone make 4,280 of them, 20 of their 71 s (measured on a
+# shared machine). This process only: the children tests start, and SQLite's own syncs,
+# still sync. DBVERS_TEST_FSYNC=1 keeps the real fsync.
+if os.environ.get("DBVERS_TEST_FSYNC") != "1":
+    os.fsync = _fsync_checked
+
 # Tests never wait 10 s for a lock held by a crashed helper.
 os.environ.setdefault("DBVERS_LOCK_TIMEOUT", "5")
+
+
+# -- the order tests run in, and how two workers share them --------------------------------
+
+# Modules whose tests take tens of seconds each (measured; slow-marked tests count too):
+# they start first, so that under ``-n 2`` no worker is left with one of them at the end
+# while the other is idle. Longest first.
+LONG_MODULES = ("test_crash.py", "test_stateful.py", "test_diff_oracle.py", "test_browser.py",
+                "test_backup.py", "test_merge_crash.py", "test_backup_safety.py",
+                "test_backup_interop.py", "test_roundtrip_property.py", "test_notebooks.py",
+                "test_merge_property.py")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The long modules first (each module's tests stay together and in order), then the
+    rest as collected. The same order in every xdist worker, as xdist requires."""
+    rank = {name: i for i, name in enumerate(LONG_MODULES)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))
+
+
+@pytest.hookimpl(optionalhook=True, tryfirst=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """``-n N`` without ``--dist``: work stealing instead of xdist's ``load``. ``load`` hands
+    each worker a fixed first chunk (an eighth of the suite), so the worker that got the
+    long modules above kept them all; a worker that runs dry steals half of another's queue."""
+    if config.getvalue("dist") != "load":
+        return None
+    from xdist.scheduler import WorkStealingScheduling
+
+    return WorkStealingScheduling(config, log)
 
 
 def _exact(v: Any) -> Any:
@@ -115,6 +168,26 @@ def execute(path: Path | str, sql: str, params: tuple[Any, ...] = ()) -> None:
 @pytest.fixture
 def sql() -> Callable[..., None]:
     return execute
+
+
+def _one_parser() -> None:
+    """Make the in-process runner build the command line's parser once, not once a call.
+
+    A ``dbvers`` process builds its parser once (22 subcommands: 20-40 ms, most of it
+    argparse asking gettext for every help string); the suite calls ``main`` in-process
+    thousands of times, and rebuilding it was a fifth of the suite's time. Parsing never
+    changes a parser, so one built parser serves every call (the first call still builds
+    it with the real code; ``tests/test_cli_docs.py`` reads the same object).
+    """
+    import functools
+
+    from dbvers import cli
+
+    if not hasattr(cli.build_parser, "cache_info"):
+        cli.build_parser = functools.cache(cli.build_parser)  # type: ignore[method-assign]
+
+
+_one_parser()
 
 
 def run_cli(*args: str, cwd: Path | str | None = None, input: str | None = None,
@@ -287,3 +360,209 @@ def s3_endpoint() -> Iterator[str]:
     _moto.pop("url", None)
     if server is not None:
         _stop_moto(server)
+
+
+# -- killable children without an interpreter start each -------------------------------------
+
+_ZYGOTE = r"""
+import json, os, runpy, signal, socket, sys, traceback
+
+import dbvers  # noqa: F401 -- the slow imports (pyarrow; pandas, which merges and frames
+import pandas  # noqa: F401    import on first use), done once for every child
+
+signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # the waiters below reap themselves
+
+
+def child(req, out, err):
+    # A fresh process with the imports done: runs `python SCRIPT`, `-m MODULE` or `-c CODE`.
+    code = 1
+    try:
+        os.dup2(out, 1)
+        os.dup2(err, 2)
+        null = os.open(os.devnull, os.O_RDONLY)
+        os.dup2(null, 0)
+        os.close(null)
+        os.chdir(req["cwd"])
+        os.environ.clear()
+        os.environ.update(req["env"])
+        argv = req["argv"]
+        if argv[0] == "-m":
+            sys.argv = [argv[1], *argv[2:]]
+            sys.path.insert(0, os.getcwd())
+            runpy.run_module(argv[1], run_name="__main__", alter_sys=True)
+        elif argv[0] == "-c":
+            sys.argv = ["-c", *argv[2:]]
+            sys.path.insert(0, "")
+            exec(compile(argv[1], "<string>", "exec"), {"__name__": "__main__"})
+        else:
+            sys.argv = argv
+            sys.path.insert(0, os.path.dirname(os.path.abspath(argv[0])))  # as `python SCRIPT` has it
+            runpy.run_path(argv[0], run_name="__main__")
+        code = 0
+    except SystemExit as e:
+        code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+        if isinstance(e.code, str):
+            print(e.code, file=sys.stderr)
+    except BaseException:
+        traceback.print_exc()
+    finally:
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except BaseException:
+                pass
+        os._exit(code)
+
+
+sock = socket.socket(fileno=int(sys.argv[1]))
+sock.sendall(b"ready")
+while True:
+    msg, fds, _flags, _addr = socket.recv_fds(sock, 1 << 20, 3)
+    if not msg:
+        break  # the test process went away
+    req = json.loads(msg)
+    if os.fork() == 0:  # a waiter: forks the child, reports its pid and then its exit code
+        sock.close()
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        out, err, status = fds
+        pid = os.fork()
+        if pid == 0:
+            os.close(status)
+            child(req, out, err)
+        os.close(out)
+        os.close(err)
+        os.write(status, f"{pid}\n".encode())
+        _, st = os.waitpid(pid, 0)
+        os.write(status, f"{os.waitstatus_to_exitcode(st)}\n".encode())
+        os._exit(0)
+    for fd in fds:
+        os.close(fd)
+"""
+
+
+class ForkedChild:
+    """A child process forked by the :class:`Zygote`, used like ``subprocess.Popen`` with
+    ``stdout=PIPE, text=True``: ``pid``, ``stdout``, ``stderr``, ``kill``, ``send_signal``,
+    ``poll``, ``wait``, ``communicate``, ``returncode``."""
+
+    def __init__(self, status: int, stdout: io.TextIOWrapper, stderr: io.TextIOWrapper | None) -> None:
+        self._status = status
+        self.stdout, self.stderr = stdout, stderr
+        self.pid = int(self._read_status(300))
+        self.returncode: int | None = None
+
+    def _read_status(self, timeout: float | None) -> str:
+        import select
+
+        line = b""
+        while not line.endswith(b"\n"):
+            if not select.select([self._status], [], [], timeout)[0]:
+                raise subprocess.TimeoutExpired("forked child", timeout or 0)
+            chunk = os.read(self._status, 64)
+            if not chunk:
+                raise RuntimeError("the zygote's waiter died")
+            line += chunk
+        return line.decode().strip()
+
+    def send_signal(self, sig: int) -> None:
+        if self.returncode is None:
+            os.kill(self.pid, sig)
+
+    def kill(self) -> None:
+        import signal
+
+        self.send_signal(signal.SIGKILL)
+
+    def poll(self) -> int | None:
+        if self.returncode is None:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.wait(0)
+        return self.returncode
+
+    def wait(self, timeout: float | None = None) -> int:
+        if self.returncode is None:
+            self.returncode = int(self._read_status(timeout))
+            os.close(self._status)
+        return self.returncode
+
+    def communicate(self, timeout: float | None = None) -> tuple[str, str]:
+        """Everything the child writes, up to its end (stderr is read after stdout closes)."""
+        out = self.stdout.read()
+        err = self.stderr.read() if self.stderr is not None else ""
+        self.wait(timeout)
+        for stream in (self.stdout, self.stderr):
+            if stream is not None:
+                stream.close()
+        return out, err
+
+
+class Zygote:
+    """One Python process that has imported dbvers and pandas and forks the children tests
+    start, each one a process of its own (its own pid, locks, files and memory; killed for
+    real) that only starts with those imports done.
+
+    The crash loops start dozens of short-lived children only to SIGKILL them, and the
+    concurrency tests start several "other processes" per test; each paying Python's start
+    and the imports (about a second on a loaded machine) made those tests mostly
+    interpreter starts. The zygote itself never opens a repository. The real executable's
+    start is what ``run_cli_subprocess`` and the entry-point smoke tests are for.
+    """
+
+    def __init__(self) -> None:
+        import socket
+
+        # Packets keep each request whole, with its three file descriptors.
+        self._sock, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        self._proc = subprocess.Popen([sys.executable, "-c", _ZYGOTE, str(theirs.fileno())],
+                                      pass_fds=[theirs.fileno()])
+        theirs.close()
+        self._sock.settimeout(300)  # the imports, on a loaded machine
+        if self._sock.recv(16) != b"ready":
+            raise RuntimeError(f"the zygote did not start (exit {self._proc.wait(30)})")
+        self._sock.settimeout(None)
+
+    def popen(self, argv: list[str], stderr: Any = subprocess.PIPE, cwd: Path | str | None = None,
+              env: dict[str, str] | None = None) -> ForkedChild:
+        """Start ``python SCRIPT ARGS``, ``python -m MODULE ARGS`` or ``python -c CODE ARGS``
+        (*argv* as for Popen, from ``sys.executable``) in *cwd* with *env* (default: this
+        process's); *stderr* is ``subprocess.PIPE`` or an open file."""
+        import json
+        import socket
+
+        assert argv[0] == sys.executable, "the zygote runs Python only"
+        out_r, out_w = os.pipe()
+        err_r, err_w = os.pipe() if stderr is subprocess.PIPE else (None, os.dup(stderr.fileno()))
+        status_r, status_w = os.pipe()
+        req = {"argv": argv[1:], "cwd": str(cwd or os.getcwd()), "env": dict(os.environ if env is None else env)}
+        try:
+            socket.send_fds(self._sock, [json.dumps(req).encode()], [out_w, err_w, status_w])
+        finally:
+            for fd in (out_w, err_w, status_w):
+                os.close(fd)
+        # The child's streams live as long as the child: ForkedChild.communicate closes them.
+        err = None if err_r is None else open(err_r, encoding="utf-8", errors="backslashreplace")  # noqa: SIM115
+        return ForkedChild(status_r, open(out_r, encoding="utf-8"), err)
+
+    def run(self, argv: list[str], cwd: Path | str | None = None, env: dict[str, str] | None = None,
+            timeout: float = 300) -> subprocess.CompletedProcess[str]:
+        """Like ``subprocess.run(argv, capture_output=True, text=True)``."""
+        child = self.popen(argv, cwd=cwd, env=env)
+        out, err = child.communicate(timeout)
+        return subprocess.CompletedProcess(argv, child.returncode or 0, out, err)
+
+    def cli(self, *args: str, cwd: Path | str | None = None,
+            env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+        """``dbvers ARGS`` in another process, as :func:`run_cli_subprocess` runs it, forked."""
+        return self.run([sys.executable, "-m", "dbvers", *args], cwd=cwd,
+                        env={**os.environ, **(env or {}), "COLUMNS": "120"})
+
+    def close(self) -> None:
+        self._sock.close()
+        self._proc.wait(30)
+
+
+@pytest.fixture(scope="session")
+def zygote() -> Iterator[Zygote]:
+    z = Zygote()
+    yield z
+    z.close()

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import execute, one_line_error, run_cli, run_cli_subprocess
+from conftest import Zygote, execute, one_line_error, run_cli
 
 import dbvers
 from dbvers.errors import (
@@ -165,14 +165,13 @@ def test_second_thread_waits_then_gets_a_busy_error_naming_the_thread(
 # -- item 10 / issue 11: a live Diff survives every other command ------------------------
 
 
-def _dead_process_leftovers(store: Path) -> list[Path]:
+def _dead_process_leftovers(store: Path, zygote: Zygote) -> list[Path]:
     """A killed dbvers process's temp file and Diff directory (its pid is gone afterwards)."""
     code = ("import sys, os, tempfile; from pathlib import Path; from dbvers.fsutil import temp_path, "
             "temp_prefix; c = Path(sys.argv[1]); print(temp_path(c, '.db')); "
             "print(tempfile.mkdtemp(prefix=temp_prefix('diff'), dir=c), flush=True); "
             "os.kill(os.getpid(), 9)")
-    r = subprocess.run([sys.executable, "-c", code, str(store / "cache")], capture_output=True,
-                       text=True, timeout=60)
+    r = zygote.run([sys.executable, "-c", code, str(store / "cache")], timeout=60)
     paths = [Path(line) for line in r.stdout.split()]
     assert len(paths) == 2 and all(p.exists() for p in paths), r.stderr
     return paths
@@ -186,10 +185,11 @@ def _assert_diff_alive(d: Any, before: Any) -> None:
         assert c.to_pandas("orders").equals(before)
 
 
-def test_live_diff_survives_commands_in_this_process(repo: dbvers.Repo, db_path: Path) -> None:
+def test_live_diff_survives_commands_in_this_process(repo: dbvers.Repo, db_path: Path,
+                                                    zygote: Zygote) -> None:
     store = db_path.parent / ".dbvers"
     execute(db_path, "UPDATE orders SET qty = qty + 10")
-    dead = _dead_process_leftovers(store)
+    dead = _dead_process_leftovers(store, zygote)
     d = repo.diff()  # working database vs HEAD
     h = repo.diff("HEAD", "HEAD")
     before = d.to_pandas("orders")
@@ -211,15 +211,17 @@ def test_live_diff_survives_commands_in_this_process(repo: dbvers.Repo, db_path:
     h.close()
 
 
-def test_live_diff_survives_commands_in_another_process(repo: dbvers.Repo, db_path: Path) -> None:
+def test_live_diff_survives_commands_in_another_process(repo: dbvers.Repo, db_path: Path,
+                                                       zygote: Zygote) -> None:
     store = db_path.parent / ".dbvers"
     execute(db_path, "DELETE FROM orders WHERE id = 1")
-    dead = _dead_process_leftovers(store)
+    dead = _dead_process_leftovers(store, zygote)
     d = repo.diff()
     before = d.to_pandas("orders")
     for args in (["status"], ["commit", "-m", "gone"], ["fsck"], ["gc"], ["checkout", "HEAD~1"],
                  ["diff", "HEAD", "main"]):
-        r = run_cli_subprocess("--db", str(db_path), *args)  # another process's recovery
+        # Another process's recovery (a process of its own, forked with dbvers imported).
+        r = zygote.cli("--db", str(db_path), *args)
         assert r.returncode in (0, 1), (args, r.stderr)
         _assert_diff_alive(d, before)
     assert not any(p.exists() for p in dead)
@@ -274,10 +276,10 @@ def test_busy_says_when_the_holder_is_this_process(repo: dbvers.Repo, db_path: P
     repo.status()
 
 
-def test_busy_names_the_pid_of_another_holder(repo: dbvers.Repo, db_path: Path) -> None:
+def test_busy_names_the_pid_of_another_holder(repo: dbvers.Repo, db_path: Path, zygote: Zygote) -> None:
     code = ("import sys, time, dbvers; r = dbvers.open(sys.argv[1]); r.lock.acquire(); "
             "print('ready', flush=True); time.sleep(60)")
-    proc = subprocess.Popen([sys.executable, "-c", code, str(db_path)], stdout=subprocess.PIPE, text=True)
+    proc = zygote.popen([sys.executable, "-c", code, str(db_path)])  # another process, forked
     try:
         assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
         msg = one_line_error(run_cli("--db", str(db_path), "status", env={"DBVERS_LOCK_TIMEOUT": "0.3"}))
@@ -421,10 +423,10 @@ def test_database_locked_by_this_process_says_so(repo: dbvers.Repo, db_path: Pat
     repo.checkout("HEAD~1")
 
 
-def test_database_locked_by_another_process_names_its_pid(repo: dbvers.Repo, db_path: Path) -> None:
+def test_database_locked_by_another_process_names_its_pid(repo: dbvers.Repo, db_path: Path, zygote: Zygote) -> None:
     code = ("import sqlite3, sys, time; c = sqlite3.connect(sys.argv[1], isolation_level=None); "
             "c.execute('BEGIN EXCLUSIVE'); print('ready', flush=True); time.sleep(60)")
-    proc = subprocess.Popen([sys.executable, "-c", code, str(db_path)], stdout=subprocess.PIPE, text=True)
+    proc = zygote.popen([sys.executable, "-c", code, str(db_path)])  # another process, forked
     try:
         assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
         msg = one_line_error(run_cli("--db", str(db_path), "commit", "-m", "x", "--allow-empty",

@@ -24,7 +24,6 @@ import random
 import selectors
 import shutil
 import sqlite3
-import subprocess
 import sys
 import time
 from collections import Counter
@@ -33,7 +32,7 @@ from typing import Any
 
 import conftest
 import pytest
-from conftest import dump_state, run_cli
+from conftest import ForkedChild, Zygote, dump_state, run_cli
 
 import dbvers
 
@@ -301,7 +300,7 @@ def _state_of_commit(repo: dbvers.Repo, oid: str, tmp: Path) -> dict[str, Any]:
         copy.unlink()
 
 
-def _kill_at_random_moment(proc: subprocess.Popen[str], rng: random.Random) -> str | None:
+def _kill_at_random_moment(proc: ForkedChild, rng: random.Random) -> str | None:
     """Wait for a chosen progress marker, sleep 0–300 ms, SIGKILL. Returns the last marker seen."""
     target = rng.choice(MARKERS)
     skip = rng.choice([0, 0, 0, 1, 2]) if target in ("EDIT", "COMMIT", "CHECKOUT") else 0
@@ -337,7 +336,7 @@ def _kill_at_random_moment(proc: subprocess.Popen[str], rng: random.Random) -> s
     return last
 
 
-def test_sigkill_at_random_moments_leaves_a_sound_repository(tmp_path: Path) -> None:
+def test_sigkill_at_random_moments_leaves_a_sound_repository(tmp_path: Path, zygote: Zygote) -> None:
     db = tmp_path / "data.db"
     work = tmp_path / "work"
     (work / "states").mkdir(parents=True)
@@ -364,10 +363,9 @@ def test_sigkill_at_random_moments_leaves_a_sound_repository(tmp_path: Path) -> 
     while kills < KILLS and time.monotonic() - start < TIME_BUDGET:
         stderr_path = tmp_path / "child.err"
         with open(stderr_path, "w") as err:
-            proc = subprocess.Popen(
-                [sys.executable, str(child), str(db), str(work), str(rng.randrange(10**9))],
-                stdout=subprocess.PIPE, stderr=err, text=True,
-            )
+            # A process of its own, forked with dbvers already imported (see conftest.Zygote).
+            proc = zygote.popen([sys.executable, str(child), str(db), str(work), str(rng.randrange(10**9))],
+                                stderr=err)
             t0 = time.monotonic()
             last = _kill_at_random_moment(proc, rng)
             child_time += time.monotonic() - t0

@@ -11,13 +11,12 @@ import os
 import random
 import signal
 import sqlite3
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pytest
-from conftest import dump_state
+from conftest import Zygote, dump_state
 
 import dbvers
 
@@ -57,7 +56,7 @@ def _sql(db: Path, script: str) -> None:
     con.close()
 
 
-def test_sigkill_during_merge_resolve_continue_abort(tmp_path: Path) -> None:
+def test_sigkill_during_merge_resolve_continue_abort(tmp_path: Path, zygote: Zygote) -> None:
     db = tmp_path / "data.db"
     _sql(db, "CREATE TABLE t (id INTEGER PRIMARY KEY, a, b);" + "".join(
         f"INSERT INTO t VALUES ({i}, 'a{i}', 'b{i}');" for i in range(200)))
@@ -83,14 +82,15 @@ def test_sigkill_during_merge_resolve_continue_abort(tmp_path: Path) -> None:
     script.write_text(CHILD)
     seen: set[str] = set()
     for _ in range(KILLS):
-        child = subprocess.Popen([sys.executable, str(script), str(db), ours], stdout=subprocess.PIPE,
-                                 stderr=subprocess.PIPE, text=True)
-        # Killed at a random instant of its loop, timed from when it is ready (a loaded
-        # machine can take seconds just to import).
+        # A process of its own, forked with dbvers already imported (see conftest.Zygote).
+        child = zygote.popen([sys.executable, str(script), str(db), ours])
+        # Killed at a random instant of its loop, timed from when it is ready. The child
+        # starts with pandas imported (the first merge used to spend a second importing it,
+        # and most kills landed there); 0.75 s spans a few rounds of the loop.
         assert child.stdout is not None
         first = child.stdout.readline()
         assert first.strip() == "READY", first + (child.stderr.read() if child.stderr else "")
-        time.sleep(rng.uniform(0.0, 1.5))
+        time.sleep(rng.uniform(0.0, 0.75))
         child.send_signal(signal.SIGKILL)
         out, err = child.communicate()
         assert "Traceback" not in err, err

@@ -25,7 +25,7 @@ from typing import Any
 
 import pandas as pd
 import pytest
-from conftest import dump_state, run_cli, run_cli_subprocess
+from conftest import Zygote, dump_state, run_cli
 
 import dbvers
 
@@ -388,16 +388,16 @@ def test_wal_database_stays_wal_across_checkouts(repo: dbvers.Repo, wal_db: Path
 
 
 def test_concurrent_dbvers_commits_succeed_or_report_busy(repo: dbvers.Repo, db_path: Path,
-                                                          sql: Callable[..., None]) -> None:
+                                                          sql: Callable[..., None], zygote: Zygote) -> None:
     start_head = repo.resolve("HEAD")
     ok = 0
     for round_ in range(3):
         sql(db_path, f"INSERT INTO orders(customer) VALUES ('round {round_}')")
+        # Three processes of their own at once, forked with dbvers imported (conftest.Zygote).
         procs = [
-            subprocess.Popen(
+            zygote.popen(
                 [sys.executable, "-m", "dbvers", "--db", str(db_path), "commit", "--allow-empty",
                  "-m", f"r{round_} p{i}"],
-                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                 env={**os.environ, "DBVERS_LOCK_TIMEOUT": "20" if round_ else "0"},
             )
             for i in range(3)
@@ -452,7 +452,7 @@ def test_busy_repository_is_a_clean_error(repo: dbvers.Repo, db_path: Path,
 
 
 def test_database_locked_by_another_writer_is_a_clean_error(
-    repo: dbvers.Repo, db_path: Path, sql: Callable[..., None]
+    repo: dbvers.Repo, db_path: Path, sql: Callable[..., None], zygote: Zygote
 ) -> None:
     sql(db_path, "INSERT INTO orders(customer) VALUES ('pending')")
     store = db_path.parent / ".dbvers"
@@ -465,8 +465,7 @@ def test_database_locked_by_another_writer_is_a_clean_error(
         locker.execute("INSERT INTO orders(customer) VALUES ('never committed')")
         started = time.monotonic()
         # another process: in this one dbvers would see its own process's lock
-        r = run_cli_subprocess("--db", str(db_path), "commit", "-m", "blocked",
-                               env={"DBVERS_LOCK_TIMEOUT": "1"})
+        r = zygote.cli("--db", str(db_path), "commit", "-m", "blocked", env={"DBVERS_LOCK_TIMEOUT": "0.3"})
         elapsed = time.monotonic() - started
         assert r.returncode == 2, r.stdout + r.stderr
         lines = r.stderr.strip().splitlines()
@@ -483,7 +482,7 @@ def test_database_locked_by_another_writer_is_a_clean_error(
 
 
 def test_checkout_into_a_database_another_writer_holds_is_a_clean_error(
-    repo: dbvers.Repo, db_path: Path, sql: Callable[..., None], tmp_path: Path
+    repo: dbvers.Repo, db_path: Path, sql: Callable[..., None], tmp_path: Path, zygote: Zygote
 ) -> None:
     sql(db_path, "INSERT INTO orders(customer) VALUES ('second')")
     repo.commit("second")
@@ -495,8 +494,7 @@ def test_checkout_into_a_database_another_writer_holds_is_a_clean_error(
         locker.execute("BEGIN IMMEDIATE")
         locker.execute("INSERT INTO events VALUES ('uncommitted', 0)")
         started = time.monotonic()
-        r = run_cli_subprocess("--db", str(db_path), "checkout", "HEAD~1",
-                               env={"DBVERS_LOCK_TIMEOUT": "1"})
+        r = zygote.cli("--db", str(db_path), "checkout", "HEAD~1", env={"DBVERS_LOCK_TIMEOUT": "0.3"})
         elapsed = time.monotonic() - started
         assert r.returncode == 2, r.stdout + r.stderr
         lines = r.stderr.strip().splitlines()
