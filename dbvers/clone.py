@@ -10,6 +10,7 @@ whose next command — a rerun of the clone included — installs the database.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 from pathlib import Path
@@ -39,16 +40,31 @@ def default_db_name(spec: RemoteSpec) -> str:
 
 
 def _target(spec: RemoteSpec, db_path: str | os.PathLike[str] | None) -> Path:
+    """The database file to make: DB_PATH, DB_PATH/<name> for a directory (``dir/``: a new one)."""
     target = Path(db_path).expanduser() if db_path else Path(default_db_name(spec))
     target = target.absolute()
-    if db_path and str(db_path).endswith(("/", os.sep)) and not target.exists():
-        target.mkdir(parents=True)  # `clone URL dir/`: a new directory, as git clone makes one
-    if target.is_dir():
+    if target.is_dir() or (db_path and str(db_path).endswith(("/", os.sep))):
         target = target / default_db_name(spec)
-    if target.parent.exists() and not target.parent.is_dir():
-        raise UsageError(f"{target.parent} is not a directory")
-    target.parent.mkdir(parents=True, exist_ok=True)  # like git clone's leading directories
+    for parent in target.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise UsageError(f"{parent} is not a directory")
+            break
     return target
+
+
+def _make_parents(directory: Path) -> list[Path]:
+    """Create *directory* and its missing parents (as git clone does); the ones made, deepest first."""
+    made = [p for p in [directory, *directory.parents] if not p.exists()]
+    directory.mkdir(parents=True, exist_ok=True)
+    return made
+
+
+def _remove_made(made: list[Path]) -> None:
+    """A failed clone leaves no directory it made behind (only empty ones are removed)."""
+    for d in made:
+        with contextlib.suppress(OSError):
+            d.rmdir()
 
 
 def _finished_before(store_dir: Path, target: Path) -> Repo | None:
@@ -81,8 +97,8 @@ def clone(url: str, db_path: str | os.PathLike[str] | None = None, *, endpoint_u
         return done
     if target.exists() and target.stat().st_size > 0:
         raise UsageError(f"{target} exists; a clone makes a new database: name another path")
+    made = _make_parents(target.parent) + _make_parents(store_dir.parent)
     work_parent = store_dir.parent
-    work_parent.mkdir(parents=True, exist_ok=True)
     remove_stale_temps(work_parent, pattern="clone-*")
     work = work_parent / f"{temp_prefix('clone')}{os.urandom(4).hex()}"
     try:
@@ -98,9 +114,13 @@ def clone(url: str, db_path: str | os.PathLike[str] | None = None, *, endpoint_u
         wrepo.refs.update(HEADS + name, oid, expect=None, message=why)
         config.edit_config(work, lambda c: config.set_upstream(c, name, DEFAULT_REMOTE, name))
         state = wrepo.materialize_verified(oid)
-        return install_store(wrepo, work, store_dir, target, state, oid, name, why)
-    finally:
+        repo = install_store(wrepo, work, store_dir, target, state, oid, name, why)
+    except BaseException:
         shutil.rmtree(work, ignore_errors=True)
+        _remove_made(made)
+        raise
+    shutil.rmtree(work, ignore_errors=True)
+    return repo
 
 
 def _choose_branch(wrepo: Repo, remote_head: str | None, wanted: str | None, url: str) -> tuple[str, str]:

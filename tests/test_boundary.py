@@ -41,6 +41,7 @@ class Template:
     patch: str  # HEAD's patch object
     snapshot: str  # the root commit's snapshot object
     archive: str  # a backup archive, relative to dir
+    remote: str  # a directory remote outside dir that main and v1 were pushed to (origin)
 
 
 @pytest.fixture(scope="module")
@@ -79,14 +80,18 @@ def template(tmp_path_factory: pytest.TempPathFactory) -> Template:
     finally:
         os.chdir(old)
     archive = next((d / "bk").iterdir()).relative_to(d)
-    return Template(d, head.id, head.patch, root.snapshot, str(archive))
+    remote = tmp_path_factory.mktemp("remote") / "shared"  # outside the copies: each pushes here
+    repo.remote_add("origin", str(remote))
+    repo.push(set_upstream=True)
+    repo.push(tags=True)
+    return Template(d, head.id, head.patch, root.snapshot, str(archive), str(remote))
 
 
 @pytest.fixture
 def work(template: Template, tmp_path: Path) -> Template:
     d = tmp_path / "w"
     shutil.copytree(template.dir, d, symlinks=True)
-    return Template(d, template.head, template.patch, template.snapshot, template.archive)
+    return Template(d, template.head, template.patch, template.snapshot, template.archive, template.remote)
 
 
 def outside_store(d: Path) -> dict[str, str]:
@@ -158,6 +163,11 @@ ORDINARY: dict[str, list[list[str]]] = {
     "resolve": [["resolve", "--help"]],
     "revert": [["revert", "HEAD"]],
     "cherry-pick": [["cherry-pick", "HEAD", "--no-commit"]],
+    "remote": [["remote"], ["remote", "-v"], ["remote", "add", "other", "elsewhere"]],
+    "push": [["push"], ["push", "--tags"]],
+    "fetch": [["fetch"], ["fetch", "--all", "--prune"]],
+    "pull": [["pull"]],
+    "clone": [["clone", "{remote}", "cl/x.db"]],
     "help": [["help"], ["help", "diff"]],
 }
 
@@ -204,11 +214,20 @@ BAD: dict[str, list[list[str]]] = {
     "revert": [["revert", "nosuch"], ["revert", "v1"], ["revert", "--abort"], ["revert", "HEAD", "-m", "1"]],
     "cherry-pick": [["cherry-pick", "nosuch"], ["cherry-pick", "--continue"], ["cherry-pick"],
                     ["cherry-pick", "side"]],
+    "remote": [["remote", "add", "origin", "x"], ["remote", "add", "bad/name", "x"], ["remote", "remove", "nosuch"],
+               ["remote", "rename", "nosuch", "y"], ["remote", "rename", "origin", "a..b"],
+               ["remote", "add", "x", "s3://Bad_Bucket"], ["remote", "add", "x", "ftp://host/p"],
+               ["remote", "add", "y", "dir", "--endpoint-url", "http://127.0.0.1:9"], ["remote", "bogus"]],
+    "push": [["push", "nosuch"], ["push", "origin", "nosuchbranch"], ["push", "--all", "origin", "main"]],
+    "fetch": [["fetch", "nosuch"], ["fetch", "--all", "origin"]],
+    "pull": [["pull", "nosuch"], ["pull", "origin", "nosuchbranch"]],
+    "clone": [["clone", "nowhere-remote", "new/c.db"], ["clone", "{remote}", "data.db"], ["clone", "s3://Bad_Bucket"],
+              ["clone", "{remote}", "deep/er/x.db", "-b", "nosuch"]],
     "help": [["help", "nosuch"]],
 }
 
 def _argv(argv: list[str], t: Template) -> list[str]:
-    return [a.format(archive=t.archive) for a in argv]
+    return [a.format(archive=t.archive, remote=t.remote) for a in argv]
 
 
 def test_the_tables_cover_every_subcommand() -> None:
