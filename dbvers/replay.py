@@ -45,7 +45,14 @@ def restore_rowids(conn: apsw.Connection, fixups: RowidStream) -> None:
         try:
             n = _load_rows(conn, rows, total, len(ks), CorruptObjectError(
                 oid, f"recorded rowids name more rows of {name} than the state holds"))
-            _move_rows(conn, oid, name, rid, cols, ks, lo - n if lo - n >= -(2**63) else hi + 1, n)
+            # Rows the replay already put at their recorded rowid (the common case: inserts
+            # numbered as the user's database numbered them) stay where they are.
+            on = " AND ".join(f"n.{quote(c)} IS r.{k}" for c, k in zip(cols, ks, strict=True))
+            conn.execute(f"DELETE FROM temp.dbvers_rowids WHERE i IN (SELECT r.i FROM temp.dbvers_rowids AS r "
+                         f"JOIN main.{t} AS n ON n.{rid} = r.r AND {on})")
+            moving = n - conn.changes()
+            if moving:
+                _move_rows(conn, oid, name, rid, cols, ks, lo - n if lo - n >= -(2**63) else hi + 1, n, moving)
         finally:
             conn.execute("DROP TABLE temp.dbvers_rowids")
 
@@ -68,8 +75,11 @@ def _load_rows(conn: apsw.Connection, rows: Iterable[tuple[Any, ...]], total: in
 
 
 def _move_rows(conn: apsw.Connection, oid: str, name: str, rid: str, cols: tuple[str, ...],
-               ks: list[str], start: int, n: int) -> None:
-    """Listed rows to start.. (by key), the rows at recorded rowids to free ones, listed rows home."""
+               ks: list[str], start: int, n: int, moving: int) -> None:
+    """Listed rows to start.. (by key), the rows at recorded rowids to free ones, listed rows home.
+
+    *n*: how many rows were listed (start..start+n-1 is free); *moving*: how many of them
+    are still in temp.dbvers_rowids (not yet at their rowid)."""
     t = quote(name)
     if start + n - 1 > 2**63 - 1:  # neither below the smallest nor above the largest
         raise CorruptObjectError(oid, f"no room to renumber rows of {name}")
@@ -78,7 +88,7 @@ def _move_rows(conn: apsw.Connection, oid: str, name: str, rid: str, cols: tuple
     keys = ", ".join(ks)
     before = conn.total_changes()
     conn.executemany(sql, conn.execute(f"SELECT ? + i, {keys} FROM temp.dbvers_rowids ORDER BY i", (start,)))
-    if conn.total_changes() - before != n:
+    if conn.total_changes() - before != moving:
         raise CorruptObjectError(oid, f"recorded rowids name rows of {name} the state lacks")
     # A row the replay left at a recorded rowid had already lost its own (a VACUUM or
     # an UPDATE of the rowid, which no patchset carries): it moves to a free rowid,
