@@ -11,7 +11,7 @@ L2: imports tables and L0.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any, Protocol
 
 import apsw
@@ -37,13 +37,13 @@ def restore_rowids(conn: apsw.Connection, fixups: RowidStream) -> None:
         if info is None or info.rowid_name in info.columns:
             raise CorruptObjectError(oid, f"rowids recorded for {name}, which has no hidden rowid")
         rid, t = info.rowid_name, quote(name)
-        lo, hi, total = conn.execute(f"SELECT min({rid}), max({rid}), count(*) FROM main.{t}").fetchone()
+        lo, hi = conn.execute(f"SELECT min({rid}), max({rid}) FROM main.{t}").fetchone()
         if lo is None:
             raise CorruptObjectError(oid, f"rowids recorded for rows of {name}, which is empty")
         ks = [f"k{i}" for i in range(len(cols))]
         conn.execute(f"CREATE TEMP TABLE dbvers_rowids(i INTEGER PRIMARY KEY, r, {', '.join(ks)})")
         try:
-            n = _load_rows(conn, rows, total, len(ks), CorruptObjectError(
+            n = _load_rows(conn, rows, lambda t=t: _row_count(conn, t), hi - lo + 1, len(ks), CorruptObjectError(
                 oid, f"recorded rowids name more rows of {name} than the state holds"))
             # Rows the replay already put at their recorded rowid (the common case: inserts
             # numbered as the user's database numbered them) stay where they are.
@@ -57,15 +57,31 @@ def restore_rowids(conn: apsw.Connection, fixups: RowidStream) -> None:
             conn.execute("DROP TABLE temp.dbvers_rowids")
 
 
-def _load_rows(conn: apsw.Connection, rows: Iterable[tuple[Any, ...]], total: int, nkeys: int,
-               too_many: CorruptObjectError) -> int:
-    """Insert *rows* into temp.dbvers_rowids as (i, rowid, keys...); how many (at most *total*)."""
+def _row_count(conn: apsw.Connection, t: str) -> int:
+    return int(conn.execute(f"SELECT count(*) FROM main.{t}").fetchone()[0])
+
+
+#: Rows loaded before the exact row count is taken (a full scan of the table: only worth it
+#: for a large listing; below this, the rowid range bounds it, read from the index).
+EXACT_COUNT_AFTER = 1 << 16
+
+
+def _load_rows(conn: apsw.Connection, rows: Iterable[tuple[Any, ...]], count: Callable[[], int],
+               span: int, nkeys: int, too_many: CorruptObjectError) -> int:
+    """Insert *rows* into temp.dbvers_rowids as (i, rowid, keys...); how many.
+
+    A table can't list more rows than it holds: at most *span* (its rowid range, which is
+    at least its row count) and, once a listing is large, at most *count()* exactly.
+    """
     n = 0
+    bound = span
 
     def numbered() -> Iterator[tuple[Any, ...]]:
-        nonlocal n
+        nonlocal n, bound
         for row in rows:
-            if n == total:
+            if n == EXACT_COUNT_AFTER:
+                bound = min(bound, count())
+            if n >= bound:
                 raise too_many
             yield (n, *row)
             n += 1
