@@ -48,8 +48,8 @@ def restore_rowids(conn: apsw.Connection, fixups: RowidStream) -> None:
             # Rows the replay already put at their recorded rowid (the common case: inserts
             # numbered as the user's database numbered them) stay where they are.
             on = " AND ".join(f"n.{quote(c)} IS r.{k}" for c, k in zip(cols, ks, strict=True))
-            conn.execute(f"DELETE FROM temp.dbvers_rowids WHERE i IN (SELECT r.i FROM temp.dbvers_rowids AS r "
-                         f"JOIN main.{t} AS n ON n.{rid} = r.r AND {on})")
+            conn.execute(f"DELETE FROM temp.dbvers_rowids AS r WHERE EXISTS (SELECT 1 FROM main.{t} AS n "
+                         f"WHERE n.{rid} = r.r AND {on})")  # a rowid lookup per listed row
             moving = n - conn.changes()
             if moving:
                 _move_rows(conn, oid, name, rid, cols, ks, lo - n if lo - n >= -(2**63) else hi + 1, n, moving)
