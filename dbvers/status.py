@@ -17,7 +17,7 @@ from . import display
 from .changes import Changes
 from .errors import UnknownRefError
 from .objects import Schema, SchemaChange, counts_summary
-from .worktree import WorkingChanges, dirty_names
+from .worktree import ChangeSummary, WorkingChanges
 
 if TYPE_CHECKING:
     from .storage.base import Head
@@ -29,7 +29,7 @@ def _commits(n: int) -> str:
 
 
 @dataclass
-class Status:
+class Status(ChangeSummary):
     branch: str | None
     head: str | None
     changes: Changes
@@ -67,14 +67,6 @@ class Status:
                     f"'dbvers resolve --ours|--theirs', or 'dbvers {self.operation} --abort')")
         return (f"{self.operation} in progress, no conflicts left: 'dbvers {self.operation} --continue' "
                 "commits it")
-
-    @property
-    def clean(self) -> bool:
-        return self.changes.empty and not self.pragmas_changed and not self.sequences_changed
-
-    @property
-    def dirty_tables(self) -> list[str]:
-        return dirty_names(self.changes, self.schema_changes, self.pragmas_changed, self.sequences_changed)
 
     # The changes hold the whole patchset (megabytes after a big update): the repr is one
     # bounded line; str() is what `dbvers status` prints, and notebooks get HTML.

@@ -56,14 +56,14 @@ def lock_timeout(config: Config) -> float:
     return float(override) if override is not None else config.getfloat("lock", "timeout")
 
 
-@dataclass
-class WorkingChanges:
-    """What differs between the working database and a commit (a status without the refs)."""
+class ChangeSummary:
+    """``clean`` and ``dirty_tables`` of anything holding what differs from a commit
+    (:class:`WorkingChanges`, and ``status.Status``, which adds the refs)."""
 
     changes: ch.Changes
     schema_changes: list[SchemaChange]
     pragmas_changed: dict[str, tuple[int, int]]
-    sequences_changed: bool = False
+    sequences_changed: bool
 
     @property
     def clean(self) -> bool:
@@ -72,6 +72,16 @@ class WorkingChanges:
     @property
     def dirty_tables(self) -> list[str]:
         return dirty_names(self.changes, self.schema_changes, self.pragmas_changed, self.sequences_changed)
+
+
+@dataclass
+class WorkingChanges(ChangeSummary):
+    """What differs between the working database and a commit (a status without the refs)."""
+
+    changes: ch.Changes
+    schema_changes: list[SchemaChange]
+    pragmas_changed: dict[str, tuple[int, int]]
+    sequences_changed: bool = False
 
 
 def dirty_names(changes: ch.Changes, schema: Sequence[SchemaChange], pragmas_changed: dict[str, Any],
