@@ -4,7 +4,9 @@ Valid means: every ref on the remote (and every local ref) points to a complete
 history — each commit it reaches, and each object those commits need, is there
 and matches its id — and the local store passes fsck. The child process imports
 dbvers first and waits for "go", so the kill lands inside the transfer, not in
-Python's start-up.
+Python's start-up. The kill instants are fractions of an uninterrupted run of the
+same operation timed just before (a fixed delay would let a fast machine finish
+every run before its kill, and the test would prove nothing).
 """
 
 from __future__ import annotations
@@ -27,13 +29,13 @@ from dbvers.remotes import make_remote
 CHILD = r"""
 import sys, dbvers
 repo = dbvers.open(sys.argv[1])
-action = sys.argv[2]
+action, remote = sys.argv[2], sys.argv[3]
 sys.stdout.write("ready\n"); sys.stdout.flush()
 sys.stdin.readline()
 if action == "push":
-    repo.push(all=True)
+    repo.push(remote, all=True)
 elif action == "fetch":
-    repo.fetch()
+    repo.fetch(remote)
 print("done", flush=True)
 """
 
@@ -78,27 +80,49 @@ def remote_refs(backend) -> dict[str, str]:  # type: ignore[no-untyped-def]
     return refs
 
 
-def kill_at_random(args: list[str], delay: float) -> bool:
-    """Run a child, let it start the transfer, SIGKILL it after *delay*; True if it finished first."""
+def run_child(args: list[str], kill_after: float | None = None) -> tuple[bool, float]:
+    """Run a child, let it start, SIGKILL it *kill_after* seconds into the work (or let it finish).
+
+    Returns whether it finished, and how long its work took (from "go" to "done").
+    """
     child = subprocess.Popen([sys.executable, "-c", *args], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                              text=True)
     assert child.stdout is not None and child.stdin is not None
     assert child.stdout.readline() == "ready\n"
     child.stdin.write("go\n")
     child.stdin.flush()
-    time.sleep(delay)
+    start = time.perf_counter()
+    if kill_after is None:
+        done = child.stdout.readline() == "done\n"
+        elapsed = time.perf_counter() - start
+        child.communicate(timeout=60)
+        assert done and child.returncode == 0, "the uninterrupted run failed"
+        return True, elapsed
+    time.sleep(kill_after)
     child.kill()
     out, _ = child.communicate(timeout=60)
-    return "done" in out
+    return "done" in out, time.perf_counter() - start
+
+
+def kill_instants(full_run: float, count: int, rng: random.Random) -> list[float]:
+    """*count* instants spread over an uninterrupted run's duration, earliest first.
+
+    The first lands in the first fifth of a run that still has everything to do,
+    so at least one kill is inside the transfer however fast the machine is.
+    """
+    return [full_run * (i + rng.random()) / (count + 1) for i in range(count)]
 
 
 def test_push_killed_at_random_instants_leaves_the_remote_consistent(remote: RemoteAt, tmp_path: Path) -> None:
     repo = history(tmp_path / "a" / "data.db", 12)
     repo.remote_add("origin", remote.url, **remote.options)
+    repo.remote_add("calibration", str(tmp_path / "calibration") if remote.endpoint_url is None
+                    else moto_remote_url(), **remote.options)
+    _, full_run = run_child([CHILD, str(repo.path), "push", "calibration"])
     rng = random.Random(7)
     finished = 0
-    for _ in range(5):
-        finished += kill_at_random([CHILD, str(repo.path), "push"], rng.uniform(0.0, 0.6))
+    for instant in kill_instants(full_run, 5, rng):
+        finished += run_child([CHILD, str(repo.path), "push", "origin"], instant)[0]
         backend = make_remote(remote.url, **remote.options)
         if backend.exists():
             assert_complete(backend.objects, remote_refs(backend))
@@ -121,10 +145,13 @@ def test_fetch_and_clone_killed_at_random_instants_leave_the_local_store_valid(r
     other = dbvers.init(make_db(tmp_path / "b" / "data.db", rows=1))
     other.remote_add("origin", remote.url, **remote.options)
     repo.push(all=True)
+    calibration = dbvers.init(make_db(tmp_path / "calibration" / "data.db", rows=1))
+    calibration.remote_add("origin", remote.url, **remote.options)
+    _, full_run = run_child([CHILD, str(calibration.path), "fetch", "origin"])
     rng = random.Random(11)
     finished = 0
-    for _ in range(4):
-        finished += kill_at_random([CHILD, str(other.path), "fetch"], rng.uniform(0.0, 0.5))
+    for instant in kill_instants(full_run, 4, rng):
+        finished += run_child([CHILD, str(other.path), "fetch", "origin"], instant)[0]
         assert other.fsck().ok
         assert_complete(other.objects, {v: k for k, v in other.refs.list("refs/remotes/").items()})
     assert finished < 4  # at least one kill landed inside a fetch
@@ -132,9 +159,10 @@ def test_fetch_and_clone_killed_at_random_instants_leave_the_local_store_valid(r
     assert other.refs.read("refs/remotes/origin/main") == repo.head.commit and res.rejected == []
     assert other.objects.has(first)
     target = tmp_path / "c" / "data.db"
-    for _ in range(3):
-        if kill_at_random([CLONE_CHILD, remote.url, str(target), remote.endpoint_url or ""],
-                          rng.uniform(0.0, 0.8)):
+    clone_args = [CLONE_CHILD, remote.url, str(target), remote.endpoint_url or ""]
+    _, full_run = run_child([*clone_args[:2], str(tmp_path / "calibration-clone" / "data.db"), *clone_args[3:]])
+    for instant in kill_instants(full_run, 3, rng):
+        if run_child(clone_args, instant)[0]:
             break
         # A killed clone leaves nothing, or a store whose next command (this rerun) finishes it.
     try:
