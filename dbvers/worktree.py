@@ -439,7 +439,9 @@ class Worktree:
             elif self._holds(intent.target):
                 self.apply_intent(intent.head, intent.ref, "recovered after interruption")
             else:
-                self._put_journal(None)  # the copy never committed: the operation never began
+                # The copy never committed: the move never happened. An operation that was in
+                # progress before it (the merge an --abort was putting back) still is.
+                self._end_move()
         except DbversError as e:
             if write:
                 raise

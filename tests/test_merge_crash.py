@@ -114,3 +114,41 @@ def test_sigkill_during_merge_resolve_continue_abort(tmp_path: Path, zygote: Zyg
         repo.reset(ours, hard=True)
         assert dump_state(db) == allowed[0]
     assert {"MERGE", "RESOLVE", "CONTINUE"} <= seen, seen
+
+
+class Killed(BaseException):
+    """Stands for SIGKILL inside a call: nothing after it runs, no handler catches it."""
+
+
+def test_abort_killed_before_its_copy_committed_leaves_the_merge_in_progress(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    db = tmp_path / "data.db"
+    _sql(db, "CREATE TABLE t (id INTEGER PRIMARY KEY, a); INSERT INTO t VALUES (1, 'x'), (2, 'y');")
+    repo = dbvers.init(db)
+    repo.branch("feature")
+    repo.checkout("feature")
+    _sql(db, "UPDATE t SET a = 'F' WHERE id = 1; UPDATE t SET a = 'G' WHERE id = 2")
+    repo.commit("feature")
+    repo.checkout("main")
+    _sql(db, "UPDATE t SET a = 'M' WHERE id = 1")
+    ours = repo.commit("main").id
+    ours_state = dump_state(db)
+    repo.merge("feature")  # a conflict on row 1, row 2 merged
+    merged = dump_state(db)
+
+    def killed(*args: object, **kwargs: object) -> None:
+        raise Killed
+
+    from dbvers import sqlio
+
+    with monkeypatch.context() as m:
+        m.setattr(sqlio, "copy_in", killed)
+        with pytest.raises(Killed):
+            repo.merge_abort()
+    # The next command's recovery: the abort never wrote ours back, so the merge is still
+    # in progress (it used to be forgotten, leaving its rows as uncommitted changes).
+    repo = dbvers.open(db)
+    assert repo.operation() is not None and dump_state(db) == merged
+    assert repo.resolve("HEAD") == ours
+    repo.merge_abort()  # and aborting again finishes the job
+    assert repo.operation() is None and dump_state(db) == ours_state and repo.status().clean
