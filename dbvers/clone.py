@@ -15,7 +15,7 @@ import os
 import shutil
 from pathlib import Path
 
-from . import config, snapshots
+from . import config
 from .errors import RemoteError, RepositoryExistsError, UnknownRefError, UsageError
 from .formats import STORE_NAME
 from .fsutil import make_store_skeleton, remove_stale_temps, temp_prefix, write_atomic
@@ -107,7 +107,10 @@ def clone(url: str, db_path: str | os.PathLike[str] | None = None, *, endpoint_u
         cfg = config.set_store_identity(config.new_config(), store=store_dir, database=target,
                                         store_format=FORMAT_VERSION)
         config.write_config(work, config.set_remote(cfg, DEFAULT_REMOTE, spec.url, options))
-        wrepo = Repo.at(work, target, memory_limit=snapshots.IN_MEMORY_MAX)  # a remote's sizes are untrusted
+        # The repository's own memory limit (a share of RAM): every object is verified (length
+        # and hash) as it is fetched, and reads never pass a body's declared length, so a remote
+        # can make this rebuild no larger than any later checkout of the clone would be.
+        wrepo = Repo.at(work, target)
         fetch(wrepo, DEFAULT_REMOTE, progress=progress)
         name, oid = _choose_branch(wrepo, remote.refs.head().branch, branch, spec.url)
         why = f"clone: from {spec.url}"

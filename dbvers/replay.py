@@ -37,7 +37,10 @@ def restore_rowids(conn: apsw.Connection, fixups: RowidStream) -> None:
         if info is None or info.rowid_name in info.columns:
             raise CorruptObjectError(oid, f"rowids recorded for {name}, which has no hidden rowid")
         rid, t = info.rowid_name, quote(name)
-        lo, hi = conn.execute(f"SELECT min({rid}), max({rid}) FROM main.{t}").fetchone()
+        # Two queries: SQLite reads a lone min() or max() from one end of the b-tree, but
+        # scans the whole table for both in one SELECT (32 ms per commit at 300k rows).
+        lo = conn.execute(f"SELECT min({rid}) FROM main.{t}").fetchone()[0]
+        hi = conn.execute(f"SELECT max({rid}) FROM main.{t}").fetchone()[0]
         if lo is None:
             raise CorruptObjectError(oid, f"rowids recorded for rows of {name}, which is empty")
         ks = [f"k{i}" for i in range(len(cols))]

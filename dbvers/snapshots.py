@@ -90,11 +90,23 @@ class FileState(apsw.Connection):
     """A state being rebuilt in a private temp file; the file goes when the connection closes."""
 
     def close(self, force: bool = False) -> None:
-        path = self.db_filename("main")
+        try:
+            path = self.db_filename("main")
+        except apsw.ConnectionClosedError:  # released (see release): the file is no longer ours
+            return
         super().close(force)
         for p in (path, path + "-journal"):
             with contextlib.suppress(OSError):
                 os.unlink(p)
+
+    def release(self) -> Path:
+        """Close, keeping the file (in rollback-journal mode, nothing pending): the caller's now."""
+        if self.in_transaction:
+            raise RuntimeError("a state is released with its transaction still open")
+        self.execute("PRAGMA journal_mode = DELETE")  # a snapshot of a WAL database opened in WAL
+        path = Path(self.db_filename("main"))
+        super().close()
+        return path
 
 
 def _bounded(conn: apsw.Connection) -> None:
@@ -159,9 +171,13 @@ def load_bytes(data: bytes, what: str) -> apsw.Connection:
 def save(conn: apsw.Connection, target: Path, finish: Callable[[Path], None] | None = None) -> None:
     """Write a state's database atomically to *target* (page by page when it is a file);
     *finish* is called with the written file (closed by apsw) before it takes *target*'s name."""
-    tmp = temp_path(target.parent, ".db")
+    own_file = isinstance(conn, FileState) and Path(conn.db_filename("main")).parent == target.parent
+    # A state in a file beside the target becomes the target itself: no copy of the database.
+    tmp = conn.release() if isinstance(conn, FileState) and own_file else temp_path(target.parent, ".db")
     try:
-        if isinstance(conn, FileState):
+        if own_file:
+            pass
+        elif isinstance(conn, FileState):
             dest = apsw.Connection(str(tmp))
             try:
                 with dest.backup("main", conn, "main") as b:

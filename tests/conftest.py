@@ -152,6 +152,17 @@ def repo(db_path: Path) -> dbvers.Repo:
     return dbvers.init(db_path)
 
 
+@pytest.fixture(params=["in memory", "in a file"])
+def state_rebuilds(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Run a test twice: states rebuilt in memory (a small state's path), then every one in a
+    private file (a state larger than the memory limit: its own journal, page cache and save)."""
+    if request.param == "in a file":
+        from dbvers import states
+
+        monkeypatch.setattr(states, "trusted_memory_limit", lambda: 0)
+    return str(request.param)
+
+
 def execute(path: Path | str, sql: str, params: tuple[Any, ...] = ()) -> None:
     """Run SQL against the working database the way a user's code would (stdlib sqlite3)."""
     conn = sqlite3.connect(str(path))

@@ -101,7 +101,8 @@ def changes_of(repo: dbvers.Repo, oid: str) -> list[str]:
 
 
 @pytest.fixture
-def empty_db(tmp_path: Path) -> Path:
+def empty_db(tmp_path: Path, state_rebuilds: str) -> Path:
+    """Every test here runs with states rebuilt in memory and in a file (see state_rebuilds)."""
     return tmp_path / "w.db"
 
 

@@ -32,7 +32,7 @@ EDITS = [
 
 
 @pytest.fixture
-def gen_db(tmp_path: Path) -> Path:
+def gen_db(tmp_path: Path, state_rebuilds: str) -> Path:
     p = tmp_path / "gen.db"
     execute(p, SCHEMA)
     return p
