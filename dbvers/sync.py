@@ -385,7 +385,7 @@ def _receive(repo: Repo, rem: Remote, tips: set[str], progress: Progress | None)
     if not new:
         return 0, 0
     commits = {oid: c for oid, (c, _) in new.items()}
-    records = {c: s for c, s in rem.refs.keyframes().items() if c in new and s and commits[c].snapshot is None}
+    records = {c: s for c, s in rem.refs.keyframes(among=new).items() if s and commits[c].snapshot is None}
     wanted = {o for c in commits.values() for o, _ in c.typed_references()} | set(records.values())
     lacking = {o for o in wanted if not repo.objects.has(o)}
 

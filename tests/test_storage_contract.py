@@ -354,6 +354,12 @@ def test_keyframe_records(refs: RefStore) -> None:
     # ... but no commit ref: not a root of the history, no reflog, never a revision
     assert refs.check()[0] == {"HEAD": None}
     assert refs.reflog_names() == [] and refs.lookup(KEYFRAMES + commit) is None
+    other, snap2 = _id("other commit"), _id("other snapshot")
+    refs.set_keyframe(other, snap2)
+    # Only the records asked for (a fetch asks for those of the commits it receives).
+    assert refs.keyframes(among={other, _id("no record")}) == {other: snap2}
+    assert refs.keyframes(among=[]) == {} and refs.keyframes() == {commit: snap, other: snap2}
+    refs.delete_keyframe(other)
     refs.delete_keyframe(commit)
     assert refs.keyframe(commit) is None and refs.keyframes() == {}
     with pytest.raises(ValueError):

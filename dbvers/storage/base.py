@@ -19,7 +19,7 @@ snapshot id (no reflog: they are derived data, not history).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Protocol, runtime_checkable
@@ -173,8 +173,9 @@ class RefStore(Protocol):
 
     def delete_keyframe(self, commit: str) -> None: ...
 
-    def keyframes(self) -> dict[str, str]:
-        """commit -> recorded value (stripped text; '' when unreadable) of every record."""
+    def keyframes(self, among: Collection[str] | None = None) -> dict[str, str]:
+        """commit -> recorded value (stripped text; '' when unreadable) of every record (or of
+        the commits *among* only, listed but not read otherwise)."""
 
     def migrate_keyframes(self) -> int:
         """Turn records kept in an older layout into keyframe refs (gc runs it); how many moved."""
