@@ -12,11 +12,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from . import merge
+from . import merge, refops
 from .errors import DamagedRefError, DirtyWorkingDatabaseError, RefExistsError
 from .revisions import head_commit
 from .storage.base import Head
-from .storage.refnames import HEADS, validate_name
+from .storage.refnames import HEADS
 
 if TYPE_CHECKING:
     from .repo import Repo
@@ -44,7 +44,7 @@ def checkout(repo: Repo, ref: str, *, force: bool = False, create_branch: str | 
     with repo.locked():
         merge.refuse_during(repo, "checkout")
         if create_branch is not None:
-            validate_name(create_branch)
+            refops.check_new_branch_name(repo, create_branch)
             if repo.refs.read(HEADS + create_branch):
                 raise RefExistsError(create_branch, "branch")
         # A branch name means that branch, even if a tag has the same name.

@@ -43,6 +43,9 @@ def _target(spec: RemoteSpec, db_path: str | os.PathLike[str] | None) -> Path:
     """The database file to make: DB_PATH, DB_PATH/<name> for a directory (``dir/``: a new one)."""
     target = Path(db_path).expanduser() if db_path else Path(default_db_name(spec))
     target = target.absolute()
+    if not db_path and target.is_dir():  # the name from the URL is taken (by a folder)
+        raise UsageError(f"{target} exists and is a directory; name the new database: "
+                         "'dbvers clone URL DB_PATH'")
     if target.is_dir() or (db_path and str(db_path).endswith(("/", os.sep))):
         target = target / default_db_name(spec)
     for parent in target.parents:

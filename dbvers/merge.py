@@ -140,7 +140,7 @@ def merge(repo: Repo, rev: str, *, message: str | None = None, ff: bool = True, 
     """Merge ``rev`` into the current branch (or detached HEAD)."""
     with repo.locked():
         theirs = repo.resolve(rev)
-        _refuse_busy(repo, "merge")
+        refuse_busy(repo, "merge")
         head = repo.head
         ours = repo.resolve("HEAD")
         if ours == theirs or graph.is_ancestor(repo.objects, theirs, ours):
@@ -164,7 +164,7 @@ def revert(repo: Repo, rev: str, *, mainline: int | None = None, commit: bool = 
     """A new commit on HEAD that undoes ``rev``'s changes (three-way: base rev, theirs rev's parent)."""
     with repo.locked():
         target = repo.resolve(rev)
-        _refuse_busy(repo, "revert")
+        refuse_busy(repo, "revert")
         ours = repo.resolve("HEAD")
         c = repo.get_commit(target)
         parent = _parent(c, mainline, "revert", rev)
@@ -176,7 +176,7 @@ def cherry_pick(repo: Repo, rev: str, *, mainline: int | None = None, commit: bo
     """A new commit on HEAD that applies ``rev``'s changes (three-way: base rev's parent, theirs rev)."""
     with repo.locked():
         target = repo.resolve(rev)
-        _refuse_busy(repo, "cherry-pick")
+        refuse_busy(repo, "cherry-pick")
         ours = repo.resolve("HEAD")
         c = repo.get_commit(target)
         parent = _parent(c, mainline, "cherry-pick", rev)
@@ -214,7 +214,8 @@ def forget(repo: Repo) -> None:
         _end(repo)
 
 
-def _refuse_busy(repo: Repo, what: str) -> None:
+def refuse_busy(repo: Repo, what: str) -> None:
+    """Refuse *what* while an operation is in progress or the working database has changes."""
     op = current(repo)
     if op is not None:
         raise MergeInProgressError(op.kind, what)

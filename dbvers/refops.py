@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from . import config
 from .errors import RefExistsError, UnknownRefError, UsageError
 from .storage.base import RefStore
 from .storage.refnames import HEADS, REMOTES, TAGS, check_ref_format, is_valid_ref, validate_name
@@ -19,11 +20,23 @@ if TYPE_CHECKING:
     from .repo import Repo
 
 #: The user's word for each namespace (in messages).
-_KINDS = {HEADS: "branch", TAGS: "tag"}
+_KINDS = {HEADS: "branch", TAGS: "tag", REMOTES: "remote-tracking branch"}
+
+
+def check_new_branch_name(repo: Repo, name: str) -> None:
+    """A valid branch name that doesn't shadow a remote-tracking branch: a local ``origin/main``
+    would be what ``log origin/main`` and ``diff main origin/main`` read instead."""
+    validate_name(name)
+    first = name.split("/", 1)[0]
+    if "/" in name and first in config.remote_names(repo.config):
+        raise UsageError(f"a branch named '{name}' would hide the remote-tracking branch '{name}' "
+                         f"of remote '{first}'; choose another name")
 
 
 def create(repo: Repo, namespace: str, name: str, at: str, *, force: bool, why: str) -> str:
     """Point ``namespace + name`` at *at*'s commit; an existing one only with *force*."""
+    if namespace == HEADS:
+        check_new_branch_name(repo, name)
     validate_name(name)
     with repo.locked():
         oid = repo.resolve(at)

@@ -31,7 +31,7 @@ from .status import Status, working_status
 from .storage.base import Head, ObjectStore, ReflogEntry, RefStore
 from .storage.local import LocalObjectStore
 from .storage.local_refs import LocalRefStore
-from .storage.refnames import HEADS, TAGS
+from .storage.refnames import HEADS, REMOTES, TAGS
 from .sync import SyncResult
 from .transfer import Progress
 from .worktree import Worktree, lock_timeout
@@ -182,7 +182,7 @@ class Repo:
             st = working_status(self.worktree)
             if (op := merge.current(self)) is not None:
                 st.operation, st.conflicts = op.kind, merge.conflict_counts(self)
-            st.upstream, st.ahead, st.behind = sync.upstream_state(self)
+            st.upstream, st.upstream_gone, st.ahead, st.behind = sync.upstream_state(self)
             return st
 
     # -- commit --------------------------------------------------------------------------
@@ -223,8 +223,10 @@ class Repo:
     def branch(self, name: str, at: str = "HEAD", *, force: bool = False) -> str:
         return refops.create(self, HEADS, name, at, force=force, why=f"branch: created from {at}")
 
-    def delete_branch(self, name: str) -> str:
-        return refops.delete(self, HEADS, name)
+    def delete_branch(self, name: str, *, remote: bool = False) -> str:
+        """Delete branch *name*, or with *remote* the remote-tracking branch *name*
+        (``origin/main``: the remote itself is untouched, and the next fetch brings it back)."""
+        return refops.delete(self, REMOTES if remote else HEADS, name)
 
     def tag(self, name: str, at: str = "HEAD", *, force: bool = False) -> str:
         return refops.create(self, TAGS, name, at, force=force, why=f"tag: {at}")

@@ -41,19 +41,27 @@ class Status(ChangeSummary):
     upstream: str | None = None  # the remote-tracking branch the branch tracks ("origin/main")
     ahead: int = 0  # commits the branch has that its upstream doesn't
     behind: int = 0  # and the other way round
+    upstream_gone: bool = False  # the upstream's tracking branch no longer exists (pruned, or never fetched)
 
     def tracking_line(self) -> str | None:
         """git's "Your branch is ahead of 'origin/main' by 2 commits." (None: no upstream)."""
         if self.upstream is None:
             return None
         up = f"'{self.upstream}'"
+        if self.upstream_gone:
+            return (f"Your branch is based on {up}, but the upstream is gone ('dbvers push -u' "
+                    "publishes the branch again, or 'dbvers fetch' if it was never fetched)")
+        # While a merge is in progress, pull and push are refused: no advice to run them.
+        advice = self.operation is None
         if self.ahead and self.behind:
-            return (f"Your branch and {up} have diverged: ahead {self.ahead}, behind {self.behind} "
-                    "('dbvers pull' merges them)")
+            return (f"Your branch and {up} have diverged: ahead {self.ahead}, behind {self.behind}"
+                    + (" ('dbvers pull' merges them)" if advice else ""))
         if self.ahead:
-            return f"Your branch is ahead of {up} by {_commits(self.ahead)} ('dbvers push' publishes them)"
+            return (f"Your branch is ahead of {up} by {_commits(self.ahead)}"
+                    + (" ('dbvers push' publishes them)" if advice else ""))
         if self.behind:
-            return f"Your branch is behind {up} by {_commits(self.behind)} ('dbvers pull' fast-forwards)"
+            return (f"Your branch is behind {up} by {_commits(self.behind)}"
+                    + (" ('dbvers pull' fast-forwards)" if advice else ""))
         return f"Your branch is up to date with {up}"
 
     def operation_line(self) -> str | None:
@@ -98,6 +106,10 @@ class Status(ChangeSummary):
             "pragmas_changed": {k: list(v) for k, v in self.pragmas_changed.items()},
             "operation": self.operation,
             "conflicts": dict(sorted(self.conflicts.items())),
+            "upstream": self.upstream,
+            "upstream_gone": self.upstream_gone,
+            "ahead": self.ahead,
+            "behind": self.behind,
         }
 
 

@@ -29,14 +29,16 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from . import config, graph
+from . import config, graph, merge
 from .errors import (
     CorruptObjectError,
     DbversError,
     NoUpstreamError,
     PushRejectedError,
     RefConflictError,
+    RemoteNotFoundError,
     UnknownRefError,
+    UsageError,
 )
 from .objects import Commit
 from .remotes.directory import DirectoryRemote
@@ -190,7 +192,8 @@ def _classify(repo: Repo, name: str, u: _Update, force_with_lease: bool) -> None
     if u.old is None:
         u.status = NEW
     elif u.dest.startswith(TAGS):
-        u.status, u.reason = REJECTED, "the tag already exists on the remote"
+        u.status, u.reason = REJECTED, ("the tag already exists on the remote; fetch it, or push "
+                                        "this commit under another tag name")
     elif _descends(repo, u.new, u.old):
         u.status = FAST_FORWARD
     else:
@@ -214,7 +217,21 @@ def push(repo: Repo, remote: str | None = None, branch: str | None = None, *, al
     name = remote or default_remote(repo)
     info = remote_info(repo, name)
     updates = _push_targets(repo, name, branch, all_branches, tags)
-    rem = connect(info, create=True)  # a first push creates the remote (after probing it)
+    if set_upstream and not any(u.source.startswith(HEADS) for u in updates):
+        raise UsageError("-u makes a branch track the remote's, and this push sends no branch "
+                         "(only tags): drop -u, or name the BRANCH")
+    # A first push creates the remote (after probing it). One this store has pushed to or
+    # fetched from before is never created again: missing, it is an unmounted disk or a
+    # moved bucket, and a new empty remote there would split the team's history.
+    seen = bool(repo.refs.list(f"{REMOTES}{name}/"))
+    try:
+        rem = connect(info, create=not seen)
+    except RemoteNotFoundError as e:
+        if not seen:
+            raise
+        raise RemoteNotFoundError(e.url, f"is gone: remote '{name}' had branches when you last fetched or "
+                                         "pushed; check the path, the mount or the bucket (to start a new "
+                                         f"remote there, 'dbvers remote remove {name}' and add it again)") from None
     there = {HEADS + b: oid for b, oid in rem.refs.list(HEADS).items()}
     there.update({TAGS + t: oid for t, oid in rem.refs.list(TAGS).items()})
     for u in updates:
@@ -412,22 +429,24 @@ def fetch_all(repo: Repo, *, prune: bool = False, progress: Progress | None = No
     return [fetch(repo, name, prune=prune, progress=progress) for name in config.remote_names(repo.config)]
 
 
-def upstream_state(repo: Repo) -> tuple[str | None, int, int]:
-    """(the current branch's upstream as ``origin/main``, ahead, behind), from the local
-    tracking ref (as of the last fetch or push: status never touches the network)."""
+def upstream_state(repo: Repo) -> tuple[str | None, bool, int, int]:
+    """(the current branch's upstream as ``origin/main``, whether its tracking branch is gone,
+    ahead, behind), from the local tracking ref (as of the last fetch or push: status never
+    touches the network)."""
     branch, head = repo.current_branch, repo.head.commit
     repo.reload_config()
     up = config.upstream(repo.config, branch) if branch else None
     if up is None or head is None:
-        return None, 0, 0
+        return None, False, 0, 0
+    name = f"{up[0]}/{up[1]}"
     there = repo.refs.read(tracking_ref(*up))
     if there is None:
-        return f"{up[0]}/{up[1]}", 0, 0
+        return name, True, 0, 0
     try:
         ahead, behind = graph.ahead_behind(repo.get_commit, head, there)
     except DbversError:  # a tracking ref to a commit the store lacks: nothing to compare
-        return f"{up[0]}/{up[1]}", 0, 0
-    return f"{up[0]}/{up[1]}", ahead, behind
+        return name, False, 0, 0
+    return name, False, ahead, behind
 
 
 # -- pull ------------------------------------------------------------------------------------------
@@ -442,6 +461,8 @@ def pull(repo: Repo, remote: str | None = None, branch: str | None = None, *, me
     up = config.upstream(repo.config, current)
     name = remote or (up[0] if up else default_remote(repo))
     theirs = branch or (up[1] if up and up[0] == name else current)
+    with repo.locked(write=False):  # refused before anything is fetched, in pull's own words
+        merge.refuse_busy(repo, "pull")
     fetched = fetch(repo, name, progress=progress)
     ref = tracking_ref(name, theirs)
     if repo.refs.read(ref) is None:

@@ -26,7 +26,7 @@ from .._version import __version__
 from ..errors import DbversError, UsageError, debug_enabled
 from ..frontend import error_line, say, silence_stdout, stdout_closed, user_error
 from . import commits, diffs, merging, refs, store, sync
-from .common import Command, Parser, add_location, output_file
+from .common import Command, Parser, add_location, output_file, usage_error
 
 __all__ = ["build_parser", "commands", "main", "run"]
 
@@ -88,7 +88,11 @@ def commands() -> list[str]:
 def run(argv: Sequence[str]) -> int:
     """Parse and run one command; raises DbversError for user errors (used by the magics too)."""
     parser = build_parser()
-    args = parser.parse_args(list(argv))
+    args, extra = parser.parse_known_args(list(argv))
+    if extra:  # named after the command they were given to, not the whole program
+        command = " ".join(filter(None, ["dbvers", getattr(args, "command", None),
+                                         getattr(args, "remote_action", None)]))
+        raise usage_error(command, f"unrecognized arguments: {' '.join(extra)}")
     if not getattr(args, "command", None):
         parser.print_help()
         return 2

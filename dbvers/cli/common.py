@@ -25,10 +25,24 @@ Handler = Callable[[argparse.Namespace], int]
 
 
 class Parser(argparse.ArgumentParser):
-    """argparse that raises instead of exiting, so the notebook magics can share it."""
+    """argparse that raises instead of exiting, so the notebook magics can share it.
+
+    No abbreviated options: ``push --force`` must not quietly mean ``--force-with-lease``.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str) -> Any:
-        raise UsageError(f"{self.prog}: {message}")
+        raise usage_error(self.prog, message)
+
+
+def usage_error(prog: str, message: str) -> UsageError:
+    """argparse's complaint about *prog* (``dbvers push``) as one line naming the command
+    (the boundary adds ``dbvers: error:``) and where its options are listed."""
+    name = prog.removeprefix("dbvers").strip()
+    return UsageError(f"{name + ': ' if name else ''}{message}; see '{prog} --help'")
 
 
 @dataclass(frozen=True)

@@ -38,9 +38,14 @@ def cmd_branch(args: argparse.Namespace) -> int:
     _check_ref_options(args, "branch")
     repo = open_repo(args)
     con = console()
+    if args.all and args.remotes:
+        raise UsageError("-a lists every branch, -r only the remote-tracking ones: give one of them")
     if args.delete:
-        oid = repo.delete_branch(args.delete)
-        con.print(f"Deleted branch {args.delete} (was {oid[:10]})")
+        if args.all:
+            raise UsageError("branch -d deletes one branch; -a only lists (-r -d deletes a remote-tracking one)")
+        oid = repo.delete_branch(args.delete, remote=args.remotes)
+        what = "remote-tracking branch" if args.remotes else "branch"
+        con.print(f"Deleted {what} {args.delete} (was {oid[:10]})")
         return 0
     if not args.name:
         remote = {f"remotes/{k}" if args.all else k: v for k, v in repo.refs.list("refs/remotes/").items()}
@@ -134,7 +139,8 @@ def _branch_arguments(sp: argparse.ArgumentParser) -> None:
     sp.add_argument("-d", "-D", "--delete", metavar="NAME", help="delete a branch (its reflog keeps it recoverable)")
     sp.add_argument("-f", "--force", action="store_true", help="move an existing branch")
     sp.add_argument("-a", "--all", action="store_true", help="list remote-tracking branches too (remotes/origin/main)")
-    sp.add_argument("-r", "--remotes", action="store_true", help="list only remote-tracking branches (origin/main)")
+    sp.add_argument("-r", "--remotes", action="store_true",
+                    help="list only remote-tracking branches (origin/main); with -d, delete one")
     add_format(sp)
 
 

@@ -26,6 +26,11 @@ def _print_result(res: Any) -> None:
 
 # -- remote -------------------------------------------------------------------------------------
 
+def _no_verbose(args: argparse.Namespace) -> None:
+    if args.verbose:
+        raise UsageError(f"-v lists the remotes with their URLs; 'remote {args.remote_action}' takes no -v")
+
+
 def cmd_remote(args: argparse.Namespace) -> int:
     repo = open_repo(args)
     con = console()
@@ -39,6 +44,7 @@ def cmd_remote(args: argparse.Namespace) -> int:
 
 
 def cmd_remote_add(args: argparse.Namespace) -> int:
+    _no_verbose(args)
     info = open_repo(args).remote_add(args.name, args.url, endpoint_url=args.endpoint_url,
                                       region=args.region, profile=args.profile)
     console().print(f"Added remote {info.name} ({info.url})", markup=False, highlight=False)
@@ -46,12 +52,14 @@ def cmd_remote_add(args: argparse.Namespace) -> int:
 
 
 def cmd_remote_remove(args: argparse.Namespace) -> int:
+    _no_verbose(args)
     info = open_repo(args).remote_remove(args.name)
     console().print(f"Removed remote {info.name} ({info.url})", markup=False, highlight=False)
     return 0
 
 
 def cmd_remote_rename(args: argparse.Namespace) -> int:
+    _no_verbose(args)
     info = open_repo(args).remote_rename(args.old, args.new)
     console().print(f"Renamed remote {args.old} to {info.name}", markup=False, highlight=False)
     return 0
@@ -103,6 +111,9 @@ def cmd_pull(args: argparse.Namespace) -> int:
 def cmd_clone(args: argparse.Namespace) -> int:
     from ..clone import clone
 
+    if args.db is not None:
+        raise UsageError("clone makes a new database: name it as DB_PATH ('dbvers clone URL DB_PATH'), not --db")
+
     repo = clone(args.url, args.db_path, endpoint_url=args.endpoint_url, region=args.region,
                  profile=args.profile, branch=args.branch, store=args.store, progress=progress_bar())
     head = repo.head
@@ -142,11 +153,11 @@ def _remote_arguments(sp: argparse.ArgumentParser) -> None:
 
 def _push_arguments(sp: argparse.ArgumentParser) -> None:
     sp.add_argument("remote", nargs="?", metavar="REMOTE", help="default: the branch's upstream, or origin")
-    sp.add_argument("branch", nargs="?", metavar="BRANCH", help="default: the current branch")
+    sp.add_argument("branch", nargs="?", metavar="BRANCH", help="a branch or a tag (default: the current branch)")
     sp.add_argument("--all", action="store_true", help="push every branch")
     sp.add_argument("--tags", action="store_true", help="push every tag")
     sp.add_argument("--force-with-lease", action="store_true",
-                    help="replace the remote branch, but only if it is where your last fetch saw it")
+                    help="replace the remote branch, but only if it is where your last fetch or push saw it")
     sp.add_argument("-u", "--set-upstream", action="store_true",
                     help="make the branch track the remote's (status shows ahead/behind, pull needs no names)")
 

@@ -60,7 +60,8 @@ class UnknownRemoteError(UsageError):
         self.name = name
         self.known = known
         have = f"the remotes are {', '.join(known)}" if known else "there are no remotes yet"
-        super().__init__(f"no remote named '{name}' ({have}); add it with 'dbvers remote add {name} URL'")
+        hint = "'dbvers remote' lists them" if known else f"add one with 'dbvers remote add {name} URL'"
+        super().__init__(f"no remote named '{name}' ({have}); {hint}")
 
 
 class RemoteExistsError(UsageError):

@@ -71,7 +71,7 @@ class DirectoryRemote:
         except FileNotFoundError:
             pass
         except NotADirectoryError:
-            raise RemoteNotFoundError(self.url, "is a file, not a directory") from None
+            raise RemoteNotFoundError(self.url, "is a file, not a directory; give a directory path") from None
         except OSError as e:
             raise StorageError(str(marker), e) from e
         if not create:
@@ -82,7 +82,7 @@ class DirectoryRemote:
 
     def _create(self) -> None:
         if self.root.is_file():
-            raise RemoteNotFoundError(self.url, "is a file, not a directory")
+            raise RemoteNotFoundError(self.url, "is a file, not a directory; give a directory path")
         if self.root.is_dir():
             foreign = [p.name for p in self.root.iterdir()
                        if p.name not in SKELETON and not p.name.startswith(TMP_PREFIX)]

@@ -15,7 +15,13 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from .. import config
-from ..errors import InvalidRefNameError, RemoteExistsError, RemoteNotFoundError, UnknownRemoteError
+from ..errors import (
+    InvalidRefNameError,
+    RemoteExistsError,
+    RemoteNotFoundError,
+    UnknownRemoteError,
+    UsageError,
+)
 from ..storage.refnames import REMOTES, validate_name
 from .directory import DirectoryRemote
 from .s3 import S3Remote
@@ -120,6 +126,8 @@ def remote_remove(repo: Repo, name: str) -> RemoteInfo:
 def remote_rename(repo: Repo, old: str, new: str) -> RemoteInfo:
     """Rename remote *old* to *new*, with its tracking refs and the branches that track it."""
     check_remote_name(new)
+    if new == old:
+        raise UsageError(f"remote '{old}' already has that name; give a new one")
     with repo.locked():
         remote_info(repo, old)
         taken = config.remote_settings(repo.config, new)

@@ -170,7 +170,8 @@ class S3Connection:
             raise RemoteAccessError(self.url, f"no AWS profile named {self.profile!r}; "
                                               "check ~/.aws/config or --profile") from None
         except (exc.BotoCoreError, ValueError) as e:
-            raise RemoteError(self.url, f"cannot set up the S3 client ({_first_line(e)})") from None
+            raise RemoteError(self.url, f"cannot set up the S3 client ({_first_line(e)}); check --endpoint-url "
+                                        "(http(s)://host[:port]), --region and --profile") from None
 
     # -- the retry loop ---------------------------------------------------------------------
     def call(self, what: str, fn: Callable[[], T]) -> T:

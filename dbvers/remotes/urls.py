@@ -9,6 +9,7 @@ credentials.
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,14 +34,20 @@ class RemoteSpec:
     path: Path | None = None
 
 
+def _directory(raw: str) -> RemoteSpec:
+    # Absolute and without '..' steps (as a shell's `cd` reads them): the URL the config and
+    # every message show is the one place the remote is.
+    path = Path(os.path.abspath(Path(raw).expanduser()))
+    return RemoteSpec("directory", str(path), path=path)
+
+
 def parse_url(url: str) -> RemoteSpec:
     """What *url* names; RemoteUrlError (a UsageError) when it names nothing dbvers can use."""
     if not url or not url.strip():
         raise RemoteUrlError(url, "it is empty")
     m = _SCHEME.match(url)
     if m is None:
-        path = Path(url).expanduser().absolute()
-        return RemoteSpec("directory", str(path), path=path)
+        return _directory(url)
     scheme = m[1].lower()
     parts = urlsplit(url)
     if parts.query or parts.fragment:
@@ -60,8 +67,7 @@ def parse_url(url: str) -> RemoteSpec:
         raw = unquote(parts.path)
         if not raw:
             raise RemoteUrlError(url, "it names no path")
-        path = Path(raw).expanduser().absolute()
-        return RemoteSpec("directory", str(path), path=path)
+        return _directory(raw)
     raise RemoteUrlError(url, f"dbvers has no {scheme}:// remotes")
 
 

@@ -1,0 +1,173 @@
+"""Sharing as a new user meets it at the command line: git's defaults and wording, options
+never silently dropped, one-line errors that say what to do. Found by trying every documented
+command and flag; a directory remote (the behaviour is the backends' common code).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from conftest import execute, run_cli
+from test_sync import make_db
+
+import dbvers
+
+
+@pytest.fixture
+def shared(tmp_path: Path) -> tuple[Path, Path]:
+    """A repository (its folder) whose main is pushed to a directory remote, upstream set."""
+    a = make_db(tmp_path / "a" / "data.db")
+    remote = tmp_path / "remote"
+    assert run_cli("init", str(a), cwd=a.parent).returncode == 0
+    assert run_cli("remote", "add", "origin", str(remote), cwd=a.parent).returncode == 0
+    r = run_cli("push", "-u", cwd=a.parent)
+    assert r.returncode == 0, r.stderr
+    return a.parent, remote
+
+
+def refused(r) -> str:  # type: ignore[no-untyped-def]
+    """The one error line of a refused command (exit 2)."""
+    assert r.returncode == 2, (r.returncode, r.stdout, r.stderr)
+    assert r.stderr.count("\n") == 1 and r.stderr.startswith("dbvers: error: "), r.stderr
+    return str(r.stderr)
+
+
+def test_status_says_when_the_upstream_is_gone(shared: tuple[Path, Path]) -> None:
+    work, remote = shared
+    assert run_cli("checkout", "-b", "feat", cwd=work).returncode == 0
+    assert run_cli("push", "-u", cwd=work).returncode == 0
+    (remote / "refs" / "heads" / "feat").unlink()  # deleted on the remote by someone else
+    r = run_cli("fetch", "--prune", cwd=work)
+    assert "[deleted]" in r.stdout
+    r = run_cli("status", cwd=work)
+    assert "Your branch is based on 'origin/feat', but the upstream is gone" in r.stdout
+    st = json.loads(run_cli("status", "--format", "json", cwd=work).stdout)
+    assert (st["upstream"], st["upstream_gone"], st["ahead"], st["behind"]) == ("origin/feat", True, 0, 0)
+
+
+def test_status_json_carries_upstream_ahead_and_behind(shared: tuple[Path, Path]) -> None:
+    work, _ = shared
+    execute(work / "data.db", "INSERT INTO t(id) VALUES (900)")
+    assert run_cli("commit", "-m", "local", cwd=work).returncode == 0
+    st = json.loads(run_cli("status", "--format", "json", cwd=work).stdout)
+    assert (st["upstream"], st["upstream_gone"], st["ahead"], st["behind"]) == ("origin/main", False, 1, 0)
+
+
+def test_a_remote_that_vanished_is_not_created_again_by_push(shared: tuple[Path, Path], tmp_path: Path) -> None:
+    work, remote = shared
+    remote.rename(tmp_path / "unmounted")  # the NAS is not mounted today
+    execute(work / "data.db", "INSERT INTO t(id) VALUES (901)")
+    run_cli("commit", "-m", "while away", cwd=work)
+    err = refused(run_cli("push", cwd=work))
+    assert "is gone" in err and "check the path" in err
+    assert not remote.exists()  # no new, empty remote split off from the team's
+    # Removing the remote (and its tracking branches) is the way to start afresh there.
+    assert run_cli("remote", "remove", "origin", cwd=work).returncode == 0
+    assert run_cli("remote", "add", "origin", str(remote), cwd=work).returncode == 0
+    assert run_cli("push", "-u", cwd=work).returncode == 0 and remote.is_dir()
+
+
+@pytest.mark.parametrize("argv, says", [
+    (["push", "-u", "--tags"], "-u makes a branch track"),
+    (["push", "origin", "v1", "-u"], "-u makes a branch track"),
+    (["branch", "-a", "-r"], "give one of them"),
+    (["remote", "-v", "add", "x", "/tmp/x"], "takes no -v"),
+    (["push", "--force"], "unrecognized arguments: --force"),  # not an abbreviation of --force-with-lease
+    (["fetch", "--pr"], "unrecognized arguments: --pr"),
+])
+def test_options_that_would_be_dropped_are_refused(shared: tuple[Path, Path], argv: list[str], says: str) -> None:
+    work, remote = shared
+    assert run_cli("tag", "v1", cwd=work).returncode == 0
+    before = sorted(p.relative_to(remote).as_posix() for p in remote.rglob("*"))
+    err = refused(run_cli(*argv, cwd=work))
+    assert says in err
+    assert sorted(p.relative_to(remote).as_posix() for p in remote.rglob("*")) == before
+
+
+def test_unrecognized_arguments_name_the_command_and_its_help(shared: tuple[Path, Path]) -> None:
+    work, _ = shared
+    err = refused(run_cli("push", "--bogus", cwd=work))
+    assert err == "dbvers: error: push: unrecognized arguments: --bogus; see 'dbvers push --help'\n"
+    err = refused(run_cli("remote", "add", "x", cwd=work))
+    assert err.startswith("dbvers: error: remote add: ") and "see 'dbvers remote add --help'" in err
+
+
+def test_clone_refuses_db_given_as_global_option(shared: tuple[Path, Path], tmp_path: Path) -> None:
+    _, remote = shared
+    err = refused(run_cli("--db", "foo.db", "clone", str(remote), "bar.db", cwd=tmp_path))
+    assert "DB_PATH" in err and not (tmp_path / "bar.db").exists() and not (tmp_path / "foo.db").exists()
+
+
+def test_clone_without_db_path_refuses_a_folder_of_that_name(shared: tuple[Path, Path], tmp_path: Path) -> None:
+    _, remote = shared
+    here = tmp_path / "here"
+    (here / "remote.db").mkdir(parents=True)
+    err = refused(run_cli("clone", str(remote), cwd=here))
+    assert "is a directory" in err and list((here / "remote.db").iterdir()) == []
+
+
+def test_remote_tracking_branches_can_be_deleted_and_not_shadowed(shared: tuple[Path, Path]) -> None:
+    work, _ = shared
+    for argv in (["branch", "origin/main"], ["checkout", "-b", "origin/main"]):
+        assert "would hide the remote-tracking branch 'origin/main'" in refused(run_cli(*argv, cwd=work))
+    assert run_cli("branch", "origin-main", cwd=work).returncode == 0  # no slash: nothing hidden
+    r = run_cli("branch", "-r", "-d", "origin/main", cwd=work)
+    assert r.returncode == 0 and "Deleted remote-tracking branch origin/main" in r.stdout, r.stderr
+    assert "origin/main" not in run_cli("branch", "-r", cwd=work).stdout
+    assert run_cli("fetch", cwd=work).returncode == 0  # the next fetch brings it back
+    assert "origin/main" in run_cli("branch", "-r", cwd=work).stdout
+
+
+def test_pull_with_uncommitted_changes_is_refused_before_fetching(shared: tuple[Path, Path],
+                                                                  tmp_path: Path) -> None:
+    work, remote = shared
+    other = dbvers.clone(str(remote), tmp_path / "b" / "data.db")
+    execute(other.path, "INSERT INTO t(id) VALUES (902)")
+    other.commit("theirs")
+    other.push()
+    repo = dbvers.open(work / "data.db")
+    tracked = repo.refs.read("refs/remotes/origin/main")
+    execute(work / "data.db", "UPDATE t SET v = 0 WHERE id = 1")  # not committed
+    err = refused(run_cli("pull", cwd=work))
+    assert "would be lost by pull" in err
+    assert repo.refs.read("refs/remotes/origin/main") == tracked  # nothing was fetched either
+
+
+def test_status_during_a_merge_does_not_advise_pull(shared: tuple[Path, Path], tmp_path: Path) -> None:
+    work, remote = shared
+    other = dbvers.clone(str(remote), tmp_path / "b" / "data.db")
+    execute(other.path, "UPDATE t SET v = 'theirs' WHERE id = 1")
+    other.commit("theirs")
+    other.push()
+    execute(work / "data.db", "UPDATE t SET v = 'ours' WHERE id = 1")
+    run_cli("commit", "-m", "ours", cwd=work)
+    r = run_cli("pull", cwd=work)
+    assert r.returncode == 1  # stopped on the conflict
+    out = run_cli("status", cwd=work).stdout
+    assert "have diverged: ahead 1, behind 1" in out and "'dbvers pull'" not in out
+
+
+def test_a_relative_directory_remote_is_stored_without_dot_dot(shared: tuple[Path, Path]) -> None:
+    work, remote = shared
+    rel = f"../{remote.name}/../{remote.name}"
+    assert run_cli("remote", "add", "again", rel, cwd=work).returncode == 0
+    r = run_cli("remote", "-v", cwd=work)
+    assert ["again", str(remote)] in [line.split() for line in r.stdout.splitlines()] and ".." not in r.stdout
+
+
+@pytest.mark.parametrize("argv, says", [
+    (["remote", "remove", "nosuch"], "'dbvers remote' lists them"),
+    (["remote", "rename", "origin", "origin"], "give a new one"),
+])
+def test_remote_errors_say_what_to_do(shared: tuple[Path, Path], argv: list[str], says: str) -> None:
+    work, _ = shared
+    assert says in refused(run_cli(*argv, cwd=work))
+
+
+def test_a_remote_path_that_is_a_file_says_to_give_a_directory(shared: tuple[Path, Path], tmp_path: Path) -> None:
+    work, _ = shared
+    f = tmp_path / "afile"
+    f.write_text("x")
+    assert "give a directory path" in refused(run_cli("remote", "add", "f", str(f), cwd=work))
