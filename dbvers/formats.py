@@ -30,3 +30,13 @@ def now_timestamp() -> str:
 def parse_timestamp(ts: str) -> datetime:
     """A stored timestamp as an aware UTC datetime; ValueError if it isn't one."""
     return datetime.strptime(ts, TIMESTAMP_FORMAT).replace(tzinfo=UTC)
+
+
+def human_size(n: int) -> str:
+    """Bytes as a person reads them: ``642 B``, ``2.0 KB``, ``38.2 MB`` (powers of 1000)."""
+    size = float(n)
+    for unit in ("B", "KB", "MB", "GB"):
+        if size < 1000 or unit == "GB":
+            return f"{size:,.0f} {unit}" if unit == "B" else f"{size:,.1f} {unit}"
+        size /= 1000
+    return f"{n} B"

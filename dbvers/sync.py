@@ -45,7 +45,7 @@ from .remotes.directory import DirectoryRemote
 from .remotes.named import connect, default_remote, remote_info
 from .remotes.s3 import S3Remote
 from .storage.refnames import HEADS, REMOTES, TAGS
-from .transfer import WORKERS, Progress, closure, copy_parallel
+from .transfer import WORKERS, NoProgress, Progress, closure, copy_parallel
 
 if TYPE_CHECKING:
     from .merge import MergeResult
@@ -395,6 +395,23 @@ def _remote_commits(repo: Repo, rem: Remote, tips: Iterable[str]) -> dict[str, t
     return found
 
 
+class _ThenCommits:
+    """The downloads' progress, counting the commits stored after them too (their bodies came
+    with the walk), so the bar ends at the count the summary gives."""
+
+    def __init__(self, inner: Progress, commits: int) -> None:
+        self.inner, self.commits = inner, commits
+
+    def start(self, label: str, objects: int, nbytes: int) -> None:
+        self.inner.start(label, objects + self.commits, nbytes)
+
+    def advance(self, nbytes: int) -> None:
+        self.inner.advance(nbytes)
+
+    def finish(self) -> None:
+        pass  # the downloads are done; the commits follow (the caller finishes)
+
+
 def _receive(repo: Repo, rem: Remote, tips: set[str], progress: Progress | None) -> tuple[int, int]:
     """Store what the local store lacks of *tips*' history: objects first, then the commits,
     parents first, then their keyframe records. Returns (objects, stored bytes) received."""
@@ -411,14 +428,19 @@ def _receive(repo: Repo, rem: Remote, tips: set[str], progress: Progress | None)
             repo.objects.put_raw(oid, raw)  # verified against its id before it is published
         return repo.objects.stored_size(oid)
 
-    sent, nbytes = copy_parallel(download, lacking, progress=progress, label="fetching")
-    stored = 0
-    for oid in graph.parents_first(commits):
-        if not repo.objects.has(oid):
+    to_store = [oid for oid in graph.parents_first(commits) if not repo.objects.has(oid)]
+    shown = _ThenCommits(progress or NoProgress(), len(to_store))
+    try:
+        sent, nbytes = copy_parallel(download, lacking, progress=shown, label="fetching")
+        for oid in to_store:
             if repo.objects.put_bytes("commit", new[oid][1]) != oid:  # pragma: no cover - get() verified it
                 raise CorruptObjectError(oid, "re-encoded to another id")
-            stored += 1
-            nbytes += repo.objects.stored_size(oid)
+            size = repo.objects.stored_size(oid)
+            nbytes += size
+            shown.advance(size)
+    finally:
+        shown.inner.finish()
+    stored = len(to_store)
     for c, snap in records.items():
         if repo.objects.has(snap):
             repo.refs.set_keyframe(c, snap)

@@ -291,6 +291,51 @@ def test_piped_output_has_no_progress_bar(origin: dbvers.Repo, remote: RemoteAt)
     assert r.returncode == 0 and "━" not in r.stdout and "pushing" not in r.stdout
 
 
+class Recorder:
+    """A Progress that keeps what it was told."""
+
+    def __init__(self) -> None:
+        self.started: list[tuple[str, int, int]] = []
+        self.advanced: list[int] = []
+        self.finished = 0
+
+    def start(self, label: str, objects: int, nbytes: int) -> None:
+        self.started.append((label, objects, nbytes))
+
+    def advance(self, nbytes: int) -> None:
+        self.advanced.append(nbytes)
+
+    def finish(self) -> None:
+        self.finished += 1
+
+
+def test_progress_ends_at_the_counts_the_summary_gives(origin: dbvers.Repo, remote: RemoteAt,
+                                                      tmp_path: Path) -> None:
+    other = clone_of(remote, tmp_path / "b" / "data.db")
+    for i in range(2):
+        execute(origin.path, f"UPDATE t SET v = {i}; INSERT INTO bag VALUES ({i}, 'x')")
+        origin.commit(f"more {i}")
+    pushed = Recorder()
+    res = origin.push(progress=pushed)
+    assert [s[1] for s in pushed.started] == [res.objects] == [len(pushed.advanced)]
+    assert pushed.started[0][2] == sum(pushed.advanced) == res.bytes and pushed.finished == 1
+    fetched = Recorder()
+    res = other.fetch(progress=fetched)
+    # The commits are stored after the downloads: the bar counts them too.
+    assert [s[1] for s in fetched.started] == [res.objects] == [len(fetched.advanced)]
+    assert sum(fetched.advanced) == res.bytes and fetched.finished == 1
+
+
+def test_widget_progress_scales_its_units() -> None:
+    from dbvers.render.progress import WidgetProgress
+
+    bar = WidgetProgress()
+    bar.start("pushing", 2, 1_300)
+    bar.advance(1_000)
+    bar.advance(300)
+    assert bar.text == "2 of 2 objects, 1.3 KB of 1.3 KB"
+
+
 def test_console_progress_shows_bytes_and_objects() -> None:
     import io
 

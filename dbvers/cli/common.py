@@ -164,11 +164,3 @@ def decorations(repo: Any) -> dict[str, list[str]]:
         deco.setdefault(oid, []).append(f"tag: {name}")
     return deco
 
-
-def human_size(n: int) -> str:
-    size = float(n)
-    for unit in ("B", "KB", "MB", "GB"):
-        if size < 1000 or unit == "GB":
-            return f"{size:,.0f} {unit}" if unit == "B" else f"{size:,.1f} {unit}"
-        size /= 1000
-    return f"{n} B"

@@ -9,8 +9,9 @@ import argparse
 from pathlib import Path
 
 from ..errors import DbversError, UsageError
+from ..formats import human_size
 from ..frontend import check_at_least, console, warn
-from .common import Command, add_format, emit, human_size, open_repo
+from .common import Command, add_format, emit, open_repo
 
 
 def cmd_restore(args: argparse.Namespace) -> int:

@@ -12,8 +12,9 @@ import argparse
 from typing import Any
 
 from ..errors import PushRejectedError, UsageError
+from ..formats import human_size
 from ..frontend import console, progress_bar
-from .common import Command, Handler, Parser, add_location, human_size, open_repo
+from .common import Command, Handler, Parser, add_location, open_repo
 from .merging import say_result
 
 

@@ -23,6 +23,8 @@ from rich.progress import (
     TransferSpeedColumn,
 )
 
+from ..formats import human_size
+
 
 class ConsoleProgress:
     """A rich progress bar on *console*: bytes (when known), objects, rate, time left."""
@@ -77,8 +79,13 @@ class WidgetProgress:
         self._label = w.Label(value=self._text())
         display(w.HBox([self._bar, self._label]))
 
+    @property
+    def text(self) -> str:
+        """The line beside the bar: "2 of 5 objects, 1.3 KB of 4.1 MB"."""
+        return self._text()
+
     def _text(self) -> str:
-        size = f", {self._done / 1e6:,.1f} of {self._total / 1e6:,.1f} MB" if self._total else ""
+        size = f", {human_size(self._done)} of {human_size(self._total)}" if self._total else ""
         return f"{self._count} of {self._objects} objects{size}"
 
     def advance(self, nbytes: int) -> None:
