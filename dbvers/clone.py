@@ -25,7 +25,7 @@ from .remotes.urls import RemoteSpec, make_remote, parse_url
 from .repo import Repo
 from .restore import RESTORE_JOURNAL, install_store
 from .storage.refnames import HEADS, REMOTES
-from .sync import fetch
+from .sync import blame_remote, fetch
 from .transfer import Progress
 
 DB_SUFFIXES = (".db", ".sqlite", ".sqlite3", ".db3")
@@ -115,7 +115,9 @@ def clone(url: str, db_path: str | os.PathLike[str] | None = None, *, endpoint_u
         # can make this rebuild no larger than any later checkout of the clone would be.
         wrepo = Repo.at(work, target)
         fetch(wrepo, DEFAULT_REMOTE, progress=progress)
-        name, oid = _choose_branch(wrepo, remote.refs.head().branch, branch, spec.url)
+        with blame_remote(remote.url):
+            remote_head = remote.refs.head().branch
+        name, oid = _choose_branch(wrepo, remote_head, branch, spec.url)
         why = f"clone: from {spec.url}"
         wrepo.refs.update(HEADS + name, oid, expect=None, message=why)
         config.edit_config(work, lambda c: config.set_upstream(c, name, DEFAULT_REMOTE, name))

@@ -24,7 +24,8 @@ moves by compare-and-swap, so a commit in another process goes on meanwhile.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import contextlib
+from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -32,10 +33,13 @@ from typing import TYPE_CHECKING
 from . import config, graph, merge
 from .errors import (
     CorruptObjectError,
+    DamagedRefError,
     DbversError,
+    MissingObjectError,
     NoUpstreamError,
     PushRejectedError,
     RefConflictError,
+    RemoteDamagedError,
     RemoteNotFoundError,
     UnknownRefError,
     UsageError,
@@ -232,8 +236,9 @@ def push(repo: Repo, remote: str | None = None, branch: str | None = None, *, al
         raise RemoteNotFoundError(e.url, f"is gone: remote '{name}' had branches when you last fetched or "
                                          "pushed; check the path, the mount or the bucket (to start a new "
                                          f"remote there, 'dbvers remote remove {name}' and add it again)") from None
-    there = {HEADS + b: oid for b, oid in rem.refs.list(HEADS).items()}
-    there.update({TAGS + t: oid for t, oid in rem.refs.list(TAGS).items()})
+    with blame_remote(rem.url):
+        there = {HEADS + b: oid for b, oid in rem.refs.list(HEADS).items()}
+        there.update({TAGS + t: oid for t, oid in rem.refs.list(TAGS).items()})
     for u in updates:
         u.old = there.get(u.dest)
         _classify(repo, name, u, force_with_lease)
@@ -326,15 +331,31 @@ def _move_ref(repo: Repo, ref: str, new: str | None, why: str) -> tuple[str | No
 
 # -- fetch -----------------------------------------------------------------------------------------
 
+@contextlib.contextmanager
+def blame_remote(url: str) -> Iterator[None]:
+    """Damage found in what is read from the remote at *url* is the remote's, said so (the
+    errors' own advice, run fsck here, would point at the local store, which is fine)."""
+    try:
+        yield
+    except DamagedRefError as e:
+        raise RemoteDamagedError(url, f"its {e.ref} {e.detail}") from None
+    except MissingObjectError as e:
+        raise RemoteDamagedError(url, f"object {e.object_id[:12]}, which its history needs, is missing") from None
+    except CorruptObjectError as e:
+        raise RemoteDamagedError(url, f"object {e.object_id[:12]} is corrupt ({e.detail})") from None
+
+
 def fetch(repo: Repo, remote: str | None = None, *, prune: bool = False,
           progress: Progress | None = None) -> SyncResult:
     """Download what the local store lacks of *remote*'s branches and tags, then move the
     remote-tracking refs (and create the tags the local store doesn't have)."""
     name = remote or default_remote(repo)
     rem = connect(remote_info(repo, name))
-    heads, tags = rem.refs.list(HEADS), rem.refs.list(TAGS)
     result = SyncResult("fetch", name, rem.url)
-    result.objects, result.bytes = _receive(repo, rem, set(heads.values()) | set(tags.values()), progress)
+    # Only remote reads and the verified writes of what they brought happen in here.
+    with blame_remote(rem.url):
+        heads, tags = rem.refs.list(HEADS), rem.refs.list(TAGS)
+        result.objects, result.bytes = _receive(repo, rem, set(heads.values()) | set(tags.values()), progress)
     why = f"fetch {name}"
     for b, oid in sorted(heads.items()):
         result.refs.append(_track(repo, tracking_ref(name, b), oid, why, HEADS + b))

@@ -171,3 +171,29 @@ def test_a_remote_path_that_is_a_file_says_to_give_a_directory(shared: tuple[Pat
     f = tmp_path / "afile"
     f.write_text("x")
     assert "give a directory path" in refused(run_cli("remote", "add", "f", str(f), cwd=work))
+
+
+def _remote_object(remote: Path, oid: str) -> Path:
+    return remote / "objects" / oid[:2] / oid[2:]
+
+
+def test_damage_on_the_remote_is_blamed_on_the_remote(shared: tuple[Path, Path], tmp_path: Path) -> None:
+    work, remote = shared
+    other = dbvers.clone(str(remote), tmp_path / "b" / "data.db")
+    execute(work / "data.db", "UPDATE t SET note = 'new' WHERE id = 2")
+    c = dbvers.open(work / "data.db").commit("to be damaged")
+    assert run_cli("push", cwd=work).returncode == 0
+    patch = _remote_object(remote, c.patch or "")
+    good = patch.read_bytes()
+    patch.write_bytes(good[:-9] + bytes(b ^ 0xFF for b in good[-9:]))  # bit rot on the NAS
+    before = other.refs.read("refs/remotes/origin/main")
+    err = refused(run_cli("fetch", cwd=other.path.parent))
+    assert f"remote {remote}: is damaged: object {c.patch[:12]} is corrupt" in err  # type: ignore[index]
+    assert "Repair the remote" in err and "dbvers fsck" not in err
+    assert other.refs.read("refs/remotes/origin/main") == before and other.fsck().ok
+    patch.write_bytes(good)
+    (remote / "refs" / "heads" / "main").write_text("not a commit id\n")  # a hand edit gone wrong
+    err = refused(run_cli("fetch", cwd=other.path.parent))
+    assert "is damaged: its refs/heads/main" in err and "dbvers fsck" not in err
+    err = refused(run_cli("clone", str(remote), str(tmp_path / "c" / "data.db"), cwd=tmp_path))
+    assert "is damaged" in err and not (tmp_path / "c").exists()

@@ -133,7 +133,7 @@ def _s3_options(sp: argparse.ArgumentParser) -> None:
 
 def _remote_arguments(sp: argparse.ArgumentParser) -> None:
     sp.add_argument("-v", "--verbose", action="store_true", help="show each remote's URL and options")
-    actions = sp.add_subparsers(dest="remote_action", metavar="ACTION", parser_class=Parser)
+    actions = sp.add_subparsers(dest="remote_action", metavar="[ACTION]", parser_class=Parser)
 
     def action(name: str, fn: Handler, help_: str, aliases: tuple[str, ...] = ()) -> argparse.ArgumentParser:
         ap = actions.add_parser(name, help=help_, description=help_, aliases=list(aliases))

@@ -58,6 +58,7 @@ DbversError
 ├── RemoteError                 a remote (directory, S3 bucket) refused or can't be used
 │   ├── RemoteNotFoundError     no remote marker, no bucket
 │   ├── RemoteFormatError       a marker unreadable or newer than this dbvers
+│   ├── RemoteDamagedError      a ref or object read from the remote is damaged or missing
 │   ├── RemoteAccessError       credentials missing or refused
 │   ├── RemoteUnreachableError  network errors or 5xx through every retry
 │   ├── ConditionalWritesUnsupportedError  the endpoint ignores If-None-Match/If-Match
@@ -135,6 +136,7 @@ from .remote import (
     NoUpstreamError,
     PushRejectedError,
     RemoteAccessError,
+    RemoteDamagedError,
     RemoteError,
     RemoteExistsError,
     RemoteFormatError,
@@ -199,6 +201,7 @@ __all__ = [
     "RefExistsError",
     "RefPathConflictError",
     "RemoteAccessError",
+    "RemoteDamagedError",
     "RemoteError",
     "RemoteExistsError",
     "RemoteFormatError",

@@ -33,6 +33,16 @@ class RemoteFormatError(RemoteError):
     """The remote's format marker is unreadable or newer than this dbvers reads."""
 
 
+class RemoteDamagedError(RemoteError):
+    """Something read from the remote is damaged: a ref, an object (its bytes don't match its
+    id), or an object a remote ref's history needs is missing there. The local store is fine."""
+    def __init__(self, url: str, what: str) -> None:
+        self.what = what
+        super().__init__(url, f"is damaged: {what}; nothing was changed here. Repair the remote: push "
+                              "the history again from a good copy (a clone that has it, with "
+                              "--force-with-lease if a branch must be replaced), or restore it from a backup")
+
+
 class RemoteAccessError(RemoteError):
     """Credentials are missing or refused (dbvers never stores any: the usual AWS chain applies)."""
 
