@@ -116,7 +116,9 @@ def console() -> Console:
             self.quiet = True
             raise BrokenPipeError(errno.EPIPE, "stdout was closed")
 
-    return _Console(highlight=False, soft_wrap=True)
+    # In a notebook (the magics run the CLI's commands) the output is text on the cell's stdout,
+    # one stream: rich's Jupyter mode would make each line a display of its own, ANSI in its text.
+    return _Console(highlight=False, soft_wrap=True, force_jupyter=False)
 
 
 # -- progress -------------------------------------------------------------------------

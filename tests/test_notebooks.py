@@ -44,3 +44,9 @@ def test_notebook_runs(path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPat
         shown = "".join(o.get("text", "") + o.get("data", {}).get("text/plain", "") for o in outputs)
         assert "refused:" in shown and "pull first" in shown
         assert "[new branch]" in shown and "ahead of 'origin/main'" in shown
+        # The commands' output is the cell's text, as in a terminal (Jupyter renders its
+        # colour codes there), not a display of its own per line.
+        streamed = "".join(o.get("text", "") for o in outputs if o.output_type == "stream")
+        displayed = "".join(o.get("data", {}).get("text/plain", "") for o in outputs
+                            if o.output_type == "display_data")
+        assert "[new branch]" in streamed and "On branch" in streamed and "On branch" not in displayed
