@@ -15,6 +15,7 @@ import os
 import re
 import secrets
 import shutil
+import stat
 import threading
 import time
 from collections.abc import Iterator
@@ -131,6 +132,26 @@ def temp_path(directory: Path, suffix: str = "") -> Path:
         os.close(fd)
         return path
     raise FileExistsError(errno.EEXIST, "no free temporary name", str(directory))
+
+
+class NotRegularFileError(OSError):
+    """A path that should be a small file is a FIFO, a device, a folder... (never read)."""
+
+
+def read_small_file(path: Path, limit: int) -> bytes:
+    """At most *limit* bytes of the regular file *path*: a FIFO or a device put where a small
+    file belongs (a marker, a record) can neither hang the command nor feed it without end.
+
+    Raises what ``open`` raises (FileNotFoundError, NotADirectoryError, ...) and
+    :class:`NotRegularFileError` for anything but a regular file.
+    """
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise NotRegularFileError(errno.EINVAL, "is not a regular file", str(path))
+        return os.read(fd, limit)
+    finally:
+        os.close(fd)
 
 
 def publish(tmp: Path, target: Path) -> None:

@@ -239,6 +239,7 @@ def push(repo: Repo, remote: str | None = None, branch: str | None = None, *, al
     with blame_remote(rem.url):
         there = {HEADS + b: oid for b, oid in rem.refs.list(HEADS).items()}
         there.update({TAGS + t: oid for t, oid in rem.refs.list(TAGS).items()})
+    rem.sweep()  # what earlier pushes killed midway left there
     for u in updates:
         u.old = there.get(u.dest)
         _classify(repo, name, u, force_with_lease)

@@ -197,3 +197,42 @@ def test_damage_on_the_remote_is_blamed_on_the_remote(shared: tuple[Path, Path],
     assert "is damaged: its refs/heads/main" in err and "dbvers fsck" not in err
     err = refused(run_cli("clone", str(remote), str(tmp_path / "c" / "data.db"), cwd=tmp_path))
     assert "is damaged" in err and not (tmp_path / "c").exists()
+
+
+@pytest.mark.parametrize("kind", ["fifo", "endless", "folder"])
+def test_a_remote_marker_that_is_no_file_is_refused_at_once(shared: tuple[Path, Path], tmp_path: Path,
+                                                            kind: str) -> None:
+    import os
+
+    _, remote = shared
+    marker = remote / "dbvers-remote.json"
+    marker.unlink()
+    if kind == "fifo":
+        os.mkfifo(marker)  # a read of it would wait for a writer forever
+    elif kind == "endless":
+        marker.symlink_to("/dev/zero")  # a read of it would never end
+    else:
+        marker.mkdir()
+    err = refused(run_cli("clone", str(remote), str(tmp_path / "c" / "data.db"), cwd=tmp_path))
+    assert "dbvers-remote.json is not a regular file" in err and not (tmp_path / "c").exists()
+
+
+def test_a_push_sweeps_what_killed_pushes_left_on_a_directory_remote(shared: tuple[Path, Path]) -> None:
+    from dbvers.fsutil import owner_tag, temp_path
+
+    work, remote = shared
+    host = owner_tag().split(".")[0]  # this host's tag, with a pid that is long gone
+    dead = remote / "objects" / f".tmp-{host}.4000000000.1-upload"
+    mine = temp_path(remote / "objects")  # a live process's (this one's): never touched
+    dead.write_bytes(b"half an object")
+    foreign = remote / "objects" / ".tmp-o0badc0de.12.3-upload"  # another machine's, recent: kept
+    foreign.write_bytes(b"x")
+    execute(work / "data.db", "INSERT INTO t(id) VALUES (903)")
+    run_cli("commit", "-m", "more", cwd=work)
+    assert run_cli("push", cwd=work).returncode == 0
+    assert mine.exists() and foreign.exists() and not dead.exists()
+
+
+def test_a_url_with_a_newline_is_refused(shared: tuple[Path, Path]) -> None:
+    work, _ = shared
+    assert "control character" in refused(run_cli("remote", "add", "x", "/tmp/q\nb", cwd=work))

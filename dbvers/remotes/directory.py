@@ -27,11 +27,22 @@ import os
 import secrets
 from pathlib import Path
 
-from ..errors import ConditionalWritesUnsupportedError, RemoteNotFoundError, StorageError
-from ..fsutil import TMP_PREFIX, write_atomic
+from ..errors import (
+    ConditionalWritesUnsupportedError,
+    RemoteFormatError,
+    RemoteNotFoundError,
+    StorageError,
+)
+from ..fsutil import (
+    TMP_PREFIX,
+    NotRegularFileError,
+    read_small_file,
+    remove_stale_temps,
+    write_atomic,
+)
 from ..storage.local import LocalObjectStore
 from ..storage.local_refs import LocalRefStore
-from .layout import DEFAULT_HEAD, HEAD, MARKER, marker_bytes, parse_marker
+from .layout import DEFAULT_HEAD, HEAD, MARKER, MARKER_MAX, marker_bytes, parse_marker
 
 #: What an interrupted creation can have left before the marker (then creating resumes).
 SKELETON = frozenset({HEAD, "objects", "refs", "logs"})
@@ -66,12 +77,15 @@ class DirectoryRemote:
         """
         marker = self.root / MARKER
         try:
-            parse_marker(marker.read_bytes(), self.url)
+            parse_marker(read_small_file(marker, MARKER_MAX), self.url)
             return self
         except FileNotFoundError:
             pass
         except NotADirectoryError:
             raise RemoteNotFoundError(self.url, "is a file, not a directory; give a directory path") from None
+        except (NotRegularFileError, IsADirectoryError):
+            raise RemoteFormatError(self.url, f"its {MARKER} is not a regular file; repair it (it is written "
+                                              "by the first push) or use another directory") from None
         except OSError as e:
             raise StorageError(str(marker), e) from e
         if not create:
@@ -98,6 +112,12 @@ class DirectoryRemote:
             write_atomic(self.root / MARKER, marker_bytes())  # last: the remote exists from here on
         except OSError as e:
             raise StorageError(self.url, e) from e
+
+    def sweep(self) -> int:
+        """Remove what killed pushes left: temp files of uploads whose process is gone (by the
+        one rule for every dbvers temp: a dead owner on this host, or a day old when it was
+        another host's, since a NAS is shared); how many went."""
+        return sum(remove_stale_temps(d) for d in (self.root, self.root / "objects"))
 
     def probe(self) -> None:
         """Prove that ``O_EXCL`` creation is exclusive here (the ref locks rest on it)."""

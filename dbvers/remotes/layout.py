@@ -16,6 +16,7 @@ from ..errors import RemoteFormatError
 
 #: The marker's name, at the remote's root (the directory, or the S3 prefix).
 MARKER = "dbvers-remote.json"
+MARKER_MAX = 4096  # a marker is a line of JSON: anything longer is not one
 #: The remote format this dbvers writes and the newest it reads.
 FORMAT = 1
 OBJECTS = "objects/"

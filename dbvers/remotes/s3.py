@@ -381,6 +381,11 @@ class S3Remote:
     def exists(self) -> bool:
         return self.conn.head(MARKER) is not None
 
+    def sweep(self) -> int:
+        """Nothing to remove: an S3 PUT appears whole or not at all (the parts of a killed
+        multipart upload are the bucket's lifecycle rule's, AbortIncompleteMultipartUpload)."""
+        return 0
+
     def check(self, *, create: bool = False) -> S3Remote:
         """Open the remote (its marker must be there, of a format this dbvers reads).
 

@@ -45,6 +45,8 @@ def parse_url(url: str) -> RemoteSpec:
     """What *url* names; RemoteUrlError (a UsageError) when it names nothing dbvers can use."""
     if not url or not url.strip():
         raise RemoteUrlError(url, "it is empty")
+    if any(ord(ch) < 32 or ord(ch) == 127 for ch in url):  # a newline would split the config line
+        raise RemoteUrlError(url, "it holds a control character (a newline, a tab)")
     m = _SCHEME.match(url)
     if m is None:
         return _directory(url)
