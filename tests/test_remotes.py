@@ -188,10 +188,10 @@ def test_remote_layout_is_the_store_layout_on_both_backends(tmp_path: Path, s3: 
     for oid in ids:  # the same key, the same bytes, everywhere
         stored = local.path(oid).read_bytes()
         assert (tmp_path / "remote" / object_key(oid)).read_bytes() == stored
-        got = s3.conn.get(object_key(oid))
+        got = s3.conn.get(object_key(oid), 1 << 30)
         assert got is not None and got[0] == stored
     assert (tmp_path / "remote" / MAIN).read_text() == ids[0] + "\n"
-    assert s3.conn.get(MAIN)[0] == (ids[0] + "\n").encode()  # type: ignore[index]
+    assert s3.conn.get(MAIN, 4096)[0] == (ids[0] + "\n").encode()  # type: ignore[index]
     keys = {e.key for e in s3.conn.list("") if not e.key.startswith("logs/")}
     assert keys == {MARKER, "HEAD", MAIN, *(object_key(o) for o in ids)}
 

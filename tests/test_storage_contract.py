@@ -90,7 +90,7 @@ def _s3_remote() -> S3Remote:
 
 def _damage_s3(store: ObjectStore, oid: str) -> None:
     conn = store.conn  # type: ignore[attr-defined]
-    got = conn.get(object_key(oid))
+    got = conn.get(object_key(oid), 1 << 30)
     conn.put(object_key(oid), _flip_last_byte(got[0]))
 
 

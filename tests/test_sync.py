@@ -375,3 +375,28 @@ def test_push_refuses_an_s3_endpoint_that_ignores_conditional_writes(tmp_path: P
         client.meta.events.unregister("before-send.s3.PutObject", strip)
     assert not make_remote(url, endpoint_url=s3_endpoint).exists()  # not made a remote
     assert repo.refs.list("refs/remotes/") == {}
+
+
+def test_oversized_keys_on_an_s3_remote_are_refused_not_read_whole(tmp_path: Path, s3_endpoint: str) -> None:
+    """A hostile or broken remote can't make a fetch read a huge ref or "commit" into memory."""
+    import os
+
+    from dbvers.errors import RemoteDamagedError
+    from dbvers.remotes.layout import object_key
+
+    at = RemoteAt(moto_remote_url(), s3_endpoint)
+    repo = dbvers.init(make_db(tmp_path / "a" / "data.db"))
+    repo.remote_add("origin", at.url, **at.options)
+    repo.push()
+    other = clone_of(at, tmp_path / "b" / "data.db")
+    conn = at.backend().conn
+    conn.put("refs/heads/big", b"0" * 200_000)  # a ref holds a line
+    with pytest.raises(RemoteDamagedError, match="refs/heads/big holds more than the 4,096 bytes"):
+        other.fetch()
+    conn.delete("refs/heads/big")
+    fake = "ab" * 32  # 9 MB of noise under a commit's id, which a ref names
+    conn.put(object_key(fake), os.urandom(9 << 20))
+    conn.put("refs/heads/noise", (fake + "\n").encode())
+    with pytest.raises(RemoteDamagedError, match=f"object {fake[:12]} is corrupt"):
+        other.fetch()
+    assert other.refs.read("refs/remotes/origin/noise") is None and other.fsck().ok

@@ -41,7 +41,16 @@ from ..errors import (
 from ..formats import is_id
 from ..objects import header, object_id
 from ..storage import codec
-from .layout import DEFAULT_HEAD, HEAD, MARKER, OBJECTS, marker_bytes, object_key, parse_marker
+from .layout import (
+    DEFAULT_HEAD,
+    HEAD,
+    MARKER,
+    MARKER_MAX,
+    OBJECTS,
+    marker_bytes,
+    object_key,
+    parse_marker,
+)
 from .s3client import PreconditionFailed, S3Connection
 from .s3refs import S3RefStore
 
@@ -165,11 +174,12 @@ class S3ObjectStore:
         with ThreadPoolExecutor(min(16, len(ids))) as pool:
             return blind | {oid for oid, there in zip(ids, pool.map(self.has, ids), strict=True) if not there}
 
-    def _raw_bytes(self, oid: str) -> bytes:
-        got = self.conn.get(object_key(oid)) if is_id(oid) else None
+    def _raw_bytes(self, oid: str) -> bytes | None:
+        """The encoded object, when it is at most ``SMALL`` bytes (None when larger)."""
+        got = self.conn.get(object_key(oid), limit=SMALL) if is_id(oid) else None
         if got is None:
             raise MissingObjectError(oid)
-        return got[0]
+        return got[0] if len(got[0]) <= SMALL else None
 
     @contextlib.contextmanager
     def _downloaded(self, oid: str) -> Iterator[Path]:
@@ -183,6 +193,11 @@ class S3ObjectStore:
 
     def get(self, oid: str, expected_type: str | None = None) -> bytes:
         raw = self._raw_bytes(oid)
+        if raw is None:
+            # Too large to read whole: its header first (a commit over its type's bound is
+            # refused before anything more is downloaded), then the body streamed from a spool.
+            self._header(oid)
+            return self.open_body(oid, expected_type).read()
         return b"".join(codec.typed(oid, codec.stream(oid, lambda: codec.decoder_of_bytes(raw)), expected_type))
 
     def open_body(self, oid: str, expected_type: str | None = None) -> codec.VerifiedReader:
@@ -233,8 +248,7 @@ class S3ObjectStore:
 
     def verify(self, oid: str) -> str:
         obj_type = ""
-        if self.stored_size(oid) <= SMALL:
-            raw = self._raw_bytes(oid)
+        if self.stored_size(oid) <= SMALL and (raw := self._raw_bytes(oid)) is not None:
             for obj_type, _ in codec.stream(oid, lambda: codec.decoder_of_bytes(raw)):  # noqa: B007
                 pass
             return obj_type
@@ -393,7 +407,7 @@ class S3Remote:
         has shown that the endpoint honours conditional writes; a prefix holding
         other keys is refused.
         """
-        got = self.conn.get(MARKER)
+        got = self.conn.get(MARKER, MARKER_MAX)
         if got is not None:
             parse_marker(got[0], self.url)
             return self

@@ -20,6 +20,7 @@ implement conditional deletes (the value was compared just before).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import threading
@@ -214,14 +215,17 @@ class S3Connection:
         return RemoteError(self.url, f"{what} failed: {code or status} ({_first_line(e)})")
 
     # -- requests ---------------------------------------------------------------------------
-    def get(self, rel: str) -> tuple[bytes, str] | None:
-        """(body, etag) of a small key; None when it does not exist."""
+    def get(self, rel: str, limit: int) -> tuple[bytes, str] | None:
+        """(body, etag) of a small key; None when it does not exist. At most *limit* + 1 bytes
+        are read: a key longer than what it may hold (a ref, a marker) comes back longer than
+        *limit*, for the caller to refuse, and a hostile remote can't make a read fill memory."""
         def fn() -> tuple[bytes, str] | None:
             try:
                 r = self.client.get_object(Bucket=self.bucket, Key=self.key(rel))
             except self.client.exceptions.NoSuchKey:
                 return None
-            return r["Body"].read(), r["ETag"]
+            with contextlib.closing(r["Body"]) as body:
+                return body.read(limit + 1), r["ETag"]
         return self.call(f"GET {rel}", fn)
 
     def get_range(self, rel: str, size: int) -> bytes | None:

@@ -37,6 +37,9 @@ from .layout import HEAD
 from .s3client import PreconditionFailed, S3Connection, WriteConflict, backoff_delay
 
 LOGS = "logs/"
+#: The most a ref (or HEAD, or a keyframe record: a line) and a reflog key may hold.
+REF_KEY_MAX = 4096
+LOG_KEY_MAX = 64 << 20
 CONFLICT_ATTEMPTS = 8
 #: Parallel GETs when many small keys are read (a listing of refs, a reflog).
 READERS = 8
@@ -60,7 +63,10 @@ class S3RefStore(RefStoreBase):
 
     # -- reading -----------------------------------------------------------------------------
     def _read_raw(self, ref: str) -> bytes | None:
-        got = self.conn.get(ref)
+        limit = LOG_KEY_MAX if ref.startswith(LOGS) else REF_KEY_MAX
+        got = self.conn.get(ref, limit)
+        if got is not None and len(got[0]) > limit:
+            raise DamagedRefError(ref, self._where(ref), f"holds more than the {limit:,} bytes it may")
         return got[0] if got else None
 
     def _read_many(self, refs: list[str]) -> list[Raw]:
@@ -79,7 +85,7 @@ class S3RefStore(RefStoreBase):
         for attempt in range(CONFLICT_ATTEMPTS):
             if attempt:
                 time.sleep(backoff_delay(attempt - 1, self.conn.backoff))
-            got = self.conn.get(ref)
+            got = self.conn.get(ref, REF_KEY_MAX)
             raw, etag = (got[0], got[1]) if got else (None, None)
             if ref == HEAD:
                 current = parse_head(self._head_of(raw), self._where(HEAD), self.read).commit
