@@ -184,6 +184,10 @@ def _classify(repo: Repo, name: str, u: _Update, force_with_lease: bool) -> None
         u.status = UP_TO_DATE
         return
     u.expect = u.old
+    if u.old is not None and u.dest.startswith(TAGS):  # tags are created, never moved (lease or not)
+        u.status, u.reason = REJECTED, ("the tag already exists on the remote; fetch it, or push "
+                                        "this commit under another tag name")
+        return
     if force_with_lease:
         lease = repo.refs.read(tracking_ref(name, u.dest.removeprefix(HEADS))) if u.dest.startswith(HEADS) else u.old
         if lease != u.old:
@@ -195,9 +199,6 @@ def _classify(repo: Repo, name: str, u: _Update, force_with_lease: bool) -> None
         return
     if u.old is None:
         u.status = NEW
-    elif u.dest.startswith(TAGS):
-        u.status, u.reason = REJECTED, ("the tag already exists on the remote; fetch it, or push "
-                                        "this commit under another tag name")
     elif _descends(repo, u.new, u.old):
         u.status = FAST_FORWARD
     else:

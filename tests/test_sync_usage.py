@@ -236,3 +236,16 @@ def test_a_push_sweeps_what_killed_pushes_left_on_a_directory_remote(shared: tup
 def test_a_url_with_a_newline_is_refused(shared: tuple[Path, Path]) -> None:
     work, _ = shared
     assert "control character" in refused(run_cli("remote", "add", "x", "/tmp/q\nb", cwd=work))
+
+
+def test_force_with_lease_never_moves_a_tag_on_the_remote(shared: tuple[Path, Path]) -> None:
+    work, remote = shared
+    assert run_cli("tag", "v1", cwd=work).returncode == 0
+    assert run_cli("push", "--tags", cwd=work).returncode == 0
+    first = (remote / "refs" / "tags" / "v1").read_text()
+    execute(work / "data.db", "INSERT INTO t(id) VALUES (904)")
+    run_cli("commit", "-m", "later", cwd=work)
+    assert run_cli("tag", "-f", "v1", cwd=work).returncode == 0  # moved here
+    r = run_cli("push", "--tags", "--force-with-lease", cwd=work)
+    assert "the tag already exists on the remote" in refused(r)
+    assert (remote / "refs" / "tags" / "v1").read_text() == first
