@@ -384,8 +384,14 @@ class Repo:
 
     def push(self, remote: str | None = None, branch: str | None = None, *, all: bool = False,
              tags: bool = False, force_with_lease: bool = False, set_upstream: bool = False,
-             progress: Progress | None = None) -> SyncResult:
-        """Send *branch* (default: the current one) to *remote* (default: its upstream, or origin)."""
+             delete: bool = False, progress: Progress | None = None) -> SyncResult:
+        """Send *branch* (default: the current one) to *remote* (default: its upstream, or origin);
+        with *delete*, delete *branch* there instead."""
+        if delete:
+            if branch is None or all or tags or force_with_lease or set_upstream:
+                raise UsageError("push --delete takes one BRANCH and no other option ('dbvers push origin "
+                                 "--delete BRANCH')")
+            return sync.delete_remote_branch(self, remote, branch)
         return sync.push(self, remote, branch, all_branches=all, tags=tags, force_with_lease=force_with_lease,
                          set_upstream=set_upstream, progress=progress)
 

@@ -48,7 +48,7 @@ from .objects import Commit
 from .remotes.directory import DirectoryRemote
 from .remotes.named import connect, default_remote, remote_info
 from .remotes.s3 import S3Remote
-from .storage.refnames import HEADS, REMOTES, TAGS
+from .storage.refnames import HEADS, REMOTES, TAGS, validate_name
 from .transfer import WORKERS, NoProgress, Progress, closure, copy_parallel
 
 if TYPE_CHECKING:
@@ -261,6 +261,38 @@ def push(repo: Repo, remote: str | None = None, branch: str | None = None, *, al
         err.result = result  # what was pushed besides
         raise err
     return result
+
+
+def delete_remote_branch(repo: Repo, remote: str | None, branch: str) -> SyncResult:
+    """Delete *branch* on *remote* (``push --delete``), by compare-and-swap against what it held,
+    then its remote-tracking branch here. The remote's default branch (its HEAD: what a clone
+    checks out) is refused; objects stay (they are immutable; nothing on a remote is collected)."""
+    repo.reload_config()
+    name = remote or default_remote(repo)
+    rem = connect(remote_info(repo, name))  # never creates a remote
+    validate_name(branch)
+    with blame_remote(rem.url):
+        old = rem.refs.read(HEADS + branch)
+        default = rem.refs.head().branch
+    if old is None:
+        raise UnknownRefError(branch, f"remote '{name}' has no branch '{branch}' to delete; "
+                                      f"'dbvers fetch {name}' and 'dbvers branch -r' list what it has")
+    if branch == default:
+        raise UsageError(f"'{branch}' is the default branch of remote '{name}' (the one a clone checks "
+                         "out); it is not deleted")
+    result = SyncResult("push", name, rem.url)
+    who = repo.config.get("user", "name", fallback="") or "dbvers"
+    if rem.refs.compare_and_swap(HEADS + branch, old, None, message=f"push --delete by {who}"):
+        with repo.locked():
+            _move_ref(repo, tracking_ref(name, branch), None, f"push {name} --delete")
+        result.refs.append(RefChange(HEADS + branch, old, None, DELETED, source=HEADS + branch))
+        return result
+    change = RefChange(HEADS + branch, old, old, REJECTED, "it moved while deleting (someone pushed); fetch first",
+                       HEADS + branch)
+    result.refs.append(change)
+    err = PushRejectedError(rem.url, [(change.ref, change.reason)])
+    err.result = result
+    raise err
 
 
 def _send(repo: Repo, rem: Remote, tips: list[str], haves: set[str], progress: Progress | None) -> tuple[int, int]:

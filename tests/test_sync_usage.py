@@ -249,3 +249,23 @@ def test_force_with_lease_never_moves_a_tag_on_the_remote(shared: tuple[Path, Pa
     r = run_cli("push", "--tags", "--force-with-lease", cwd=work)
     assert "the tag already exists on the remote" in refused(r)
     assert (remote / "refs" / "tags" / "v1").read_text() == first
+
+
+def test_push_delete_removes_a_remote_branch_but_not_the_default_one(shared: tuple[Path, Path],
+                                                                     tmp_path: Path) -> None:
+    work, remote = shared
+    assert run_cli("checkout", "-b", "feat", cwd=work).returncode == 0
+    assert run_cli("push", "-u", cwd=work).returncode == 0
+    other = dbvers.clone(str(remote), tmp_path / "b" / "data.db")
+    assert "feat" in other.refs.list("refs/remotes/origin/")
+    r = run_cli("push", "--delete", "feat", cwd=work)  # the default remote's
+    assert r.returncode == 0 and "[deleted]" in r.stdout and "feat" in r.stdout, r.stderr
+    assert not (remote / "refs" / "heads" / "feat").exists()
+    assert "origin/feat" not in run_cli("branch", "-r", cwd=work).stdout
+    # The branch here stays, and its upstream is gone; others see it go at their next prune.
+    assert "the upstream is gone" in run_cli("status", cwd=work).stdout
+    assert "[deleted]" in run_cli("fetch", "--prune", cwd=other.path.parent).stdout
+    assert "the default branch of remote 'origin'" in refused(run_cli("push", "origin", "--delete", "main", cwd=work))
+    assert "has no branch 'nosuch'" in refused(run_cli("push", "origin", "--delete", "nosuch", cwd=work))
+    assert "takes one BRANCH" in refused(run_cli("push", "--delete", "x", "--all", cwd=work))
+    assert (remote / "refs" / "heads" / "main").exists()

@@ -72,10 +72,12 @@ def cmd_push(args: argparse.Namespace) -> int:
     if args.all and args.branch:
         raise UsageError("push --all sends every branch: drop BRANCH, or drop --all")
     repo = open_repo(args)
+    if args.delete is not None and args.branch is not None:
+        raise UsageError("push --delete BRANCH names the branch to delete: drop the other BRANCH")
     try:
-        res = repo.push(args.remote, args.branch, all=args.all, tags=args.tags,
+        res = repo.push(args.remote, args.delete or args.branch, all=args.all, tags=args.tags,
                         force_with_lease=args.force_with_lease, set_upstream=args.set_upstream,
-                        progress=progress_bar())
+                        delete=args.delete is not None, progress=progress_bar())
     except PushRejectedError as e:
         if e.result is not None:
             _print_result(e.result)
@@ -157,6 +159,8 @@ def _push_arguments(sp: argparse.ArgumentParser) -> None:
     sp.add_argument("branch", nargs="?", metavar="BRANCH", help="a branch or a tag (default: the current branch)")
     sp.add_argument("--all", action="store_true", help="push every branch")
     sp.add_argument("--tags", action="store_true", help="push every tag")
+    sp.add_argument("-d", "--delete", metavar="BRANCH",
+                    help="delete BRANCH on the remote (and its remote-tracking branch here)")
     sp.add_argument("--force-with-lease", action="store_true",
                     help="replace the remote branch, but only if it is where your last fetch or push saw it")
     sp.add_argument("-u", "--set-upstream", action="store_true",
