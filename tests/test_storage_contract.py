@@ -344,6 +344,13 @@ def test_reflog(refs: RefStore) -> None:
     assert not refs.has_reflog("refs/heads/side")
 
 
+def test_a_listing_never_leaves_the_refs(refs: RefStore) -> None:
+    for bad in ("../", "refs/heads/../../", "refs/", "", "refs/remotes/a/../../../", "refs/heads/x"):
+        with pytest.raises(InvalidRefNameError):
+            refs.list(bad)
+    assert refs.list("refs/remotes/origin/") == {} and refs.list("refs/heads/") == refs.branches()
+
+
 def test_keyframe_records(refs: RefStore) -> None:
     commit, snap = _id("commit"), _id("snapshot")
     assert refs.keyframe(commit) is None and refs.keyframes() == {}

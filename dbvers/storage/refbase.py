@@ -34,6 +34,7 @@ from .refnames import (
     NAMESPACES,
     TAGS,
     check_ref_format,
+    check_ref_prefix,
     is_commit_ref,
     is_valid_ref,
     keyframe_ref,
@@ -199,7 +200,7 @@ class RefStoreBase(ABC):
     def list(self, prefix: str) -> dict[str, str]:
         """Short name -> id of every ref under *prefix*; a damaged one is an error
         (a listing that skipped it would let gc or a backup forget its history)."""
-        names = self._names(prefix)
+        names = self._names(check_ref_prefix(prefix))
         for full in names:
             if not is_valid_ref(full):
                 raise self._bad_name(full)

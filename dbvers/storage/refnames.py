@@ -81,6 +81,18 @@ def check_ref_format(ref: str) -> str:
     raise InvalidRefNameError(ref, "a ref is HEAD or under refs/heads/, refs/tags/ or refs/remotes/")
 
 
+def check_ref_prefix(prefix: str) -> str:
+    """Check what a listing is of: a namespace (``refs/heads/``) or a folder in one
+    (``refs/remotes/origin/``). A listing never leaves the refs (``refs/heads/../..``)."""
+    for ns in NAMESPACES:
+        if prefix == ns:
+            return prefix
+        if prefix.startswith(ns) and prefix.endswith("/"):
+            validate_name(prefix[len(ns):-1])
+            return prefix
+    raise InvalidRefNameError(prefix, "a listing is of refs/heads/, refs/tags/ or refs/remotes/, or a folder in one")
+
+
 def is_valid_ref(ref: str) -> bool:
     try:
         check_ref_format(ref)
