@@ -39,6 +39,7 @@ from .errors import (
     NoUpstreamError,
     PushRejectedError,
     RefConflictError,
+    RefPathConflictError,
     RemoteDamagedError,
     RemoteNotFoundError,
     UnknownRefError,
@@ -101,6 +102,7 @@ class SyncResult:
     refs: list[RefChange] = field(default_factory=list)
     objects: int = 0
     bytes: int = 0
+    warnings: list[str] = field(default_factory=list)  # what went wrong here after the remote moved
 
     @property
     def rejected(self) -> list[RefChange]:
@@ -250,11 +252,19 @@ def push(repo: Repo, remote: str | None = None, branch: str | None = None, *, al
         result.objects, result.bytes = _send(repo, rem, [u.new for u in moving], set(there.values()), progress)
         who = repo.config.get("user", "name", fallback="") or "dbvers"
         for u in moving:
-            if not rem.refs.compare_and_swap(u.dest, u.expect, u.new, message=f"push by {who}"):
+            try:
+                moved = rem.refs.compare_and_swap(u.dest, u.expect, u.new, message=f"push by {who}")
+            except RefPathConflictError as e:
+                u.status, u.reason = REJECTED, (f"the remote's {e.blocking} is in the way; delete it there "
+                                                f"('dbvers push {name} --delete "
+                                                f"{e.blocking.removeprefix(HEADS).removeprefix(TAGS)}') "
+                                                "or push under another name")
+                continue
+            if not moved:
                 u.status, u.reason = REJECTED, "it moved while pushing (someone else pushed); fetch first"
         # Only a new branch can be the first one a remote gets (2 round trips saved on every other push).
         _fix_remote_head(rem, [u.dest for u in moving if u.status == NEW and u.dest.startswith(HEADS)])
-    _after_push(repo, name, updates, set_upstream)
+    result.warnings = _after_push(repo, name, updates, set_upstream)
     result.refs = [u.change() for u in updates]
     if result.rejected:
         err = PushRejectedError(rem.url, [(r.ref, r.reason) for r in result.rejected])
@@ -339,17 +349,25 @@ def _fix_remote_head(rem: Remote, pushed: list[str]) -> None:
         rem.refs.set_head(branch=pushed[0].removeprefix(HEADS), message="push: the default branch")
 
 
-def _after_push(repo: Repo, name: str, updates: list[_Update], set_upstream: bool) -> None:
-    """Tracking refs follow what was pushed; ``-u`` makes the pushed branches track it."""
+def _after_push(repo: Repo, name: str, updates: list[_Update], set_upstream: bool) -> list[str]:
+    """Tracking refs follow what was pushed; ``-u`` makes the pushed branches track it. What
+    can't be done here (a local ref in the way) is a warning: the remote has moved already."""
+    warnings: list[str] = []
     with repo.locked():
         for u in updates:
             if not u.dest.startswith(HEADS) or u.status == REJECTED:
                 continue
-            _move_ref(repo, tracking_ref(name, u.dest.removeprefix(HEADS)), u.new, f"push {name}")
+            track = tracking_ref(name, u.dest.removeprefix(HEADS))
+            try:
+                _move_ref(repo, track, u.new, f"push {name}")
+            except RefPathConflictError as e:
+                warnings.append(f"pushed, but {track} can't be set here: {e.blocking} is in the way "
+                                f"('dbvers fetch --prune {name}' drops branches the remote deleted)")
             if set_upstream and u.source.startswith(HEADS):
                 src, dest = u.source.removeprefix(HEADS), u.dest.removeprefix(HEADS)
                 config.edit_config(repo.store_dir, lambda cfg, s=src, d=dest: config.set_upstream(cfg, s, name, d))
         repo.reload_config()
+    return warnings
 
 
 def _move_ref(repo: Repo, ref: str, new: str | None, why: str) -> tuple[str | None, str | None]:
@@ -391,12 +409,17 @@ def fetch(repo: Repo, remote: str | None = None, *, prune: bool = False,
         heads, tags = rem.refs.list(HEADS), rem.refs.list(TAGS)
         result.objects, result.bytes = _receive(repo, rem, set(heads.values()) | set(tags.values()), progress)
     why = f"fetch {name}"
-    for b, oid in sorted(heads.items()):
-        result.refs.append(_track(repo, tracking_ref(name, b), oid, why, HEADS + b))
-    if prune:
+    if prune:  # first: a pruned origin/a/b must not stand in the way of a new origin/a
         for b in sorted(set(repo.refs.list(f"{REMOTES}{name}/")) - set(heads)):
             old, _ = _move_ref(repo, tracking_ref(name, b), None, why)
             result.refs.append(RefChange(tracking_ref(name, b), old, None, DELETED))
+    for b, oid in sorted(heads.items()):
+        try:
+            result.refs.append(_track(repo, tracking_ref(name, b), oid, why, HEADS + b))
+        except RefPathConflictError as e:  # the others still move; this one says how to clear the way
+            result.refs.append(RefChange(tracking_ref(name, b), repo.refs.read(tracking_ref(name, b)), oid,
+                                         REJECTED, f"{e.blocking} is in the way; 'dbvers fetch --prune "
+                                         f"{name}' drops branches the remote deleted", HEADS + b))
     for t, oid in sorted(tags.items()):
         local = repo.refs.read(TAGS + t)
         if local is None and repo.refs.compare_and_swap(TAGS + t, None, oid, message=why):
@@ -542,6 +565,9 @@ def pull(repo: Repo, remote: str | None = None, branch: str | None = None, *, me
         merge.refuse_busy(repo, "pull")
     fetched = fetch(repo, name, progress=progress)
     ref = tracking_ref(name, theirs)
+    for r in fetched.rejected:
+        if r.ref == ref:  # merging what the tracking branch held before would be a stale pull
+            raise NoUpstreamError("pull", f"the remote's branch '{theirs}' could not be fetched here ({r.reason})")
     if repo.refs.read(ref) is None:
         raise NoUpstreamError("pull", f"remote '{name}' has no branch '{theirs}'; "
                                       f"name one ('dbvers pull {name} BRANCH') or push it first")

@@ -269,3 +269,71 @@ def test_push_delete_removes_a_remote_branch_but_not_the_default_one(shared: tup
     assert "has no branch 'nosuch'" in refused(run_cli("push", "origin", "--delete", "nosuch", cwd=work))
     assert "takes one BRANCH" in refused(run_cli("push", "--delete", "x", "--all", cwd=work))
     assert (remote / "refs" / "heads" / "main").exists()
+
+
+def test_a_deleted_branchs_kept_reflog_does_not_block_a_new_name(shared: tuple[Path, Path]) -> None:
+    work, _ = shared
+    for first, second in (("a/b", "a"), ("c", "c/d")):
+        assert run_cli("branch", first, cwd=work).returncode == 0
+        assert run_cli("branch", "-d", first, cwd=work).returncode == 0  # its reflog is kept
+        r = run_cli("branch", second, cwd=work)
+        assert r.returncode == 0, r.stderr
+    assert run_cli("branch", "-d", "a", cwd=work).returncode == 0
+    assert run_cli("checkout", "-b", "a/x", cwd=work).returncode == 0  # the move's own checks agree
+    # A live branch still stands in the way, with the usual message.
+    assert "is in the way" in refused(run_cli("branch", "a", cwd=work))
+
+
+def test_a_branch_replaced_by_its_parent_name_on_the_remote(shared: tuple[Path, Path], tmp_path: Path) -> None:
+    """feat/x deleted on the remote and feat pushed: clones that had origin/feat/x still fetch."""
+    work, remote = shared
+    assert run_cli("branch", "feat/x", cwd=work).returncode == 0
+    assert run_cli("push", "origin", "feat/x", cwd=work).returncode == 0
+    other = dbvers.clone(str(remote), tmp_path / "b" / "data.db")
+    assert "feat/x" in other.refs.list("refs/remotes/origin/")
+    assert run_cli("push", "--delete", "feat/x", cwd=work).returncode == 0  # its reflog stays there
+    assert run_cli("branch", "-d", "feat/x", cwd=work).returncode == 0
+    assert run_cli("branch", "feat", cwd=work).returncode == 0
+    r = run_cli("push", "origin", "feat", cwd=work)
+    assert r.returncode == 0, r.stderr  # the remote's dead reflog gave way too
+    execute(work / "data.db", "INSERT INTO t(id) VALUES (905)")
+    run_cli("commit", "-m", "on main", cwd=work)
+    assert run_cli("push", cwd=work).returncode == 0
+    # Without --prune: main still moves, feat is refused with what to do; pull still works.
+    r = run_cli("fetch", cwd=other.path.parent)
+    assert r.returncode == 0 and "main -> origin/main" in r.stdout
+    assert "[rejected]" in r.stdout and "fetch --prune origin" in r.stdout
+    r = run_cli("pull", cwd=other.path.parent)
+    assert r.returncode == 0, r.stderr
+    r = run_cli("fetch", "--prune", cwd=other.path.parent)
+    assert r.returncode == 0 and "[deleted]" in r.stdout and "[new branch]" in r.stdout, r.stdout
+    assert set(other.refs.list("refs/remotes/origin/")) == {"main", "feat"}
+
+
+def test_push_that_moved_the_remote_but_not_the_tracking_ref_warns(shared: tuple[Path, Path],
+                                                                    tmp_path: Path) -> None:
+    work, remote = shared
+    assert run_cli("branch", "q/x", cwd=work).returncode == 0
+    assert run_cli("push", "origin", "q/x", cwd=work).returncode == 0
+    other = dbvers.clone(str(remote), tmp_path / "b" / "data.db")
+    assert run_cli("push", "--delete", "q/x", cwd=work).returncode == 0
+    assert run_cli("branch", "q", cwd=other.path.parent).returncode == 0
+    r = run_cli("push", "origin", "q", cwd=other.path.parent)  # origin/q/x still here
+    assert r.returncode == 0 and "[new branch]" in r.stdout, r.stderr
+    assert r.stderr.count("\n") == 1 and "pushed, but refs/remotes/origin/q can't be set here" in r.stderr
+    assert (remote / "refs" / "heads" / "q").is_file()
+
+
+def test_a_remote_ref_in_the_way_is_named_with_what_to_do(shared: tuple[Path, Path], tmp_path: Path) -> None:
+    work, remote = shared
+    assert run_cli("branch", "r/x", cwd=work).returncode == 0
+    assert run_cli("push", "origin", "r/x", cwd=work).returncode == 0
+    fresh = tmp_path / "fresh"
+    db = make_db(fresh / "data.db")
+    dbvers.init(db)
+    assert run_cli("remote", "add", "origin", str(remote), cwd=fresh).returncode == 0
+    assert run_cli("fetch", cwd=fresh).returncode == 0
+    run_cli("branch", "r", "origin/main", cwd=fresh)
+    r = run_cli("push", "origin", "r", cwd=fresh)
+    assert r.returncode == 2 and "the remote's refs/heads/r/x is in the way" in r.stdout, r.stdout + r.stderr
+    assert "push origin --delete r/x" in r.stdout

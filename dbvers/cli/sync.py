@@ -13,7 +13,7 @@ from typing import Any
 
 from ..errors import PushRejectedError, UsageError
 from ..formats import human_size
-from ..frontend import console, progress_bar
+from ..frontend import console, progress_bar, warn
 from .common import Command, Handler, Parser, add_location, open_repo
 from .merging import say_result
 
@@ -23,6 +23,8 @@ def _print_result(res: Any) -> None:
     con.print(str(res), markup=False, highlight=False)
     if res.objects:
         con.print(f"{res.objects} objects, {human_size(res.bytes)}", markup=False, highlight=False)
+    for w in res.warnings:
+        warn(w)
 
 
 # -- remote -------------------------------------------------------------------------------------

@@ -117,11 +117,12 @@ class S3RefStore(RefStoreBase):
         if ref == HEAD:
             return
         parts = ref.split("/")
-        blocking = [f"{ref}/"] if next(iter(self.conn.list(f"{ref}/", limit=1)), None) else []
+        under = next(iter(self.conn.list(f"{ref}/", limit=1)), None)  # a ref of which this is a folder
+        blocking = [under.key] if under is not None else []
         blocking += ["/".join(parts[:i]) for i in range(3, len(parts))
                      if self.conn.head("/".join(parts[:i])) is not None]
         if blocking:
-            raise RefPathConflictError(ref, blocking[0].rstrip("/"))
+            raise RefPathConflictError(ref, blocking[0])
 
     def _log_move(self, ref: str, old: str | None, new: str | None, message: str, when: int) -> None:
         """The reflog lines of a move that happened (the ref's, and HEAD's when it is attached to

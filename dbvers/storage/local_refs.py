@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import stat
 from collections.abc import Iterable
 from pathlib import Path
@@ -107,13 +108,45 @@ class LocalRefStore(RefStoreBase):
     # -- writing -----------------------------------------------------------
     def _check_free(self, ref: str, path: Path, stop: Path) -> None:
         """Refuse before writing when *path* can't be a file: a folder is there, or a file is one of its folders."""
-        if path.is_dir():
-            raise RefPathConflictError(ref, str(path.relative_to(self.root)))
+        if path.is_dir():  # named by a ref (or reflog) under it: that is what is in the way
+            under = sorted(p for p in path.rglob("*") if not p.is_dir() and not p.name.startswith(TMP_PREFIX))
+            raise RefPathConflictError(ref, str((under[0] if under else path).relative_to(self.root)))
         parent = path.parent
         while parent != stop and stop in parent.parents:
             if parent.exists() and not parent.is_dir():
                 raise RefPathConflictError(ref, str(parent.relative_to(self.root)))
             parent = parent.parent
+
+    def _dead_logs_in_way(self, ref: str) -> list[Path]:
+        """The kept reflogs of deleted refs where *ref*'s reflog must go: a folder of them
+        (``logs/refs/heads/a/`` for a new ``a``), or one of them standing as a folder of it
+        (``logs/refs/heads/a`` for a new ``a/b``). A deleted ref's reflog is kept for its
+        recovery, not to block names: a new ref there replaces it, as git drops it at once.
+        Empty when nothing is in the way, or when a live ref's reflog is (a real conflict)."""
+        logs, stop = self.root / "logs", self.root / "logs" / "refs"
+        log = self._file(ref, log=True)
+        found = [log] if log.is_dir() else []
+        parent = log.parent
+        while parent != stop and stop in parent.parents:
+            if parent.exists() and not parent.is_dir():
+                found.append(parent)
+            parent = parent.parent
+        for p in found:
+            files = [p] if not p.is_dir() else [f for f in p.rglob("*") if not f.is_dir()]
+            # A folder with no reflog in it was made by someone else: not ours to remove.
+            if not files or any(self._file(f.relative_to(logs).as_posix()).exists() for f in files):
+                return []
+        return found
+
+    def _drop_dead_logs(self, ref: str) -> None:
+        for p in self._dead_logs_in_way(ref):
+            try:
+                if p.is_dir():
+                    shutil.rmtree(p)
+                else:
+                    p.unlink()
+            except OSError as e:
+                raise StorageError(str(p), e) from e
 
     def check_writable(self, refs: list[str]) -> None:
         """Prove, before an operation changes anything, that *refs* can be moved: each ref's
@@ -125,11 +158,15 @@ class LocalRefStore(RefStoreBase):
             refs = [*refs, "HEAD"]  # moving the checked-out branch appends to HEAD's reflog too
         for ref in refs:
             path, log = self._file(ref), self._file(ref, log=True)
+            dead = ref != "HEAD" and bool(self._dead_logs_in_way(ref))  # replaced by the move
             if ref != "HEAD":
                 self._check_free(ref, path, self._namespace_dir(ref))
-                self._check_free(ref, log, self.root / "logs" / "refs")
+                if not dead:
+                    self._check_free(ref, log, self.root / "logs" / "refs")
             try:
-                if log.exists():  # a folder there fails here (EISDIR), not after the working copy
+                if dead:
+                    self._probe_dir(log.parent)
+                elif log.exists():  # a folder there fails here (EISDIR), not after the working copy
                     with open(log, "ab"):
                         pass
                 else:
@@ -140,7 +177,7 @@ class LocalRefStore(RefStoreBase):
 
     def _probe_dir(self, directory: Path) -> None:
         """Create and remove a temp file in *directory*, or the nearest folder of it that exists."""
-        while not directory.exists() and directory != self.root:
+        while not directory.is_dir() and directory != self.root:  # (a dead reflog may stand there)
             directory = directory.parent
         temp_path(directory).unlink()
 
@@ -152,6 +189,7 @@ class LocalRefStore(RefStoreBase):
         if ref != "HEAD" and new is not None:
             self._check_free(ref, path, self._namespace_dir(ref))
             if logged:
+                self._drop_dead_logs(ref)
                 self._check_free(ref, self._file(ref, log=True), self.root / "logs" / "refs")
         try:
             with ref_lock(path):
