@@ -404,10 +404,27 @@ def fetch(repo: Repo, remote: str | None = None, *, prune: bool = False,
     name = remote or default_remote(repo)
     rem = connect(remote_info(repo, name))
     result = SyncResult("fetch", name, rem.url)
-    # Only remote reads and the verified writes of what they brought happen in here.
     with blame_remote(rem.url):
         heads, tags = rem.refs.list(HEADS), rem.refs.list(TAGS)
-        result.objects, result.bytes = _receive(repo, rem, set(heads.values()) | set(tags.values()), progress)
+    tips = set(heads.values()) | set(tags.values())
+    for _ in range(3):
+        # Only remote reads and the verified writes of what they brought happen in here, unlocked.
+        with blame_remote(rem.url):
+            objects, nbytes = _receive(repo, rem, tips, progress)
+        result.objects, result.bytes = result.objects + objects, result.bytes + nbytes
+        with repo.locked():
+            # A gc (under this lock) may have removed an old unreachable history the walk found
+            # here and didn't download; what it kept it kept whole. Checked where no gc can run,
+            # the refs then move in the same hold.
+            if all(_complete(repo, t) for t in tips):
+                _move_fetched(repo, name, heads, tags, prune, result)
+                return result
+    raise RefConflictError(f"{REMOTES}{name}/")  # objects kept vanishing: a gc beside it; run it again
+
+
+def _move_fetched(repo: Repo, name: str, heads: dict[str, str], tags: dict[str, str], prune: bool,
+                  result: SyncResult) -> None:
+    """The tracking refs (pruned first) and new tags of a fetch whose objects are all here."""
     why = f"fetch {name}"
     if prune:  # first: a pruned origin/a/b must not stand in the way of a new origin/a
         for b in sorted(set(repo.refs.list(f"{REMOTES}{name}/")) - set(heads)):
@@ -426,7 +443,6 @@ def fetch(repo: Repo, remote: str | None = None, *, prune: bool = False,
             result.refs.append(RefChange(TAGS + t, None, oid, NEW, source=TAGS + t))
         elif local not in (None, oid):
             result.refs.append(RefChange(TAGS + t, local, oid, REJECTED, "would clobber your tag", TAGS + t))
-    return result
 
 
 def _track(repo: Repo, ref: str, oid: str, why: str, source: str) -> RefChange:

@@ -6,6 +6,7 @@ command and flag; a directory remote (the behaviour is the backends' common code
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -337,3 +338,42 @@ def test_a_remote_ref_in_the_way_is_named_with_what_to_do(shared: tuple[Path, Pa
     r = run_cli("push", "origin", "r", cwd=fresh)
     assert r.returncode == 2 and "the remote's refs/heads/r/x is in the way" in r.stdout, r.stdout + r.stderr
     assert "push origin --delete r/x" in r.stdout
+
+
+def test_a_gc_beside_a_fetch_never_leaves_a_tracking_ref_to_nothing(shared: tuple[Path, Path],
+                                                                     tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """The fetch finds an old history here that no ref reaches and doesn't download it; a gc
+    (another process, past its grace period) runs before the tracking ref moves."""
+    import threading
+
+    work, remote = shared
+    assert run_cli("checkout", "-b", "feat", cwd=work).returncode == 0
+    execute(work / "data.db", "INSERT INTO t(id) VALUES (906)")
+    tip = dbvers.open(work / "data.db").commit("on feat")
+    assert run_cli("push", "origin", "feat", cwd=work).returncode == 0
+    other = dbvers.clone(str(remote), tmp_path / "b" / "data.db")
+    other.delete_branch("origin/feat", remote=True)
+    here = other.path.parent
+    assert run_cli("reflog", "expire", "--all", "--expire-unreachable", "now", cwd=here).returncode == 0
+    for p in (other.store_dir / "objects").rglob("*"):
+        if p.is_file():
+            os.utime(p, (1e9, 1e9))  # years old: past any grace period
+    real_read = other.refs.read
+    gcs: list[threading.Thread] = []
+
+    def read(ref: str):  # type: ignore[no-untyped-def]
+        if ref == "refs/remotes/origin/feat" and not gcs:
+            gcs.append(threading.Thread(target=lambda: dbvers.open(other.path).gc()))
+            gcs[0].start()
+            gcs[0].join(1.0)  # done by now, unless it waits for the lock the fetch holds
+        return real_read(ref)
+
+    monkeypatch.setattr(other.refs, "read", read)
+    other.fetch()
+    monkeypatch.undo()
+    assert gcs
+    gcs[0].join(60)
+    assert other.refs.read("refs/remotes/origin/feat") == tip.id
+    assert other.fsck().ok and other.objects.has(tip.id)
+
