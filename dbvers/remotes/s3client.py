@@ -21,6 +21,8 @@ implement conditional deletes (the value was compared just before).
 from __future__ import annotations
 
 import contextlib
+import http.client
+import io
 import os
 import random
 import threading
@@ -85,8 +87,18 @@ def _boto() -> tuple[Any, Any, Any]:
 
 
 def _streaming_errors(exc: Any) -> tuple[type[BaseException], ...]:
-    """Errors of a body cut off mid-transfer (and a managed upload's wrapper): worth another try."""
+    """Errors of a body cut off mid-transfer (and a managed upload's wrapper): worth another try.
+
+    Besides botocore's own, what its HTTP stack lets through while it reads a body: urllib3's
+    ``ProtocolError`` (a reset mid-response, an error response's body included) and
+    ``http.client``'s ``IncompleteRead`` (fewer bytes than the Content-Length said).
+    """
+    import http.client
+
+    import urllib3.exceptions
+
     found = [getattr(exc, n) for n in ("ResponseStreamingError", "IncompleteReadError") if hasattr(exc, n)]
+    found += [urllib3.exceptions.HTTPError, http.client.HTTPException]
     try:
         from boto3.exceptions import S3UploadFailedError
 
@@ -94,6 +106,52 @@ def _streaming_errors(exc: Any) -> tuple[type[BaseException], ...]:
     except ImportError:
         pass
     return tuple(found)
+
+
+class ResumingBody(io.RawIOBase):
+    """A GET's body that picks up where a cut-off transfer stopped: a ranged GET from the last
+    byte read, of the same ETag (objects never change; a changed one fails, not mixes). A body
+    shorter than its Content-Length is a cut-off too. Reads that keep failing end, after the
+    connection's attempts, in the one-line RemoteUnreachableError."""
+
+    def __init__(self, conn: S3Connection, rel: str, response: dict[str, Any]) -> None:
+        super().__init__()
+        self._conn, self._rel = conn, rel
+        self._body, self._etag = response["Body"], response["ETag"]
+        self._size, self._pos = int(response.get("ContentLength", -1)), 0
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, n: int | None = -1) -> bytes:
+        _, _, exc = _boto()
+        reason = ""
+        for attempt in range(self._conn.attempts):
+            if attempt:
+                time.sleep(backoff_delay(attempt - 1, self._conn.backoff))
+                self._reopen()
+            try:
+                data: bytes = self._body.read() if n is None or n < 0 else self._body.read(n)
+                if not data and n != 0 and 0 <= self._pos < self._size:
+                    raise http.client.IncompleteRead(b"", self._size - self._pos)
+                self._pos += len(data)
+                return data
+            except (exc.HTTPClientError, exc.ConnectionError, OSError, *_streaming_errors(exc)) as e:
+                reason = f"GET {self._rel}: {_first_line(e)}"
+        raise RemoteUnreachableError(self._conn.url, reason, self._conn.attempts)
+
+    def _reopen(self) -> None:
+        with contextlib.suppress(Exception):
+            self._body.close()
+        rel, pos, etag = self._rel, self._pos, self._etag
+        conn = self._conn
+        self._body = conn.call(f"GET {rel}", lambda: conn.client.get_object(
+            Bucket=conn.bucket, Key=conn.key(rel), Range=f"bytes={pos}-", IfMatch=etag))["Body"]
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self._body.close()
+        super().close()
 
 
 def backoff_delay(attempt: int, base: float) -> float:
@@ -225,7 +283,10 @@ class S3Connection:
             except self.client.exceptions.NoSuchKey:
                 return None
             with contextlib.closing(r["Body"]) as body:
-                return body.read(limit + 1), r["ETag"]
+                data = body.read(limit + 1)
+            if len(data) <= limit and len(data) != r.get("ContentLength", len(data)):
+                raise http.client.IncompleteRead(data, r["ContentLength"] - len(data))  # cut short: again
+            return data, r["ETag"]
         return self.call(f"GET {rel}", fn)
 
     def get_range(self, rel: str, size: int) -> bytes | None:
@@ -239,13 +300,15 @@ class S3Connection:
         return self.call(f"GET {rel}", fn)
 
     def open(self, rel: str) -> IO[bytes] | None:
-        """A streaming body (file-like); None when the key does not exist."""
-        def fn() -> IO[bytes] | None:
+        """A streaming body (file-like) that resumes a transfer cut off midway; None when the
+        key does not exist."""
+        def fn() -> dict[str, Any] | None:
             try:
-                return self.client.get_object(Bucket=self.bucket, Key=self.key(rel))["Body"]  # type: ignore[no-any-return]
+                return self.client.get_object(Bucket=self.bucket, Key=self.key(rel))  # type: ignore[no-any-return]
             except self.client.exceptions.NoSuchKey:
                 return None
-        return self.call(f"GET {rel}", fn)
+        r = self.call(f"GET {rel}", fn)
+        return None if r is None else ResumingBody(self, rel, r)  # type: ignore[return-value]
 
     def head(self, rel: str) -> dict[str, Any] | None:
         _, _, exc = _boto()

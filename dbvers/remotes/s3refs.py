@@ -103,13 +103,25 @@ class S3RefStore(RefStoreBase):
                 else:
                     self.conn.put(ref, (new + "\n").encode(), if_match=etag)
             except PreconditionFailed:
-                return False
+                # Also what our own write meets when its answer was lost and the request retried:
+                # the ref then holds what we wrote. Holding exactly that is the swap's outcome.
+                if ref == HEAD or not self._holds(ref, new):
+                    return False
             except WriteConflict:
                 continue
             self._log_move(ref, expect, new, message, when)
             return True
         raise RemoteError(self.conn.url, f"{ref} kept being written concurrently (HTTP 409 "
                                          f"{CONFLICT_ATTEMPTS} times); try again")
+
+    def _holds(self, ref: str, value: str | None) -> bool:
+        got = self.conn.get(ref, REF_KEY_MAX)
+        if got is None:
+            return value is None
+        try:
+            return self._parse_id(ref, got[0]) == value
+        except DamagedRefError:
+            return False
 
     def _check_free(self, ref: str) -> None:
         """Refuse to create a ref that would be a folder of refs, or under one ('a' and 'a/b'),
