@@ -105,3 +105,18 @@ def test_help_for_an_unknown_command_is_one_line() -> None:
     r = run_cli("help", "nope")
     assert r.returncode == 2 and r.stdout == ""
     assert r.stderr == "dbvers: error: no command 'nope'; 'dbvers help' lists them\n"
+
+
+#: Commands documented in a chapter of their own rather than under a "dbvers NAME" heading.
+CHAPTERS = {"backup": "## Backups"}
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_every_command_has_its_heading(command: str) -> None:
+    """A usage line alone is not a section: text under another command's heading (a lost
+    heading) would read as that command's."""
+    guide = GUIDE.read_text(encoding="utf-8")
+    heading = CHAPTERS.get(command)
+    found = (heading is not None and re.search(rf"^{re.escape(heading)}$", guide, re.M)) or \
+        re.search(rf"^#{{2,3}} dbvers {re.escape(command)}$", guide, re.M)
+    assert found, f"docs/guide.md has no '### dbvers {command}' heading"
