@@ -35,6 +35,7 @@ from .errors import (
     CorruptObjectError,
     DamagedRefError,
     DbversError,
+    FetchInterruptedError,
     MissingObjectError,
     NoUpstreamError,
     PushRejectedError,
@@ -407,19 +408,23 @@ def fetch(repo: Repo, remote: str | None = None, *, prune: bool = False,
     with blame_remote(rem.url):
         heads, tags = rem.refs.list(HEADS), rem.refs.list(TAGS)
     tips = set(heads.values()) | set(tags.values())
+    walk_from, relied_on = tips, set[str]()
     for _ in range(3):
         # Only remote reads and the verified writes of what they brought happen in here, unlocked.
         with blame_remote(rem.url):
-            objects, nbytes = _receive(repo, rem, tips, progress)
+            objects, nbytes, boundary = _receive(repo, rem, walk_from, progress)
         result.objects, result.bytes = result.objects + objects, result.bytes + nbytes
+        relied_on |= boundary
         with repo.locked():
             # A gc (under this lock) may have removed an old unreachable history the walk found
-            # here and didn't download; what it kept it kept whole. Checked where no gc can run,
-            # the refs then move in the same hold.
-            if all(_complete(repo, t) for t in tips):
+            # here and stopped at, a tip or a parent of what it brought; what gc keeps it keeps
+            # whole. Checked where no gc can run, the refs then move in the same hold.
+            gone = {c for c in relied_on if not _complete(repo, c)}
+            if not gone:
                 _move_fetched(repo, name, heads, tags, prune, result)
                 return result
-    raise RefConflictError(f"{REMOTES}{name}/")  # objects kept vanishing: a gc beside it; run it again
+        walk_from, relied_on = gone, relied_on - gone  # fetched again, from the remote
+    raise FetchInterruptedError(rem.url)
 
 
 def _move_fetched(repo: Repo, name: str, heads: dict[str, str], tags: dict[str, str], prune: bool,
@@ -439,7 +444,13 @@ def _move_fetched(repo: Repo, name: str, heads: dict[str, str], tags: dict[str, 
                                          f"{name}' drops branches the remote deleted", HEADS + b))
     for t, oid in sorted(tags.items()):
         local = repo.refs.read(TAGS + t)
-        if local is None and repo.refs.compare_and_swap(TAGS + t, None, oid, message=why):
+        try:
+            created = local is None and repo.refs.compare_and_swap(TAGS + t, None, oid, message=why)
+        except RefPathConflictError as e:
+            result.refs.append(RefChange(TAGS + t, None, oid, REJECTED, f"your {e.blocking} is in the way",
+                                         TAGS + t))
+            continue
+        if created:
             result.refs.append(RefChange(TAGS + t, None, oid, NEW, source=TAGS + t))
         elif local not in (None, oid):
             result.refs.append(RefChange(TAGS + t, local, oid, REJECTED, "would clobber your tag", TAGS + t))
@@ -506,12 +517,14 @@ class _ThenCommits:
         pass  # the downloads are done; the commits follow (the caller finishes)
 
 
-def _receive(repo: Repo, rem: Remote, tips: set[str], progress: Progress | None) -> tuple[int, int]:
+def _receive(repo: Repo, rem: Remote, tips: set[str], progress: Progress | None) -> tuple[int, int, set[str]]:
     """Store what the local store lacks of *tips*' history: objects first, then the commits,
-    parents first, then their keyframe records. Returns (objects, stored bytes) received."""
+    parents first, then their keyframe records. Returns (objects, stored bytes) received and
+    the boundary: the commits already here that the walk stopped at (what it relied on)."""
     new = _remote_commits(repo, rem, tips)
+    boundary = {t for t in tips if t not in new} | {p for c, _ in new.values() for p in c.parents if p not in new}
     if not new:
-        return 0, 0
+        return 0, 0, boundary
     commits = {oid: c for oid, (c, _) in new.items()}
     records = {c: s for c, s in rem.refs.keyframes(among=new).items() if s and commits[c].snapshot is None}
     wanted = {o for c in commits.values() for o, _ in c.typed_references()} | set(records.values())
@@ -538,7 +551,7 @@ def _receive(repo: Repo, rem: Remote, tips: set[str], progress: Progress | None)
     for c, snap in records.items():
         if repo.objects.has(snap):
             repo.refs.set_keyframe(c, snap)
-    return len(sent) + stored, nbytes
+    return len(sent) + stored, nbytes, boundary
 
 
 def fetch_all(repo: Repo, *, prune: bool = False, progress: Progress | None = None) -> list[SyncResult]:

@@ -302,7 +302,8 @@ def test_a_branch_replaced_by_its_parent_name_on_the_remote(shared: tuple[Path, 
     assert run_cli("push", cwd=work).returncode == 0
     # Without --prune: main still moves, feat is refused with what to do; pull still works.
     r = run_cli("fetch", cwd=other.path.parent)
-    assert r.returncode == 0 and "main -> origin/main" in r.stdout
+    assert "could not update refs/remotes/origin/feat" in refused(r)  # exit 2, after it moved the rest
+    assert "main -> origin/main" in r.stdout
     assert "[rejected]" in r.stdout and "fetch --prune origin" in r.stdout
     r = run_cli("pull", cwd=other.path.parent)
     assert r.returncode == 0, r.stderr
@@ -340,17 +341,18 @@ def test_a_remote_ref_in_the_way_is_named_with_what_to_do(shared: tuple[Path, Pa
     assert "push origin --delete r/x" in r.stdout
 
 
-def test_a_gc_beside_a_fetch_never_leaves_a_tracking_ref_to_nothing(shared: tuple[Path, Path],
-                                                                     tmp_path: Path,
-                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
-    """The fetch finds an old history here that no ref reaches and doesn't download it; a gc
-    (another process, past its grace period) runs before the tracking ref moves."""
+@pytest.mark.parametrize("when", ["before the refs move", "while it downloads"])
+def test_a_gc_beside_a_fetch_never_leaves_a_tracking_ref_to_nothing(shared: tuple[Path, Path], tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch,
+                                                                     when: str) -> None:
+    """The fetch finds an old history here that no ref reaches (the tip itself, or the parent
+    of what it brings) and relies on it; a gc (past its grace period) runs beside it."""
     import threading
 
     work, remote = shared
     assert run_cli("checkout", "-b", "feat", cwd=work).returncode == 0
     execute(work / "data.db", "INSERT INTO t(id) VALUES (906)")
-    tip = dbvers.open(work / "data.db").commit("on feat")
+    old = dbvers.open(work / "data.db").commit("on feat")
     assert run_cli("push", "origin", "feat", cwd=work).returncode == 0
     other = dbvers.clone(str(remote), tmp_path / "b" / "data.db")
     other.delete_branch("origin/feat", remote=True)
@@ -359,21 +361,37 @@ def test_a_gc_beside_a_fetch_never_leaves_a_tracking_ref_to_nothing(shared: tupl
     for p in (other.store_dir / "objects").rglob("*"):
         if p.is_file():
             os.utime(p, (1e9, 1e9))  # years old: past any grace period
-    real_read = other.refs.read
+    tip = old
+    if when == "while it downloads":  # the remote moves on: the fetch brings a child of `old`
+        execute(work / "data.db", "INSERT INTO t(id) VALUES (907)")
+        tip = dbvers.open(work / "data.db").commit("on feat again")
+        assert run_cli("push", "origin", "feat", cwd=work).returncode == 0
     gcs: list[threading.Thread] = []
+    failures: list[BaseException] = []
 
-    def read(ref: str):  # type: ignore[no-untyped-def]
-        if ref == "refs/remotes/origin/feat" and not gcs:
-            gcs.append(threading.Thread(target=lambda: dbvers.open(other.path).gc()))
+    def run_gc() -> None:
+        try:
+            dbvers.open(other.path).gc()
+        except BaseException as e:
+            failures.append(e)
+
+    def start_gc() -> None:
+        if not gcs:
+            gcs.append(threading.Thread(target=run_gc))
             gcs[0].start()
             gcs[0].join(1.0)  # done by now, unless it waits for the lock the fetch holds
-        return real_read(ref)
 
-    monkeypatch.setattr(other.refs, "read", read)
+    if when == "before the refs move":
+        real_read = other.refs.read
+        monkeypatch.setattr(other.refs, "read", lambda ref: (start_gc() if ref == "refs/remotes/origin/feat"
+                                                             else None) or real_read(ref))
+    else:
+        real_put = other.objects.put_raw
+        monkeypatch.setattr(other.objects, "put_raw", lambda *a, **k: (start_gc(), real_put(*a, **k))[1])
     other.fetch()
     monkeypatch.undo()
-    assert gcs
+    assert gcs, "the gc never ran"
     gcs[0].join(60)
+    assert not failures and not gcs[0].is_alive()
     assert other.refs.read("refs/remotes/origin/feat") == tip.id
-    assert other.fsck().ok and other.objects.has(tip.id)
-
+    assert other.fsck().ok and other.objects.has(old.id)

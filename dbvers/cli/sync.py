@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from ..errors import PushRejectedError, UsageError
+from ..errors import FetchRejectedError, PushRejectedError, UsageError
 from ..formats import human_size
 from ..frontend import console, progress_bar, warn
 from .common import Command, Handler, Parser, add_location, open_repo
@@ -98,10 +98,14 @@ def cmd_fetch(args: argparse.Namespace) -> int:
     if args.all:
         if args.remote:
             raise UsageError("fetch --all fetches every remote: drop REMOTE, or drop --all")
-        for res in repo.fetch_all(prune=args.prune, progress=progress_bar()):
-            _print_result(res)
-        return 0
-    _print_result(repo.fetch(args.remote, prune=args.prune, progress=progress_bar()))
+        results = repo.fetch_all(prune=args.prune, progress=progress_bar())
+    else:
+        results = [repo.fetch(args.remote, prune=args.prune, progress=progress_bar())]
+    for res in results:
+        _print_result(res)
+    for res in results:  # the rest moved; a ref that didn't is not a success (git exits 1 too)
+        if res.rejected:
+            raise FetchRejectedError(res.url, [(r.ref, r.reason) for r in res.rejected])
     return 0
 
 

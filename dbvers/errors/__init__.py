@@ -59,6 +59,8 @@ DbversError
 │   ├── RemoteNotFoundError     no remote marker, no bucket
 │   ├── RemoteFormatError       a marker unreadable or newer than this dbvers
 │   ├── RemoteDamagedError      a ref or object read from the remote is damaged or missing
+│   ├── FetchInterruptedError   what a fetch relied on kept being removed (a gc beside it)
+│   ├── FetchRejectedError      a fetch moved what it could; some refs were rejected
 │   ├── RemoteAccessError       credentials missing or refused
 │   ├── RemoteUnreachableError  network errors or 5xx through every retry
 │   ├── ConditionalWritesUnsupportedError  the endpoint ignores If-None-Match/If-Match
@@ -133,6 +135,8 @@ from .merge import (
 )
 from .remote import (
     ConditionalWritesUnsupportedError,
+    FetchInterruptedError,
+    FetchRejectedError,
     NoUpstreamError,
     PushRejectedError,
     RemoteAccessError,
@@ -180,6 +184,8 @@ __all__ = [
     "DirtyWorkingDatabaseError",
     "DiskFullError",
     "EmptyChangeError",
+    "FetchInterruptedError",
+    "FetchRejectedError",
     "FileSystemError",
     "HistoryDamagedError",
     "IntegrityError",

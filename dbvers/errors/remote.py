@@ -43,6 +43,24 @@ class RemoteDamagedError(RemoteError):
                               "--force-with-lease if a branch must be replaced), or restore it from a backup")
 
 
+class FetchInterruptedError(RemoteError):
+    """Objects a fetch relied on kept being removed here while it ran (a gc beside it): no
+    tracking ref was moved."""
+    def __init__(self, url: str) -> None:
+        super().__init__(url, "the objects this fetch found here kept being removed while it ran (a gc "
+                              "beside it?); nothing was moved: run the fetch again")
+
+
+class FetchRejectedError(RemoteError):
+    """A fetch moved what it could, but some refs were rejected (printed above, each with why)."""
+    def __init__(self, url: str, rejected: list[tuple[str, str]]) -> None:
+        self.rejected = rejected
+        self.result: object = None
+        first, why = rejected[0]
+        more = f" (and {len(rejected) - 1} more)" if len(rejected) > 1 else ""
+        super().__init__(url, f"fetch could not update {first}{more}: {why}")
+
+
 class RemoteAccessError(RemoteError):
     """Credentials are missing or refused (dbvers never stores any: the usual AWS chain applies)."""
 
