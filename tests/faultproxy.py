@@ -11,6 +11,7 @@ times it fires; the first rule that matches and has hits left acts on the reques
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import http.server
 import re
@@ -35,8 +36,10 @@ class Rule:
 class FaultProxy:
     upstream: str  # http://127.0.0.1:PORT of the moto server
     rules: list[Rule] = field(default_factory=list)
+    ranged: list[str] = field(default_factory=list)  # paths of the GETs that asked for a Range
     _server: Any = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    _open: set[socket.socket] = field(default_factory=set)  # client connections (keep-alive)
 
     @property
     def url(self) -> str:
@@ -82,8 +85,21 @@ class FaultProxy:
                 self.connection.close()
                 self.close_connection = True
 
+            def setup(self) -> None:
+                super().setup()
+                with proxy._lock:
+                    proxy._open.add(self.connection)
+
+            def finish(self) -> None:
+                with proxy._lock:
+                    proxy._open.discard(self.connection)
+                super().finish()
+
             def handle_any(self) -> None:
                 action = proxy.pick(self.command, self.path)
+                if self.headers.get("Range"):
+                    with proxy._lock:
+                        proxy.ranged.append(self.path)
                 body = self._request_body()
                 conn = http.client.HTTPConnection(up.hostname, up.port, timeout=60)
                 headers = {k: v for k, v in self.headers.items()
@@ -124,5 +140,12 @@ class FaultProxy:
         return self
 
     def stop(self) -> None:
+        """Stop serving and close the clients' kept-alive connections, so no handler thread
+        stays blocked on one for the rest of the session."""
         self._server.shutdown()
         self._server.server_close()
+        with self._lock:
+            for sock in self._open:
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
+            self._open.clear()

@@ -35,6 +35,7 @@ from typing import IO, Any, TypeVar
 from ..errors import (
     MissingDependencyError,
     RemoteAccessError,
+    RemoteDamagedError,
     RemoteError,
     RemoteNotFoundError,
     RemoteUnreachableError,
@@ -93,8 +94,6 @@ def _streaming_errors(exc: Any) -> tuple[type[BaseException], ...]:
     ``ProtocolError`` (a reset mid-response, an error response's body included) and
     ``http.client``'s ``IncompleteRead`` (fewer bytes than the Content-Length said).
     """
-    import http.client
-
     import urllib3.exceptions
 
     found = [getattr(exc, n) for n in ("ResponseStreamingError", "IncompleteReadError") if hasattr(exc, n)]
@@ -119,6 +118,7 @@ class ResumingBody(io.RawIOBase):
         self._conn, self._rel = conn, rel
         self._body, self._etag = response["Body"], response["ETag"]
         self._size, self._pos = int(response.get("ContentLength", -1)), 0
+        self.reopened = 0  # how many times a cut-off transfer was picked up again
 
     def readable(self) -> bool:
         return True
@@ -126,27 +126,36 @@ class ResumingBody(io.RawIOBase):
     def read(self, n: int | None = -1) -> bytes:
         _, _, exc = _boto()
         reason = ""
-        for attempt in range(self._conn.attempts):
-            if attempt:
-                time.sleep(backoff_delay(attempt - 1, self._conn.backoff))
-                self._reopen()
+        for attempt in range(self._conn.attempts):  # the reads and the re-opens share the attempts
             try:
+                if attempt:
+                    time.sleep(backoff_delay(attempt - 1, self._conn.backoff))
+                    self._reopen()
                 data: bytes = self._body.read() if n is None or n < 0 else self._body.read(n)
                 if not data and n != 0 and 0 <= self._pos < self._size:
                     raise http.client.IncompleteRead(b"", self._size - self._pos)
                 self._pos += len(data)
                 return data
+            except exc.ClientError as e:  # of the ranged GET
+                code, status = _code(e)
+                if status == 412 or code == "PreconditionFailed":
+                    raise RemoteDamagedError(self._conn.url, f"{self._rel} changed while it was being "
+                                                             "downloaded (objects never change)") from None
+                if status < 500 and code not in _RETRY_CODES:
+                    raise self._conn.refusal(f"GET {self._rel}", code, status, e) from None
+                reason = f"GET {self._rel}: HTTP {status} {code}"
             except (exc.HTTPClientError, exc.ConnectionError, OSError, *_streaming_errors(exc)) as e:
                 reason = f"GET {self._rel}: {_first_line(e)}"
         raise RemoteUnreachableError(self._conn.url, reason, self._conn.attempts)
 
     def _reopen(self) -> None:
+        """The rest of the object, from the first byte not yet read (one request: the caller retries)."""
         with contextlib.suppress(Exception):
             self._body.close()
-        rel, pos, etag = self._rel, self._pos, self._etag
+        self.reopened += 1
         conn = self._conn
-        self._body = conn.call(f"GET {rel}", lambda: conn.client.get_object(
-            Bucket=conn.bucket, Key=conn.key(rel), Range=f"bytes={pos}-", IfMatch=etag))["Body"]
+        self._body = conn.client.get_object(Bucket=conn.bucket, Key=conn.key(self._rel),
+                                            Range=f"bytes={self._pos}-", IfMatch=self._etag)["Body"]
 
     def close(self) -> None:
         with contextlib.suppress(Exception):
@@ -253,7 +262,7 @@ class S3Connection:
                 if status >= 500 or code in _RETRY_CODES:
                     reason = f"{what}: HTTP {status} {code}"
                     continue
-                raise self._client_error(what, code, status, e) from None
+                raise self.refusal(what, code, status, e) from None
             except (exc.NoCredentialsError, exc.PartialCredentialsError):
                 raise RemoteAccessError(self.url, "no AWS credentials found; set AWS_ACCESS_KEY_ID and "
                                                   "AWS_SECRET_ACCESS_KEY, AWS_PROFILE, or --profile") from None
@@ -264,7 +273,8 @@ class S3Connection:
                 raise RemoteError(self.url, f"{what} failed ({_first_line(e)})") from None
         raise RemoteUnreachableError(self.url, reason, self.attempts)
 
-    def _client_error(self, what: str, code: str, status: int, e: Exception) -> RemoteError:
+    def refusal(self, what: str, code: str, status: int, e: Exception) -> RemoteError:
+        """The one-line error for an answer that retrying won't change (4xx)."""
         if code == "NoSuchBucket":
             return RemoteNotFoundError(self.url, f"the bucket {self.bucket!r} does not exist; create it first")
         if code in _DENIED or status == 403:
