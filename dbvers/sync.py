@@ -209,6 +209,11 @@ def _classify(repo: Repo, name: str, u: _Update, force_with_lease: bool) -> None
                                         f"pull first ('dbvers pull {name}'), or fetch and merge")
 
 
+def _pusher(repo: Repo) -> str:
+    """Who a remote's reflog says moved its refs."""
+    return repo.config.get("user", "name", fallback="") or "dbvers"
+
+
 def _descends(repo: Repo, new: str, old: str) -> bool:
     return repo.objects.has(old) and graph.is_ancestor(repo.get_commit, old, new)
 
@@ -251,15 +256,14 @@ def push(repo: Repo, remote: str | None = None, branch: str | None = None, *, al
     result = SyncResult("push", name, rem.url)
     if moving:
         result.objects, result.bytes = _send(repo, rem, [u.new for u in moving], set(there.values()), progress)
-        who = repo.config.get("user", "name", fallback="") or "dbvers"
+        who = _pusher(repo)
         for u in moving:
             try:
                 moved = rem.refs.compare_and_swap(u.dest, u.expect, u.new, message=f"push by {who}")
             except RefPathConflictError as e:
-                u.status, u.reason = REJECTED, (f"the remote's {e.blocking} is in the way; delete it there "
-                                                f"('dbvers push {name} --delete "
-                                                f"{e.blocking.removeprefix(HEADS).removeprefix(TAGS)}') "
-                                                "or push under another name")
+                fix = (f"delete it there ('dbvers push {name} --delete {e.blocking.removeprefix(HEADS)}') or "
+                       if e.blocking.startswith(HEADS) else "")
+                u.status, u.reason = REJECTED, f"the remote's {e.blocking} is in the way; {fix}push under another name"
                 continue
             if not moved:
                 u.status, u.reason = REJECTED, "it moved while pushing (someone else pushed); fetch first"
@@ -292,7 +296,7 @@ def delete_remote_branch(repo: Repo, remote: str | None, branch: str) -> SyncRes
         raise UsageError(f"'{branch}' is the default branch of remote '{name}' (the one a clone checks "
                          "out); it is not deleted")
     result = SyncResult("push", name, rem.url)
-    who = repo.config.get("user", "name", fallback="") or "dbvers"
+    who = _pusher(repo)
     if rem.refs.compare_and_swap(HEADS + branch, old, None, message=f"push --delete by {who}"):
         with repo.locked():
             _move_ref(repo, tracking_ref(name, branch), None, f"push {name} --delete")
@@ -364,6 +368,7 @@ def _after_push(repo: Repo, name: str, updates: list[_Update], set_upstream: boo
             except RefPathConflictError as e:
                 warnings.append(f"pushed, but {track} can't be set here: {e.blocking} is in the way "
                                 f"('dbvers fetch --prune {name}' drops branches the remote deleted)")
+                continue  # no upstream to a tracking branch that isn't there
             if set_upstream and u.source.startswith(HEADS):
                 src, dest = u.source.removeprefix(HEADS), u.dest.removeprefix(HEADS)
                 config.edit_config(repo.store_dir, lambda cfg, s=src, d=dest: config.set_upstream(cfg, s, name, d))

@@ -28,6 +28,7 @@ from dbvers.remotes import make_remote
 
 CHILD = r"""
 import sys, dbvers
+import boto3  # imported before "ready": a kill must land in the transfer, not in this import
 repo = dbvers.open(sys.argv[1])
 action, remote = sys.argv[2], sys.argv[3]
 sys.stdout.write("ready\n"); sys.stdout.flush()
@@ -41,6 +42,7 @@ print("done", flush=True)
 
 CLONE_CHILD = r"""
 import sys, dbvers
+import boto3  # (as above)
 sys.stdout.write("ready\n"); sys.stdout.flush()
 sys.stdin.readline()
 dbvers.clone(sys.argv[1], sys.argv[2], endpoint_url=sys.argv[3] or None)
@@ -107,8 +109,8 @@ def run_child(args: list[str], kill_after: float | None = None) -> tuple[bool, f
 def kill_instants(full_run: float, count: int, rng: random.Random) -> list[float]:
     """*count* instants spread over an uninterrupted run's duration, earliest first.
 
-    The first lands in the first fifth of a run that still has everything to do,
-    so at least one kill is inside the transfer however fast the machine is.
+    The first lands in the first 1/(count+1) of a run that still has everything to
+    do, so at least one kill is inside the transfer however fast the machine is.
     """
     return [full_run * (i + rng.random()) / (count + 1) for i in range(count)]
 

@@ -395,3 +395,12 @@ def test_a_gc_beside_a_fetch_never_leaves_a_tracking_ref_to_nothing(shared: tupl
     assert not failures and not gcs[0].is_alive()
     assert other.refs.read("refs/remotes/origin/feat") == tip.id
     assert other.fsck().ok and other.objects.has(old.id)
+
+
+def test_push_delete_reads_gits_order_too(shared: tuple[Path, Path]) -> None:
+    work, remote = shared
+    assert run_cli("branch", "gone", cwd=work).returncode == 0
+    assert run_cli("push", "origin", "gone", cwd=work).returncode == 0
+    r = run_cli("push", "-d", "origin", "gone", cwd=work)  # git push -d origin gone
+    assert r.returncode == 0 and "[deleted]" in r.stdout, r.stderr
+    assert not (remote / "refs" / "heads" / "gone").exists()

@@ -74,6 +74,9 @@ def cmd_push(args: argparse.Namespace) -> int:
     if args.all and args.branch:
         raise UsageError("push --all sends every branch: drop BRANCH, or drop --all")
     repo = open_repo(args)
+    names = {r.name for r in repo.remotes()}
+    if args.delete in names and args.remote is not None and args.remote not in names and args.branch is None:
+        args.delete, args.remote = args.remote, args.delete  # git's order: push -d REMOTE BRANCH
     if args.delete is not None and args.branch is not None:
         raise UsageError("push --delete BRANCH names the branch to delete: drop the other BRANCH")
     try:

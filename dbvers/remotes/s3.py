@@ -232,7 +232,7 @@ class S3ObjectStore:
         body = self.conn.open(object_key(oid)) if is_id(oid) else None
         if body is None:
             raise MissingObjectError(oid)
-        return body  # type: ignore[return-value]  # botocore's StreamingBody: read/close/with
+        return body  # type: ignore[return-value]  # a ResumingBody: read/close/with
 
     def body_size(self, oid: str) -> int:
         return self._header(oid)[1]

@@ -132,13 +132,16 @@ class LocalRefStore(RefStoreBase):
                 found.append(parent)
             parent = parent.parent
         for p in found:
-            files = [p] if not p.is_dir() else [f for f in p.rglob("*") if not f.is_dir()]
+            files = [p] if not p.is_dir() else [f for f in p.rglob("*") if not f.is_dir()
+                                                 and not f.name.startswith(TMP_PREFIX)]
             # A folder with no reflog in it was made by someone else: not ours to remove.
-            if not files or any(self._file(f.relative_to(logs).as_posix()).exists() for f in files):
+            if not files or any(self._file(f.relative_to(logs).as_posix()).is_file() for f in files):
                 return []
         return found
 
     def _drop_dead_logs(self, ref: str) -> None:
+        """Remove what ``_dead_logs_in_way`` finds (under *ref*'s lock, once its swap is sure to be
+        tried: a lost compare-and-swap leaves the deleted ref's reflog as it was)."""
         for p in self._dead_logs_in_way(ref):
             try:
                 if p.is_dir():
@@ -186,15 +189,18 @@ class LocalRefStore(RefStoreBase):
         rename (or unlink) is the last step, so any failure leaves the ref unmoved."""
         path = self._file(ref)
         logged = not ref.startswith(KEYFRAMES)
+        dead = ref != "HEAD" and new is not None and logged and bool(self._dead_logs_in_way(ref))
         if ref != "HEAD" and new is not None:
             self._check_free(ref, path, self._namespace_dir(ref))
-            if logged:
-                self._drop_dead_logs(ref)
+            if logged and not dead:
                 self._check_free(ref, self._file(ref, log=True), self.root / "logs" / "refs")
         try:
             with ref_lock(path):
                 if self.read(ref) != expect:
                     return False
+                if dead:
+                    self._drop_dead_logs(ref)
+                    self._check_free(ref, self._file(ref, log=True), self.root / "logs" / "refs")
                 # HEAD is read before anything is written: a damaged one stops the move here.
                 branch = self._attached_branch() if logged and new is not None else None
                 self._log(self._move_logs(ref, new, branch), expect, new, message)
