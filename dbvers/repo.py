@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import apsw
 
 from . import capture, checkout, diff, history, maintenance, merge, refops, revisions, sync
+from . import push as pushing
 from .config import Config, config_stamp, read_config, reload_into
 from .errors import DbversError, UnsupportedFormatError, UsageError
 from .fsutil import RepoLock
@@ -391,8 +392,8 @@ class Repo:
             if branch is None or all or tags or force_with_lease or set_upstream:
                 raise UsageError("push --delete takes one BRANCH and no other option ('dbvers push origin "
                                  "--delete BRANCH')")
-            return sync.delete_remote_branch(self, remote, branch)
-        return sync.push(self, remote, branch, all_branches=all, tags=tags, force_with_lease=force_with_lease,
+            return pushing.delete_remote_branch(self, remote, branch)
+        return pushing.push(self, remote, branch, all_branches=all, tags=tags, force_with_lease=force_with_lease,
                          set_upstream=set_upstream, progress=progress)
 
     def fetch(self, remote: str | None = None, *, prune: bool = False,

@@ -37,22 +37,22 @@ class FaultProxy:
     upstream: str  # http://127.0.0.1:PORT of the moto server
     rules: list[Rule] = field(default_factory=list)
     ranged: list[str] = field(default_factory=list)  # paths of the GETs that asked for a Range
-    _server: Any = None
-    _lock: threading.Lock = field(default_factory=threading.Lock)
-    _open: set[socket.socket] = field(default_factory=set)  # client connections (keep-alive)
+    server: Any = None
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    open_connections: set[socket.socket] = field(default_factory=set)  # client connections (keep-alive)
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
+        return f"http://127.0.0.1:{self.server.server_address[1]}"
 
     def add(self, method: str, path: str, action: str, count: int = 1) -> Rule:
         rule = Rule(method, path, action, count)
-        with self._lock:
+        with self.lock:
             self.rules.append(rule)
         return rule
 
     def pick(self, method: str, path: str) -> str:
-        with self._lock:
+        with self.lock:
             for r in self.rules:
                 if r.method in ("*", method) and re.search(r.path, path) and r.fired < r.count:
                     r.fired += 1
@@ -87,18 +87,18 @@ class FaultProxy:
 
             def setup(self) -> None:
                 super().setup()
-                with proxy._lock:
-                    proxy._open.add(self.connection)
+                with proxy.lock:
+                    proxy.open_connections.add(self.connection)
 
             def finish(self) -> None:
-                with proxy._lock:
-                    proxy._open.discard(self.connection)
+                with proxy.lock:
+                    proxy.open_connections.discard(self.connection)
                 super().finish()
 
             def handle_any(self) -> None:
                 action = proxy.pick(self.command, self.path)
                 if self.headers.get("Range"):
-                    with proxy._lock:
+                    with proxy.lock:
                         proxy.ranged.append(self.path)
                 body = self._request_body()
                 conn = http.client.HTTPConnection(up.hostname, up.port, timeout=60)
@@ -135,17 +135,17 @@ class FaultProxy:
         class Server(http.server.ThreadingHTTPServer):
             daemon_threads = True
 
-        self._server = Server(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        self.server = Server(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
         return self
 
     def stop(self) -> None:
         """Stop serving and close the clients' kept-alive connections, so no handler thread
         stays blocked on one for the rest of the session."""
-        self._server.shutdown()
-        self._server.server_close()
-        with self._lock:
-            for sock in self._open:
+        self.server.shutdown()
+        self.server.server_close()
+        with self.lock:
+            for sock in self.open_connections:
                 with contextlib.suppress(OSError):
                     sock.shutdown(socket.SHUT_RDWR)
-            self._open.clear()
+            self.open_connections.clear()

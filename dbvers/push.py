@@ -1,0 +1,279 @@
+"""Push: sending a history to a remote (L3).
+
+It finds what the remote lacks from the remote's refs and the local graph
+(:func:`dbvers.graph.only_in`, then one cheap existence check per candidate object —
+never a listing of the remote), uploads it in parallel, writes the keyframe records,
+and only then moves each remote ref by compare-and-swap. A ref that moved meanwhile,
+or a push that would drop the remote's commits, is rejected (``--force-with-lease``
+replaces only what the tracking ref says was there). The local tracking refs follow.
+``push --delete`` is one compare-and-swap to nothing. The results and what fetch
+shares with push (tracking refs, moving a local ref) are :mod:`dbvers.sync`'s.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from . import config, graph
+from .errors import (
+    NoUpstreamError,
+    PushRejectedError,
+    RefPathConflictError,
+    RemoteNotFoundError,
+    UnknownRefError,
+    UsageError,
+)
+from .remotes.named import connect, default_remote, remote_info
+from .storage.refnames import HEADS, REMOTES, TAGS, validate_name
+from .sync import (
+    DELETED,
+    FAST_FORWARD,
+    FORCED,
+    NEW,
+    REJECTED,
+    UP_TO_DATE,
+    RefChange,
+    Remote,
+    SyncResult,
+    blame_remote,
+    descends,
+    move_ref,
+    tracking_ref,
+)
+from .transfer import Progress, closure, copy_parallel
+
+if TYPE_CHECKING:
+    from .repo import Repo
+
+
+@dataclass
+class _Update:
+    source: str  # local full ref
+    dest: str  # remote full ref
+    new: str
+    old: str | None = None
+    expect: str | None = None
+    status: str = ""
+    reason: str = ""
+
+    def change(self) -> RefChange:
+        return RefChange(self.dest, self.old, self.new, self.status, self.reason, self.source)
+
+
+def _push_targets(repo: Repo, name: str, branch: str | None, all_branches: bool,
+                  tags: bool) -> list[_Update]:
+    """Which local refs go to which remote refs (git's defaults: the current branch to its upstream)."""
+    heads, local_tags = repo.refs.branches(), repo.refs.tags()
+    out: list[_Update] = []
+    if all_branches:
+        out += [_Update(HEADS + b, HEADS + b, oid) for b, oid in heads.items()]
+    if tags:
+        out += [_Update(TAGS + t, TAGS + t, oid) for t, oid in local_tags.items()]
+    if branch is None and (all_branches or tags):
+        return out
+    if branch is None:
+        branch = repo.current_branch
+        if branch is None:
+            raise NoUpstreamError("push", "HEAD is detached; name the branch to push "
+                                          f"('dbvers push {name} BRANCH')")
+    if branch in heads:
+        up = config.upstream(repo.config, branch)
+        dest = up[1] if up and up[0] == name else branch
+        out.append(_Update(HEADS + branch, HEADS + dest, heads[branch]))
+    elif branch in local_tags:
+        out.append(_Update(TAGS + branch, TAGS + branch, local_tags[branch]))
+    else:
+        raise UnknownRefError(branch, f"no branch or tag named '{branch}' to push; see 'dbvers branch'")
+    return out
+
+
+def _classify(repo: Repo, name: str, u: _Update, force_with_lease: bool) -> None:
+    """Decide what pushing *u* does to the remote ref (its ``old`` already read)."""
+    if u.old == u.new:
+        u.status = UP_TO_DATE
+        return
+    u.expect = u.old
+    if u.old is not None and u.dest.startswith(TAGS):  # tags are created, never moved (lease or not)
+        u.status, u.reason = REJECTED, ("the tag already exists on the remote; fetch it, or push "
+                                        "this commit under another tag name")
+        return
+    if force_with_lease:
+        lease = repo.refs.read(tracking_ref(name, u.dest.removeprefix(HEADS))) if u.dest.startswith(HEADS) else u.old
+        if lease != u.old:
+            u.status, u.reason = REJECTED, "stale info: it moved since you last fetched; fetch first"
+        elif u.old is None:
+            u.status = NEW
+        else:
+            u.status = FAST_FORWARD if descends(repo, u.new, u.old) else FORCED
+        return
+    if u.old is None:
+        u.status = NEW
+    elif descends(repo, u.new, u.old):
+        u.status = FAST_FORWARD
+    else:
+        u.status, u.reason = REJECTED, ("the remote has commits you don't (non-fast-forward); "
+                                        f"pull first ('dbvers pull {name}'), or fetch and merge")
+
+
+def _pusher(repo: Repo) -> str:
+    """Who a remote's reflog says moved its refs."""
+    return repo.config.get("user", "name", fallback="") or "dbvers"
+
+
+def push(repo: Repo, remote: str | None = None, branch: str | None = None, *, all_branches: bool = False,
+         tags: bool = False, force_with_lease: bool = False, set_upstream: bool = False,
+         progress: Progress | None = None) -> SyncResult:
+    """Send the local *branch* (default: the current one; ``all_branches``, ``tags``) to *remote*.
+
+    Raises :class:`PushRejectedError` when any ref was refused (the others are
+    pushed); the remote ref moves only after every object it needs is there.
+    """
+    repo.reload_config()
+    name = remote or default_remote(repo)
+    info = remote_info(repo, name)
+    updates = _push_targets(repo, name, branch, all_branches, tags)
+    if set_upstream and not any(u.source.startswith(HEADS) for u in updates):
+        raise UsageError("-u makes a branch track the remote's, and this push sends no branch "
+                         "(only tags): drop -u, or name the BRANCH")
+    # A first push creates the remote (after probing it). One this store has pushed to or
+    # fetched from before is never created again: missing, it is an unmounted disk or a
+    # moved bucket, and a new empty remote there would split the team's history.
+    seen = bool(repo.refs.list(f"{REMOTES}{name}/"))
+    try:
+        rem = connect(info, create=not seen)
+    except RemoteNotFoundError as e:
+        if not seen:
+            raise
+        raise RemoteNotFoundError(e.url, f"is gone: remote '{name}' had branches when you last fetched or "
+                                         "pushed; check the path, the mount or the bucket (to start a new "
+                                         f"remote there, 'dbvers remote remove {name}' and add it again)") from None
+    with blame_remote(rem.url):
+        there = {HEADS + b: oid for b, oid in rem.refs.list(HEADS).items()}
+        there.update({TAGS + t: oid for t, oid in rem.refs.list(TAGS).items()})
+    rem.sweep()  # what earlier pushes killed midway left there
+    for u in updates:
+        u.old = there.get(u.dest)
+        _classify(repo, name, u, force_with_lease)
+    moving = [u for u in updates if u.status in (NEW, FAST_FORWARD, FORCED)]
+    result = SyncResult("push", name, rem.url)
+    if moving:
+        result.objects, result.bytes = _send(repo, rem, [u.new for u in moving], set(there.values()), progress)
+        who = _pusher(repo)
+        for u in moving:
+            try:
+                moved = rem.refs.compare_and_swap(u.dest, u.expect, u.new, message=f"push by {who}")
+            except RefPathConflictError as e:
+                fix = (f"delete it there ('dbvers push {name} --delete {e.blocking.removeprefix(HEADS)}') or "
+                       if e.blocking.startswith(HEADS) else "")
+                u.status, u.reason = REJECTED, f"the remote's {e.blocking} is in the way; {fix}push under another name"
+                continue
+            if not moved:
+                u.status, u.reason = REJECTED, "it moved while pushing (someone else pushed); fetch first"
+        # Only a new branch can be the first one a remote gets (2 round trips saved on every other push).
+        _fix_remote_head(rem, [u.dest for u in moving if u.status == NEW and u.dest.startswith(HEADS)])
+    result.warnings = _after_push(repo, name, updates, set_upstream)
+    result.refs = [u.change() for u in updates]
+    if result.rejected:
+        err = PushRejectedError(rem.url, [(r.ref, r.reason) for r in result.rejected])
+        err.result = result  # what was pushed besides
+        raise err
+    return result
+
+
+def delete_remote_branch(repo: Repo, remote: str | None, branch: str) -> SyncResult:
+    """Delete *branch* on *remote* (``push --delete``), by compare-and-swap against what it held,
+    then its remote-tracking branch here. The remote's default branch (its HEAD: what a clone
+    checks out) is refused; objects stay (they are immutable; nothing on a remote is collected)."""
+    repo.reload_config()
+    name = remote or default_remote(repo)
+    rem = connect(remote_info(repo, name))  # never creates a remote
+    validate_name(branch)
+    with blame_remote(rem.url):
+        old = rem.refs.read(HEADS + branch)
+        default = rem.refs.head().branch
+    if old is None:
+        raise UnknownRefError(branch, f"remote '{name}' has no branch '{branch}' to delete; "
+                                      f"'dbvers fetch {name}' and 'dbvers branch -r' list what it has")
+    if branch == default:
+        raise UsageError(f"'{branch}' is the default branch of remote '{name}' (the one a clone checks "
+                         "out); it is not deleted")
+    result = SyncResult("push", name, rem.url)
+    who = _pusher(repo)
+    if rem.refs.compare_and_swap(HEADS + branch, old, None, message=f"push --delete by {who}"):
+        with repo.locked():
+            move_ref(repo, tracking_ref(name, branch), None, f"push {name} --delete")
+        result.refs.append(RefChange(HEADS + branch, old, None, DELETED, source=HEADS + branch))
+        return result
+    change = RefChange(HEADS + branch, old, old, REJECTED, "it moved while deleting (someone pushed); fetch first",
+                       HEADS + branch)
+    result.refs.append(change)
+    err = PushRejectedError(rem.url, [(change.ref, change.reason)])
+    err.result = result
+    raise err
+
+
+def _send(repo: Repo, rem: Remote, tips: list[str], haves: set[str], progress: Progress | None) -> tuple[int, int]:
+    """Upload what the remote lacks of *tips*' history, then its keyframe records.
+
+    The order of the uploads doesn't matter: no remote ref points to them until the
+    compare-and-swap after this returns.
+    """
+    commits = graph.only_in(repo.get_commit, tips, haves)
+    # The commits just below the new ones are on the remote with all they need (a remote ref
+    # points only to a complete history): their schemas and keyframes are not sent again.
+    below = {p for c in commits for p in repo.get_commit(c).parents} - set(commits)
+    wanted = closure(repo, commits) - closure(repo, below)
+    sizes = {oid: repo.objects.stored_size(oid) for oid in wanted}
+    lacking = _missing(rem, wanted, sizes)
+
+    def upload(oid: str) -> int:
+        with repo.objects.open_raw(oid) as raw:
+            rem.objects.put_raw(oid, raw)
+        return sizes[oid]
+
+    sent, nbytes = copy_parallel(upload, lacking, progress=progress, label="pushing",
+                                 nbytes=sum(sizes[o] for o in lacking), sizes=sizes)
+    for c in commits:
+        snap = repo.refs.keyframe(c)
+        if snap and repo.get_commit(c).snapshot is None and repo.objects.has(snap):
+            rem.refs.set_keyframe(c, snap)  # the snapshot went with the closure (or was there)
+    return len(sent), nbytes
+
+
+def _missing(rem: Remote, oids: set[str], sizes: dict[str, int]) -> set[str]:
+    finder = getattr(rem.objects, "missing", None)
+    if finder is not None:
+        return set(finder(oids, sizes))  # S3: skips the HEAD of small objects (re-sent instead)
+    return {o for o in oids if not rem.objects.has(o)}
+
+
+def _fix_remote_head(rem: Remote, pushed: list[str]) -> None:
+    """A remote whose HEAD names no branch it has points at the first branch pushed to it."""
+    if not pushed:
+        return
+    head = rem.refs.head()
+    if head.branch is not None and rem.refs.read(HEADS + head.branch) is None:
+        rem.refs.set_head(branch=pushed[0].removeprefix(HEADS), message="push: the default branch")
+
+
+def _after_push(repo: Repo, name: str, updates: list[_Update], set_upstream: bool) -> list[str]:
+    """Tracking refs follow what was pushed; ``-u`` makes the pushed branches track it. What
+    can't be done here (a local ref in the way) is a warning: the remote has moved already."""
+    warnings: list[str] = []
+    with repo.locked():
+        for u in updates:
+            if not u.dest.startswith(HEADS) or u.status == REJECTED:
+                continue
+            track = tracking_ref(name, u.dest.removeprefix(HEADS))
+            try:
+                move_ref(repo, track, u.new, f"push {name}")
+            except RefPathConflictError as e:
+                warnings.append(f"pushed, but {track} can't be set here: {e.blocking} is in the way "
+                                f"('dbvers fetch --prune {name}' drops branches the remote deleted)")
+                continue  # no upstream to a tracking branch that isn't there
+            if set_upstream and u.source.startswith(HEADS):
+                src, dest = u.source.removeprefix(HEADS), u.dest.removeprefix(HEADS)
+                config.edit_config(repo.store_dir, lambda cfg, s=src, d=dest: config.set_upstream(cfg, s, name, d))
+        repo.reload_config()
+    return warnings
