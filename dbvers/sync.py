@@ -5,13 +5,8 @@ A remote is an object store and a ref store (``dbvers.remotes``); these are
 transfers between two such pairs, in the order that keeps both sides valid when a
 process dies at any instant:
 
-* **push** finds what the remote lacks from the remote's refs and the local graph
-  (:func:`dbvers.graph.only_in`, then one cheap existence check per candidate
-  object — never a listing of the remote), uploads it in parallel, writes the
-  keyframe records, and only then moves each remote ref by compare-and-swap. A
-  ref that moved meanwhile, or a push that would drop the remote's commits, is
-  rejected (``--force-with-lease`` replaces only what the tracking ref says was
-  there). The local tracking refs follow.
+* **push** (:mod:`dbvers.push`) uploads what the remote lacks, then moves each
+  remote ref by compare-and-swap; the local tracking refs follow.
 * **fetch** walks the remote's history down to the first commits the local store
   holds, downloads the missing objects (each verified against its id as it is
   stored), stores the commits parents first and after everything they need — so
@@ -20,7 +15,9 @@ process dies at any instant:
 * **pull** is fetch, then a merge (a fast-forward when it can) of the upstream.
 
 No lock is held while the network is in use: objects are immutable and every ref
-moves by compare-and-swap, so a commit in another process goes on meanwhile.
+moves by compare-and-swap, so a commit in another process goes on meanwhile. A fetch
+moves its refs under the lock, after checking there that what it relied on is still
+whole (a gc runs under the same lock).
 """
 
 from __future__ import annotations
@@ -131,16 +128,14 @@ class PullResult:
         return f"<PullResult {self.fetch!r} {self.merge!r}>"
 
 
-# -- push ------------------------------------------------------------------------------------------
+# -- what push and fetch share ---------------------------------------------------------------------
 
 def tracking_ref(remote: str, branch: str) -> str:
     return f"{REMOTES}{remote}/{branch}"
 
 
-
 def descends(repo: Repo, new: str, old: str) -> bool:
     return repo.objects.has(old) and graph.is_ancestor(repo.get_commit, old, new)
-
 
 
 def move_ref(repo: Repo, ref: str, new: str | None, why: str) -> tuple[str | None, str | None]:

@@ -55,7 +55,6 @@ class FetchRejectedError(RemoteError):
     """A fetch moved what it could, but some refs were rejected (printed above, each with why)."""
     def __init__(self, url: str, rejected: list[tuple[str, str]]) -> None:
         self.rejected = rejected
-        self.result: object = None
         first, why = rejected[0]
         more = f" (and {len(rejected) - 1} more)" if len(rejected) > 1 else ""
         super().__init__(url, f"fetch could not update {first}{more}: {why}")
