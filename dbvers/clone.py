@@ -16,7 +16,7 @@ import shutil
 from pathlib import Path
 
 from . import config
-from .errors import RemoteError, RepositoryExistsError, UnknownRefError, UsageError
+from .errors import DbversError, RemoteError, RepositoryExistsError, UnknownRefError, UsageError
 from .formats import STORE_NAME
 from .fsutil import make_store_skeleton, remove_stale_temps, temp_prefix, write_atomic
 from .objects import FORMAT_VERSION
@@ -114,14 +114,23 @@ def clone(url: str, db_path: str | os.PathLike[str] | None = None, *, endpoint_u
         # and hash) as it is fetched, and reads never pass a body's declared length, so a remote
         # can make this rebuild no larger than any later checkout of the clone would be.
         wrepo = Repo.at(work, target)
-        fetch(wrepo, DEFAULT_REMOTE, progress=progress)
         with blame_remote(remote.url):
             remote_head = remote.refs.head().branch
-        name, oid = _choose_branch(wrepo, remote_head, branch, spec.url)
+
+        def checked_out(heads: dict[str, str]) -> str | None:  # its snapshot is decoded as it comes
+            with contextlib.suppress(DbversError):
+                return _choose_branch(heads, remote_head, branch, spec.url)[1]
+            return None
+
+        fetch(wrepo, DEFAULT_REMOTE, progress=progress, unpack_for=checked_out)
+        name, oid = _choose_branch(wrepo.refs.list(f"{REMOTES}{DEFAULT_REMOTE}/"), remote_head, branch, spec.url)
         why = f"clone: from {spec.url}"
         wrepo.refs.update(HEADS + name, oid, expect=None, message=why)
         config.edit_config(work, lambda c: config.set_upstream(c, name, DEFAULT_REMOTE, name))
-        state = wrepo.materialize_verified(oid)
+        try:
+            state = wrepo.materialize_verified(oid)
+        finally:
+            wrepo.states.drop_unpacked()
         repo = install_store(wrepo, work, store_dir, target, state, oid, name, why)
     except BaseException:
         shutil.rmtree(work, ignore_errors=True)
@@ -131,8 +140,9 @@ def clone(url: str, db_path: str | os.PathLike[str] | None = None, *, endpoint_u
     return repo
 
 
-def _choose_branch(wrepo: Repo, remote_head: str | None, wanted: str | None, url: str) -> tuple[str, str]:
-    fetched = wrepo.refs.list(f"{REMOTES}{DEFAULT_REMOTE}/")
+def _choose_branch(fetched: dict[str, str], remote_head: str | None, wanted: str | None,
+                   url: str) -> tuple[str, str]:
+    """(branch, commit) a clone checks out, of the remote's branches *fetched*."""
     if not fetched:
         raise RemoteError(url, "has no branches yet; push to it first (nothing was cloned)")
     if wanted is not None:

@@ -234,10 +234,11 @@ def _send(repo: Repo, rem: Remote, tips: list[str], haves: set[str], progress: P
 
     sent, nbytes = copy_parallel(upload, lacking, progress=progress, label="pushing",
                                  nbytes=sum(sizes[o] for o in lacking), sizes=sizes)
-    for c in commits:
-        snap = repo.refs.keyframe(c)
-        if snap and repo.get_commit(c).snapshot is None and repo.objects.has(snap):
-            rem.refs.set_keyframe(c, snap)  # the snapshot went with the closure (or was there)
+    # Every snapshot gets a record on the remote, the ones commits carry too: a fetch lists the
+    # records to start a snapshot's download at once, before its walk has got down to it.
+    records = {c: snap for c in commits
+               if (snap := repo.get_commit(c).snapshot or repo.refs.keyframe(c)) and repo.objects.has(snap)}
+    copy_parallel(lambda c: rem.refs.set_keyframe(c, records[c]) or 0, records)  # went with the closure
     return len(sent), nbytes
 
 

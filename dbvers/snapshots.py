@@ -114,6 +114,25 @@ def _bounded(conn: apsw.Connection) -> None:
     conn.execute("PRAGMA mmap_size = 0")
 
 
+def open_unpacked(path: Path, what: str, *, memory_limit: int) -> apsw.Connection:
+    """A state on *path*, a private file holding the verified body of snapshot *what* (written
+    as it was fetched: see ``States.unpacking``). The file becomes the state's own: it goes
+    when the connection closes, or is renamed into the cache when the state is saved.
+
+    Up to *memory_limit*, the replay's changed pages stay in memory until it commits (no
+    spill, no rollback journal: after any error the file is dropped unread), so the file is
+    written once, like a state rebuilt in memory, but without the copies in and out of it.
+    """
+    conn = _open_file_state(path, what)
+    size = path.stat().st_size
+    if size <= memory_limit:
+        conn.execute(f"PRAGMA cache_size = -{size // 1024 + 8192}")
+        conn.execute("PRAGMA cache_spill = OFF")
+        conn.execute("PRAGMA journal_mode = OFF")
+        conn.execute(f"PRAGMA mmap_size = {size}")
+    return conn
+
+
 def _open_file_state(path: Path, what: str) -> apsw.Connection:
     conn = FileState(str(path))
     try:

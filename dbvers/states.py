@@ -18,8 +18,9 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import apsw
 
@@ -28,7 +29,7 @@ from . import graph, snapshots, sqlio
 from .config import Config
 from .errors import CorruptObjectError, DbversError, TableNotFoundError
 from .formats import is_id
-from .fsutil import TMP_PREFIX, remove_stale_temps, temp_prefix, write_atomic
+from .fsutil import TMP_PREFIX, remove_stale_temps, temp_path, temp_prefix, write_atomic
 from .objects import Commit, Schema
 from .rowidstream import RowidStream
 from .storage.base import ObjectStore, RefStore
@@ -73,6 +74,7 @@ class States:
         self.keyframes_dir = store_dir / "keyframes"  # stores made before keyframe records were refs
         self.memory_limit = trusted_memory_limit() if memory_limit is None else memory_limit
         self._commits: dict[str, Commit] = {}
+        self._unpacked: dict[str, Path] = {}  # snapshot id -> its verified body, decoded once (a clone)
 
     # -- commit objects ------------------------------------------------------------------
     def get_commit(self, oid: str) -> Commit:
@@ -276,7 +278,39 @@ class States:
         return None
 
     def _load_snapshot(self, snap: str) -> apsw.Connection:
+        unpacked = self._unpacked.pop(snap, None)
+        if unpacked is not None:
+            try:
+                return snapshots.open_unpacked(unpacked, snap, memory_limit=self.memory_limit)
+            except (DbversError, OSError, apsw.Error):  # derived: decoded again from the object
+                unpacked.unlink(missing_ok=True)
         return snapshots.load(self.objects, snap, self.cache_dir, memory_limit=self.memory_limit)
+
+    # -- snapshots decoded as they were fetched -----------------------------------------
+    @contextlib.contextmanager
+    def unpacking(self, snap: str) -> Iterator[BinaryIO]:
+        """A private file for snapshot *snap*'s body as it is verified on its way into the store
+        (``put_raw(..., body_to=)``), kept for the next state rebuilt from *snap*: a clone
+        decodes its snapshot once. Kept only if the block ends normally and the file holds the
+        whole body (an object already stored is not read again: nothing was written)."""
+        self.cache_dir.mkdir(exist_ok=True)
+        tmp = temp_path(self.cache_dir, ".db")
+        try:
+            with open(tmp, "wb") as out:
+                yield out  # type: ignore[misc]
+            whole = tmp.stat().st_size == self.objects.body_size(snap)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        if whole and snap not in self._unpacked:
+            self._unpacked[snap] = tmp
+        else:
+            tmp.unlink(missing_ok=True)
+
+    def drop_unpacked(self) -> None:
+        """Remove the decoded snapshots no rebuild used (the caller is done rebuilding)."""
+        while self._unpacked:
+            self._unpacked.popitem()[1].unlink(missing_ok=True)
 
     def _replay(self, conn: apsw.Connection, chain: list[Commit], oid: str) -> None:
         """Apply *chain*'s patches to *conn*, set what patches don't carry, check the schema."""

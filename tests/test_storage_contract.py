@@ -35,6 +35,7 @@ from dbvers.formats import ZERO_ID
 from dbvers.fsutil import owner_tag
 from dbvers.remotes import DirectoryRemote, S3Remote, open_remote
 from dbvers.remotes.layout import object_key
+from dbvers.remotes.s3 import S3ObjectStore
 from dbvers.storage import reflock
 from dbvers.storage.base import ObjectStore, RefStore
 from dbvers.storage.local import LocalObjectStore
@@ -260,6 +261,25 @@ def test_put_raw_of_a_large_object_from_a_file(objects: ObjectStore, tmp_path: P
         assert objects.put_raw(oid, f) == oid
     with objects.open_raw(oid) as raw:
         assert raw.read() == encoded
+
+
+@pytest.mark.parametrize("size", [100, 9 << 20])  # one PUT, and a streamed / multipart transfer
+def test_put_raw_hands_over_the_verified_body(objects: ObjectStore, size: int, tmp_path: Path) -> None:
+    """*body_to* gets the decoded body, exactly (a clone's snapshot is decoded once); an object
+    already stored is not read again, and nothing is written to it."""
+    body = os.urandom(size)
+    source = MemoryObjectStore()
+    oid = source.put_bytes("snapshot", body)
+    with source.open_raw(oid) as raw:
+        encoded = raw.read()
+    (tmp_path / "raw").write_bytes(encoded)
+    with open(tmp_path / "raw", "rb") as raw, open(tmp_path / "body", "wb") as out:
+        assert objects.put_raw(oid, raw, body_to=out) == oid
+    assert (tmp_path / "body").read_bytes() == body
+    if not isinstance(objects, S3ObjectStore):  # S3 re-sends (it doesn't ask what it has)
+        with open(tmp_path / "raw", "rb") as raw, open(tmp_path / "again", "wb") as out:
+            objects.put_raw(oid, raw, body_to=out)
+        assert (tmp_path / "again").read_bytes() == b""
 
 
 def test_delete_and_with_prefix(objects: ObjectStore) -> None:

@@ -18,6 +18,7 @@ import pytest
 from conftest import MOTO_BUCKET, dump_state, execute, moto_remote_url, run_cli
 
 import dbvers
+from dbvers import snapshots
 from dbvers.errors import (
     NoUpstreamError,
     PushRejectedError,
@@ -27,6 +28,7 @@ from dbvers.errors import (
     UnknownRemoteError,
     UsageError,
 )
+from dbvers.fsutil import TMP_PREFIX
 from dbvers.remotes import make_remote
 
 
@@ -210,6 +212,61 @@ def test_keyframe_records_travel(remote: RemoteAt, tmp_path: Path) -> None:
     assert remote.backend().refs.keyframe(c.id) == snap
     repo = clone_of(remote, tmp_path / "b" / "data.db")
     assert repo.refs.keyframe(c.id) == snap and repo.objects.has(snap)
+
+
+def test_push_records_every_snapshot_on_the_remote(origin: dbvers.Repo, remote: RemoteAt,
+                                                   tmp_path: Path) -> None:
+    """The snapshots commits carry get keyframe records on the remote too (a fetch lists them to
+    start those downloads first); a local store keeps records only for ``dbvers snapshot``'s."""
+    carried = {c.id: c.snapshot for c in origin.log() if c.snapshot}
+    assert len(carried) >= 2  # the root and the schema change at least
+    rem = remote.backend()
+    assert {c: rem.refs.keyframe(c) for c in carried} == carried
+    repo = clone_of(remote, tmp_path / "b" / "data.db")
+    assert repo.refs.keyframes() == {} and origin.refs.keyframes() == {}
+
+
+@pytest.mark.parametrize("records", ["pushed", "none (an older remote)"])
+def test_a_clone_decodes_its_snapshot_once(origin: dbvers.Repo, remote: RemoteAt, tmp_path: Path,
+                                           monkeypatch: pytest.MonkeyPatch, records: str) -> None:
+    """The snapshot the checkout starts from is decoded as it is fetched, into the file the
+    state is rebuilt in: never decoded again from the store, and no file of it left behind."""
+    if records != "pushed":
+        rem = remote.backend()
+        for commit in rem.refs.keyframes():
+            rem.refs.delete_keyframe(commit)
+    decoded_again: list[str] = []
+    load = snapshots.load
+    monkeypatch.setattr(snapshots, "load", lambda store, oid, *a, **k: decoded_again.append(oid) or load(
+        store, oid, *a, **k))
+    repo = clone_of(remote, tmp_path / "b" / "data.db")
+    assert decoded_again == []
+    monkeypatch.undo()
+    assert dump_state(repo.path) == dump_state(origin.path)
+    assert states(repo) == states(origin)
+    assert [p.name for p in repo.store_dir.rglob("*") if p.name.startswith(TMP_PREFIX)] == []
+    assert repo.fsck().ok
+
+
+def test_keyframe_records_of_lost_or_broken_histories_do_no_harm(origin: dbvers.Repo, remote: RemoteAt,
+                                                                 tmp_path: Path) -> None:
+    """Snapshot downloads start from the remote's records before the walk knows what it needs:
+    a record of a history no branch holds any more, or naming an object that isn't there, costs
+    nothing but that download (what is unreachable is left to gc) and fails nothing."""
+    rem = remote.backend()
+    origin.checkout("HEAD", create_branch="lost")
+    execute(origin.path, "ALTER TABLE bag ADD COLUMN z")
+    lost = origin.commit("a history deleted from the remote")
+    origin.push("origin", "lost")
+    origin.push("origin", "lost", delete=True)
+    assert rem.refs.keyframe(lost.id) == lost.snapshot
+    rem.refs.set_keyframe("ab" * 32, "cd" * 32)  # names nothing that exists
+    repo = clone_of(remote, tmp_path / "b" / "data.db")
+    main = [c.id for c in origin.log("main")]
+    assert [c.id for c in repo.log()] == main and not repo.objects.has(lost.id)
+    assert dump_state(repo.path) == dump_state(origin.materialize(main[0]))
+    assert states(repo) == {c: v for c, v in states(origin).items() if c in main}
+    assert repo.fsck().ok
 
 
 def test_push_errors_are_one_line_and_change_nothing(origin: dbvers.Repo, remote: RemoteAt) -> None:

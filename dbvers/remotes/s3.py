@@ -61,16 +61,14 @@ CHECK_ABOVE = 1 << 20
 PROBE = "probe/"
 
 
-def _verify_bytes(oid: str, raw: bytes) -> None:
-    for _ in codec.stream(oid, lambda: codec.decoder_of_bytes(raw)):
-        pass
+def _verify_bytes(oid: str, raw: bytes, body_to: BinaryIO | None = None) -> None:
+    codec.verify(oid, lambda: codec.decoder_of_bytes(raw), body_to)
 
 
-def _verify_stream(oid: str, f: IO[bytes]) -> None:
+def _verify_stream(oid: str, f: IO[bytes], body_to: BinaryIO | None = None) -> None:
     """Verify the encoded object from *f*'s position to its end, then seek back there."""
     start = f.tell()
-    for _ in codec.stream(oid, lambda: codec.decoder_of_stream(codec.Tee(f))):  # type: ignore[arg-type]
-        pass
+    codec.verify(oid, lambda: codec.decoder_of_stream(codec.Tee(f)), body_to)  # type: ignore[arg-type]
     f.seek(start)
 
 
@@ -88,14 +86,13 @@ def _same_file(path: str, f: IO[bytes]) -> bool:
     return (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino)
 
 
-def _verify_same_file(oid: str, path: str, f: IO[bytes]) -> None:
+def _verify_same_file(oid: str, path: str, f: IO[bytes], body_to: BinaryIO | None = None) -> None:
     """Verify the object at *path*, which must be the file *f* is (checked before and after).
 
     Read by pyarrow's own file reader, so the check runs outside the GIL beside boto3's
     threads (a Python-level reader would queue on the GIL for every block it reads).
     """
-    for _ in codec.stream(oid, lambda: codec.decoder_of_file(path)):
-        pass
+    codec.verify(oid, lambda: codec.decoder_of_file(path), body_to)
     if not _same_file(path, f):  # replaced meanwhile (a repair): what was checked is not what is sent
         raise _Replaced(path)
 
@@ -247,15 +244,10 @@ class S3ObjectStore:
         return codec.read_header(oid, lambda: codec.decoder_of_bytes(head))
 
     def verify(self, oid: str) -> str:
-        obj_type = ""
         if self.stored_size(oid) <= SMALL and (raw := self._raw_bytes(oid)) is not None:
-            for obj_type, _ in codec.stream(oid, lambda: codec.decoder_of_bytes(raw)):  # noqa: B007
-                pass
-            return obj_type
+            return codec.verify(oid, lambda: codec.decoder_of_bytes(raw))
         with self._downloaded(oid) as path:
-            for obj_type, _ in codec.stream(oid, lambda: codec.decoder_of_file(str(path))):  # noqa: B007
-                pass
-        return obj_type
+            return codec.verify(oid, lambda: codec.decoder_of_file(str(path)))
 
     def stored_size(self, oid: str) -> int:
         return int(self._head(oid)["ContentLength"])
@@ -279,7 +271,7 @@ class S3ObjectStore:
                       if is_id(oid := e.key[len(OBJECTS):].replace("/", "", 1)))
 
     # -- writing ---------------------------------------------------------------------------
-    def put_raw(self, oid: str, stream: BinaryIO | IO[bytes]) -> str:
+    def put_raw(self, oid: str, stream: BinaryIO | IO[bytes], body_to: BinaryIO | None = None) -> str:
         """Verify the encoded bytes from *stream* against *oid*, then upload exactly those bytes.
 
         Up to ``SMALL``: read into memory, verified, one PUT. Larger: a seekable
@@ -292,12 +284,12 @@ class S3ObjectStore:
             raise ValueError(f"not an object id: {oid!r}")
         head = stream.read(SMALL + 1)
         if len(head) <= SMALL:
-            _verify_bytes(oid, head)
+            _verify_bytes(oid, head, body_to)
             self.conn.put(object_key(oid), head)
             return oid
         local = _rereadable(stream)
         if local is not None:
-            self._upload_verified(oid, local, local.tell() - len(head))
+            self._upload_verified(oid, local, local.tell() - len(head), body_to)
             return oid
         with tempfile.TemporaryFile(prefix="dbvers-s3-") as spool:
             try:
@@ -305,10 +297,10 @@ class S3ObjectStore:
                 shutil.copyfileobj(stream, spool, codec.CHUNK)
             except OSError as e:
                 raise StorageError("a temp file", e) from e
-            self._upload_verified(oid, spool, 0)  # type: ignore[arg-type]
+            self._upload_verified(oid, spool, 0, body_to)  # type: ignore[arg-type]
         return oid
 
-    def _upload_verified(self, oid: str, f: IO[bytes], start: int) -> None:
+    def _upload_verified(self, oid: str, f: IO[bytes], start: int, body_to: BinaryIO | None) -> None:
         """Upload *f* from *start* as *oid*, completing the upload only once the bytes verify.
 
         A local file is verified from its path (the same inode as *f*, checked before
@@ -322,17 +314,20 @@ class S3ObjectStore:
         path = _path_of(f) if start == 0 else None
         if path is None:
             f.seek(start)
-            _verify_stream(oid, f)
+            _verify_stream(oid, f, body_to)
             self.conn.upload_fileobj(f, start, key)
             return
         try:
             with ThreadPoolExecutor(1, thread_name_prefix="dbvers-verify") as pool:
-                verified = pool.submit(_verify_same_file, oid, path, f)
+                verified = pool.submit(_verify_same_file, oid, path, f, body_to)
                 self.conn.upload_fileobj(_Gated(f, os.fstat(f.fileno()).st_size, verified), start, key)  # type: ignore[arg-type]
             verified.result()  # passed before the last part was sent (the gate waited for it)
         except _Replaced:  # the upload was aborted: check and send the open file, one after the other
+            if body_to is not None:
+                body_to.seek(0)
+                body_to.truncate()
             f.seek(start)
-            _verify_stream(oid, f)
+            _verify_stream(oid, f, body_to)
             self.conn.upload_fileobj(f, start, key)
 
 

@@ -19,7 +19,7 @@ snapshot id (no reflog: they are derived data, not history).
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterator
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Protocol, runtime_checkable
@@ -75,8 +75,13 @@ class ObjectStore(Protocol):
     def open_raw(self, oid: str) -> BinaryIO:
         """The encoded bytes as stored (MissingObjectError when absent), for transfer."""
 
-    def put_raw(self, oid: str, stream: BinaryIO) -> str:
-        """Store encoded bytes read from *stream* as *oid*, after verifying they are that object."""
+    def put_raw(self, oid: str, stream: BinaryIO, body_to: BinaryIO | None = None) -> str:
+        """Store encoded bytes read from *stream* as *oid*, after verifying they are that object.
+
+        *body_to*, when given, also gets the decoded body as it is verified (a clone's
+        snapshot is decoded once, not again to be loaded). It holds the body only if this
+        returns, and only when the object was stored now: one already here is not read.
+        """
 
     def iter_ids(self) -> Iterator[str]: ...
 
@@ -173,9 +178,9 @@ class RefStore(Protocol):
 
     def delete_keyframe(self, commit: str) -> None: ...
 
-    def keyframes(self, among: Collection[str] | None = None) -> dict[str, str]:
+    def keyframes(self, among: Collection[str] | Callable[[str], bool] | None = None) -> dict[str, str]:
         """commit -> recorded value (stripped text; '' when unreadable) of every record (or of
-        the commits *among* only, listed but not read otherwise)."""
+        the commits *among* only, ids or a test of one: listed but not read otherwise)."""
 
     def migrate_keyframes(self) -> int:
         """Turn records kept in an older layout into keyframe refs (gc runs it); how many moved."""

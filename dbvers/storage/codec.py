@@ -153,6 +153,17 @@ def stream(oid: str, open_decoder: Opener, chunk: int = CHUNK) -> Iterator[tuple
         raise CorruptObjectError(oid, "content does not match its id")
 
 
+def verify(oid: str, open_decoder: Opener, body_to: BinaryIO | None = None) -> str:
+    """Check the whole object (length and hash); its type. *body_to*, when given, also gets the
+    decoded body as it is checked, so a caller that needs the body (a clone's snapshot) decodes
+    it once; what it got is the object's body only if this returns."""
+    obj_type = ""
+    for obj_type, piece in stream(oid, open_decoder):  # noqa: B007 - the last type is the type
+        if body_to is not None:
+            body_to.write(piece)
+    return obj_type
+
+
 def read_header(oid: str, open_decoder: Opener) -> tuple[str, int]:
     """(type, declared body length) from the first bytes only."""
     try:

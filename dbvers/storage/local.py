@@ -157,7 +157,7 @@ class LocalObjectStore:
                     tmp.unlink()
             raise StorageError(str(self.root), e) from e
 
-    def put_raw(self, oid: str, stream: BinaryIO) -> str:
+    def put_raw(self, oid: str, stream: BinaryIO, body_to: BinaryIO | None = None) -> str:
         """Store encoded bytes from *stream* as *oid*: copied to a temp file and verified in one pass, renamed."""
         if not is_id(oid):
             raise ValueError(f"not an object id: {oid!r}")
@@ -172,8 +172,7 @@ class LocalObjectStore:
             with open(tmp, "wb") as out:
                 # Verified as it is copied (one pass: a download and its check overlap).
                 tee = codec.Tee(stream, out)
-                for _ in codec.stream(oid, lambda: codec.decoder_of_stream(tee)):  # type: ignore[arg-type]
-                    pass
+                codec.verify(oid, lambda: codec.decoder_of_stream(tee), body_to)  # type: ignore[arg-type]
                 if stream.read(1):
                     raise CorruptObjectError(oid, "bytes after its end")
             return self._publish(tmp, oid)

@@ -93,14 +93,13 @@ class MemoryObjectStore:
     def open_raw(self, oid: str) -> BinaryIO:
         return io.BytesIO(self._raw(oid))
 
-    def put_raw(self, oid: str, stream: BinaryIO) -> str:
+    def put_raw(self, oid: str, stream: BinaryIO, body_to: BinaryIO | None = None) -> str:
         if not is_id(oid):
             raise ValueError(f"not an object id: {oid!r}")
         if self._reusable(oid):
             return oid
         raw = stream.read()
-        for _ in codec.stream(oid, lambda: codec.decoder_of_bytes(raw)):
-            pass
+        codec.verify(oid, lambda: codec.decoder_of_bytes(raw), body_to)
         return self._store(oid, raw)
 
     def iter_ids(self) -> Iterator[str]:

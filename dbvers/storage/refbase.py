@@ -22,7 +22,7 @@ from __future__ import annotations
 import contextlib
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Collection, Iterable
+from collections.abc import Callable, Collection, Iterable
 from typing import TypeAlias
 
 from ..errors import DamagedRefError, RefConflictError
@@ -339,13 +339,15 @@ class RefStoreBase(ABC):
     def delete_keyframe(self, commit: str) -> None:
         self._remove_keyframe(keyframe_ref(commit))
 
-    def keyframes(self, among: Collection[str] | None = None) -> dict[str, str]:
+    def keyframes(self, among: Collection[str] | Callable[[str], bool] | None = None) -> dict[str, str]:
         """commit -> recorded text of every keyframe record (temp files left out), or of those
-        of the commits *among* only: the names are listed, only those records are read (on a
-        remote, a read is a request: a fetch of one commit reads at most one)."""
+        of the commits *among* only (ids, or a test of one): the names are listed, only those
+        records are read (on a remote, a read is a request: a fetch of one commit reads at most one)."""
         commits = {full[len(KEYFRAMES):] for full in self._names(KEYFRAMES)}
         commits.update(self._legacy_keyframe_commits())
-        if among is not None:
+        if callable(among):
+            commits = {c for c in commits if among(c)}
+        elif among is not None:
             commits &= set(among)
         return self._keyframe_texts(sorted(c for c in commits if is_id(c)))
 
