@@ -122,7 +122,7 @@ def clone(url: str, db_path: str | os.PathLike[str] | None = None, *, endpoint_u
                 return _choose_branch(heads, remote_head, branch, spec.url)[1]
             return None
 
-        fetch(wrepo, DEFAULT_REMOTE, progress=progress, unpack_for=checked_out)
+        fetch(wrepo, DEFAULT_REMOTE, progress=progress, checkout=checked_out)
         name, oid = _choose_branch(wrepo.refs.list(f"{REMOTES}{DEFAULT_REMOTE}/"), remote_head, branch, spec.url)
         why = f"clone: from {spec.url}"
         wrepo.refs.update(HEADS + name, oid, expect=None, message=why)

@@ -7,11 +7,11 @@ process dies at any instant:
 
 * **push** (:mod:`dbvers.push`) uploads what the remote lacks, then moves each
   remote ref by compare-and-swap; the local tracking refs follow.
-* **fetch** walks the remote's history down to the first commits the local store
-  holds, downloads the missing objects (each verified against its id as it is
-  stored), stores the commits parents first and after everything they need — so
-  a commit in the store always has its whole history — and then moves the
-  remote-tracking refs ``refs/remotes/<remote>/<branch>``.
+* **fetch** brings what the local store lacks (:mod:`dbvers.receive`: the walk down
+  the remote's history, the downloads, each verified against its id as it is stored,
+  then the commits, parents first and after everything they need — so a commit in
+  the store always has its whole history) and then moves the remote-tracking refs
+  ``refs/remotes/<remote>/<branch>``.
 * **pull** is fetch, then a merge (a fast-forward when it can) of the upstream.
 
 No lock is held while the network is in use: objects are immutable and every ref
@@ -23,8 +23,7 @@ whole (a gc runs under the same lock).
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -40,13 +39,12 @@ from .errors import (
     RefPathConflictError,
     RemoteDamagedError,
 )
-from .formats import is_id
-from .objects import Commit
+from .receive import complete, receive
 from .remotes.directory import DirectoryRemote
 from .remotes.named import connect, default_remote, remote_info
 from .remotes.s3 import S3Remote
 from .storage.refnames import HEADS, REMOTES, TAGS
-from .transfer import WORKERS, NoProgress, Progress, copy_parallel
+from .transfer import Progress
 
 if TYPE_CHECKING:
     from .merge import MergeResult
@@ -167,13 +165,13 @@ def blame_remote(url: str) -> Iterator[None]:
 
 
 def fetch(repo: Repo, remote: str | None = None, *, prune: bool = False, progress: Progress | None = None,
-          unpack_for: Callable[[dict[str, str]], str | None] | None = None) -> SyncResult:
+          checkout: Callable[[dict[str, str]], str | None] | None = None) -> SyncResult:
     """Download what the local store lacks of *remote*'s branches and tags, then move the
     remote-tracking refs (and create the tags the local store doesn't have).
 
-    *unpack_for* (a clone's): given the remote's branches, the commit about to be checked
-    out; the snapshot its state starts from is decoded once, as it is fetched, and kept for
-    that rebuild (``States.unpacking``) rather than decoded again from the store.
+    *checkout* (a clone's): given the remote's branches, the commit about to be checked out;
+    the snapshot its state starts from is decoded once, as it is fetched, and kept for that
+    rebuild (``States.unpacking``) rather than decoded again from the store.
     """
     name = remote or default_remote(repo)
     rem = connect(remote_info(repo, name))
@@ -181,19 +179,19 @@ def fetch(repo: Repo, remote: str | None = None, *, prune: bool = False, progres
     with blame_remote(rem.url):
         heads, tags = rem.refs.list(HEADS), rem.refs.list(TAGS)
     tips = set(heads.values()) | set(tags.values())
-    unpack_tip = unpack_for(heads) if unpack_for is not None else None
+    checkout_tip = checkout(heads) if checkout is not None else None
     walk_from, relied_on = tips, set[str]()
     for _ in range(3):
         # Only remote reads and the verified writes of what they brought happen in here, unlocked.
         with blame_remote(rem.url):
-            objects, nbytes, boundary = _receive(repo, rem, walk_from, progress, unpack_tip)
-        result.objects, result.bytes = result.objects + objects, result.bytes + nbytes
-        relied_on |= boundary
+            got = receive(repo, rem, walk_from, progress, checkout_tip)
+        result.objects, result.bytes = result.objects + got.objects, result.bytes + got.nbytes
+        relied_on |= got.boundary
         with repo.locked():
             # A gc (under this lock) may have removed an old unreachable history the walk found
             # here and stopped at, a tip or a parent of what it brought; what gc keeps it keeps
             # whole. Checked where no gc can run, the refs then move in the same hold.
-            gone = {c for c in relied_on if not _complete(repo, c)}
+            gone = {c for c in relied_on if not complete(repo, c)}
             if not gone:
                 _move_fetched(repo, name, heads, tags, prune, result)
                 return result
@@ -239,146 +237,6 @@ def _track(repo: Repo, ref: str, oid: str, why: str, source: str) -> RefChange:
     else:
         status = FAST_FORWARD if descends(repo, oid, old) else FORCED
     return RefChange(ref, old, oid, status, source=source)
-
-
-def _complete(repo: Repo, oid: str) -> bool:
-    """The local store holds *oid* with what it needs (so, by the storing order, its whole history)."""
-    if not repo.objects.has(oid):
-        return False
-    try:
-        return all(repo.objects.has(o) for o, _ in repo.get_commit(oid).typed_references())
-    except DbversError:  # an unreadable local commit is fetched again
-        return False
-
-
-def _remote_commits(repo: Repo, rem: Remote, tips: Iterable[str]) -> dict[str, tuple[Commit, bytes]]:
-    """The remote's commits (parsed, and their bodies) that *tips* reach down to the first
-    ones the local store holds, read a generation at a time in parallel (a round trip per
-    generation, not per commit). Each read verifies the commit against its id."""
-    found: dict[str, tuple[Commit, bytes]] = {}
-
-    def read(oid: str) -> tuple[Commit, bytes]:
-        body = rem.objects.get(oid, "commit")
-        try:
-            return Commit.from_bytes(body), body
-        except (ValueError, KeyError, TypeError) as e:
-            raise CorruptObjectError(oid, f"not a commit: {str(e)[:80]}") from None
-
-    frontier = {t for t in tips if not _complete(repo, t)}
-    with ThreadPoolExecutor(WORKERS, thread_name_prefix="dbvers-walk") as pool:
-        while frontier:
-            batch = sorted(frontier)
-            found.update(zip(batch, pool.map(read, batch), strict=True))
-            frontier = {p for oid in batch for p in found[oid][0].parents
-                        if p not in found and not _complete(repo, p)}
-    return found
-
-
-class _ThenCommits:
-    """The downloads' progress, counting the commits stored after them too (their bodies came
-    with the walk), so the bar ends at the count the summary gives."""
-
-    def __init__(self, inner: Progress, commits: int) -> None:
-        self.inner, self.commits = inner, commits
-
-    def start(self, label: str, objects: int, nbytes: int) -> None:
-        self.inner.start(label, objects + self.commits, nbytes)
-
-    def advance(self, nbytes: int) -> None:
-        self.inner.advance(nbytes)
-
-    def finish(self) -> None:
-        pass  # the downloads are done; the commits follow (the caller finishes)
-
-
-def _receive(repo: Repo, rem: Remote, tips: set[str], progress: Progress | None,
-             unpack_tip: str | None = None) -> tuple[int, int, set[str]]:
-    """Store what the local store lacks of *tips*' history: objects first, then the commits,
-    parents first, then their keyframe records. Returns (objects, stored bytes) received and
-    the boundary: the commits already here that the walk stopped at (what it relied on).
-    The snapshot *unpack_tip*'s state starts from, if it comes now, is also decoded to a file."""
-    with ThreadPoolExecutor(EARLY_WORKERS, thread_name_prefix="dbvers-early") as early_pool:
-        # The snapshots are at the bottom of the history, where the walk gets last: their
-        # downloads start from the keyframe records while the walk goes down the commits.
-        listed = early_pool.submit(_start_early, repo, rem, early_pool, unpack_tip)
-        new = _remote_commits(repo, rem, tips)
-        remote_records, early = listed.result()
-        boundary = {t for t in tips if t not in new} | {p for c, _ in new.values() for p in c.parents if p not in new}
-        if not new:
-            return 0, 0, boundary
-        commits = {oid: c for oid, (c, _) in new.items()}
-        records = {c: s for c, s in remote_records.items() if c in commits and commits[c].snapshot is None}
-        wanted = {o for c in commits.values() for o, _ in c.typed_references()} | set(records.values())
-        early = {s: f for s, f in early.items() if s in wanted}  # others (a record of a lost history): gc's
-        lacking = {o for o in wanted if not repo.objects.has(o)} - set(early)
-        unpack = _keyframe_of(unpack_tip, commits, records)
-        to_store = [oid for oid in graph.parents_first(commits) if not repo.objects.has(oid)]
-        shown = _ThenCommits(progress or NoProgress(), len(early) + len(to_store))
-        try:
-            sent, nbytes = copy_parallel(lambda o: _download(repo, rem, o, o == unpack), lacking,
-                                         progress=shown, label="fetching")
-            for snap, started in early.items():
-                try:
-                    size = started.result()
-                except Exception:  # fetched again, here: its error, if it has one still, is the fetch's
-                    size = _download(repo, rem, snap, False)
-                nbytes += size
-                shown.advance(size)
-            for oid in to_store:
-                if repo.objects.put_bytes("commit", new[oid][1]) != oid:  # pragma: no cover - get() verified it
-                    raise CorruptObjectError(oid, "re-encoded to another id")
-                size = repo.objects.stored_size(oid)
-                nbytes += size
-                shown.advance(size)
-        finally:
-            shown.inner.finish()
-    for c, snap in records.items():
-        if repo.objects.has(snap):
-            repo.refs.set_keyframe(c, snap)
-    return len(sent) + len(early) + len(to_store), nbytes, boundary
-
-
-#: Snapshot downloads started from the keyframe records, beside the walk (each is itself
-#: a long transfer; the walk's round trips need little).
-EARLY_WORKERS = 2
-
-
-def _start_early(repo: Repo, rem: Remote, pool: ThreadPoolExecutor,
-                 unpack_tip: str | None) -> tuple[dict[str, str], dict[str, Future[int]]]:
-    """The remote's keyframe records of commits not here (commit -> snapshot), and the
-    downloads, started in *pool*, of the snapshots they name that aren't here either.
-
-    The snapshot decoded for *unpack_tip* as it comes is its own record's, or the only one
-    coming: which keyframe a tip starts from is known only once the walk is done.
-    """
-    records = {c: s for c, s in rem.refs.keyframes(among=lambda c: not repo.objects.has(c)).items() if is_id(s)}
-    snaps = sorted({s for s in records.values() if not repo.objects.has(s)})
-    unpack = records.get(unpack_tip or "") or (snaps[0] if unpack_tip and len(snaps) == 1 else None)
-    return records, {s: pool.submit(_download, repo, rem, s, s == unpack) for s in snaps}
-
-
-def _download(repo: Repo, rem: Remote, oid: str, unpack: bool) -> int:
-    """Copy one object from the remote, verified against its id before it is published (and,
-    if *unpack*, a snapshot's body decoded to a file as it is: ``States.unpacking``)."""
-    with rem.objects.open_raw(oid) as raw:
-        if unpack:
-            with repo.states.unpacking(oid) as body:
-                repo.objects.put_raw(oid, raw, body_to=body)
-        else:
-            repo.objects.put_raw(oid, raw)
-    return repo.objects.stored_size(oid)
-
-
-def _keyframe_of(tip: str | None, commits: dict[str, Commit], records: dict[str, str]) -> str | None:
-    """The snapshot *tip*'s state is rebuilt from (as ``States.materialize`` finds it: the
-    first commit on the first-parent chain with a snapshot or a keyframe record), when that
-    commit is among the new *commits*; else None."""
-    cur = tip
-    while cur is not None and (c := commits.get(cur)) is not None:
-        if snap := c.snapshot or records.get(cur):
-            return snap
-        cur = c.parents[0] if c.parents else None
-    return None
 
 
 def fetch_all(repo: Repo, *, prune: bool = False, progress: Progress | None = None) -> list[SyncResult]:

@@ -45,7 +45,7 @@ LAYERS: dict[str, int] = {
     "schemadiff": 2, "rowmerge": 2, "mergeplan": 2, "conflicts": 2,
     # L3: operations (repo is the facade).
     "repo": 3, "refops": 3, "checkout": 3, "opening": 3, "diff": 3, "merge": 3, "history": 3, "maintenance": 3, "transfer": 3, "backup": 3,
-    "archive": 3, "remotes": 3, "sync": 3, "push": 3, "clone": 3, "watch": 3, "restore": 3, "interop": 3,
+    "archive": 3, "remotes": 3, "sync": 3, "receive": 3, "push": 3, "clone": 3, "watch": 3, "restore": 3, "interop": 3,
     # L4: presentation; render.display registers it with the L0 display hook.
     "render": 4,
     # L5: front ends and the package itself.

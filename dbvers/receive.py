@@ -1,0 +1,194 @@
+"""What a fetch brings into the local store (L3).
+
+:func:`receive` walks the remote's commits down from the tips to the first ones the local
+store holds, downloads the objects they need, then stores the commits, parents first, then
+their keyframe records: a commit in the store has its whole history (:func:`complete`),
+so a fetch killed at any instant leaves a store that a rerun completes.
+
+Snapshots are at the bottom of a history, where the walk gets last; their downloads start
+at once from the remote's keyframe records (push writes one for every snapshot), beside the
+walk. With *checkout_tip* (a clone), the snapshot that commit's state starts from is decoded
+once, as it is fetched, into the file the state is then rebuilt in (``States.unpacking``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from . import graph
+from .errors import CorruptObjectError, DbversError
+from .formats import is_id
+from .objects import Commit
+from .transfer import WORKERS, NoProgress, Progress, copy_parallel
+
+if TYPE_CHECKING:
+    from .remotes import Remote
+    from .repo import Repo
+
+#: Snapshot downloads started from the keyframe records, beside the walk.
+EARLY_WORKERS = 2
+
+
+@dataclass
+class Received:
+    objects: int = 0  # objects stored (commits included)
+    nbytes: int = 0  # their stored bytes
+    boundary: frozenset[str] = frozenset()  # commits already here the walk stopped at (relied on)
+
+
+def complete(repo: Repo, oid: str) -> bool:
+    """The local store holds *oid* with what it needs (so, by the storing order, its whole history)."""
+    if not repo.objects.has(oid):
+        return False
+    try:
+        return all(repo.objects.has(o) for o, _ in repo.get_commit(oid).typed_references())
+    except DbversError:  # an unreadable local commit is fetched again
+        return False
+
+
+def remote_commits(repo: Repo, rem: Remote, tips: Iterable[str]) -> dict[str, tuple[Commit, bytes]]:
+    """The remote's commits (parsed, and their bodies) that *tips* reach down to the first
+    ones the local store holds, read a generation at a time in parallel (a round trip per
+    generation, not per commit). Each read verifies the commit against its id."""
+    found: dict[str, tuple[Commit, bytes]] = {}
+
+    def read(oid: str) -> tuple[Commit, bytes]:
+        body = rem.objects.get(oid, "commit")
+        try:
+            return Commit.from_bytes(body), body
+        except (ValueError, KeyError, TypeError) as e:
+            raise CorruptObjectError(oid, f"not a commit: {str(e)[:80]}") from None
+
+    frontier = {t for t in tips if not complete(repo, t)}
+    with ThreadPoolExecutor(WORKERS, thread_name_prefix="dbvers-walk") as pool:
+        while frontier:
+            batch = sorted(frontier)
+            found.update(zip(batch, pool.map(read, batch), strict=True))
+            frontier = {p for oid in batch for p in found[oid][0].parents
+                        if p not in found and not complete(repo, p)}
+    return found
+
+
+class _ThenCommits:
+    """The downloads' progress, counting the commits stored after them too (their bodies came
+    with the walk), so the bar ends at the count the summary gives."""
+
+    def __init__(self, inner: Progress, commits: int) -> None:
+        self.inner, self.commits = inner, commits
+
+    def start(self, label: str, objects: int, nbytes: int) -> None:
+        self.inner.start(label, objects + self.commits, nbytes)
+
+    def advance(self, nbytes: int) -> None:
+        self.inner.advance(nbytes)
+
+    def finish(self) -> None:
+        pass  # the downloads are done; the commits follow (the caller finishes)
+
+
+@dataclass
+class _Early:
+    """The snapshot downloads started from the remote's keyframe records, before the walk ended."""
+
+    records: dict[str, str]  # commit -> snapshot, of the remote's records of commits not here
+    started: dict[str, Future[int]]
+
+
+def receive(repo: Repo, rem: Remote, tips: set[str], progress: Progress | None,
+            checkout_tip: str | None = None) -> Received:
+    """Store what the local store lacks of *tips*' history (see the module's docstring)."""
+    with ThreadPoolExecutor(EARLY_WORKERS, thread_name_prefix="dbvers-early") as early_pool:
+        listed = early_pool.submit(_start_early, repo, rem, early_pool, checkout_tip)
+        new = remote_commits(repo, rem, tips)
+        early = listed.result()
+        boundary = frozenset({t for t in tips if t not in new} |
+                             {p for c, _ in new.values() for p in c.parents if p not in new})
+        if not new:
+            return Received(boundary=boundary)
+        commits = {oid: c for oid, (c, _) in new.items()}
+        records = {c: s for c, s in early.records.items() if c in commits and commits[c].snapshot is None}
+        wanted = {o for c in commits.values() for o, _ in c.typed_references()} | set(records.values())
+        started = {s: f for s, f in early.started.items() if s in wanted}  # others (a lost history's): gc's
+        lacking = {o for o in wanted if not repo.objects.has(o)} - set(started)
+        unpack = _keyframe_of(checkout_tip, commits, records)
+        got = _download_all(repo, rem, new, lacking, started, unpack, progress)
+    for c, snap in records.items():
+        if repo.objects.has(snap):
+            repo.refs.set_keyframe(c, snap)
+    return Received(got[0], got[1], boundary)
+
+
+def _download_all(repo: Repo, rem: Remote, new: dict[str, tuple[Commit, bytes]], lacking: set[str],
+                  started: dict[str, Future[int]], unpack: str | None, progress: Progress | None) -> tuple[int, int]:
+    """The objects (the ones already started too), then the commits, parents first; (objects, bytes)."""
+    to_store = [oid for oid in graph.parents_first({o: c for o, (c, _) in new.items()})
+                if not repo.objects.has(oid)]
+    shown = _ThenCommits(progress or NoProgress(), len(started) + len(to_store))
+    try:
+        sent, nbytes = copy_parallel(lambda o: _download(repo, rem, o, o == unpack), lacking,
+                                     progress=shown, label="fetching")
+        for snap, f in started.items():
+            try:
+                size = f.result()
+            except Exception:  # fetched again, here: its error, if it has one still, is the fetch's
+                size = _download(repo, rem, snap, snap == unpack)
+            nbytes += size
+            shown.advance(size)
+        for oid in to_store:
+            if repo.objects.put_bytes("commit", new[oid][1]) != oid:  # pragma: no cover - get() verified it
+                raise CorruptObjectError(oid, "re-encoded to another id")
+            size = repo.objects.stored_size(oid)
+            nbytes += size
+            shown.advance(size)
+    finally:
+        shown.inner.finish()
+    return len(sent) + len(started) + len(to_store), nbytes
+
+
+def _start_early(repo: Repo, rem: Remote, pool: ThreadPoolExecutor, checkout_tip: str | None) -> _Early:
+    """The remote's keyframe records of commits not here, and the downloads, started in *pool*,
+    of the snapshots they name that aren't here either.
+
+    The one decoded for the build is *checkout_tip*'s own record's, or the only one coming:
+    which keyframe a tip starts from is known only once the walk is done.
+    """
+    records = {c: s for c, s in rem.refs.keyframes(among=lambda c: not repo.objects.has(c)).items() if is_id(s)}
+    snaps = sorted({s for s in records.values() if not repo.objects.has(s)})
+    unpack = records.get(checkout_tip or "") or (snaps[0] if checkout_tip and len(snaps) == 1 else None)
+    return _Early(records, {s: pool.submit(_download, repo, rem, s, s == unpack) for s in snaps})
+
+
+def _download(repo: Repo, rem: Remote, oid: str, unpack: bool) -> int:
+    """Copy one object from the remote, verified against its id before it is published (and,
+    if *unpack*, a snapshot's body decoded to a file as it is: ``States.unpacking``)."""
+    with rem.objects.open_raw(oid) as raw:
+        if unpack:
+            with repo.states.unpacking(oid) as body:
+                repo.objects.put_raw(oid, raw, body_to=body)
+        else:
+            repo.objects.put_raw(oid, raw)
+    return repo.objects.stored_size(oid)
+
+
+def _keyframe_of(tip: str | None, commits: dict[str, Commit], records: dict[str, str]) -> str | None:
+    """The snapshot *tip*'s state is rebuilt from (as ``States.materialize`` finds it: the
+    first commit on the first-parent chain with a snapshot or a keyframe record), when that
+    commit is among the new *commits*; else None."""
+    chain = _chain(tip, commits, records) if tip else []
+    return (commits[chain[-1]].snapshot or records[chain[-1]]) if chain else None
+
+
+def _chain(tip: str, commits: dict[str, Commit], records: dict[str, str]) -> list[str]:
+    """*tip*'s first-parent chain among *commits*, tip first, down to its keyframe (the first
+    with a snapshot or a record); [] when the keyframe is not among them."""
+    out: list[str] = []
+    cur: str | None = tip
+    while cur is not None and (c := commits.get(cur)) is not None:
+        out.append(cur)
+        if c.snapshot or records.get(cur):
+            return out
+        cur = c.parents[0] if c.parents else None
+    return []
