@@ -386,6 +386,8 @@ def test_keyframe_records(refs: RefStore) -> None:
     # Only the records asked for (a fetch asks for those of the commits it receives).
     assert refs.keyframes(among={other, _id("no record")}) == {other: snap2}
     assert refs.keyframes(among=[]) == {} and refs.keyframes() == {commit: snap, other: snap2}
+    # ... or those a test picks from the names (a fetch: the records of commits it doesn't have)
+    assert refs.keyframes(among=lambda c: c != commit) == {other: snap2}
     refs.delete_keyframe(other)
     refs.delete_keyframe(commit)
     assert refs.keyframe(commit) is None and refs.keyframes() == {}

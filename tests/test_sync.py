@@ -228,9 +228,11 @@ def test_push_records_every_snapshot_on_the_remote(origin: dbvers.Repo, remote: 
 
 @pytest.mark.parametrize("records", ["pushed", "none (an older remote)"])
 def test_a_clone_decodes_its_snapshot_once(origin: dbvers.Repo, remote: RemoteAt, tmp_path: Path,
-                                           monkeypatch: pytest.MonkeyPatch, records: str) -> None:
+                                           monkeypatch: pytest.MonkeyPatch, records: str,
+                                           state_rebuilds: str) -> None:
     """The snapshot the checkout starts from is decoded as it is fetched, into the file the
-    state is rebuilt in: never decoded again from the store, and no file of it left behind."""
+    state is rebuilt in (its pages held in memory, or past the memory limit a file's own
+    journal and page cache): never decoded again from the store, and nothing left behind."""
     if records != "pushed":
         rem = remote.backend()
         for commit in rem.refs.keyframes():
