@@ -2,8 +2,8 @@
 
 It finds what the remote lacks from the remote's refs and the local graph
 (:func:`dbvers.graph.only_in`, then one cheap existence check per candidate object —
-never a listing of the remote), uploads it in parallel, writes the keyframe records,
-and only then moves each remote ref by compare-and-swap. A ref that moved meanwhile,
+never a listing of the remote), uploads it in parallel, and only then moves each
+remote ref by compare-and-swap; the keyframe records of what moved follow. A ref that moved meanwhile,
 or a push that would drop the remote's commits, is rejected (``--force-with-lease``
 replaces only what the tracking ref says was there). The local tracking refs follow.
 ``push --delete`` is one compare-and-swap to nothing. The results and what fetch
@@ -170,6 +170,8 @@ def push(repo: Repo, remote: str | None = None, branch: str | None = None, *, al
                 continue
             if not moved:
                 u.status, u.reason = REJECTED, "it moved while pushing (someone else pushed); fetch first"
+        if landed := [u.new for u in moving if u.status != REJECTED]:
+            _write_records(repo, rem, landed, set(there.values()))
         # Only a new branch can be the first one a remote gets (2 round trips saved on every other push).
         _fix_remote_head(rem, [u.dest for u in moving if u.status == NEW and u.dest.startswith(HEADS)])
     result.warnings = _after_push(repo, name, updates, set_upstream)
@@ -214,7 +216,7 @@ def delete_remote_branch(repo: Repo, remote: str | None, branch: str) -> SyncRes
 
 
 def _send(repo: Repo, rem: Remote, tips: list[str], haves: set[str], progress: Progress | None) -> tuple[int, int]:
-    """Upload what the remote lacks of *tips*' history, then its keyframe records.
+    """Upload what the remote lacks of *tips*' history (its keyframe records follow the refs).
 
     The order of the uploads doesn't matter: no remote ref points to them until the
     compare-and-swap after this returns.
@@ -234,12 +236,20 @@ def _send(repo: Repo, rem: Remote, tips: list[str], haves: set[str], progress: P
 
     sent, nbytes = copy_parallel(upload, lacking, progress=progress, label="pushing",
                                  nbytes=sum(sizes[o] for o in lacking), sizes=sizes)
-    # Every snapshot gets a record on the remote, the ones commits carry too: a fetch lists the
-    # records to start a snapshot's download at once, before its walk has got down to it.
+    return len(sent), nbytes
+
+
+def _write_records(repo: Repo, rem: Remote, tips: list[str], haves: set[str]) -> None:
+    """The keyframe records of what the refs that moved brought: one for every snapshot, the
+    ones commits carry too (a clone lists them to start those downloads beside its walk).
+
+    Written after the refs moved, so a rejected push leaves no record of a history no branch
+    holds; a record is optional, so a kill before this costs a clone only a longer replay.
+    """
+    commits = graph.only_in(repo.get_commit, tips, haves)
     records = {c: snap for c in commits
                if (snap := repo.get_commit(c).snapshot or repo.refs.keyframe(c)) and repo.objects.has(snap)}
     copy_parallel(lambda c: rem.refs.set_keyframe(c, records[c]) or 0, records)  # went with the closure
-    return len(sent), nbytes
 
 
 def _missing(rem: Remote, oids: set[str], sizes: dict[str, int]) -> set[str]:

@@ -5,18 +5,19 @@ store holds, downloads the objects they need, then stores the commits, parents f
 their keyframe records: a commit in the store has its whole history (:func:`complete`),
 so a fetch killed at any instant leaves a store that a rerun completes.
 
-Snapshots are at the bottom of a history, where the walk gets last; their downloads start
-at once from the remote's keyframe records (push writes one for every snapshot), beside the
-walk. With *checkout_tip* (a clone), the snapshot that commit's state starts from is decoded
-once, as it is fetched, into the file the state is then rebuilt in (``States.unpacking``).
+Snapshots are at the bottom of a history, where the walk gets last. A clone (*checkout_tip*:
+everything is coming) starts their downloads at once from the remote's keyframe records
+(push writes one for every snapshot), beside the walk, and decodes the one its checkout
+starts from once, as it is fetched, into the file the state is then rebuilt in
+(``States.unpacking``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, BinaryIO
 
 from . import graph
 from .errors import CorruptObjectError, DbversError
@@ -89,9 +90,35 @@ class _ThenCommits:
         pass  # the downloads are done; the commits follow (the caller finishes)
 
 
+class _Choice:
+    """The snapshot a clone's checkout starts from, once the walk has found it. Until then
+    every early snapshot download is decoded to a file as it comes (at most EARLY_WORKERS at
+    once); then only that one goes on being written (the others' files are dropped)."""
+
+    def __init__(self) -> None:
+        self.known, self.snapshot = False, ""
+
+    def wants(self, snap: str) -> bool:
+        return not self.known or snap == self.snapshot
+
+    def decide(self, snap: str | None) -> None:
+        self.snapshot, self.known = snap or "", True
+
+
+class _Sink:
+    """A decoded body's file, written only while *keep* says so (``_Choice.wants``)."""
+
+    def __init__(self, out: BinaryIO, keep: Callable[[], bool]) -> None:
+        self._out, self._keep, self._kept = out, keep, True
+
+    def write(self, data: bytes) -> int:
+        self._kept = self._kept and self._keep()
+        return self._out.write(data) if self._kept else len(data)  # dropped: too short to be used
+
+
 @dataclass
 class _Early:
-    """The snapshot downloads started from the remote's keyframe records, before the walk ended."""
+    """The snapshot downloads started from the remote's keyframe records, beside the walk."""
 
     records: dict[str, str]  # commit -> snapshot, of the remote's records of commits not here
     started: dict[str, Future[int]]
@@ -99,26 +126,43 @@ class _Early:
 
 def receive(repo: Repo, rem: Remote, tips: set[str], progress: Progress | None,
             checkout_tip: str | None = None) -> Received:
-    """Store what the local store lacks of *tips*' history (see the module's docstring)."""
+    """Store what the local store lacks of *tips*' history (see the module's docstring).
+
+    With *checkout_tip* (a clone's: everything is coming), snapshot downloads start from the
+    remote's keyframe records beside the walk; a fetch into a store that has history reads
+    only the records of the commits the walk found (no listing storm on every fetch)."""
+    choice = _Choice()
     with ThreadPoolExecutor(EARLY_WORKERS, thread_name_prefix="dbvers-early") as early_pool:
-        listed = early_pool.submit(_start_early, repo, rem, early_pool, checkout_tip)
-        new = remote_commits(repo, rem, tips)
-        early = listed.result()
-        boundary = frozenset({t for t in tips if t not in new} |
-                             {p for c, _ in new.values() for p in c.parents if p not in new})
-        if not new:
-            return Received(boundary=boundary)
-        commits = {oid: c for oid, (c, _) in new.items()}
-        records = {c: s for c, s in early.records.items() if c in commits and commits[c].snapshot is None}
-        wanted = {o for c in commits.values() for o, _ in c.typed_references()} | set(records.values())
-        started = {s: f for s, f in early.started.items() if s in wanted}  # others (a lost history's): gc's
-        lacking = {o for o in wanted if not repo.objects.has(o)} - set(started)
-        unpack = _keyframe_of(checkout_tip, commits, records)
-        got = _download_all(repo, rem, new, lacking, started, unpack, progress)
+        try:
+            listed = early_pool.submit(_start_early, repo, rem, early_pool, choice) if checkout_tip else None
+            new = remote_commits(repo, rem, tips)
+            early = listed.result() if listed else _Early(_records_among(rem, new), {})
+            boundary = frozenset({t for t in tips if t not in new} |
+                                 {p for c, _ in new.values() for p in c.parents if p not in new})
+            if not new:
+                return Received(boundary=boundary)
+            commits = {oid: c for oid, (c, _) in new.items()}
+            records = {c: s for c, s in early.records.items() if c in commits and commits[c].snapshot is None}
+            wanted = {o for c in commits.values() for o, _ in c.typed_references()} | set(records.values())
+            unpack = _keyframe_of(checkout_tip, commits, records)
+            choice.decide(unpack)
+            for s, f in early.started.items():
+                if s not in wanted:
+                    f.cancel()  # a lost history's (what one brought is unreachable: gc's)
+            started = {s: f for s, f in early.started.items() if s in wanted}
+            lacking = {o for o in wanted if not repo.objects.has(o)} - set(started)
+            got = _download_all(repo, rem, new, lacking, started, unpack, progress)
+        except BaseException:
+            early_pool.shutdown(wait=False, cancel_futures=True)  # a Ctrl-C waits for none queued
+            raise
     for c, snap in records.items():
         if repo.objects.has(snap):
             repo.refs.set_keyframe(c, snap)
     return Received(got[0], got[1], boundary)
+
+
+def _records_among(rem: Remote, new: dict[str, tuple[Commit, bytes]]) -> dict[str, str]:
+    return {c: s for c, s in rem.refs.keyframes(among=new).items() if is_id(s)} if new else {}
 
 
 def _download_all(repo: Repo, rem: Remote, new: dict[str, tuple[Commit, bytes]], lacking: set[str],
@@ -148,26 +192,22 @@ def _download_all(repo: Repo, rem: Remote, new: dict[str, tuple[Commit, bytes]],
     return len(sent) + len(started) + len(to_store), nbytes
 
 
-def _start_early(repo: Repo, rem: Remote, pool: ThreadPoolExecutor, checkout_tip: str | None) -> _Early:
+def _start_early(repo: Repo, rem: Remote, pool: ThreadPoolExecutor, choice: _Choice) -> _Early:
     """The remote's keyframe records of commits not here, and the downloads, started in *pool*,
-    of the snapshots they name that aren't here either.
-
-    The one decoded for the build is *checkout_tip*'s own record's, or the only one coming:
-    which keyframe a tip starts from is known only once the walk is done.
-    """
+    of the snapshots they name that aren't here either (decoded as *choice* says)."""
     records = {c: s for c, s in rem.refs.keyframes(among=lambda c: not repo.objects.has(c)).items() if is_id(s)}
     snaps = sorted({s for s in records.values() if not repo.objects.has(s)})
-    unpack = records.get(checkout_tip or "") or (snaps[0] if checkout_tip and len(snaps) == 1 else None)
-    return _Early(records, {s: pool.submit(_download, repo, rem, s, s == unpack) for s in snaps})
+    return _Early(records, {s: pool.submit(_download, repo, rem, s, choice) for s in snaps})
 
 
-def _download(repo: Repo, rem: Remote, oid: str, unpack: bool) -> int:
+def _download(repo: Repo, rem: Remote, oid: str, unpack: bool | _Choice) -> int:
     """Copy one object from the remote, verified against its id before it is published (and,
-    if *unpack*, a snapshot's body decoded to a file as it is: ``States.unpacking``)."""
+    if *unpack* says so, a snapshot's body decoded to a file as it is: ``States.unpacking``)."""
     with rem.objects.open_raw(oid) as raw:
-        if unpack:
+        if unpack is True or (isinstance(unpack, _Choice) and unpack.wants(oid)):
             with repo.states.unpacking(oid) as body:
-                repo.objects.put_raw(oid, raw, body_to=body)
+                sink = _Sink(body, lambda: unpack.wants(oid)) if isinstance(unpack, _Choice) else body
+                repo.objects.put_raw(oid, raw, body_to=sink)  # type: ignore[arg-type]
         else:
             repo.objects.put_raw(oid, raw)
     return repo.objects.stored_size(oid)

@@ -9,8 +9,10 @@ tracking refs, ``status`` ahead/behind, ``branch -a``, ``log origin/main``.
 
 from __future__ import annotations
 
+import io
 import sqlite3
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,8 +20,9 @@ import pytest
 from conftest import MOTO_BUCKET, dump_state, execute, moto_remote_url, run_cli
 
 import dbvers
-from dbvers import snapshots
+from dbvers import receive, snapshots
 from dbvers.errors import (
+    CorruptObjectError,
     NoUpstreamError,
     PushRejectedError,
     RemoteExistsError,
@@ -155,9 +158,10 @@ def test_force_with_lease_replaces_only_what_was_fetched(origin: dbvers.Repo, re
 
 def test_four_clones_pushing_at_once_one_wins(origin: dbvers.Repo, remote: RemoteAt, tmp_path: Path) -> None:
     clones = [clone_of(remote, tmp_path / f"c{i}" / "data.db") for i in range(4)]
+    mine = []
     for i, c in enumerate(clones):
-        execute(c.path, f"INSERT INTO t(id, v) VALUES ({1000 + i}, {i})")
-        c.commit(f"clone {i}")
+        execute(c.path, f"INSERT INTO t(id, v) VALUES ({1000 + i}, {i}); ALTER TABLE t ADD COLUMN c{i}")
+        mine.append(c.commit(f"clone {i}").id)  # a keyframe: the remote gets a record of it
     barrier = threading.Barrier(4)
     outcome: dict[int, str] = {}
 
@@ -180,6 +184,8 @@ def test_four_clones_pushing_at_once_one_wins(origin: dbvers.Repo, remote: Remot
         if i not in winners:
             assert "fetch first" in o or "pull first" in o, o
     assert remote.backend().refs.read("refs/heads/main") == clones[winners[0]].head.commit
+    # Records follow the refs that moved: the losers' uploads left no record of their commits.
+    assert [c for c in mine if remote.backend().refs.keyframe(c)] == [mine[winners[0]]]
 
 
 def test_fetch_moves_tracking_refs_and_tags(origin: dbvers.Repo, remote: RemoteAt, tmp_path: Path) -> None:
@@ -269,6 +275,59 @@ def test_keyframe_records_of_lost_or_broken_histories_do_no_harm(origin: dbvers.
     assert dump_state(repo.path) == dump_state(origin.materialize(main[0]))
     assert states(repo) == {c: v for c, v in states(origin).items() if c in main}
     assert repo.fsck().ok
+    # A fetch into a store with history reads only the records of what its walk brings.
+    behind = tmp_path / "c" / "data.db"
+    rem.refs.delete_keyframe(lost.id)  # (lets the clone below start without the lost snapshot)
+    kept = clone_of(remote, behind)
+    rem.refs.set_keyframe(lost.id, lost.snapshot)
+    assert kept.fetch().objects == 0 and not kept.objects.has(lost.snapshot)
+
+
+def test_a_clone_starts_its_snapshot_downloads_beside_the_walk(remote: RemoteAt, tmp_path: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """The snapshots are at the bottom of the history: a clone downloads them from the
+    remote's keyframe records while it walks, and decodes the one its checkout starts from
+    (not the newest snapshot, nor the only one) once."""
+    origin = dbvers.init(make_db(tmp_path / "a" / "data.db", rows=5000))
+    execute(origin.path, "ALTER TABLE t ADD COLUMN w")
+    keyframe = origin.commit("schema change")
+    for i in range(3):
+        execute(origin.path, f"UPDATE t SET w = {i} WHERE id = {i}")
+        assert origin.commit(f"small {i}").snapshot is None
+    snaps = {c.snapshot for c in origin.log() if c.snapshot}
+    assert len(snaps) == 2 and keyframe.snapshot in snaps
+    origin.remote_add("origin", remote.url, **remote.options)
+    origin.push()
+    walk = receive.remote_commits
+
+    def walk_once_the_snapshots_are_here(repo: dbvers.Repo, *args: object) -> object:
+        deadline = time.monotonic() + 20
+        while not all(repo.objects.has(s) for s in snaps):
+            assert time.monotonic() < deadline, "the snapshot downloads waited for the walk"
+            time.sleep(0.01)
+        return walk(repo, *args)  # type: ignore[arg-type]
+
+    decoded_again: list[str] = []
+    load = snapshots.load
+    monkeypatch.setattr(receive, "remote_commits", walk_once_the_snapshots_are_here)
+    monkeypatch.setattr(snapshots, "load", lambda store, oid, *a, **k: decoded_again.append(oid) or load(
+        store, oid, *a, **k))
+    repo = clone_of(remote, tmp_path / "b" / "data.db")
+    assert decoded_again == []
+    monkeypatch.undo()
+    assert dump_state(repo.path) == dump_state(origin.path) and repo.fsck().ok
+    assert [p.name for p in repo.store_dir.rglob("*") if p.name.startswith(TMP_PREFIX)] == []
+
+
+def test_a_snapshot_that_fails_its_check_leaves_no_decoded_file(origin: dbvers.Repo, tmp_path: Path) -> None:
+    snap = next(c.snapshot for c in origin.log() if c.snapshot)
+    with origin.objects.open_raw(snap) as raw:
+        damaged = raw.read()[:-1] + b"\0"
+    repo = dbvers.init(make_db(tmp_path / "x" / "data.db"))
+    with pytest.raises(CorruptObjectError), repo.states.unpacking(snap) as body:
+        repo.objects.put_raw(snap, io.BytesIO(damaged), body_to=body)
+    assert [p.name for p in repo.store_dir.rglob("*") if p.name.startswith(TMP_PREFIX)] == []
+    assert not repo.objects.has(snap)
 
 
 def test_push_errors_are_one_line_and_change_nothing(origin: dbvers.Repo, remote: RemoteAt) -> None:
@@ -459,3 +518,11 @@ def test_oversized_keys_on_an_s3_remote_are_refused_not_read_whole(tmp_path: Pat
     with pytest.raises(RemoteDamagedError, match=f"object {fake[:12]} is corrupt"):
         other.fetch()
     assert other.refs.read("refs/remotes/origin/noise") is None and other.fsck().ok
+    conn.delete("refs/heads/noise")
+    # An oversized keyframe record, among others, is one unreadable record (ignored: records are
+    # optional), not the failure of every clone, which reads them all.
+    conn.put(f"refs/keyframes/{'cd' * 32}", b"0" * 200_000)
+    conn.put(f"refs/keyframes/{'ef' * 32}", ("12" * 32 + "\n").encode())
+    assert at.backend().refs.keyframes()[("cd" * 32)] == ""
+    third = clone_of(at, tmp_path / "c" / "data.db")
+    assert dump_state(third.path) == dump_state(repo.path)

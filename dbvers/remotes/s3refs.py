@@ -70,10 +70,17 @@ class S3RefStore(RefStoreBase):
         return got[0] if got else None
 
     def _read_many(self, refs: list[str]) -> list[Raw]:
+        """In parallel; an unreadable one (a key too long) is an error in its place, as in the base."""
+        def one(ref: str) -> Raw:
+            try:
+                return self._read_raw(ref)
+            except DamagedRefError as e:
+                return e
+
         if len(refs) < 2:
-            return [self._read_raw(n) for n in refs]
+            return [one(n) for n in refs]
         with ThreadPoolExecutor(READERS) as pool:
-            return list(pool.map(self._read_raw, refs))
+            return list(pool.map(one, refs))
 
     def _names(self, prefix: str) -> list[str]:
         """One listing of *prefix* (never of objects/)."""
