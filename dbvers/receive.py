@@ -14,7 +14,7 @@ starts from once, as it is fetched, into the file the state is then rebuilt in
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, BinaryIO
@@ -136,7 +136,7 @@ def receive(repo: Repo, rem: Remote, tips: set[str], progress: Progress | None,
         try:
             listed = early_pool.submit(_start_early, repo, rem, early_pool, choice) if checkout_tip else None
             new = remote_commits(repo, rem, tips)
-            early = listed.result() if listed else _Early(_records_among(rem, new), {})
+            early = listed.result() if listed else _Early(_records(rem, new) if new else {}, {})
             boundary = frozenset({t for t in tips if t not in new} |
                                  {p for c, _ in new.values() for p in c.parents if p not in new})
             if not new:
@@ -161,8 +161,9 @@ def receive(repo: Repo, rem: Remote, tips: set[str], progress: Progress | None,
     return Received(got[0], got[1], boundary)
 
 
-def _records_among(rem: Remote, new: dict[str, tuple[Commit, bytes]]) -> dict[str, str]:
-    return {c: s for c, s in rem.refs.keyframes(among=new).items() if is_id(s)} if new else {}
+def _records(rem: Remote, among: Collection[str] | Callable[[str], bool]) -> dict[str, str]:
+    """The remote's keyframe records of the commits *among* that name an id (commit -> snapshot)."""
+    return {c: s for c, s in rem.refs.keyframes(among=among).items() if is_id(s)}
 
 
 def _download_all(repo: Repo, rem: Remote, new: dict[str, tuple[Commit, bytes]], lacking: set[str],
@@ -195,7 +196,7 @@ def _download_all(repo: Repo, rem: Remote, new: dict[str, tuple[Commit, bytes]],
 def _start_early(repo: Repo, rem: Remote, pool: ThreadPoolExecutor, choice: _Choice) -> _Early:
     """The remote's keyframe records of commits not here, and the downloads, started in *pool*,
     of the snapshots they name that aren't here either (decoded as *choice* says)."""
-    records = {c: s for c, s in rem.refs.keyframes(among=lambda c: not repo.objects.has(c)).items() if is_id(s)}
+    records = _records(rem, lambda c: not repo.objects.has(c))
     snaps = sorted({s for s in records.values() if not repo.objects.has(s)})
     return _Early(records, {s: pool.submit(_download, repo, rem, s, choice) for s in snaps})
 
