@@ -133,6 +133,25 @@ def start_moto() -> tuple[subprocess.Popen[bytes], str]:
             time.sleep(0.05)
 
 
+def start_link(endpoint: str, rtt: float, mbps: float) -> tuple[subprocess.Popen[bytes], str]:
+    """``slowlink.py`` (its own process) in front of *endpoint*: the URL both clients then use."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    script = Path(__file__).with_name("slowlink.py")
+    proc = subprocess.Popen([sys.executable, str(script), "--port", str(port), "--upstream",
+                             endpoint.removeprefix("http://"), "--rtt", str(rtt), "--mbps", str(mbps)])
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return proc, f"http://127.0.0.1:{port}"
+        except OSError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise SystemExit("the slow link did not start") from None
+            time.sleep(0.05)
+
+
 def peer_client(endpoint: str) -> Any:
     """A boto3 client with the options dbvers's own has (path style, no checksum trailers, a pool
     big enough for 8 threads of parallel multipart transfers), so only the transfer code differs."""
@@ -378,25 +397,32 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-dir", action="store_true", help="skip the directory remote")
     ap.add_argument("--profile", choices=["push", "clone", "incremental"],
                     help="also print a cProfile of one such operation")
+    ap.add_argument("--rtt", type=float, help="put a slow link between the clients and the server: "
+                    "this many milliseconds per connection (moto opens one per request)")
+    ap.add_argument("--mbps", type=float, default=100.0, help="the slow link's megabytes a second, each way")
     ap.add_argument("--workdir", type=Path,
                     help="keep the files here and reuse the history on a rerun (default: a temp dir)")
     args = ap.parse_args(argv)
     work = args.workdir or Path(tempfile.mkdtemp(prefix="dbvers-bench-remote-"))
     work.mkdir(parents=True, exist_ok=True)
     server, endpoint = start_moto()
+    link, endpoint = start_link(endpoint, args.rtt, args.mbps) if args.rtt is not None else (None, endpoint)
     t0 = time.perf_counter()
     try:
         db, repo = build_history(work, args.rows, args.commits, args.fraction)
         s3 = bench_s3(work, db, repo, endpoint, args.repeat, find_dbvers(None), args.profile, server.pid)
         d = None if args.no_dir else bench_dir(work, db, repo, args.repeat)
     finally:
-        server.terminate()
-        server.wait(10)
+        for proc in (link, server):
+            if proc is not None:
+                proc.terminate()
+                proc.wait(10)
         if not args.workdir:
             shutil.rmtree(work, ignore_errors=True)
     cmd = [f"--rows {args.rows}", f"--repeat {args.repeat}"]
     cmd += [f"--commits {args.commits}"] if args.commits != 20 else []
     cmd += [f"--fraction {args.fraction}"] if args.fraction != 0.001 else []
+    cmd += [f"--rtt {args.rtt:g} --mbps {args.mbps:g}"] if args.rtt is not None else []
     print(report(args.rows, s3, d, cmd + (["--no-dir"] if args.no_dir else [])))
     print("\nraw seconds:", {k: round(v, 3) for k, v in {**s3, **{f"dir_{k}": v for k, v in (d or {}).items()}}
                              .items()})
