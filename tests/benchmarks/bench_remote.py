@@ -113,43 +113,40 @@ def best_of_cpu(n: int, fn: Callable[[int], object], server_pid: int) -> tuple[f
 
 # -- the server and the peer client -----------------------------------------------------------------
 
-def start_moto() -> tuple[subprocess.Popen[bytes], str]:
-    os.environ.update(ENV)
-    for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3"):
-        os.environ.pop(name, None)
+def start_listening(argv: Callable[[int], list[str]], failure: str, timeout: float,
+                    **popen: Any) -> tuple[subprocess.Popen[bytes], str]:
+    """Start the server *argv(port)* on a free port of 127.0.0.1; (process, its URL) once it
+    accepts connections, else SystemExit(*failure*)."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    server = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return server, f"http://127.0.0.1:{port}"
-        except OSError:
-            if server.poll() is not None or time.monotonic() > deadline:
-                raise SystemExit("moto's server did not start (is moto[server] installed?)") from None
-            time.sleep(0.05)
-
-
-def start_link(endpoint: str, rtt: float, mbps: float) -> tuple[subprocess.Popen[bytes], str]:
-    """``slowlink.py`` (its own process) in front of *endpoint*: the URL both clients then use."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    script = Path(__file__).with_name("slowlink.py")
-    proc = subprocess.Popen([sys.executable, str(script), "--port", str(port), "--upstream",
-                             endpoint.removeprefix("http://"), "--rtt", str(rtt), "--mbps", str(mbps)])
-    deadline = time.monotonic() + 30
+    proc = subprocess.Popen(argv(port), **popen)
+    deadline = time.monotonic() + timeout
     while True:
         try:
             socket.create_connection(("127.0.0.1", port), timeout=1).close()
             return proc, f"http://127.0.0.1:{port}"
         except OSError:
             if proc.poll() is not None or time.monotonic() > deadline:
-                raise SystemExit("the slow link did not start") from None
+                raise SystemExit(failure) from None
             time.sleep(0.05)
+
+
+def start_moto() -> tuple[subprocess.Popen[bytes], str]:
+    os.environ.update(ENV)
+    for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3"):
+        os.environ.pop(name, None)
+    return start_listening(lambda port: [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+                           "moto's server did not start (is moto[server] installed?)", 60,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def start_link(endpoint: str, rtt: float, mbps: float) -> tuple[subprocess.Popen[bytes], str]:
+    """``slowlink.py`` (its own process) in front of *endpoint*: the URL both clients then use."""
+    script = Path(__file__).with_name("slowlink.py")
+    return start_listening(lambda port: [sys.executable, str(script), "--port", str(port), "--upstream",
+                                         endpoint.removeprefix("http://"), "--rtt", str(rtt), "--mbps", str(mbps)],
+                           "the slow link did not start", 30)
 
 
 def peer_client(endpoint: str) -> Any:
