@@ -8,7 +8,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from dbvers.fsutil import temp_path, write_atomic
+import pytest
+
+from dbvers.fsutil import WriteBehind, temp_path, write_atomic
 
 
 def test_published_files_get_the_umask_permissions(tmp_path: Path) -> None:
@@ -43,3 +45,27 @@ def test_importing_and_writing_never_sets_the_umask(tmp_path: Path) -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_write_behind_keeps_every_byte_and_reports_a_failed_write_back(tmp_path: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """Pages go to disk while the file grows (an fdatasync in the background past each *every*
+    bytes); the file is exactly what was written, and a write-back that failed is raised at the
+    end, not forgotten (Linux may report the next fsync of that file as a success)."""
+    import errno
+
+    synced: list[int] = []
+    datasync = os.fdatasync
+    monkeypatch.setattr(os, "fdatasync", lambda fd: synced.append(fd) or datasync(fd))
+    data = [bytes([i]) * 1000 for i in range(50)]
+    with open(tmp_path / "f", "wb") as out, WriteBehind(out, every=4000) as behind:
+        for piece in data:
+            behind.write(piece)
+    assert (tmp_path / "f").read_bytes() == b"".join(data) and synced
+
+    def failing(fd: int) -> None:
+        raise OSError(errno.EIO, "Input/output error")
+    monkeypatch.setattr(os, "fdatasync", failing)
+    with pytest.raises(OSError, match="Input/output"), open(tmp_path / "g", "wb") as out, \
+            WriteBehind(out, every=10) as behind:
+        behind.write(b"x" * 100)
