@@ -257,3 +257,36 @@ def test_a_commit_or_schema_that_does_not_parse_is_corrupt(repo: dbvers.Repo, bo
         repo.get_commit(repo.objects.put_bytes("commit", body))
     with pytest.raises(CorruptObjectError, match="not a schema"):
         repo.get_schema(repo.objects.put_bytes("schema", body))
+
+
+@pytest.mark.parametrize("behind", [False, True], ids=["here", "hashed-behind"])
+def test_a_body_is_checked_and_copied_exactly_in_either_thread(monkeypatch: pytest.MonkeyPatch,
+                                                               behind: bool) -> None:
+    """A big body is hashed and copied in a thread of its own (``codec.HASH_BEHIND_MIN``): the
+    copy is the body exactly, a wrong id is refused, and a copy that fails (a full disk) is the
+    copy's error, not a corrupt object."""
+    import errno
+    import io
+
+    from dbvers.storage import codec
+    from dbvers.storage.memory import MemoryObjectStore
+
+    if behind:
+        monkeypatch.setattr(codec, "HASH_BEHIND_MIN", 0)
+    body = bytes(range(256)) * (12 << 12) + b"tail"  # several CHUNKs
+    store = MemoryObjectStore()
+    oid = store.put_bytes("snapshot", body)
+    with store.open_raw(oid) as f:
+        raw = f.read()
+    out = io.BytesIO()
+    assert codec.verify(oid, lambda: codec.decoder_of_bytes(raw), out) == "snapshot"
+    assert out.getvalue() == body
+    with pytest.raises(CorruptObjectError, match="does not match its id"):
+        codec.verify("0" * 64, lambda: codec.decoder_of_bytes(raw), io.BytesIO())
+
+    class Full(io.BytesIO):
+        def write(self, data: bytes) -> int:  # type: ignore[override]
+            raise OSError(errno.ENOSPC, "No space left on device")
+    with pytest.raises(OSError, match="No space left") as caught:
+        codec.verify(oid, lambda: codec.decoder_of_bytes(raw), Full())
+    assert not isinstance(caught.value, CorruptObjectError)

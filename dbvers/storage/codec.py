@@ -10,6 +10,8 @@ readable binary stream of the encoded bytes.
 from __future__ import annotations
 
 import hashlib
+import queue
+import threading
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, BinaryIO
 
@@ -131,32 +133,116 @@ def _unreadable(oid: str, e: Exception) -> CorruptObjectError:
     return CorruptObjectError(oid, f"unreadable: {str(e).splitlines()[0][:80] if str(e) else type(e).__name__}")
 
 
-def stream(oid: str, open_decoder: Opener, chunk: int = CHUNK) -> Iterator[tuple[str, bytes]]:
-    """Yield (type, chunk) pairs of the body, verifying length and hash at the end."""
-    h = hashlib.sha256()
+#: Bodies this long are hashed (and copied to a ``verify``'s *body_to*) in a thread of their own.
+HASH_BEHIND_MIN = 2 * CHUNK
+
+
+class _CopyFailed(Exception):
+    """Writing the copy of a body failed: *error* is the copy's, not the object's (a full disk
+    is not a corrupt object)."""
+
+    def __init__(self, error: BaseException) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+class _HashBehind:
+    """SHA-256 of a body, and the copy *out* gets, done in a thread of their own while the
+    caller decodes the next piece: a clone's 80 MB snapshot is checked in the time of its zstd
+    decode, not of decode + hash + write one after the other. Holds at most two pieces queued."""
+
+    def __init__(self, out: BinaryIO | None) -> None:
+        self._h, self._out = hashlib.sha256(), out
+        self._error: BaseException | None = None
+        self._queue: queue.Queue[tuple[bytes, int] | None] = queue.Queue(maxsize=2)
+        self._thread = threading.Thread(target=self._run, name="dbvers-hash", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while (item := self._queue.get()) is not None:
+            if self._error is None:
+                self._h.update(item[0])
+                if self._out is not None:
+                    try:
+                        self._out.write(item[0][item[1]:])
+                    except BaseException as e:  # raised again in the caller's thread
+                        self._error = e
+
+    def update(self, piece: bytes, header: int = 0) -> None:
+        """Hash *piece*; copy it but for its first *header* bytes (the object's header)."""
+        if self._error is not None:
+            raise _CopyFailed(self._error)
+        self._queue.put((piece, header))
+
+    def hexdigest(self) -> str:
+        self.close()
+        if self._error is not None:
+            raise _CopyFailed(self._error)
+        return self._h.hexdigest()
+
+    def close(self) -> None:
+        if self._thread.is_alive():
+            self._queue.put(None)
+            self._thread.join()
+
+
+class _HashHere:
+    """The same as ``_HashBehind``, in the caller's thread (a small body: no thread to start)."""
+
+    def __init__(self, out: BinaryIO | None) -> None:
+        self._h, self._out = hashlib.sha256(), out
+
+    def update(self, piece: bytes, header: int = 0) -> None:
+        self._h.update(piece)
+        if self._out is not None:
+            try:
+                self._out.write(piece[header:])
+            except BaseException as e:
+                raise _CopyFailed(e) from None
+
+    def hexdigest(self) -> str:
+        return self._h.hexdigest()
+
+    def close(self) -> None:
+        pass
+
+
+def stream(oid: str, open_decoder: Opener, chunk: int = CHUNK, copy_to: BinaryIO | None = None
+           ) -> Iterator[tuple[str, bytes]]:
+    """Yield (type, chunk) pairs of the body, verifying length and hash at the end. *copy_to*
+    gets the body too (a big one's in another thread, beside its hash: all of it, in order,
+    once this ends)."""
+    hasher: _HashBehind | _HashHere | None = None
     try:
         with open_decoder() as inp:
             first = inp.read(64)  # the header alone first: an over-long commit stops here
             obj_type, length, hlen = parse_header(first, oid)
-            h.update(first)
+            hasher = _HashBehind(copy_to) if length >= HASH_BEHIND_MIN else _HashHere(copy_to)
+            hasher.update(first, hlen)
             seen = len(first) - hlen
             if seen > length:
                 raise CorruptObjectError(oid, f"longer than the {length} bytes its header says")
             yield obj_type, first[hlen:]
             while piece := inp.read(chunk):
-                h.update(piece)
+                hasher.update(piece)
                 seen += len(piece)
                 # Checked as it is produced: a zstd bomb stops at its declared length.
                 if seen > length:
                     raise CorruptObjectError(oid, f"longer than the {length} bytes its header says")
                 yield obj_type, piece
+        digest = hasher.hexdigest()
     except CorruptObjectError:
         raise
+    except _CopyFailed as e:
+        raise e.error from None
     except (OSError, ValueError) as e:
         raise _unreadable(oid, e) from None
+    finally:
+        if hasher is not None:
+            hasher.close()
     if seen != length:
         raise CorruptObjectError(oid, f"length {seen}, header says {length}")
-    if h.hexdigest() != oid:
+    if digest != oid:
         raise CorruptObjectError(oid, "content does not match its id")
 
 
@@ -165,10 +251,14 @@ def verify(oid: str, open_decoder: Opener, body_to: BinaryIO | None = None) -> s
     decoded body as it is checked, so a caller that needs the body (a clone's snapshot) decodes
     it once; what it got is the object's body only if this returns."""
     obj_type = ""
-    for obj_type, piece in stream(oid, open_decoder):  # noqa: B007 - the last type is the type
-        if body_to is not None:
-            body_to.write(piece)
+    for obj_type, _ in stream(oid, open_decoder, copy_to=body_to):  # noqa: B007 - the last type is the type
+        pass
     return obj_type
+
+
+def body_of(oid: str, raw: bytes, expected_type: str | None = None) -> bytes:
+    """The verified body of the stored bytes *raw* of *oid* (a small object, whole in memory)."""
+    return b"".join(typed(oid, stream(oid, lambda: decoder_of_bytes(raw)), expected_type))
 
 
 def read_header(oid: str, open_decoder: Opener) -> tuple[str, int]:
