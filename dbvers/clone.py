@@ -24,6 +24,7 @@ from .remotes.named import DEFAULT_REMOTE
 from .remotes.urls import RemoteSpec, make_remote, parse_url
 from .repo import Repo
 from .restore import RESTORE_JOURNAL, install_store
+from .storage.local import LocalObjectStore
 from .storage.refnames import HEADS, REMOTES
 from .sync import blame_remote, fetch
 from .transfer import Progress
@@ -113,7 +114,7 @@ def clone(url: str, db_path: str | os.PathLike[str] | None = None, *, endpoint_u
         # The repository's own memory limit (a share of RAM): every object is verified (length
         # and hash) as it is fetched, and reads never pass a body's declared length, so a remote
         # can make this rebuild no larger than any later checkout of the clone would be.
-        wrepo = Repo.at(work, target)
+        wrepo = Repo.at(work, target, scratch=True)
         with blame_remote(remote.url):
             remote_head = remote.refs.head().branch
 
@@ -131,6 +132,8 @@ def clone(url: str, db_path: str | os.PathLike[str] | None = None, *, endpoint_u
             state = wrepo.materialize_verified(oid)
         finally:
             wrepo.states.drop_unpacked()
+        if isinstance(wrepo.objects, LocalObjectStore):  # its objects were renamed in unsynced
+            wrepo.objects.sync()
         repo = install_store(wrepo, work, store_dir, target, state, oid, name, why)
     except BaseException:
         shutil.rmtree(work, ignore_errors=True)

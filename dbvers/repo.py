@@ -61,17 +61,18 @@ class Repo:
         self.version_stats = worktree.version_stats
 
     @classmethod
-    def at(cls, store_dir: Path, db_path: Path, *, memory_limit: int | None = None) -> Repo:
+    def at(cls, store_dir: Path, db_path: Path, *, memory_limit: int | None = None, scratch: bool = False) -> Repo:
         """The repository of the local store *store_dir* tracking *db_path* (the composition root).
 
         *memory_limit*: the largest state rebuilt in memory (see :class:`~dbvers.states.States`);
-        a restore from an untrusted archive passes ``snapshots.IN_MEMORY_MAX``.
+        a restore from an untrusted archive passes ``snapshots.IN_MEMORY_MAX``. *scratch*: a
+        store nothing uses until it is put in place, after ``objects.sync()`` (a clone's).
         """
         config = read_config(store_dir)
         fmt = config.getint("core", "format", fallback=FORMAT_VERSION)
         if fmt > FORMAT_VERSION:
             raise UnsupportedFormatError(fmt, FORMAT_VERSION)
-        objects = LocalObjectStore(store_dir / "objects")
+        objects = LocalObjectStore(store_dir / "objects", scratch=scratch)
         refs = LocalRefStore(store_dir)
         states = States(objects, refs, config, store_dir, memory_limit=memory_limit)
         return cls(objects, refs, states, Worktree(db_path, store_dir, states, refs, config), config)

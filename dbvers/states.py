@@ -29,7 +29,14 @@ from . import graph, snapshots, sqlio
 from .config import Config
 from .errors import CorruptObjectError, DbversError, TableNotFoundError
 from .formats import is_id
-from .fsutil import TMP_PREFIX, remove_stale_temps, temp_path, temp_prefix, write_atomic
+from .fsutil import (
+    TMP_PREFIX,
+    WriteBehind,
+    remove_stale_temps,
+    temp_path,
+    temp_prefix,
+    write_atomic,
+)
 from .objects import Commit, Schema
 from .rowidstream import RowidStream
 from .storage.base import ObjectStore, RefStore
@@ -296,8 +303,8 @@ class States:
         self.cache_dir.mkdir(exist_ok=True)
         tmp = temp_path(self.cache_dir, ".db")
         try:
-            with open(tmp, "wb") as out:
-                yield out  # type: ignore[misc]
+            with open(tmp, "wb") as out, WriteBehind(out) as behind:
+                yield behind  # type: ignore[misc]
             whole = tmp.stat().st_size == self.objects.body_size(snap)
         except BaseException:
             tmp.unlink(missing_ok=True)

@@ -17,20 +17,28 @@ import contextlib
 import hashlib
 import os
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, BinaryIO
 
 from ..errors import CorruptObjectError, DbversError, MissingObjectError, StorageError
 from ..formats import is_id
-from ..fsutil import publish, temp_path
+from ..fsutil import WriteBehind, fsync_path, publish, temp_path
 from ..objects import header, object_id
 from . import codec
 from .codec import CHUNK, HEX
 
+#: fsyncs at once in ``sync``: a file system commits the ones that wait together in one go.
+SYNC_WORKERS = 8
+
 
 class LocalObjectStore:
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, *, scratch: bool = False) -> None:
+        """*scratch*: a store being built that nothing uses until it is put in place (a clone's):
+        objects are renamed in without an fsync each, and ``sync`` makes them all durable at
+        once before that (one fsync per object and per directory is most of a small one's cost)."""
         self.root = root
+        self._unsynced: list[Path] | None = [] if scratch else None
 
     def __repr__(self) -> str:
         return f"<LocalObjectStore {self.root}>"
@@ -94,8 +102,27 @@ class LocalObjectStore:
             tmp.unlink()
             return oid
         target.parent.mkdir(exist_ok=True)
-        publish(tmp, target)
+        self._rename_in(tmp, target)
         return oid
+
+    def _rename_in(self, tmp: Path, target: Path) -> None:
+        if self._unsynced is None:
+            publish(tmp, target)
+        else:
+            os.replace(tmp, target)
+            self._unsynced.append(target)
+
+    def sync(self) -> None:
+        """fsync what a scratch store published (the files, then their directories), many at once."""
+        if not self._unsynced:
+            return
+        files, self._unsynced = self._unsynced, []
+        dirs = sorted({p.parent for p in files} | {self.root})
+        with ThreadPoolExecutor(SYNC_WORKERS, thread_name_prefix="dbvers-sync") as pool:
+            try:
+                list(pool.map(fsync_path, [*files, *dirs]))
+            except OSError as e:
+                raise StorageError(str(self.root), e) from e
 
     def _write_temp(self, frames: Iterator[bytes]) -> Path:
         self.root.mkdir(parents=True, exist_ok=True)
@@ -119,7 +146,7 @@ class LocalObjectStore:
             try:
                 target = self.path(oid)
                 target.parent.mkdir(exist_ok=True)
-                publish(tmp, target)
+                self._rename_in(tmp, target)
             except BaseException:
                 with contextlib.suppress(OSError):
                     tmp.unlink()
@@ -169,9 +196,9 @@ class LocalObjectStore:
         except OSError as e:
             raise StorageError(str(self.root), e) from e
         try:
-            with open(tmp, "wb") as out:
+            with open(tmp, "wb") as out, WriteBehind(out) as behind:
                 # Verified as it is copied (one pass: a download and its check overlap).
-                tee = codec.Tee(stream, out)
+                tee = codec.Tee(stream, behind)
                 codec.verify(oid, lambda: codec.decoder_of_stream(tee), body_to)  # type: ignore[arg-type]
                 if stream.read(1):
                     raise CorruptObjectError(oid, "bytes after its end")
