@@ -24,6 +24,7 @@ from .errors import (
     UnknownRefError,
     UsageError,
 )
+from .remotes import packs
 from .remotes.named import connect, default_remote, remote_info
 from .storage.refnames import HEADS, REMOTES, TAGS, validate_name
 from .sync import (
@@ -171,7 +172,7 @@ def push(repo: Repo, remote: str | None = None, branch: str | None = None, *, al
             if not moved:
                 u.status, u.reason = REJECTED, "it moved while pushing (someone else pushed); fetch first"
         if landed := [u.new for u in moving if u.status != REJECTED]:
-            _write_records(repo, rem, landed, set(there.values()))
+            _write_shortcuts(repo, rem, landed, set(there.values()))
         # Only a new branch can be the first one a remote gets (2 round trips saved on every other push).
         _fix_remote_head(rem, [u.dest for u in moving if u.status == NEW and u.dest.startswith(HEADS)])
     result.warnings = _after_push(repo, name, updates, set_upstream)
@@ -239,17 +240,43 @@ def _send(repo: Repo, rem: Remote, tips: list[str], haves: set[str], progress: P
     return len(sent), nbytes
 
 
-def _write_records(repo: Repo, rem: Remote, tips: list[str], haves: set[str]) -> None:
-    """The keyframe records of what the refs that moved brought: one for every snapshot, the
-    ones commits carry too (a clone lists them to start those downloads beside its walk).
+def _write_shortcuts(repo: Repo, rem: Remote, tips: list[str], haves: set[str]) -> None:
+    """What lets a fetch skip requests, for the refs that moved: a keyframe record for every
+    snapshot they brought, the ones commits carry too (a clone lists them to start those
+    downloads beside its walk), and the pack of each tip (``remotes.packs``).
 
-    Written after the refs moved, so a rejected push leaves no record of a history no branch
-    holds; a record is optional, so a kill before this costs a clone only a longer replay.
+    Written after the refs moved, so a rejected push leaves none for a history no branch
+    holds; both are optional, so a kill before this costs a fetch only more requests.
     """
     commits = graph.only_in(repo.get_commit, tips, haves)
     records = {c: snap for c in commits
                if (snap := repo.get_commit(c).snapshot or repo.refs.keyframe(c)) and repo.objects.has(snap)}
-    copy_parallel(lambda c: rem.refs.set_keyframe(c, records[c]) or 0, records)  # went with the closure
+    packs = {t: pack for t in dict.fromkeys(tips) if (pack := _pack_of(repo, t, haves))}
+
+    def write(item: tuple[str, str]) -> int:
+        kind, oid = item
+        if kind == "record":
+            rem.refs.set_keyframe(oid, records[oid])
+        else:
+            rem.write_pack(oid, packs[oid])
+        return 0
+    copy_parallel(write, [("record", c) for c in records] + [("pack", t) for t in packs])
+
+
+def _pack_of(repo: Repo, tip: str, haves: set[str]) -> bytes | None:
+    """*tip*'s pack: the commits this push brought for it, then the small objects they need
+    that the remote's commits below them don't (as ``_send`` chose them); None when empty."""
+    commits = graph.only_in(repo.get_commit, [tip], haves)
+    if not commits:
+        return None
+    below = {p for c in commits for p in repo.get_commit(c).parents} - set(commits)
+    needed = sorted(closure(repo, commits) - closure(repo, below) - set(commits))
+    small = [o for o in [*commits, *needed] if repo.objects.stored_size(o) <= packs.OBJECT_MAX]
+
+    def raw(oid: str) -> bytes:
+        with repo.objects.open_raw(oid) as f:
+            return f.read(packs.OBJECT_MAX + 1)
+    return packs.build((o, raw(o)) for o in small)
 
 
 def _missing(rem: Remote, oids: set[str], sizes: dict[str, int]) -> set[str]:

@@ -14,15 +14,19 @@ starts from once, as it is fetched, into the file the state is then rebuilt in
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Iterable
+import contextlib
+import io
+from collections.abc import Callable, Collection, Iterable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, BinaryIO
 
 from . import graph
 from .errors import CorruptObjectError, DbversError
 from .formats import is_id
 from .objects import Commit
+from .remotes import packs
+from .storage import codec
 from .transfer import WORKERS, NoProgress, Progress, copy_parallel
 
 if TYPE_CHECKING:
@@ -50,27 +54,95 @@ def complete(repo: Repo, oid: str) -> bool:
         return False
 
 
-def remote_commits(repo: Repo, rem: Remote, tips: Iterable[str]) -> dict[str, tuple[Commit, bytes]]:
-    """The remote's commits (parsed, and their bodies) that *tips* reach down to the first
-    ones the local store holds, read a generation at a time in parallel (a round trip per
-    generation, not per commit). Each read verifies the commit against its id."""
-    found: dict[str, tuple[Commit, bytes]] = {}
+@dataclass
+class Walked:
+    """What the walk found: the new commits (parsed, with their verified bodies), and the
+    stored bytes of the other objects the remote's packs held for them (checked when stored)."""
 
-    def read(oid: str) -> tuple[Commit, bytes]:
-        body = rem.objects.get(oid, "commit")
-        try:
-            return Commit.from_bytes(body), body
-        except (ValueError, KeyError, TypeError) as e:
-            raise CorruptObjectError(oid, f"not a commit: {str(e)[:80]}") from None
+    commits: dict[str, tuple[Commit, bytes]] = field(default_factory=dict)
+    packed: dict[str, bytes] = field(default_factory=dict)
+
+
+@dataclass
+class _Pack:
+    commits: dict[str, tuple[Commit, bytes]]
+    others: dict[str, bytes]
+    size: int
+
+
+#: The most pack bytes one walk reads (and holds until their objects are stored); past it, the
+#: rest of the history is walked commit by commit, as on a remote without packs.
+WALK_PACK_BUDGET = 256 << 20
+
+
+def remote_commits(repo: Repo, rem: Remote, tips: Iterable[str]) -> Walked:
+    """The remote's commits that *tips* reach down to the first ones the local store holds,
+    read a generation at a time in parallel (a round trip per generation, not per commit).
+
+    A tip's pack (``remotes.packs``) brings its push's commits in one request; the walk tries
+    the pack of each tip and of each commit a pack's history stops at (an earlier push's
+    tip), and reads the others one by one. Every commit is verified against its id."""
+    walked, offered = Walked(), dict[str, tuple[Commit, bytes]]()
+    budget = WALK_PACK_BUDGET
+
+    def read(oid: str, pack: bool) -> tuple[tuple[Commit, bytes], _Pack | None]:
+        got = _read_pack(rem, oid) if pack else None
+        return (got.commits[oid] if got is not None and oid in got.commits else _read_commit(rem, oid)), got
 
     frontier = {t for t in tips if not complete(repo, t)}
+    try_pack = set(frontier)
     with ThreadPoolExecutor(WORKERS, thread_name_prefix="dbvers-walk") as pool:
         while frontier:
-            batch = sorted(frontier)
-            found.update(zip(batch, pool.map(read, batch), strict=True))
-            frontier = {p for oid in batch for p in found[oid][0].parents
-                        if p not in found and not complete(repo, p)}
-    return found
+            took = {o: offered[o] for o in frontier if o in offered}
+            from_pack = set(took)
+            batch = [(o, o in try_pack and budget > 0) for o in sorted(frontier - set(took))]
+            for (oid, _), (pair, pack) in zip(batch, pool.map(lambda a: read(*a), batch), strict=True):
+                took[oid] = pair
+                if pack is not None and oid in pack.commits:
+                    offered.update(pack.commits)
+                    walked.packed.update(pack.others)
+                    from_pack.add(oid)
+                    budget -= pack.size
+            walked.commits.update(took)
+            frontier = {p for oid, (c, _) in took.items() for p in c.parents
+                        if p not in walked.commits and not complete(repo, p)}
+            try_pack = {p for oid in from_pack for p in took[oid][0].parents} & (frontier - set(offered))
+    needed = {o for c, _ in walked.commits.values() for o, _ in c.typed_references()}
+    walked.packed = {o: raw for o, raw in walked.packed.items() if o in needed}
+    return walked
+
+
+def _read_commit(rem: Remote, oid: str) -> tuple[Commit, bytes]:
+    return _parsed(oid, rem.objects.get(oid, "commit"))
+
+
+def _parsed(oid: str, body: bytes) -> tuple[Commit, bytes]:
+    try:
+        return Commit.from_bytes(body), body
+    except (ValueError, KeyError, TypeError) as e:
+        raise CorruptObjectError(oid, f"not a commit: {str(e)[:80]}") from None
+
+
+def _read_pack(rem: Remote, tip: str) -> _Pack | None:
+    """*tip*'s pack, its commits verified and parsed; None when there is none to use. An entry
+    that fails its check is left out (a pack is a shortcut: what it lacks is read loose)."""
+    try:
+        data = rem.read_pack(tip)
+    except DbversError:
+        return None
+    if data is None:
+        return None
+    pack = _Pack({}, {}, len(data))
+    for oid, raw in packs.parse(data):
+        try:
+            obj_type, _ = codec.read_header(oid, lambda raw=raw: codec.decoder_of_bytes(raw))
+            if obj_type != "commit":
+                pack.others[oid] = raw
+                continue
+            pack.commits[oid] = _parsed(oid, codec.body_of(oid, raw, "commit"))
+        except CorruptObjectError:
+            continue
+    return pack
 
 
 class _ThenCommits:
@@ -135,7 +207,8 @@ def receive(repo: Repo, rem: Remote, tips: set[str], progress: Progress | None,
     with ThreadPoolExecutor(EARLY_WORKERS, thread_name_prefix="dbvers-early") as early_pool:
         try:
             listed = early_pool.submit(_start_early, repo, rem, early_pool, choice) if checkout_tip else None
-            new = remote_commits(repo, rem, tips)
+            walked = remote_commits(repo, rem, tips)
+            new = walked.commits
             early = listed.result() if listed else _Early(_records(rem, new) if new else {}, {})
             boundary = frozenset({t for t in tips if t not in new} |
                                  {p for c, _ in new.values() for p in c.parents if p not in new})
@@ -151,7 +224,7 @@ def receive(repo: Repo, rem: Remote, tips: set[str], progress: Progress | None,
                     f.cancel()  # a lost history's (what one brought is unreachable: gc's)
             started = {s: f for s, f in early.started.items() if s in wanted}
             lacking = {o for o in wanted if not repo.objects.has(o)} - set(started)
-            got = _download_all(repo, rem, new, lacking, started, unpack, progress)
+            got = _download_all(repo, rem, walked, lacking, started, unpack, progress)
         except BaseException:
             early_pool.shutdown(wait=False, cancel_futures=True)  # a Ctrl-C waits for none queued
             raise
@@ -166,14 +239,16 @@ def _records(rem: Remote, among: Collection[str] | Callable[[str], bool]) -> dic
     return {c: s for c, s in rem.refs.keyframes(among=among).items() if is_id(s)}
 
 
-def _download_all(repo: Repo, rem: Remote, new: dict[str, tuple[Commit, bytes]], lacking: set[str],
-                  started: dict[str, Future[int]], unpack: str | None, progress: Progress | None) -> tuple[int, int]:
-    """The objects (the ones already started too), then the commits, parents first; (objects, bytes)."""
+def _download_all(repo: Repo, rem: Remote, walked: Walked, lacking: set[str], started: dict[str, Future[int]],
+                  unpack: str | None, progress: Progress | None) -> tuple[int, int]:
+    """The objects (the ones already started too; the packed ones from their packs), then the
+    commits, parents first; (objects, bytes)."""
+    new = walked.commits
     to_store = [oid for oid in graph.parents_first({o: c for o, (c, _) in new.items()})
                 if not repo.objects.has(oid)]
     shown = _ThenCommits(progress or NoProgress(), len(started) + len(to_store))
     try:
-        sent, nbytes = copy_parallel(lambda o: _download(repo, rem, o, o == unpack), lacking,
+        sent, nbytes = copy_parallel(lambda o: _download(repo, rem, o, o == unpack, walked.packed), lacking,
                                      progress=shown, label="fetching")
         for snap, f in started.items():
             try:
@@ -201,17 +276,27 @@ def _start_early(repo: Repo, rem: Remote, pool: ThreadPoolExecutor, choice: _Cho
     return _Early(records, {s: pool.submit(_download, repo, rem, s, choice) for s in snaps})
 
 
-def _download(repo: Repo, rem: Remote, oid: str, unpack: bool | _Choice) -> int:
-    """Copy one object from the remote, verified against its id before it is published (and,
-    if *unpack* says so, a snapshot's body decoded to a file as it is: ``States.unpacking``)."""
+def _download(repo: Repo, rem: Remote, oid: str, unpack: bool | _Choice,
+              packed: Mapping[str, bytes] | None = None) -> int:
+    """Copy one object from the remote (from a pack when one held it and it passes its check),
+    verified against its id before it is published (and, if *unpack* says so, a snapshot's
+    body decoded to a file as it is: ``States.unpacking``)."""
+    if packed and oid in packed:
+        with contextlib.suppress(CorruptObjectError):  # then read loose: a pack is only a shortcut
+            _store(repo, oid, io.BytesIO(packed[oid]), unpack)
+            return repo.objects.stored_size(oid)
     with rem.objects.open_raw(oid) as raw:
-        if unpack is True or (isinstance(unpack, _Choice) and unpack.wants(oid)):
-            with repo.states.unpacking(oid) as body:
-                sink = _Sink(body, lambda: unpack.wants(oid)) if isinstance(unpack, _Choice) else body
-                repo.objects.put_raw(oid, raw, body_to=sink)  # type: ignore[arg-type]
-        else:
-            repo.objects.put_raw(oid, raw)
+        _store(repo, oid, raw, unpack)
     return repo.objects.stored_size(oid)
+
+
+def _store(repo: Repo, oid: str, raw: BinaryIO, unpack: bool | _Choice) -> None:
+    if unpack is True or (isinstance(unpack, _Choice) and unpack.wants(oid)):
+        with repo.states.unpacking(oid) as body:
+            sink = _Sink(body, lambda: unpack.wants(oid)) if isinstance(unpack, _Choice) else body
+            repo.objects.put_raw(oid, raw, body_to=sink)  # type: ignore[arg-type]
+    else:
+        repo.objects.put_raw(oid, raw)
 
 
 def _keyframe_of(tip: str | None, commits: dict[str, Commit], records: dict[str, str]) -> str | None:

@@ -197,12 +197,12 @@ def test_s3_transfers_cut_off_midway_are_retried_and_never_misreported(proxy, tm
     res = repo.push(set_upstream=True)
     assert lost.fired == 1 and res.rejected == [] and res.refs[0].status == "new"
     assert repo.status().tracking_line() == "Your branch is up to date with 'origin/main'"
-    # Downloads reset or cut short mid-body: a commit read whole in the walk (read again), the
-    # snapshot streamed into the store (picked up where it stopped, a ranged GET), and a ref's
-    # body cut short: all read again, none blamed on the remote.
+    # Downloads reset or cut short mid-body: the tip's pack read whole in the walk (read again),
+    # the snapshot streamed into the store (picked up where it stopped, a ranged GET), and a
+    # ref's body cut short: all read again, none blamed on the remote.
     snap = repo.get_commit(repo.log()[-1].id).snapshot or ""
     faults = [proxy.add("GET", f"{snap[2:]}$", "reset"), proxy.add("GET", f"{snap[2:]}$", "truncate"),
-              proxy.add("GET", r"/objects/", "reset"), proxy.add("GET", r"/objects/", "truncate"),
+              proxy.add("GET", r"/packs/", "reset"), proxy.add("GET", r"/packs/", "truncate"),
               proxy.add("GET", r"/refs/heads/main$", "truncate")]
     clone = dbvers.clone(url, tmp_path / "b" / "data.db", endpoint_url=proxy.url)
     assert [f.fired for f in faults] == [1, 1, 1, 1, 1]

@@ -43,6 +43,7 @@ from ..fsutil import (
 from ..storage.local import LocalObjectStore
 from ..storage.local_refs import LocalRefStore
 from .layout import DEFAULT_HEAD, HEAD, MARKER, MARKER_MAX, marker_bytes, parse_marker
+from .packs import PACK_MAX, pack_key
 
 #: What an interrupted creation can have left before the marker (then creating resumes).
 SKELETON = frozenset({HEAD, "objects", "refs", "logs"})
@@ -117,7 +118,21 @@ class DirectoryRemote:
         """Remove what killed pushes left: temp files of uploads whose process is gone (by the
         one rule for every dbvers temp: a dead owner on this host, or a day old when it was
         another host's, since a NAS is shared); how many went."""
-        return sum(remove_stale_temps(d) for d in (self.root, self.root / "objects"))
+        return sum(remove_stale_temps(d) for d in (self.root, self.root / "objects", self.root / "packs"))
+
+    def read_pack(self, tip: str) -> bytes | None:
+        """The pack push wrote for *tip* (``remotes.packs``); None when there is none to use."""
+        try:
+            data = read_small_file(self.root / pack_key(tip), PACK_MAX + 1)
+        except OSError:  # missing, not a file, unreadable: a pack is only ever a shortcut
+            return None
+        return data if len(data) <= PACK_MAX else None
+
+    def write_pack(self, tip: str, data: bytes) -> None:
+        """Write *tip*'s pack, unless one is there (any pack of a tip is as good as another)."""
+        path = self.root / pack_key(tip)
+        if not path.exists():
+            write_atomic(path, data)
 
     def probe(self) -> None:
         """Prove that ``O_EXCL`` creation is exclusive here (the ref locks rest on it)."""

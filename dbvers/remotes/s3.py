@@ -51,6 +51,7 @@ from .layout import (
     object_key,
     parse_marker,
 )
+from .packs import PACK_MAX, pack_key
 from .s3client import PreconditionFailed, S3Connection
 from .s3refs import S3RefStore
 
@@ -195,7 +196,7 @@ class S3ObjectStore:
             # refused before anything more is downloaded), then the body streamed from a spool.
             self._header(oid)
             return self.open_body(oid, expected_type).read()
-        return b"".join(codec.typed(oid, codec.stream(oid, lambda: codec.decoder_of_bytes(raw)), expected_type))
+        return codec.body_of(oid, raw, expected_type)
 
     def open_body(self, oid: str, expected_type: str | None = None) -> codec.VerifiedReader:
         """A verified stream of the body, decoded from an anonymous temp file (memory stays flat)."""
@@ -394,6 +395,16 @@ class S3Remote:
         """Nothing to remove: an S3 PUT appears whole or not at all (the parts of a killed
         multipart upload are the bucket's lifecycle rule's, AbortIncompleteMultipartUpload)."""
         return 0
+
+    def read_pack(self, tip: str) -> bytes | None:
+        """The pack push wrote for *tip* (``remotes.packs``); None when there is none to use."""
+        got = self.conn.get(pack_key(tip), PACK_MAX)
+        return got[0] if got is not None and len(got[0]) <= PACK_MAX else None
+
+    def write_pack(self, tip: str, data: bytes) -> None:
+        """Write *tip*'s pack, unless one is there (any pack of a tip is as good as another)."""
+        with contextlib.suppress(PreconditionFailed):
+            self.conn.put(pack_key(tip), data, if_none_match=True)
 
     def check(self, *, create: bool = False) -> S3Remote:
         """Open the remote (its marker must be there, of a format this dbvers reads).
