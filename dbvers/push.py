@@ -12,6 +12,7 @@ shares with push (tracking refs, moving a local ref) are :mod:`dbvers.sync`'s.
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -171,10 +172,12 @@ def push(repo: Repo, remote: str | None = None, branch: str | None = None, *, al
                 continue
             if not moved:
                 u.status, u.reason = REJECTED, "it moved while pushing (someone else pushed); fetch first"
-        if landed := [u.new for u in moving if u.status != REJECTED]:
-            _write_shortcuts(repo, rem, landed, set(there.values()))
-        # Only a new branch can be the first one a remote gets (2 round trips saved on every other push).
-        _fix_remote_head(rem, [u.dest for u in moving if u.status == NEW and u.dest.startswith(HEADS)])
+        landed = [u.new for u in moving if u.status != REJECTED]
+        with ThreadPoolExecutor(2, thread_name_prefix="dbvers-after-push") as pool:  # neither waits for the other
+            shortcuts = pool.submit(_write_shortcuts, repo, rem, landed, set(there.values()))
+            # Only a new branch can be the first one a remote gets (2 round trips saved on every other push).
+            _fix_remote_head(rem, [u.dest for u in moving if u.status == NEW and u.dest.startswith(HEADS)])
+            shortcuts.result()
     result.warnings = _after_push(repo, name, updates, set_upstream)
     result.refs = [u.change() for u in updates]
     if result.rejected:
@@ -248,6 +251,8 @@ def _write_shortcuts(repo: Repo, rem: Remote, tips: list[str], haves: set[str]) 
     Written after the refs moved, so a rejected push leaves none for a history no branch
     holds; both are optional, so a kill before this costs a fetch only more requests.
     """
+    if not tips:
+        return
     commits = graph.only_in(repo.get_commit, tips, haves)
     records = {c: snap for c in commits
                if (snap := repo.get_commit(c).snapshot or repo.refs.keyframe(c)) and repo.objects.has(snap)}
