@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from . import config
@@ -115,15 +116,17 @@ def clone(url: str, db_path: str | os.PathLike[str] | None = None, *, endpoint_u
         # and hash) as it is fetched, and reads never pass a body's declared length, so a remote
         # can make this rebuild no larger than any later checkout of the clone would be.
         wrepo = Repo.at(work, target, scratch=True)
-        with blame_remote(remote.url):
-            remote_head = remote.refs.head().branch
+        with ThreadPoolExecutor(1, thread_name_prefix="dbvers-head") as pool:
+            head_read = pool.submit(lambda: remote.refs.head().branch)  # beside the fetch's first reads
 
-        def checked_out(heads: dict[str, str]) -> str | None:  # its snapshot is decoded as it comes
-            with contextlib.suppress(DbversError):
-                return _choose_branch(heads, remote_head, branch, spec.url)[1]
-            return None
+            def checked_out(heads: dict[str, str]) -> str | None:  # its snapshot is decoded as it comes
+                with contextlib.suppress(DbversError):
+                    return _choose_branch(heads, head_read.result(), branch, spec.url)[1]
+                return None
 
-        fetch(wrepo, DEFAULT_REMOTE, progress=progress, checkout=checked_out)
+            fetch(wrepo, DEFAULT_REMOTE, progress=progress, checkout=checked_out, backend=remote)
+            with blame_remote(remote.url):
+                remote_head = head_read.result()
         name, oid = _choose_branch(wrepo.refs.list(f"{REMOTES}{DEFAULT_REMOTE}/"), remote_head, branch, spec.url)
         why = f"clone: from {spec.url}"
         wrepo.refs.update(HEADS + name, oid, expect=None, message=why)

@@ -172,12 +172,7 @@ def push(repo: Repo, remote: str | None = None, branch: str | None = None, *, al
                 continue
             if not moved:
                 u.status, u.reason = REJECTED, "it moved while pushing (someone else pushed); fetch first"
-        landed = [u.new for u in moving if u.status != REJECTED]
-        with ThreadPoolExecutor(2, thread_name_prefix="dbvers-after-push") as pool:  # neither waits for the other
-            shortcuts = pool.submit(_write_shortcuts, repo, rem, landed, set(there.values()))
-            # Only a new branch can be the first one a remote gets (2 round trips saved on every other push).
-            _fix_remote_head(rem, [u.dest for u in moving if u.status == NEW and u.dest.startswith(HEADS)])
-            shortcuts.result()
+        _after_refs_moved(repo, rem, moving, set(there.values()))
     result.warnings = _after_push(repo, name, updates, set_upstream)
     result.refs = [u.change() for u in updates]
     if result.rejected:
@@ -241,6 +236,16 @@ def _send(repo: Repo, rem: Remote, tips: list[str], haves: set[str], progress: P
     sent, nbytes = copy_parallel(upload, lacking, progress=progress, label="pushing",
                                  nbytes=sum(sizes[o] for o in lacking), sizes=sizes)
     return len(sent), nbytes
+
+
+def _after_refs_moved(repo: Repo, rem: Remote, moving: list[_Update], haves: set[str]) -> None:
+    """The keyframe records and packs of what landed, and the remote's HEAD, side by side."""
+    landed = [u.new for u in moving if u.status != REJECTED]
+    with ThreadPoolExecutor(2, thread_name_prefix="dbvers-after-push") as pool:  # neither waits for the other
+        shortcuts = pool.submit(_write_shortcuts, repo, rem, landed, haves)
+        # Only a new branch can be the first one a remote gets (2 round trips saved on every other push).
+        _fix_remote_head(rem, [u.dest for u in moving if u.status == NEW and u.dest.startswith(HEADS)])
+        shortcuts.result()
 
 
 def _write_shortcuts(repo: Repo, rem: Remote, tips: list[str], haves: set[str]) -> None:

@@ -196,20 +196,47 @@ class _Early:
     started: dict[str, Future[int]]
 
 
+class Prefetch:
+    """A clone's snapshot downloads, started from the remote's keyframe records at once (before
+    even its refs are listed: everything is coming), decoded to files until the walk says which
+    one the checkout starts from (``_Choice``). A context: leaving it on an error cancels what
+    is queued (a Ctrl-C waits for no queued download; at most EARLY_WORKERS running finish)."""
+
+    def __init__(self, repo: Repo, rem: Remote) -> None:
+        self.choice = _Choice()
+        self._pool = ThreadPoolExecutor(EARLY_WORKERS, thread_name_prefix="dbvers-early")
+        self._listed = self._pool.submit(_start_early, repo, rem, self._pool, self.choice)
+
+    def early(self) -> _Early:
+        return self._listed.result()
+
+    def cancel(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+    def __enter__(self) -> Prefetch:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, *exc: object) -> None:
+        if exc_type is not None:
+            self.cancel()
+        self._pool.shutdown()
+
+
 def receive(repo: Repo, rem: Remote, tips: set[str], progress: Progress | None,
-            checkout_tip: str | None = None) -> Received:
+            checkout_tip: str | None = None, prefetch: Prefetch | None = None) -> Received:
     """Store what the local store lacks of *tips*' history (see the module's docstring).
 
     With *checkout_tip* (a clone's: everything is coming), snapshot downloads start from the
-    remote's keyframe records beside the walk; a fetch into a store that has history reads
-    only the records of the commits the walk found (no listing storm on every fetch)."""
-    choice = _Choice()
-    with ThreadPoolExecutor(EARLY_WORKERS, thread_name_prefix="dbvers-early") as early_pool:
+    remote's keyframe records beside the walk (*prefetch*'s, when the caller started them
+    earlier still); a fetch into a store that has history reads only the records of the
+    commits the walk found (no listing storm on every fetch)."""
+    with contextlib.ExitStack() as stack:
+        if prefetch is None and checkout_tip:
+            prefetch = stack.enter_context(Prefetch(repo, rem))
         try:
-            listed = early_pool.submit(_start_early, repo, rem, early_pool, choice) if checkout_tip else None
             walked = remote_commits(repo, rem, tips)
             new = walked.commits
-            early = listed.result() if listed else _Early(_records(rem, new) if new else {}, {})
+            early = prefetch.early() if prefetch else _Early(_records(rem, new) if new else {}, {})
             boundary = frozenset({t for t in tips if t not in new} |
                                  {p for c, _ in new.values() for p in c.parents if p not in new})
             if not new:
@@ -218,7 +245,8 @@ def receive(repo: Repo, rem: Remote, tips: set[str], progress: Progress | None,
             records = {c: s for c, s in early.records.items() if c in commits and commits[c].snapshot is None}
             wanted = {o for c in commits.values() for o, _ in c.typed_references()} | set(records.values())
             unpack = _keyframe_of(checkout_tip, commits, records)
-            choice.decide(unpack)
+            if prefetch:
+                prefetch.choice.decide(unpack)
             for s, f in early.started.items():
                 if s not in wanted:
                     f.cancel()  # a lost history's (what one brought is unreachable: gc's)
@@ -226,7 +254,8 @@ def receive(repo: Repo, rem: Remote, tips: set[str], progress: Progress | None,
             lacking = {o for o in wanted if not repo.objects.has(o)} - set(started)
             got = _download_all(repo, rem, walked, lacking, started, unpack, progress)
         except BaseException:
-            early_pool.shutdown(wait=False, cancel_futures=True)  # a Ctrl-C waits for none queued
+            if prefetch:
+                prefetch.cancel()
             raise
     for c, snap in records.items():
         if repo.objects.has(snap):

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -39,7 +40,7 @@ from .errors import (
     RefPathConflictError,
     RemoteDamagedError,
 )
-from .receive import complete, receive
+from .receive import Prefetch, complete, receive
 from .remotes.directory import DirectoryRemote
 from .remotes.named import connect, default_remote, remote_info
 from .remotes.s3 import S3Remote
@@ -165,26 +166,36 @@ def blame_remote(url: str) -> Iterator[None]:
 
 
 def fetch(repo: Repo, remote: str | None = None, *, prune: bool = False, progress: Progress | None = None,
-          checkout: Callable[[dict[str, str]], str | None] | None = None) -> SyncResult:
+          checkout: Callable[[dict[str, str]], str | None] | None = None,
+          backend: Remote | None = None) -> SyncResult:
     """Download what the local store lacks of *remote*'s branches and tags, then move the
     remote-tracking refs (and create the tags the local store doesn't have).
 
     *checkout* (a clone's): given the remote's branches, the commit about to be checked out;
     the snapshot its state starts from is decoded once, as it is fetched, and kept for that
-    rebuild (``States.unpacking``) rather than decoded again from the store.
+    rebuild (``States.unpacking``) rather than decoded again from the store. *backend*: the
+    remote, already opened (a clone's: its marker is not read twice).
     """
     name = remote or default_remote(repo)
-    rem = connect(remote_info(repo, name))
-    result = SyncResult("fetch", name, rem.url)
-    with blame_remote(rem.url):
-        heads, tags = rem.refs.list(HEADS), rem.refs.list(TAGS)
+    rem = backend if backend is not None else connect(remote_info(repo, name))
+    with Prefetch(repo, rem) if checkout is not None else contextlib.nullcontext() as prefetch:
+        return _fetch(repo, rem, SyncResult("fetch", name, rem.url), prune, progress, checkout, prefetch)
+
+
+def _fetch(repo: Repo, rem: Remote, result: SyncResult, prune: bool, progress: Progress | None,
+           checkout: Callable[[dict[str, str]], str | None] | None, prefetch: Prefetch | None) -> SyncResult:
+    with blame_remote(rem.url), ThreadPoolExecutor(2, thread_name_prefix="dbvers-refs") as pool:
+        tags_listed = pool.submit(rem.refs.list, TAGS)  # beside the branches: one round trip less
+        heads, tags = rem.refs.list(HEADS), tags_listed.result()
     tips = set(heads.values()) | set(tags.values())
     checkout_tip = checkout(heads) if checkout is not None else None
     walk_from, relied_on = tips, set[str]()
+    name = result.remote
     for _ in range(3):
         # Only remote reads and the verified writes of what they brought happen in here, unlocked.
         with blame_remote(rem.url):
-            got = receive(repo, rem, walk_from, progress, checkout_tip)
+            got = receive(repo, rem, walk_from, progress, checkout_tip, prefetch)
+            prefetch = None  # a retry (after a gc) fetches what it needs as any fetch does
         result.objects, result.bytes = result.objects + got.objects, result.bytes + got.nbytes
         relied_on |= got.boundary
         with repo.locked():

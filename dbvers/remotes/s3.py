@@ -441,15 +441,21 @@ class S3Remote:
         and once with an ``If-Match`` that can't match (refused too), then removes it.
         """
         key = f"{PROBE}{secrets.token_hex(8)}"
+        tries: dict[str, dict[str, Any]] = {"If-None-Match": {"if_none_match": True},
+                                            "If-Match": {"if_match": '"00000000000000000000000000000000"'}}
+
+        def refused(which: str) -> bool:
+            try:
+                self.conn.put(key, b"probe again\n", **tries[which])
+            except PreconditionFailed:
+                return True
+            return False
         try:
             self.conn.put(key, b"probe\n", if_none_match=True)
-            for which, kw in (("If-None-Match", {"if_none_match": True}),
-                              ("If-Match", {"if_match": '"00000000000000000000000000000000"'})):
-                try:
-                    self.conn.put(key, b"probe again\n", **kw)  # type: ignore[arg-type]
-                except PreconditionFailed:
-                    continue
-                raise ConditionalWritesUnsupportedError(self.url, which)
+            with ThreadPoolExecutor(2, thread_name_prefix="dbvers-probe") as pool:  # one round trip for both
+                ignored = [which for which, ok in zip(tries, pool.map(refused, tries), strict=True) if not ok]
         finally:
             with contextlib.suppress(RemoteError):
                 self.conn.delete(key)
+        if ignored:
+            raise ConditionalWritesUnsupportedError(self.url, ignored[0])
