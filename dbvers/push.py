@@ -39,6 +39,7 @@ from .sync import (
     Remote,
     SyncResult,
     blame_remote,
+    branches_and_tags,
     descends,
     move_ref,
     tracking_ref,
@@ -151,8 +152,8 @@ def push(repo: Repo, remote: str | None = None, branch: str | None = None, *, al
                                          "pushed; check the path, the mount or the bucket (to start a new "
                                          f"remote there, 'dbvers remote remove {name}' and add it again)") from None
     with blame_remote(rem.url):
-        there = {HEADS + b: oid for b, oid in rem.refs.list(HEADS).items()}
-        there.update({TAGS + t: oid for t, oid in rem.refs.list(TAGS).items()})
+        branches, remote_tags = branches_and_tags(rem)
+    there = {HEADS + b: oid for b, oid in branches.items()} | {TAGS + t: oid for t, oid in remote_tags.items()}
     rem.sweep()  # what earlier pushes killed midway left there
     for u in updates:
         u.old = there.get(u.dest)

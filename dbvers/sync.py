@@ -184,9 +184,8 @@ def fetch(repo: Repo, remote: str | None = None, *, prune: bool = False, progres
 
 def _fetch(repo: Repo, rem: Remote, result: SyncResult, prune: bool, progress: Progress | None,
            checkout: Callable[[dict[str, str]], str | None] | None, prefetch: Prefetch | None) -> SyncResult:
-    with blame_remote(rem.url), ThreadPoolExecutor(2, thread_name_prefix="dbvers-refs") as pool:
-        tags_listed = pool.submit(rem.refs.list, TAGS)  # beside the branches: one round trip less
-        heads, tags = rem.refs.list(HEADS), tags_listed.result()
+    with blame_remote(rem.url):
+        heads, tags = branches_and_tags(rem)
     tips = set(heads.values()) | set(tags.values())
     checkout_tip = checkout(heads) if checkout is not None else None
     walk_from, relied_on = tips, set[str]()
@@ -208,6 +207,13 @@ def _fetch(repo: Repo, rem: Remote, result: SyncResult, prune: bool, progress: P
                 return result
         walk_from, relied_on = gone, relied_on - gone  # fetched again, from the remote
     raise FetchInterruptedError(rem.url)
+
+
+def branches_and_tags(rem: Remote) -> tuple[dict[str, str], dict[str, str]]:
+    """The remote's branches and tags (name -> commit), both listed at once: one round trip."""
+    with ThreadPoolExecutor(2, thread_name_prefix="dbvers-refs") as pool:
+        tags = pool.submit(rem.refs.list, TAGS)
+        return rem.refs.list(HEADS), tags.result()
 
 
 def _move_fetched(repo: Repo, name: str, heads: dict[str, str], tags: dict[str, str], prune: bool,
