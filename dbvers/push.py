@@ -12,7 +12,7 @@ shares with push (tracking refs, moving a local ref) are :mod:`dbvers.sync`'s.
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -27,6 +27,7 @@ from .errors import (
 )
 from .remotes import packs
 from .remotes.named import connect, default_remote, remote_info
+from .storage.base import Head
 from .storage.refnames import HEADS, REMOTES, TAGS, validate_name
 from .sync import (
     DELETED,
@@ -161,19 +162,13 @@ def push(repo: Repo, remote: str | None = None, branch: str | None = None, *, al
     moving = [u for u in updates if u.status in (NEW, FAST_FORWARD, FORCED)]
     result = SyncResult("push", name, rem.url)
     if moving:
-        result.objects, result.bytes = _send(repo, rem, [u.new for u in moving], set(there.values()), progress)
-        who = _pusher(repo)
-        for u in moving:
-            try:
-                moved = rem.refs.compare_and_swap(u.dest, u.expect, u.new, message=f"push by {who}")
-            except RefPathConflictError as e:
-                fix = (f"delete it there ('dbvers push {name} --delete {e.blocking.removeprefix(HEADS)}') or "
-                       if e.blocking.startswith(HEADS) else "")
-                u.status, u.reason = REJECTED, f"the remote's {e.blocking} is in the way; {fix}push under another name"
-                continue
-            if not moved:
-                u.status, u.reason = REJECTED, "it moved while pushing (someone else pushed); fetch first"
-        _after_refs_moved(repo, rem, moving, set(there.values()))
+        haves = set(there.values())
+        with ThreadPoolExecutor(2, thread_name_prefix="dbvers-push-prep") as pool:  # beside the upload
+            shortcuts = pool.submit(_shortcuts_of, repo, [u.new for u in moving], haves)
+            head = pool.submit(rem.refs.head) if any(u.status == NEW and u.dest.startswith(HEADS) for u in moving) else None
+            result.objects, result.bytes = _send(repo, rem, [u.new for u in moving], haves, progress)
+            _move_refs(rem, name, moving, _pusher(repo))
+            _after_refs_moved(rem, moving, shortcuts.result(), head, set(there))
     result.warnings = _after_push(repo, name, updates, set_upstream)
     result.refs = [u.change() for u in updates]
     if result.rejected:
@@ -239,45 +234,67 @@ def _send(repo: Repo, rem: Remote, tips: list[str], haves: set[str], progress: P
     return len(sent), nbytes
 
 
-def _after_refs_moved(repo: Repo, rem: Remote, moving: list[_Update], haves: set[str]) -> None:
-    """The keyframe records and packs of what landed, and the remote's HEAD, side by side."""
+def _move_refs(rem: Remote, name: str, moving: list[_Update], who: str) -> None:
+    """Each remote ref by compare-and-swap, once everything it needs is there; a loser is rejected."""
+    for u in moving:
+        try:
+            moved = rem.refs.compare_and_swap(u.dest, u.expect, u.new, message=f"push by {who}")
+        except RefPathConflictError as e:
+            fix = (f"delete it there ('dbvers push {name} --delete {e.blocking.removeprefix(HEADS)}') or "
+                   if e.blocking.startswith(HEADS) else "")
+            u.status, u.reason = REJECTED, f"the remote's {e.blocking} is in the way; {fix}push under another name"
+            continue
+        if not moved:
+            u.status, u.reason = REJECTED, "it moved while pushing (someone else pushed); fetch first"
+
+
+@dataclass
+class _Shortcuts:
+    """What lets a fetch skip requests, by the tip that brought it: keyframe records (commit ->
+    snapshot) for every snapshot, the ones commits carry too (a clone lists them to start those
+    downloads beside its walk), and the tip's pack (``remotes.packs``)."""
+
+    records: dict[str, dict[str, str]]
+    packs: dict[str, bytes]
+
+
+def _shortcuts_of(repo: Repo, tips: list[str], haves: set[str]) -> _Shortcuts:
+    """The shortcuts of *tips*, made locally while the objects upload (written once refs moved)."""
+    records, packs_ = {}, {}
+    for tip in dict.fromkeys(tips):
+        commits = graph.only_in(repo.get_commit, [tip], haves)
+        records[tip] = {c: snap for c in commits
+                        if (snap := repo.get_commit(c).snapshot or repo.refs.keyframe(c)) and repo.objects.has(snap)}
+        if pack := _pack_of(repo, tip, commits):
+            packs_[tip] = pack
+    return _Shortcuts(records, packs_)
+
+
+def _after_refs_moved(rem: Remote, moving: list[_Update], shortcuts: _Shortcuts, head: Future[Head] | None,
+                      there: set[str]) -> None:
+    """Write the shortcuts of the tips that landed (a rejected push leaves none for a history no
+    branch holds; they are optional, so a kill before this costs a fetch only requests), and
+    point the remote's HEAD at a branch it has."""
     landed = [u.new for u in moving if u.status != REJECTED]
-    with ThreadPoolExecutor(2, thread_name_prefix="dbvers-after-push") as pool:  # neither waits for the other
-        shortcuts = pool.submit(_write_shortcuts, repo, rem, landed, haves)
-        # Only a new branch can be the first one a remote gets (2 round trips saved on every other push).
-        _fix_remote_head(rem, [u.dest for u in moving if u.status == NEW and u.dest.startswith(HEADS)])
-        shortcuts.result()
-
-
-def _write_shortcuts(repo: Repo, rem: Remote, tips: list[str], haves: set[str]) -> None:
-    """What lets a fetch skip requests, for the refs that moved: a keyframe record for every
-    snapshot they brought, the ones commits carry too (a clone lists them to start those
-    downloads beside its walk), and the pack of each tip (``remotes.packs``).
-
-    Written after the refs moved, so a rejected push leaves none for a history no branch
-    holds; both are optional, so a kill before this costs a fetch only more requests.
-    """
-    if not tips:
-        return
-    commits = graph.only_in(repo.get_commit, tips, haves)
-    records = {c: snap for c in commits
-               if (snap := repo.get_commit(c).snapshot or repo.refs.keyframe(c)) and repo.objects.has(snap)}
-    packs = {t: pack for t in dict.fromkeys(tips) if (pack := _pack_of(repo, t, haves))}
+    records = {c: s for t in landed for c, s in shortcuts.records[t].items()}
+    items = [("record", c) for c in records] + [("pack", t) for t in dict.fromkeys(landed) if t in shortcuts.packs]
 
     def write(item: tuple[str, str]) -> int:
         kind, oid = item
         if kind == "record":
             rem.refs.set_keyframe(oid, records[oid])
         else:
-            rem.write_pack(oid, packs[oid])
+            rem.write_pack(oid, shortcuts.packs[oid])
         return 0
-    copy_parallel(write, [("record", c) for c in records] + [("pack", t) for t in packs])
+    copy_parallel(write, items)
+    new_branches = [u.dest for u in moving if u.status == NEW and u.dest.startswith(HEADS)]
+    if head is not None and new_branches:
+        _fix_remote_head(rem, head.result(), new_branches, there)
 
 
-def _pack_of(repo: Repo, tip: str, haves: set[str]) -> bytes | None:
-    """*tip*'s pack: the commits this push brought for it, then the small objects they need
+def _pack_of(repo: Repo, tip: str, commits: list[str]) -> bytes | None:
+    """*tip*'s pack: *commits* (what this push brought for it), then the small objects they need
     that the remote's commits below them don't (as ``_send`` chose them); None when empty."""
-    commits = graph.only_in(repo.get_commit, [tip], haves)
     if not commits:
         return None
     below = {p for c in commits for p in repo.get_commit(c).parents} - set(commits)
@@ -297,12 +314,10 @@ def _missing(rem: Remote, oids: set[str], sizes: dict[str, int]) -> set[str]:
     return {o for o in oids if not rem.objects.has(o)}
 
 
-def _fix_remote_head(rem: Remote, pushed: list[str]) -> None:
-    """A remote whose HEAD names no branch it has points at the first branch pushed to it."""
-    if not pushed:
-        return
-    head = rem.refs.head()
-    if head.branch is not None and rem.refs.read(HEADS + head.branch) is None:
+def _fix_remote_head(rem: Remote, head: Head, pushed: list[str], there: set[str]) -> None:
+    """A remote whose HEAD (as read during the upload) names no branch it has (of those listed
+    before the push, and the ones it just made) points at the first branch pushed to it."""
+    if head.branch is not None and HEADS + head.branch not in there and HEADS + head.branch not in pushed:
         rem.refs.set_head(branch=pushed[0].removeprefix(HEADS), message="push: the default branch")
 
 
