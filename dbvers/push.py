@@ -12,12 +12,14 @@ shares with push (tracking refs, moving a local ref) are :mod:`dbvers.sync`'s.
 
 from __future__ import annotations
 
+import contextlib
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from . import config, graph
 from .errors import (
+    DbversError,
     NoUpstreamError,
     PushRejectedError,
     RefPathConflictError,
@@ -26,7 +28,8 @@ from .errors import (
     UsageError,
 )
 from .remotes import packs
-from .remotes.named import connect, default_remote, remote_info
+from .remotes.named import RemoteInfo, connect, default_remote, remote_info
+from .remotes.s3 import SMALL as S3_WHOLE
 from .storage.base import Head
 from .storage.refnames import HEADS, REMOTES, TAGS, validate_name
 from .sync import (
@@ -140,18 +143,33 @@ def push(repo: Repo, remote: str | None = None, branch: str | None = None, *, al
     if set_upstream and not any(u.source.startswith(HEADS) for u in updates):
         raise UsageError("-u makes a branch track the remote's, and this push sends no branch "
                          "(only tags): drop -u, or name the BRANCH")
-    # A first push creates the remote (after probing it). One this store has pushed to or
-    # fetched from before is never created again: missing, it is an unmounted disk or a
-    # moved bucket, and a new empty remote there would split the team's history.
-    seen = bool(repo.refs.list(f"{REMOTES}{name}/"))
+    tracked = repo.refs.list(f"{REMOTES}{name}/")
+    ahead = ThreadPoolExecutor(1, thread_name_prefix="dbvers-check-ahead")
     try:
-        rem = connect(info, create=not seen)
+        _check_ahead(repo, info.url, ahead, [u.new for u in updates], set(tracked.values()))
+        return _push(repo, name, _open_for_push(info, name, seen=bool(tracked)), updates, force_with_lease,
+                     set_upstream, progress)
+    finally:
+        ahead.shutdown(wait=False, cancel_futures=True)
+
+
+def _open_for_push(info: RemoteInfo, name: str, *, seen: bool) -> Remote:
+    """The remote, opened. A first push creates it (after probing it). One this store has
+    pushed to or fetched from before is never created again: missing, it is an unmounted disk
+    or a moved bucket, and a new empty remote there would split the team's history."""
+    try:
+        return connect(info, create=not seen)
     except RemoteNotFoundError as e:
         if not seen:
             raise
         raise RemoteNotFoundError(e.url, f"is gone: remote '{name}' had branches when you last fetched or "
                                          "pushed; check the path, the mount or the bucket (to start a new "
                                          f"remote there, 'dbvers remote remove {name}' and add it again)") from None
+
+
+def _push(repo: Repo, name: str, rem: Remote, updates: list[_Update], force_with_lease: bool, set_upstream: bool,
+          progress: Progress | None) -> SyncResult:
+    """``push`` once the remote is open: classify each update, send, move refs, follow locally."""
     with blame_remote(rem.url):
         branches, remote_tags = branches_and_tags(rem)
     there = {HEADS + b: oid for b, oid in branches.items()} | {TAGS + t: oid for t, oid in remote_tags.items()}
@@ -216,11 +234,7 @@ def _send(repo: Repo, rem: Remote, tips: list[str], haves: set[str], progress: P
     The order of the uploads doesn't matter: no remote ref points to them until the
     compare-and-swap after this returns.
     """
-    commits = graph.only_in(repo.get_commit, tips, haves)
-    # The commits just below the new ones are on the remote with all they need (a remote ref
-    # points only to a complete history): their schemas and keyframes are not sent again.
-    below = {p for c in commits for p in repo.get_commit(c).parents} - set(commits)
-    wanted = closure(repo, commits) - closure(repo, below)
+    wanted = _new_objects(repo, graph.only_in(repo.get_commit, tips, haves))
     sizes = {oid: repo.objects.stored_size(oid) for oid in wanted}
     lacking = _missing(rem, wanted, sizes)
 
@@ -232,6 +246,32 @@ def _send(repo: Repo, rem: Remote, tips: list[str], haves: set[str], progress: P
     sent, nbytes = copy_parallel(upload, lacking, progress=progress, label="pushing",
                                  nbytes=sum(sizes[o] for o in lacking), sizes=sizes)
     return len(sent), nbytes
+
+
+def _new_objects(repo: Repo, commits: list[str]) -> set[str]:
+    """*commits* and what they need that the commits just below them don't: those are on the
+    remote with all they need (a remote ref points only to a complete history), so their
+    schemas and keyframes are not sent again."""
+    below = {p for c in commits for p in repo.get_commit(c).parents} - set(commits)
+    return closure(repo, commits) - closure(repo, below)
+
+
+def _check_ahead(repo: Repo, url: str, pool: ThreadPoolExecutor, tips: list[str], haves: set[str]) -> None:
+    """Start verifying, in *pool*, the large objects a push to an S3 remote will most likely
+    send (what *tips* have beyond *haves*, the remote-tracking refs), while the push's first
+    requests wait on the network: their upload's check then finds it done (``filechecks``)."""
+    check = getattr(repo.objects, "check_ahead", None)
+    if check is None or not url.startswith("s3://"):
+        return
+
+    def run() -> None:
+        new = _new_objects(repo, graph.only_in(repo.get_commit, tips, haves))
+        for size, oid in sorted(((repo.objects.stored_size(o), o) for o in new), reverse=True):
+            if size <= S3_WHOLE:
+                return
+            with contextlib.suppress(DbversError):  # a damaged one is for its upload to report
+                check(oid)
+    pool.submit(run)
 
 
 def _move_refs(rem: Remote, name: str, moving: list[_Update], who: str) -> None:
@@ -297,8 +337,7 @@ def _pack_of(repo: Repo, tip: str, commits: list[str]) -> bytes | None:
     that the remote's commits below them don't (as ``_send`` chose them); None when empty."""
     if not commits:
         return None
-    below = {p for c in commits for p in repo.get_commit(c).parents} - set(commits)
-    needed = sorted(closure(repo, commits) - closure(repo, below) - set(commits))
+    needed = sorted(_new_objects(repo, commits) - set(commits))
     small = [o for o in [*commits, *needed] if repo.objects.stored_size(o) <= packs.OBJECT_MAX]
 
     def raw(oid: str) -> bytes:

@@ -40,7 +40,7 @@ from ..errors import (
 )
 from ..formats import is_id
 from ..objects import header, object_id
-from ..storage import codec
+from ..storage import codec, filechecks
 from .layout import (
     DEFAULT_HEAD,
     HEAD,
@@ -93,7 +93,10 @@ def _verify_same_file(oid: str, path: str, f: IO[bytes], body_to: BinaryIO | Non
     Read by pyarrow's own file reader, so the check runs outside the GIL beside boto3's
     threads (a Python-level reader would queue on the GIL for every block it reads).
     """
-    codec.verify(oid, lambda: codec.decoder_of_file(path), body_to)
+    if body_to is None:
+        filechecks.verify_file(oid, path)  # the check a push started early, when it did
+    else:
+        codec.verify(oid, lambda: codec.decoder_of_file(path), body_to)
     if not _same_file(path, f):  # replaced meanwhile (a repair): what was checked is not what is sent
         raise _Replaced(path)
 

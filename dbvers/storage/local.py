@@ -25,7 +25,7 @@ from ..errors import CorruptObjectError, DbversError, MissingObjectError, Storag
 from ..formats import is_id
 from ..fsutil import WriteBehind, fsync_path, publish, temp_path
 from ..objects import header, object_id
-from . import codec
+from . import codec, filechecks
 from .codec import CHUNK, HEX
 
 #: fsyncs at once in ``sync``: a file system commits the ones that wait together in one go.
@@ -257,6 +257,10 @@ class LocalObjectStore:
         for obj_type, _ in self._stream(oid):  # noqa: B007 - the last type is the answer
             pass
         return obj_type
+
+    def check_ahead(self, oid: str) -> None:
+        """Verify *oid* now for an upload soon (``filechecks``: the upload's check reuses it)."""
+        filechecks.verify_file(oid, str(self.path(oid)))
 
     def delete(self, oid: str) -> None:
         with contextlib.suppress(FileNotFoundError):
