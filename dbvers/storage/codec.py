@@ -146,53 +146,14 @@ class _CopyFailed(Exception):
         self.error = error
 
 
-class _HashBehind:
-    """SHA-256 of a body, and the copy *out* gets, done in a thread of their own while the
-    caller decodes the next piece: a clone's 80 MB snapshot is checked in the time of its zstd
-    decode, not of decode + hash + write one after the other. Holds at most two pieces queued."""
+class _HashHere:
+    """SHA-256 of a body, and the copy *out* gets of it, in the caller's thread."""
 
     def __init__(self, out: BinaryIO | None) -> None:
         self._h, self._out = hashlib.sha256(), out
-        self._error: BaseException | None = None
-        self._queue: queue.Queue[tuple[bytes, int] | None] = queue.Queue(maxsize=2)
-        self._thread = threading.Thread(target=self._run, name="dbvers-hash", daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        while (item := self._queue.get()) is not None:
-            if self._error is None:
-                self._h.update(item[0])
-                if self._out is not None:
-                    try:
-                        self._out.write(item[0][item[1]:])
-                    except BaseException as e:  # raised again in the caller's thread
-                        self._error = e
 
     def update(self, piece: bytes, header: int = 0) -> None:
         """Hash *piece*; copy it but for its first *header* bytes (the object's header)."""
-        if self._error is not None:
-            raise _CopyFailed(self._error)
-        self._queue.put((piece, header))
-
-    def hexdigest(self) -> str:
-        self.close()
-        if self._error is not None:
-            raise _CopyFailed(self._error)
-        return self._h.hexdigest()
-
-    def close(self) -> None:
-        if self._thread.is_alive():
-            self._queue.put(None)
-            self._thread.join()
-
-
-class _HashHere:
-    """The same as ``_HashBehind``, in the caller's thread (a small body: no thread to start)."""
-
-    def __init__(self, out: BinaryIO | None) -> None:
-        self._h, self._out = hashlib.sha256(), out
-
-    def update(self, piece: bytes, header: int = 0) -> None:
         self._h.update(piece)
         if self._out is not None:
             try:
@@ -205,6 +166,43 @@ class _HashHere:
 
     def close(self) -> None:
         pass
+
+
+class _HashBehind:
+    """``_HashHere``'s work done in a thread of its own while the caller decodes the next
+    piece: a clone's 80 MB snapshot is checked in the time of its zstd decode, not of decode +
+    hash + write one after the other. Holds at most two pieces queued."""
+
+    def __init__(self, out: BinaryIO | None) -> None:
+        self._here = _HashHere(out)
+        self._error: _CopyFailed | None = None
+        self._queue: queue.Queue[tuple[bytes, int] | None] = queue.Queue(maxsize=2)
+        self._thread = threading.Thread(target=self._run, name="dbvers-hash", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while (item := self._queue.get()) is not None:
+            if self._error is None:
+                try:
+                    self._here.update(*item)
+                except _CopyFailed as e:  # raised again in the caller's thread
+                    self._error = e
+
+    def update(self, piece: bytes, header: int = 0) -> None:
+        if self._error is not None:
+            raise self._error
+        self._queue.put((piece, header))
+
+    def hexdigest(self) -> str:
+        self.close()
+        if self._error is not None:
+            raise self._error
+        return self._here.hexdigest()
+
+    def close(self) -> None:
+        if self._thread.is_alive():
+            self._queue.put(None)
+            self._thread.join()
 
 
 def stream(oid: str, open_decoder: Opener, chunk: int = CHUNK, copy_to: BinaryIO | None = None
